@@ -1,0 +1,85 @@
+//! `aug::preview`: a PNG grid with one row per image: the original, then its two views.
+
+use std::path::Path;
+
+use burn::tensor::Device;
+
+use super::{ViewPair, batch};
+use crate::data::Dataset;
+use crate::data::loader::gather;
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+use crate::tensor::read_floats;
+
+/// Writes the grid for the first `n` images of `data` (2-pixel white gutters, ×`zoom`).
+pub fn write_preview(data: &Dataset, aug: &ViewPair, path: &Path, n: usize, seed: u64, device: &Device) -> Result<()> {
+    let n = n.min(data.len());
+    if n == 0 {
+        return Err(Error::Data("aug::preview needs at least one image".into()));
+    }
+    let [h, w, c] = data.shape();
+    if c != 3 {
+        return Err(Error::Data(format!("{}: preview needs RGB images, these have {c} channels", data.description())));
+    }
+    let idx: Vec<usize> = (0..n).map(|k| k * data.len() / n).collect();
+    let hb = gather(data, &idx);
+    let x = batch::to_device(&hb, device);
+    let mut rng = Rng::new(seed);
+    let mut columns = vec![read_floats(x.clone())];
+    for view in &aug.views {
+        let params = batch::sample_params(view, &mut rng, n, h, w);
+        columns.push(read_floats(batch::augment(x.clone(), &params)));
+    }
+    let zoom = if h < 64 { 3 } else { 1 };
+    let gutter = 2;
+    let (cell_w, cell_h) = (w * zoom + gutter, h * zoom + gutter);
+    let (img_w, img_h) = (cell_w * columns.len() + gutter, cell_h * n + gutter);
+    let mut rgb = vec![255u8; img_w * img_h * 3];
+    for (col, values) in columns.iter().enumerate() {
+        for item in 0..n {
+            for y in 0..h * zoom {
+                for xx in 0..w * zoom {
+                    let (sy, sx) = (y / zoom, xx / zoom);
+                    let (oy, ox) = (gutter + item * cell_h + y, gutter + col * cell_w + xx);
+                    for ch in 0..3 {
+                        let v = values[((item * 3 + ch) * h + sy) * w + sx];
+                        rgb[(oy * img_w + ox) * 3 + ch] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+                    }
+                }
+            }
+        }
+    }
+    write_png(path, &rgb, img_w, img_h)
+}
+
+pub fn write_png(path: &Path, rgb: &[u8], width: usize, height: usize) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::file(parent, e))?;
+    }
+    let file = std::fs::File::create(path).map_err(|e| Error::file(path, e))?;
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(|e| Error::file(path, e))?;
+    writer.write_image_data(rgb).map_err(|e| Error::file(path, e))?;
+    writer.finish().map_err(|e| Error::file(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::augment::preset;
+    use crate::data::synthetic::{SyntheticSpec, synthetic};
+
+    #[test]
+    fn writes_a_decodable_png_of_the_right_size() {
+        let d = synthetic(&SyntheticSpec { n: 4, seed: 0, size: 16, split: "train".into() }).unwrap();
+        let path = std::env::temp_dir().join(format!("adainf-preview-{}.png", std::process::id()));
+        write_preview(&d, &preset("symmetric").unwrap(), &path, 4, 0, &Device::flex()).unwrap();
+        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+        let reader = decoder.read_info().unwrap();
+        let info = reader.info();
+        assert_eq!((info.width, info.height), (3 * (16 * 3 + 2) + 2, 4 * (16 * 3 + 2) + 2));
+        std::fs::remove_file(path).unwrap();
+    }
+}

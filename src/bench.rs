@@ -1,0 +1,110 @@
+//! `adainf bench`: throughput of the SimCLR train step (images per second, two views per
+//! image, after warm-up) and of the `symmetric` augmentation pipeline (views per second), on
+//! synthetic data. Results are JSON lines so they can be collected by scripts.
+
+use std::time::Instant;
+
+use burn::tensor::Device;
+use serde::Serialize;
+
+use crate::augment::{batch, preset};
+use crate::data::loader::{Sampler, gather};
+use crate::data::synthetic::{SyntheticSpec, synthetic};
+use crate::error::Result;
+use crate::rng::Rng;
+use crate::tensor::read_floats;
+use crate::train::{PretrainConfig, Trainer};
+
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    pub width: usize,
+    pub batch: usize,
+    pub size: usize,
+    pub backbone: String,
+    pub warmup_steps: usize,
+    pub steps: usize,
+    pub device_name: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchLine {
+    pub bench: &'static str,
+    pub device: String,
+    pub backbone: String,
+    pub width: usize,
+    pub batch: usize,
+    pub size: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub views_per_s: Option<f64>,
+    pub seconds: f64,
+    pub iterations: usize,
+}
+
+/// SimCLR train-step throughput.
+pub fn train_step(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
+    let data = synthetic(&SyntheticSpec { n: cfg.batch * 2, seed: 0, size: cfg.size, split: "train".into() })?;
+    let tc = PretrainConfig { backbone: cfg.backbone.clone(), width: cfg.width, batch: cfg.batch, steps: cfg.warmup_steps + cfg.steps, warmup: 0, ..Default::default() };
+    tc.validate()?;
+    let mut trainer = Trainer::new(&tc, &preset("symmetric")?, 10, device)?;
+    let mut sampler = Sampler::new(data.len(), cfg.batch, 0)?;
+    let mut run = |steps: usize, offset: usize| {
+        let mut last = None;
+        for s in 0..steps {
+            last = Some(trainer.step(&gather(&data, &sampler.next_batch()), offset + s));
+        }
+        // One read at the end waits for the queued work.
+        last.map(read_floats);
+    };
+    run(cfg.warmup_steps, 0);
+    let t = Instant::now();
+    run(cfg.steps, cfg.warmup_steps);
+    let seconds = t.elapsed().as_secs_f64();
+    Ok(BenchLine {
+        bench: "simclr_train_step",
+        device: cfg.device_name.clone(),
+        backbone: cfg.backbone.clone(),
+        width: cfg.width,
+        batch: cfg.batch,
+        size: cfg.size,
+        images_per_s: Some((cfg.steps * cfg.batch) as f64 / seconds),
+        views_per_s: None,
+        seconds,
+        iterations: cfg.steps,
+    })
+}
+
+/// Augmentation throughput of the `symmetric` preset (u8 batch → normalised views).
+pub fn augmentation(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
+    let data = synthetic(&SyntheticSpec { n: cfg.batch, seed: 0, size: cfg.size, split: "train".into() })?;
+    let aug = preset("symmetric")?;
+    let idx: Vec<usize> = (0..cfg.batch).collect();
+    let mut rng = Rng::new(0);
+    let mut run = |iters: usize| {
+        for _ in 0..iters {
+            let hb = gather(&data, &idx);
+            let x = batch::to_device(&hb, device);
+            let params = batch::sample_params(&aug.views[0], &mut rng, cfg.batch, cfg.size, cfg.size);
+            let out = batch::augment_and_normalize(x, &params, &aug.views[0]);
+            read_floats(out.slice([0..1, 0..1, 0..1, 0..1]));
+        }
+    };
+    run(cfg.warmup_steps.max(1));
+    let iters = cfg.steps.max(1) * 4;
+    let t = Instant::now();
+    run(iters);
+    let seconds = t.elapsed().as_secs_f64();
+    Ok(BenchLine {
+        bench: "augment_symmetric",
+        device: cfg.device_name.clone(),
+        backbone: cfg.backbone.clone(),
+        width: cfg.width,
+        batch: cfg.batch,
+        size: cfg.size,
+        images_per_s: None,
+        views_per_s: Some((iters * cfg.batch) as f64 / seconds),
+        seconds,
+        iterations: iters,
+    })
+}

@@ -1,0 +1,1 @@
+//! Rhai host (in progress).

@@ -1,0 +1,20 @@
+//! adainf: contrastive learning with generated data ("data inflation", AdaInf), as a library.
+//! The core (data, augment, model, method, optim, train, eval, report) knows burn but not Rhai;
+//! `host` adapts it to Rhai scripts; `device` maps device names to burn devices.
+
+pub mod augment;
+pub mod bench;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod eval;
+pub mod host;
+pub mod method;
+pub mod model;
+pub mod optim;
+pub mod report;
+pub mod rng;
+pub mod tensor;
+pub mod train;
+
+pub use error::{Error, Result};

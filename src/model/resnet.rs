@@ -1,0 +1,149 @@
+//! ResNet with the CIFAR stem of the official code (torchvision `resnet18` with
+//! `conv1 = Conv2d(3, w, 3, stride 1, padding 2, bias=False)` and no max-pool), BasicBlocks,
+//! stages of widths w, 2w, 4w, 8w with strides 1, 2, 2, 2, global average pooling.
+//! `width = 64` and blocks `[2, 2, 2, 2]` is the standard ResNet-18 (512-d features).
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResNetConfig {
+    /// Channels of the first stage (64 = standard).
+    pub width: usize,
+    /// BasicBlocks per stage ([2, 2, 2, 2] = ResNet-18).
+    pub blocks: [usize; 4],
+}
+
+impl ResNetConfig {
+    /// `backbone` name → blocks: "resnet18" = [2,2,2,2]; "resnet10" = [1,1,1,1] (a CPU-sized
+    /// variant, not in the paper).
+    pub fn named(backbone: &str, width: usize) -> Result<Self> {
+        let blocks = match backbone {
+            "resnet18" => [2, 2, 2, 2],
+            "resnet10" => [1, 1, 1, 1],
+            other => {
+                return Err(Error::config("backbone", format!("unknown backbone \"{other}\"; use \"resnet18\" or \"resnet10\"")));
+            }
+        };
+        if width == 0 || width > 1024 {
+            return Err(Error::config("width", format!("must be between 1 and 1024, got {width}")));
+        }
+        Ok(ResNetConfig { width, blocks })
+    }
+
+    pub fn feature_dim(&self) -> usize {
+        8 * self.width
+    }
+
+    pub fn init(&self, device: &Device) -> ResNet {
+        let w = self.width;
+        let stem = conv(3, w, 3, 1, 2, device);
+        let mut stages = Vec::new();
+        let mut in_ch = w;
+        for (s, &n) in self.blocks.iter().enumerate() {
+            let out_ch = w << s;
+            for b in 0..n {
+                let stride = if s > 0 && b == 0 { 2 } else { 1 };
+                stages.push(BasicBlock::new(in_ch, out_ch, stride, device));
+                in_ch = out_ch;
+            }
+        }
+        ResNet { stem, stem_bn: BatchNormConfig::new(w).init(device), blocks: stages }
+    }
+}
+
+/// torchvision's ResNet init: Kaiming normal, fan-out, ReLU gain; no conv bias.
+fn conv(in_ch: usize, out_ch: usize, kernel: usize, stride: usize, pad: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([in_ch, out_ch], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_bias(false)
+        .with_initializer(Initializer::KaimingNormal { gain: 2f64.sqrt(), fan_out_only: true })
+        .init(device)
+}
+
+#[derive(Module, Debug)]
+pub struct Downsample {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct BasicBlock {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    downsample: Option<Downsample>,
+}
+
+impl BasicBlock {
+    fn new(in_ch: usize, out_ch: usize, stride: usize, device: &Device) -> Self {
+        let downsample = (stride != 1 || in_ch != out_ch)
+            .then(|| Downsample { conv: conv(in_ch, out_ch, 1, stride, 0, device), bn: BatchNormConfig::new(out_ch).init(device) });
+        BasicBlock {
+            conv1: conv(in_ch, out_ch, 3, stride, 1, device),
+            bn1: BatchNormConfig::new(out_ch).init(device),
+            conv2: conv(out_ch, out_ch, 3, 1, 1, device),
+            bn2: BatchNormConfig::new(out_ch).init(device),
+            downsample,
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let identity = match &self.downsample {
+            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            None => x.clone(),
+        };
+        let out = relu(self.bn1.forward(self.conv1.forward(x)));
+        let out = self.bn2.forward(self.conv2.forward(out));
+        relu(out + identity)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct ResNet {
+    stem: Conv2d,
+    stem_bn: BatchNorm,
+    blocks: Vec<BasicBlock>,
+}
+
+impl ResNet {
+    /// [B, 3, H, W] normalised images → [B, 8·width] features.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = relu(self.stem_bn.forward(self.stem.forward(x)));
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        let [b, c, h, w] = x.dims();
+        x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn resnet18_shapes_and_parameter_count() {
+        let device = Device::flex();
+        let cfg = ResNetConfig::named("resnet18", 64).unwrap();
+        let model = cfg.init(&device);
+        // torchvision resnet18 without fc has 11,176,512 parameters; the CIFAR stem's conv1 is
+        // 3×3 instead of 7×7, i.e. 64·3·(49 − 9) fewer. burn's count also includes the batch
+        // norms' running mean and variance: 2 × 4,800 channels.
+        assert_eq!(model.num_params(), 11_176_512 - 64 * 3 * 40 + 2 * 4_800);
+        let small = ResNetConfig::named("resnet18", 8).unwrap().init(&device);
+        let x: Tensor<4> = Tensor::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+        assert_eq!(small.forward(x).dims(), [2, 64]);
+        assert!(ResNetConfig::named("vgg", 8).is_err());
+        assert!(ResNetConfig::named("resnet18", 0).is_err());
+    }
+}

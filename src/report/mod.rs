@@ -1,0 +1,180 @@
+//! Result tables: rows are ordered maps of column → value; markdown tables (optionally grouped,
+//! with mean ± std over the other rows of a group) and CSV files.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// A cell value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    Text(String),
+    Number(f64),
+    Empty,
+}
+
+impl Cell {
+    fn render(&self) -> String {
+        match self {
+            Cell::Text(s) => s.clone(),
+            Cell::Number(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{}", *v as i64),
+            Cell::Number(v) => format!("{v:.4}"),
+            Cell::Empty => String::new(),
+        }
+    }
+}
+
+/// One row: column name → value, in insertion order.
+pub type Row = Vec<(String, Cell)>;
+
+fn get<'a>(row: &'a Row, key: &str) -> &'a Cell {
+    row.iter().find(|(k, _)| k == key).map_or(&Cell::Empty, |(_, v)| v)
+}
+
+/// Columns: the given ones, or the union of all row keys in first-seen order.
+pub fn columns_of(rows: &[Row], wanted: Option<&[String]>) -> Vec<String> {
+    if let Some(w) = wanted {
+        return w.to_vec();
+    }
+    let mut cols: Vec<String> = Vec::new();
+    for row in rows {
+        for (k, _) in row {
+            if !cols.contains(k) {
+                cols.push(k.clone());
+            }
+        }
+    }
+    cols
+}
+
+fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = if values.len() > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}
+
+/// A markdown table. With `group_by`, rows with equal values in those columns are merged:
+/// numeric columns show `mean ± std (n)` (sample std), text columns their common value.
+pub fn markdown(rows: &[Row], columns: &[String], group_by: &[String]) -> String {
+    let body: Vec<Vec<String>> = if group_by.is_empty() {
+        rows.iter().map(|r| columns.iter().map(|c| get(r, c).render()).collect()).collect()
+    } else {
+        let mut groups: Vec<(Vec<String>, Vec<&Row>)> = Vec::new();
+        for r in rows {
+            let key: Vec<String> = group_by.iter().map(|g| get(r, g).render()).collect();
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(r),
+                None => groups.push((key, vec![r])),
+            }
+        }
+        groups
+            .iter()
+            .map(|(_, members)| {
+                columns
+                    .iter()
+                    .map(|c| {
+                        let nums: Vec<f64> = members.iter().filter_map(|r| if let Cell::Number(v) = get(r, c) { Some(*v) } else { None }).collect();
+                        if group_by.contains(c) || nums.len() != members.len() || nums.is_empty() {
+                            get(members[0], c).render()
+                        } else if members.len() == 1 {
+                            Cell::Number(nums[0]).render()
+                        } else {
+                            let (m, s) = mean_std(&nums);
+                            format!("{m:.4} ± {s:.4} (n={})", nums.len())
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count().max(3)).collect();
+    for row in &body {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let padded: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = widths[i])).collect();
+        format!("| {} |", padded.join(" | "))
+    };
+    let mut out = line(columns);
+    out.push('\n');
+    out.push_str(&format!("|{}|", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("|")));
+    for row in &body {
+        out.push('\n');
+        out.push_str(&line(row));
+    }
+    out.push('\n');
+    out
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+/// CSV with a header row; one line per row.
+pub fn csv(rows: &[Row], columns: &[String]) -> String {
+    let mut out = columns.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",");
+    out.push('\n');
+    for r in rows {
+        let line: Vec<String> = columns
+            .iter()
+            .map(|c| match get(r, c) {
+                Cell::Number(v) => format!("{v}"),
+                other => csv_field(&other.render()),
+            })
+            .collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn save_csv(rows: &[Row], columns: &[String], path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::file(parent, e))?;
+    }
+    std::fs::write(path, csv(rows, columns)).map_err(|e| Error::file(path, e))
+}
+
+/// Number of distinct values per column (used to drop constant columns in summaries).
+pub fn distinct_counts(rows: &[Row], columns: &[String]) -> BTreeMap<String, usize> {
+    columns
+        .iter()
+        .map(|c| {
+            let mut seen: Vec<String> = rows.iter().map(|r| get(r, c).render()).collect();
+            seen.sort();
+            seen.dedup();
+            (c.clone(), seen.len())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(setting: &str, seed: f64, acc: f64) -> Row {
+        vec![("setting".into(), Cell::Text(setting.into())), ("seed".into(), Cell::Number(seed)), ("acc".into(), Cell::Number(acc))]
+    }
+
+    #[test]
+    fn markdown_plain_and_grouped() {
+        let rows = vec![row("none", 0.0, 0.5), row("none", 1.0, 0.7), row("adainf", 0.0, 0.9)];
+        let cols = columns_of(&rows, None);
+        let plain = markdown(&rows, &cols, &[]);
+        assert_eq!(plain.lines().count(), 5);
+        assert!(plain.lines().next().unwrap().starts_with("| setting | seed | acc"));
+        let grouped = markdown(&rows, &["setting".into(), "acc".into()], &["setting".into()]);
+        assert!(grouped.contains("0.6000 ± 0.1414 (n=2)"), "{grouped}");
+        assert!(grouped.contains("| adainf  | 0.9000"), "{grouped}");
+    }
+
+    #[test]
+    fn csv_quotes_and_keeps_numbers() {
+        let rows = vec![vec![("a".into(), Cell::Text("x,y".into())), ("b".into(), Cell::Number(0.25))]];
+        assert_eq!(csv(&rows, &["a".into(), "b".into(), "c".into()]), "a,b,c\n\"x,y\",0.25,\n");
+    }
+}

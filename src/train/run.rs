@@ -1,0 +1,190 @@
+//! Run folders and the run cache. A run's id is a hash of its resolved spec (config, data and
+//! probe fingerprints, augmentation); `runs/<id>/` holds `config.json`, `metrics.jsonl`,
+//! the weights (`backbone.bpk`, `projector.bpk`, `probe.bpk`) and, once finished,
+//! `result.json`. A folder with `result.json` is a finished run and is loaded instead of
+//! trained again.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::PretrainConfig;
+use crate::augment::ViewPair;
+use crate::data::{Dataset, hash_hex};
+use crate::error::{Error, Result};
+
+/// Bump when training semantics change, so old cached runs are not reused.
+const FORMAT: u32 = 1;
+
+/// What a dataset contributes to a run's identity and record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataRef {
+    pub fingerprint: String,
+    pub description: String,
+    pub len: usize,
+    pub attributes: Vec<(String, String)>,
+}
+
+impl DataRef {
+    pub fn of(d: &Dataset) -> Self {
+        DataRef { fingerprint: d.fingerprint().into(), description: d.description().into(), len: d.len(), attributes: d.attributes().to_vec() }
+    }
+}
+
+/// Everything that determines a run's result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub format: u32,
+    pub config: PretrainConfig,
+    pub data: DataRef,
+    pub aug: ViewPair,
+    pub probe: Option<DataRef>,
+}
+
+impl RunSpec {
+    pub fn new(config: PretrainConfig, data: &Dataset, aug: ViewPair, probe: Option<&Dataset>) -> Self {
+        RunSpec { format: FORMAT, config, data: DataRef::of(data), aug, probe: probe.map(DataRef::of) }
+    }
+    pub fn id(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        hash_hex(&[&json])
+    }
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricRow {
+    pub step: usize,
+    pub loss: f64,
+    pub lr: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub probe_acc: Option<f64>,
+    pub images_per_s: f64,
+}
+
+/// `result.json`: the summary of a finished run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub id: String,
+    /// Final online-probe top-1 on the probe set (None without a probe set).
+    pub accuracy: Option<f64>,
+    pub final_loss: f64,
+    pub steps: usize,
+    pub train_seconds: f64,
+    pub images_per_s: f64,
+}
+
+/// A finished run as the rest of the program sees it.
+#[derive(Clone, Debug)]
+pub struct FinishedRun {
+    pub spec: RunSpec,
+    pub result: RunResult,
+    pub metrics: Vec<MetricRow>,
+    pub dir: PathBuf,
+    /// Loaded from the cache rather than trained now.
+    pub cached: bool,
+}
+
+pub fn run_dir(runs_dir: &Path, id: &str) -> PathBuf {
+    runs_dir.join(id)
+}
+
+/// Writes `contents` to `path` atomically (temporary file, then rename).
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, contents).map_err(|e| Error::file(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::file(path, e))?;
+    write_atomic(path, text.as_bytes())
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::file(path, format!("is not a valid run file ({e}); delete the run folder to retrain")))
+}
+
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::file(path, e)),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| Error::file(path, format!("bad metrics line ({e})"))))
+        .collect()
+}
+
+/// Loads a finished run from its folder, or `None` if it has not finished.
+pub fn load_finished(dir: &Path) -> Result<Option<FinishedRun>> {
+    let result_path = dir.join("result.json");
+    if !result_path.exists() {
+        return Ok(None);
+    }
+    let spec: RunSpec = read_json(&dir.join("config.json"))?;
+    let result: RunResult = read_json(&result_path)?;
+    let metrics = read_metrics(&dir.join("metrics.jsonl"))?;
+    Ok(Some(FinishedRun { spec, result, metrics, dir: dir.to_path_buf(), cached: true }))
+}
+
+/// Appends metric rows to `metrics.jsonl` as training goes.
+pub struct MetricsLog {
+    file: fs::File,
+    path: PathBuf,
+}
+
+impl MetricsLog {
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = fs::File::create(path).map_err(|e| Error::file(path, e))?;
+        Ok(MetricsLog { file, path: path.to_path_buf() })
+    }
+    pub fn append(&mut self, row: &MetricRow) -> Result<()> {
+        let line = serde_json::to_string(row).map_err(|e| Error::file(&self.path, e))?;
+        writeln!(self.file, "{line}").map_err(|e| Error::file(&self.path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::augment::preset;
+    use crate::data::{Dataset, tiny_store};
+
+    #[test]
+    fn id_depends_on_config_data_and_aug() {
+        let d = Dataset::from_store(tiny_store(4, 2, 0));
+        let d2 = Dataset::from_store(tiny_store(4, 2, 1));
+        let a = preset("symmetric").unwrap();
+        let base = RunSpec::new(PretrainConfig::default(), &d, a.clone(), None);
+        assert_eq!(base.id(), RunSpec::new(PretrainConfig::default(), &d, a.clone(), None).id());
+        let other_seed = RunSpec::new(PretrainConfig { seed: 1, ..Default::default() }, &d, a.clone(), None);
+        assert_ne!(base.id(), other_seed.id());
+        assert_ne!(base.id(), RunSpec::new(PretrainConfig::default(), &d2, a.clone(), None).id());
+        assert_ne!(base.id(), RunSpec::new(PretrainConfig::default(), &d, preset("symmetric_adainf").unwrap(), None).id());
+    }
+
+    #[test]
+    fn files_round_trip_and_unfinished_runs_are_not_loaded() {
+        let dir = std::env::temp_dir().join(format!("adainf-run-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let d = Dataset::from_store(tiny_store(4, 2, 0));
+        let spec = RunSpec::new(PretrainConfig::default(), &d, preset("symmetric").unwrap(), None);
+        write_json(&dir.join("config.json"), &spec).unwrap();
+        let mut log = MetricsLog::create(&dir.join("metrics.jsonl")).unwrap();
+        let row = MetricRow { step: 1, loss: 2.0, lr: 0.1, probe_acc: None, images_per_s: 3.0 };
+        log.append(&row).unwrap();
+        assert!(load_finished(&dir).unwrap().is_none());
+        let result = RunResult { id: spec.id(), accuracy: Some(0.5), final_loss: 2.0, steps: 1, train_seconds: 1.0, images_per_s: 3.0 };
+        write_json(&dir.join("result.json"), &result).unwrap();
+        let run = load_finished(&dir).unwrap().unwrap();
+        assert_eq!((run.spec, run.result, run.metrics), (spec, result, vec![row]));
+        fs::write(dir.join("result.json"), "{oops").unwrap();
+        assert!(load_finished(&dir).unwrap_err().to_string().contains("result.json"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
