@@ -44,8 +44,20 @@ pub struct BenchLine {
 
 /// SimCLR train-step throughput.
 pub fn train_step(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
-    let data = synthetic(&SyntheticSpec { n: cfg.batch * 2, seed: 0, size: cfg.size, split: "train".into() })?;
-    let tc = PretrainConfig { backbone: cfg.backbone.clone(), width: cfg.width, batch: cfg.batch, steps: cfg.warmup_steps + cfg.steps, warmup: 0, ..Default::default() };
+    let data = synthetic(&SyntheticSpec {
+        n: cfg.batch * 2,
+        seed: 0,
+        size: cfg.size,
+        split: "train".into(),
+    })?;
+    let tc = PretrainConfig {
+        backbone: cfg.backbone.clone(),
+        width: cfg.width,
+        batch: cfg.batch,
+        steps: cfg.warmup_steps + cfg.steps,
+        warmup: 0,
+        ..Default::default()
+    };
     tc.validate()?;
     let mut trainer = Trainer::new(&tc, &preset("symmetric")?, 10, device)?;
     let mut sampler = Sampler::new(data.len(), cfg.batch, 0)?;
@@ -77,7 +89,12 @@ pub fn train_step(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
 
 /// Augmentation throughput of the `symmetric` preset (u8 batch → normalised views).
 pub fn augmentation(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
-    let data = synthetic(&SyntheticSpec { n: cfg.batch, seed: 0, size: cfg.size, split: "train".into() })?;
+    let data = synthetic(&SyntheticSpec {
+        n: cfg.batch,
+        seed: 0,
+        size: cfg.size,
+        split: "train".into(),
+    })?;
     let aug = preset("symmetric")?;
     let idx: Vec<usize> = (0..cfg.batch).collect();
     let mut rng = Rng::new(0);
@@ -85,7 +102,8 @@ pub fn augmentation(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
         for _ in 0..iters {
             let hb = gather(&data, &idx);
             let x = batch::to_device(&hb, device);
-            let params = batch::sample_params(&aug.views[0], &mut rng, cfg.batch, cfg.size, cfg.size);
+            let params =
+                batch::sample_params(&aug.views[0], &mut rng, cfg.batch, cfg.size, cfg.size);
             let out = batch::augment_and_normalize(x, &params, &aug.views[0]);
             read_floats(out.slice([0..1, 0..1, 0..1, 0..1]));
         }

@@ -27,10 +27,16 @@ pub enum Error {
 
 impl Error {
     pub fn config(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Config { key: key.into(), reason: reason.into() }
+        Error::Config {
+            key: key.into(),
+            reason: reason.into(),
+        }
     }
     pub fn file(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
-        Error::File { path: path.into(), reason: reason.to_string() }
+        Error::File {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod augment;
 pub mod bench;
+pub mod cli;
 pub mod data;
 pub mod device;
 pub mod error;

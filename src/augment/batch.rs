@@ -28,13 +28,24 @@ const GRAY: [f32; 3] = [0.299, 0.587, 0.114];
 /// Uploads a u8 NHWC batch and returns it as float NCHW in [0, 1].
 pub fn to_device(batch: &HostBatch, device: &Device) -> Tensor<4> {
     let [h, w, c] = batch.shape;
-    let x: Tensor<4> = Tensor::from_data(TensorData::new(batch.pixels.clone(), [batch.len(), h, w, c]), device);
+    let x: Tensor<4> = Tensor::from_data(
+        TensorData::new(batch.pixels.clone(), [batch.len(), h, w, c]),
+        device,
+    );
     x.permute([0, 3, 1, 2]).div_scalar(255.0)
 }
 
 /// Draws one view's parameters for `n` images of size h×w.
-pub fn sample_params(spec: &AugSpec, rng: &mut Rng, n: usize, h: usize, w: usize) -> Vec<ViewParams> {
-    (0..n).map(|_| ViewParams::sample(spec, rng, h, w)).collect()
+pub fn sample_params(
+    spec: &AugSpec,
+    rng: &mut Rng,
+    n: usize,
+    h: usize,
+    w: usize,
+) -> Vec<ViewParams> {
+    (0..n)
+        .map(|_| ViewParams::sample(spec, rng, h, w))
+        .collect()
 }
 
 /// Crop, jitter, grayscale, blur and solarize (everything but normalisation); values stay in
@@ -82,8 +93,20 @@ fn crop_and_flip(x: Tensor<4>, params: &[ViewParams]) -> Tensor<4> {
         y_hi.push(((2.0 * (y0 + ch) - 1.0) / hf - 1.0) as f32);
     }
     // Output pixel centres in [-1, 1] (align_corners = false).
-    let u = floats((0..w).map(|j| ((2 * j + 1) as f64 / wf - 1.0) as f32).collect(), [1, 1, w], &device);
-    let v = floats((0..h).map(|i| ((2 * i + 1) as f64 / hf - 1.0) as f32).collect(), [1, h, 1], &device);
+    let u = floats(
+        (0..w)
+            .map(|j| ((2 * j + 1) as f64 / wf - 1.0) as f32)
+            .collect(),
+        [1, 1, w],
+        &device,
+    );
+    let v = floats(
+        (0..h)
+            .map(|i| ((2 * i + 1) as f64 / hf - 1.0) as f32)
+            .collect(),
+        [1, h, 1],
+        &device,
+    );
     let col = |vals: Vec<f32>| floats(vals, [b, 1, 1], &device);
     let gx = (col(sx).expand([b, 1, w]) * u.expand([b, 1, w]) + col(tx).expand([b, 1, w]))
         .max_pair(col(x_lo).expand([b, 1, w]))
@@ -117,8 +140,16 @@ fn saturation_matrix(s: f32) -> Mat3 {
 /// Rotation of the chroma plane of YIQ by `hue` turns.
 fn hue_matrix(hue: f64) -> Mat3 {
     let (sin, cos) = (std::f64::consts::TAU * hue).sin_cos();
-    let to_yiq = [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]];
-    let to_rgb = [[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.106, 1.703]];
+    let to_yiq = [
+        [0.299, 0.587, 0.114],
+        [0.596, -0.274, -0.322],
+        [0.211, -0.523, 0.312],
+    ];
+    let to_rgb = [
+        [1.0, 0.956, 0.621],
+        [1.0, -0.272, -0.647],
+        [1.0, -1.106, 1.703],
+    ];
     let rot = [[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]];
     let mul = |a: [[f64; 3]; 3], b: [[f64; 3]; 3]| {
         let mut m = [[0.0; 3]; 3];
@@ -137,13 +168,22 @@ fn hue_matrix(hue: f64) -> Mat3 {
 fn apply_color_matrices(x: Tensor<4>, mats: &[Mat3], contrast: Option<&[f32]>) -> Tensor<4> {
     let [b, c, h, w] = x.dims();
     let device = x.device();
-    let flat: Vec<f32> = mats.iter().flat_map(|m| m.iter().flatten().copied()).collect();
+    let flat: Vec<f32> = mats
+        .iter()
+        .flat_map(|m| m.iter().flatten().copied())
+        .collect();
     let m = floats(flat, [b, 3, 3], &device);
     let mut y = m.matmul(x.clone().reshape([b, c, h * w]));
     if let Some(factors) = contrast {
         let gray = floats(GRAY.to_vec(), [1, 3, 1], &device);
-        let mean = (x.reshape([b, c, h * w]) * gray.expand([b, 3, h * w])).sum_dim(1).mean_dim(2); // [b,1,1]
-        let k = floats(factors.iter().map(|f| 1.0 - f).collect(), [b, 1, 1], &device);
+        let mean = (x.reshape([b, c, h * w]) * gray.expand([b, 3, h * w]))
+            .sum_dim(1)
+            .mean_dim(2); // [b,1,1]
+        let k = floats(
+            factors.iter().map(|f| 1.0 - f).collect(),
+            [b, 1, 1],
+            &device,
+        );
         y = y + (k * mean).expand([b, 3, h * w]);
     }
     y.clamp(0.0, 1.0).reshape([b, c, h, w])
@@ -184,7 +224,10 @@ fn grayscale(x: Tensor<4>, params: &[ViewParams]) -> Tensor<4> {
         return x;
     }
     let to_gray = [GRAY, GRAY, GRAY];
-    let mats: Vec<Mat3> = params.iter().map(|p| if p.gray { to_gray } else { IDENTITY }).collect();
+    let mats: Vec<Mat3> = params
+        .iter()
+        .map(|p| if p.gray { to_gray } else { IDENTITY })
+        .collect();
     apply_color_matrices(x, &mats, None)
 }
 
@@ -201,11 +244,15 @@ fn blur(x: Tensor<4>, params: &[ViewParams]) -> Tensor<4> {
     for p in params {
         let kernel: Vec<f32> = if p.blur_sigma > 0.0 {
             let s2 = 2.0 * p.blur_sigma * p.blur_sigma;
-            let raw: Vec<f64> = (0..k).map(|i| (-((i as f64 - radius as f64).powi(2)) / s2).exp()).collect();
+            let raw: Vec<f64> = (0..k)
+                .map(|i| (-((i as f64 - radius as f64).powi(2)) / s2).exp())
+                .collect();
             let total: f64 = raw.iter().sum();
             raw.iter().map(|v| (v / total) as f32).collect()
         } else {
-            (0..k).map(|i| if i == radius { 1.0 } else { 0.0 }).collect()
+            (0..k)
+                .map(|i| if i == radius { 1.0 } else { 0.0 })
+                .collect()
         };
         for _ in 0..c {
             weights.extend_from_slice(&kernel);
@@ -213,15 +260,30 @@ fn blur(x: Tensor<4>, params: &[ViewParams]) -> Tensor<4> {
     }
     // Edge replication: index maps for the padded rows and columns.
     let clamp_index = |n: usize| -> Tensor<1, Int> {
-        let idx: Vec<i64> = (0..n + 2 * radius).map(|i| (i as i64 - radius as i64).clamp(0, n as i64 - 1)).collect();
+        let idx: Vec<i64> = (0..n + 2 * radius)
+            .map(|i| (i as i64 - radius as i64).clamp(0, n as i64 - 1))
+            .collect();
         Tensor::from_data(TensorData::new(idx, [n + 2 * radius]), &device)
     };
-    let x = x.reshape([1, b * c, h, w]).select(2, clamp_index(h)).select(3, clamp_index(w));
+    let x = x
+        .reshape([1, b * c, h, w])
+        .select(2, clamp_index(h))
+        .select(3, clamp_index(w));
     let groups = b * c;
     let vertical = floats(weights.clone(), [groups, 1, k, 1], &device);
     let horizontal = floats(weights, [groups, 1, 1, k], &device);
-    let x = conv2d(x, vertical, None, ConvOptions::new([1, 1], [0, 0], [1, 1], groups));
-    let x = conv2d(x, horizontal, None, ConvOptions::new([1, 1], [0, 0], [1, 1], groups));
+    let x = conv2d(
+        x,
+        vertical,
+        None,
+        ConvOptions::new([1, 1], [0, 0], [1, 1], groups),
+    );
+    let x = conv2d(
+        x,
+        horizontal,
+        None,
+        ConvOptions::new([1, 1], [0, 0], [1, 1], groups),
+    );
     x.reshape([b, c, h, w])
 }
 
@@ -231,7 +293,14 @@ fn solarize(x: Tensor<4>, params: &[ViewParams]) -> Tensor<4> {
     }
     let [b, c, h, w] = x.dims();
     let device = x.device();
-    let on = floats(params.iter().map(|p| if p.solarize { 1.0 } else { 0.0 }).collect(), [b, 1, 1, 1], &device);
+    let on = floats(
+        params
+            .iter()
+            .map(|p| if p.solarize { 1.0 } else { 0.0 })
+            .collect(),
+        [b, 1, 1, 1],
+        &device,
+    );
     let bright = x.clone().greater_equal_elem(128.0 / 255.0);
     let inverted = x.clone().neg().add_scalar(1.0);
     let solar = x.clone().mask_where(bright, inverted);
@@ -246,7 +315,11 @@ mod tests {
     fn batch(n: usize, seed: u64) -> HostBatch {
         let mut rng = Rng::new(seed);
         let pixels = (0..n * 8 * 8 * 3).map(|_| rng.below(256) as u8).collect();
-        HostBatch { pixels, labels: vec![0; n], shape: [8, 8, 3] }
+        HostBatch {
+            pixels,
+            labels: vec![0; n],
+            shape: [8, 8, 3],
+        }
     }
 
     fn values(x: Tensor<4>) -> Vec<f32> {
@@ -276,7 +349,10 @@ mod tests {
     fn flip_mirrors_each_row() {
         let device = Device::flex();
         let x = to_device(&batch(2, 3), &device);
-        let spec = AugSpec { flip_prob: 1.0, ..AugSpec::identity() };
+        let spec = AugSpec {
+            flip_prob: 1.0,
+            ..AugSpec::identity()
+        };
         let out = values(augment(x.clone(), &params(&spec, 2, 4)));
         let inp = values(x);
         for row in 0..(2 * 3 * 8) {
@@ -291,12 +367,18 @@ mod tests {
     fn grayscale_gives_equal_channels() {
         let device = Device::flex();
         let x = to_device(&batch(2, 5), &device);
-        let spec = AugSpec { gray_prob: 1.0, ..AugSpec::identity() };
+        let spec = AugSpec {
+            gray_prob: 1.0,
+            ..AugSpec::identity()
+        };
         let out = values(augment(x, &params(&spec, 2, 6)));
         for img in 0..2 {
             for p in 0..64 {
                 let r = out[img * 192 + p];
-                assert!((r - out[img * 192 + 64 + p]).abs() < 1e-5 && (r - out[img * 192 + 128 + p]).abs() < 1e-5);
+                assert!(
+                    (r - out[img * 192 + 64 + p]).abs() < 1e-5
+                        && (r - out[img * 192 + 128 + p]).abs() < 1e-5
+                );
             }
         }
     }
@@ -314,7 +396,11 @@ mod tests {
                 }
             }
         }
-        let hb = HostBatch { pixels, labels: vec![0], shape: [8, 8, 3] };
+        let hb = HostBatch {
+            pixels,
+            labels: vec![0],
+            shape: [8, 8, 3],
+        };
         let mut p = params(&AugSpec::identity(), 1, 0);
         p[0].crop = [4.0, 2.0, 4.0, 5.0];
         let out = values(augment(to_device(&hb, &device), &p));
@@ -325,25 +411,50 @@ mod tests {
     fn jitter_blur_solarize_keep_range_and_change_pixels() {
         let device = Device::flex();
         let x = to_device(&batch(4, 7), &device);
-        let spec = AugSpec { jitter_prob: 1.0, blur_prob: 1.0, solarize_prob: 1.0, ..AugSpec::identity() };
-        let spec = AugSpec { jitter: [0.8, 0.8, 0.8, 0.2], ..spec };
+        let spec = AugSpec {
+            jitter_prob: 1.0,
+            blur_prob: 1.0,
+            solarize_prob: 1.0,
+            ..AugSpec::identity()
+        };
+        let spec = AugSpec {
+            jitter: [0.8, 0.8, 0.8, 0.2],
+            ..spec
+        };
         let out = values(augment(x.clone(), &params(&spec, 4, 8)));
         let inp = values(x);
         assert!(out.iter().all(|v| (-1e-5..=1.0 + 1e-5).contains(v)));
-        let changed = out.iter().zip(&inp).filter(|(a, b)| (*a - *b).abs() > 1e-3).count();
+        let changed = out
+            .iter()
+            .zip(&inp)
+            .filter(|(a, b)| (*a - *b).abs() > 1e-3)
+            .count();
         assert!(changed > out.len() / 2);
     }
 
     #[test]
     fn solarize_inverts_bright_pixels_only() {
         let device = Device::flex();
-        let hb = HostBatch { pixels: vec![10, 200, 128, 127, 0, 255, 64, 192, 5, 250, 100, 130], labels: vec![0], shape: [2, 2, 3] };
-        let mut p = vec![ViewParams::sample(&AugSpec::identity(), &mut Rng::new(0), 2, 2)];
+        let hb = HostBatch {
+            pixels: vec![10, 200, 128, 127, 0, 255, 64, 192, 5, 250, 100, 130],
+            labels: vec![0],
+            shape: [2, 2, 3],
+        };
+        let mut p = vec![ViewParams::sample(
+            &AugSpec::identity(),
+            &mut Rng::new(0),
+            2,
+            2,
+        )];
         p[0].solarize = true;
         let out = values(augment(to_device(&hb, &device), &p));
         let inp = values(to_device(&hb, &device));
         for (o, i) in out.iter().zip(&inp) {
-            let expect = if *i >= 128.0 / 255.0 - 1e-6 { 1.0 - i } else { *i };
+            let expect = if *i >= 128.0 / 255.0 - 1e-6 {
+                1.0 - i
+            } else {
+                *i
+            };
             assert!((o - expect).abs() < 1e-5);
         }
     }

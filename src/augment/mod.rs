@@ -72,7 +72,14 @@ impl AugSpec {
     /// Checks every value's range, naming the offending key.
     pub fn validate(&self) -> Result<()> {
         let prob = |key: &str, v: f64| {
-            if (0.0..=1.0).contains(&v) { Ok(()) } else { Err(Error::config(key, format!("is a probability, must be in [0, 1], got {v}"))) }
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::config(
+                    key,
+                    format!("is a probability, must be in [0, 1], got {v}"),
+                ))
+            }
         };
         prob("flip_prob", self.flip_prob)?;
         prob("jitter_prob", self.jitter_prob)?;
@@ -82,11 +89,20 @@ impl AugSpec {
         if !(self.crop_min > 0.0 && self.crop_min <= self.crop_max && self.crop_max <= 1.0) {
             return Err(Error::config(
                 "crop_min",
-                format!("need 0 < crop_min <= crop_max <= 1, got crop_min {} and crop_max {}", self.crop_min, self.crop_max),
+                format!(
+                    "need 0 < crop_min <= crop_max <= 1, got crop_min {} and crop_max {}",
+                    self.crop_min, self.crop_max
+                ),
             ));
         }
         if self.jitter.iter().any(|j| *j < 0.0) || self.jitter[3] > 0.5 {
-            return Err(Error::config("jitter", format!("strengths must be >= 0 and hue <= 0.5, got {:?}", self.jitter)));
+            return Err(Error::config(
+                "jitter",
+                format!(
+                    "strengths must be >= 0 and hue <= 0.5, got {:?}",
+                    self.jitter
+                ),
+            ));
         }
         if self.std.iter().any(|s| *s <= 0.0) {
             return Err(Error::config("std", "normalisation std must be positive"));
@@ -99,7 +115,10 @@ impl AugSpec {
     /// s = 0 disables cropping and jitter, s > 1 crops harder.
     pub fn with_strength(&self, s: f64) -> Result<AugSpec> {
         if !(0.0..=10.0).contains(&s) {
-            return Err(Error::config("strength", format!("must be in [0, 10], got {s}")));
+            return Err(Error::config(
+                "strength",
+                format!("must be in [0, 10], got {s}"),
+            ));
         }
         let mut out = self.clone();
         out.jitter = self.jitter.map(|j| j * s);
@@ -118,29 +137,73 @@ pub struct ViewPair {
 
 impl ViewPair {
     pub fn symmetric(name: &str, spec: AugSpec) -> Self {
-        ViewPair { name: name.to_string(), views: [spec.clone(), spec] }
+        ViewPair {
+            name: name.to_string(),
+            views: [spec.clone(), spec],
+        }
     }
     pub fn is_symmetric(&self) -> bool {
         self.views[0] == self.views[1]
     }
 }
 
-pub const PRESETS: [&str; 5] = ["symmetric", "symmetric_adainf", "symmetric_weak", "asymmetric", "asymmetric_adainf"];
+pub const PRESETS: [&str; 5] = [
+    "symmetric",
+    "symmetric_adainf",
+    "symmetric_weak",
+    "asymmetric",
+    "asymmetric_adainf",
+];
 
 /// The official augmentation files (reference §2.3).
 pub fn preset(name: &str) -> Result<ViewPair> {
     let sym = AugSpec::default();
-    let asym = AugSpec { jitter: [0.4, 0.4, 0.2, 0.1], blur_prob: 0.0, ..AugSpec::default() };
-    let asym2 = AugSpec { solarize_prob: 0.2, ..asym.clone() };
-    let adainf = |s: &AugSpec| AugSpec { crop_min: 0.2, jitter_prob: 0.4, ..s.clone() };
+    let asym = AugSpec {
+        jitter: [0.4, 0.4, 0.2, 0.1],
+        blur_prob: 0.0,
+        ..AugSpec::default()
+    };
+    let asym2 = AugSpec {
+        solarize_prob: 0.2,
+        ..asym.clone()
+    };
+    let adainf = |s: &AugSpec| AugSpec {
+        crop_min: 0.2,
+        jitter_prob: 0.4,
+        ..s.clone()
+    };
     Ok(match name {
         "symmetric" => ViewPair::symmetric(name, sym),
-        "symmetric_adainf" => ViewPair::symmetric(name, AugSpec { jitter: [0.4, 0.4, 0.4, 0.1], ..adainf(&sym) }),
-        "symmetric_weak" => ViewPair::symmetric(name, AugSpec { jitter: [0.4, 0.4, 0.4, 0.1], ..sym }),
-        "asymmetric" => ViewPair { name: name.into(), views: [asym, asym2] },
-        "asymmetric_adainf" => ViewPair { name: name.into(), views: [adainf(&asym), adainf(&asym2)] },
+        "symmetric_adainf" => ViewPair::symmetric(
+            name,
+            AugSpec {
+                jitter: [0.4, 0.4, 0.4, 0.1],
+                ..adainf(&sym)
+            },
+        ),
+        "symmetric_weak" => ViewPair::symmetric(
+            name,
+            AugSpec {
+                jitter: [0.4, 0.4, 0.4, 0.1],
+                ..sym
+            },
+        ),
+        "asymmetric" => ViewPair {
+            name: name.into(),
+            views: [asym, asym2],
+        },
+        "asymmetric_adainf" => ViewPair {
+            name: name.into(),
+            views: [adainf(&asym), adainf(&asym2)],
+        },
         other => {
-            return Err(Error::config("preset", format!("unknown preset \"{other}\"; known presets: {}", PRESETS.join(", "))));
+            return Err(Error::config(
+                "preset",
+                format!(
+                    "unknown preset \"{other}\"; known presets: {}",
+                    PRESETS.join(", ")
+                ),
+            ));
         }
     })
 }
@@ -202,16 +265,37 @@ impl ViewParams {
         let jitter = rng.bernoulli(spec.jitter_prob).then(|| {
             let [b, c, s, hue] = spec.jitter;
             let factor = |rng: &mut Rng, x: f64| rng.range((1.0 - x).max(0.0), 1.0 + x);
-            let mut ops = [JitterOp::Brightness, JitterOp::Contrast, JitterOp::Saturation, JitterOp::Hue];
+            let mut ops = [
+                JitterOp::Brightness,
+                JitterOp::Contrast,
+                JitterOp::Saturation,
+                JitterOp::Hue,
+            ];
             rng.shuffle(&mut ops);
-            let values = [factor(rng, b), factor(rng, c), factor(rng, s), rng.range(-hue, hue)];
+            let values = [
+                factor(rng, b),
+                factor(rng, c),
+                factor(rng, s),
+                rng.range(-hue, hue),
+            ];
             ops.map(|op| (op, values[op as usize]))
         });
         let gray = rng.bernoulli(spec.gray_prob);
-        let blur_sigma = if rng.bernoulli(spec.blur_prob) { rng.range(0.1, 2.0) } else { 0.0 };
+        let blur_sigma = if rng.bernoulli(spec.blur_prob) {
+            rng.range(0.1, 2.0)
+        } else {
+            0.0
+        };
         let solarize = rng.bernoulli(spec.solarize_prob);
         let flip = rng.bernoulli(spec.flip_prob);
-        ViewParams { crop, flip, jitter, gray, blur_sigma, solarize }
+        ViewParams {
+            crop,
+            flip,
+            jitter,
+            gray,
+            blur_sigma,
+            solarize,
+        }
     }
 }
 
@@ -223,16 +307,56 @@ mod tests {
     fn presets_match_the_official_files() {
         let s = preset("symmetric").unwrap();
         assert!(s.is_symmetric());
-        assert_eq!((s.views[0].crop_min, s.views[0].jitter_prob, s.views[0].jitter), (0.08, 0.8, [0.8, 0.8, 0.8, 0.2]));
+        assert_eq!(
+            (
+                s.views[0].crop_min,
+                s.views[0].jitter_prob,
+                s.views[0].jitter
+            ),
+            (0.08, 0.8, [0.8, 0.8, 0.8, 0.2])
+        );
         let a = preset("symmetric_adainf").unwrap();
-        assert_eq!((a.views[0].crop_min, a.views[0].jitter_prob, a.views[0].jitter), (0.2, 0.4, [0.4, 0.4, 0.4, 0.1]));
-        assert_eq!((a.views[0].gray_prob, a.views[0].blur_prob, a.views[0].flip_prob), (0.2, 0.5, 0.5));
+        assert_eq!(
+            (
+                a.views[0].crop_min,
+                a.views[0].jitter_prob,
+                a.views[0].jitter
+            ),
+            (0.2, 0.4, [0.4, 0.4, 0.4, 0.1])
+        );
+        assert_eq!(
+            (
+                a.views[0].gray_prob,
+                a.views[0].blur_prob,
+                a.views[0].flip_prob
+            ),
+            (0.2, 0.5, 0.5)
+        );
         let b = preset("asymmetric").unwrap();
         assert!(!b.is_symmetric());
-        assert_eq!((b.views[0].solarize_prob, b.views[1].solarize_prob, b.views[0].blur_prob), (0.0, 0.2, 0.0));
+        assert_eq!(
+            (
+                b.views[0].solarize_prob,
+                b.views[1].solarize_prob,
+                b.views[0].blur_prob
+            ),
+            (0.0, 0.2, 0.0)
+        );
         let c = preset("asymmetric_adainf").unwrap();
-        assert_eq!((c.views[1].crop_min, c.views[1].jitter_prob, c.views[1].jitter), (0.2, 0.4, [0.4, 0.4, 0.2, 0.1]));
-        assert!(preset("strong").unwrap_err().to_string().contains("symmetric_adainf"));
+        assert_eq!(
+            (
+                c.views[1].crop_min,
+                c.views[1].jitter_prob,
+                c.views[1].jitter
+            ),
+            (0.2, 0.4, [0.4, 0.4, 0.2, 0.1])
+        );
+        assert!(
+            preset("strong")
+                .unwrap_err()
+                .to_string()
+                .contains("symmetric_adainf")
+        );
     }
 
     #[test]
@@ -249,9 +373,20 @@ mod tests {
 
     #[test]
     fn validation_names_the_key() {
-        let bad = AugSpec { gray_prob: 1.5, ..AugSpec::default() };
-        assert!(bad.validate().unwrap_err().to_string().contains("gray_prob"));
-        let bad = AugSpec { crop_min: 0.0, ..AugSpec::default() };
+        let bad = AugSpec {
+            gray_prob: 1.5,
+            ..AugSpec::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("gray_prob")
+        );
+        let bad = AugSpec {
+            crop_min: 0.0,
+            ..AugSpec::default()
+        };
         assert!(bad.validate().unwrap_err().to_string().contains("crop_min"));
         assert!(AugSpec::default().validate().is_ok());
     }
@@ -264,7 +399,11 @@ mod tests {
         for _ in 0..5000 {
             let p = ViewParams::sample(&spec, &mut rng, 32, 32);
             let [x0, y0, w, h] = p.crop;
-            assert!(x0 >= 0.0 && y0 >= 0.0 && w >= 1.0 && h >= 1.0 && x0 + w <= 32.0 && y0 + h <= 32.0, "{:?}", p.crop);
+            assert!(
+                x0 >= 0.0 && y0 >= 0.0 && w >= 1.0 && h >= 1.0 && x0 + w <= 32.0 && y0 + h <= 32.0,
+                "{:?}",
+                p.crop
+            );
             areas.push(w * h / 1024.0);
         }
         let min = areas.iter().cloned().fold(1.0, f64::min);
@@ -296,6 +435,9 @@ mod tests {
         }
         // Binomial standard deviation at n = 20000 is under 0.0036; allow 4 of them.
         let close = |count: usize, p: f64| ((count as f64 / n as f64) - p).abs() < 0.015;
-        assert!(close(jit, 0.8) && close(gray, 0.2) && close(blur, 0.5), "{jit} {gray} {blur}");
+        assert!(
+            close(jit, 0.8) && close(gray, 0.2) && close(blur, 0.5),
+            "{jit} {gray} {blur}"
+        );
     }
 }

@@ -12,14 +12,24 @@ use crate::rng::Rng;
 use crate::tensor::read_floats;
 
 /// Writes the grid for the first `n` images of `data` (2-pixel white gutters, ×`zoom`).
-pub fn write_preview(data: &Dataset, aug: &ViewPair, path: &Path, n: usize, seed: u64, device: &Device) -> Result<()> {
+pub fn write_preview(
+    data: &Dataset,
+    aug: &ViewPair,
+    path: &Path,
+    n: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<()> {
     let n = n.min(data.len());
     if n == 0 {
         return Err(Error::Data("aug::preview needs at least one image".into()));
     }
     let [h, w, c] = data.shape();
     if c != 3 {
-        return Err(Error::Data(format!("{}: preview needs RGB images, these have {c} channels", data.description())));
+        return Err(Error::Data(format!(
+            "{}: preview needs RGB images, these have {c} channels",
+            data.description()
+        )));
     }
     let idx: Vec<usize> = (0..n).map(|k| k * data.len() / n).collect();
     let hb = gather(data, &idx);
@@ -61,7 +71,9 @@ pub fn write_png(path: &Path, rgb: &[u8], width: usize, height: usize) -> Result
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(|e| Error::file(path, e))?;
-    writer.write_image_data(rgb).map_err(|e| Error::file(path, e))?;
+    writer
+        .write_image_data(rgb)
+        .map_err(|e| Error::file(path, e))?;
     writer.finish().map_err(|e| Error::file(path, e))
 }
 
@@ -73,13 +85,31 @@ mod tests {
 
     #[test]
     fn writes_a_decodable_png_of_the_right_size() {
-        let d = synthetic(&SyntheticSpec { n: 4, seed: 0, size: 16, split: "train".into() }).unwrap();
+        let d = synthetic(&SyntheticSpec {
+            n: 4,
+            seed: 0,
+            size: 16,
+            split: "train".into(),
+        })
+        .unwrap();
         let path = std::env::temp_dir().join(format!("adainf-preview-{}.png", std::process::id()));
-        write_preview(&d, &preset("symmetric").unwrap(), &path, 4, 0, &Device::flex()).unwrap();
-        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+        write_preview(
+            &d,
+            &preset("symmetric").unwrap(),
+            &path,
+            4,
+            0,
+            &Device::flex(),
+        )
+        .unwrap();
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
         let reader = decoder.read_info().unwrap();
         let info = reader.info();
-        assert_eq!((info.width, info.height), (3 * (16 * 3 + 2) + 2, 4 * (16 * 3 + 2) + 2));
+        assert_eq!(
+            (info.width, info.height),
+            (3 * (16 * 3 + 2) + 2, 4 * (16 * 3 + 2) + 2)
+        );
         std::fs::remove_file(path).unwrap();
     }
 }

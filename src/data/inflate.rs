@@ -15,7 +15,10 @@ impl Dataset {
     /// `real` × `dup` followed by `generated` (labels of generated items forced to -1).
     pub fn inflate(real: &Dataset, generated: &Dataset, dup: usize) -> Result<Dataset> {
         if dup == 0 {
-            return Err(Error::config("dup", "must be at least 1 (the number of copies of the real data)"));
+            return Err(Error::config(
+                "dup",
+                "must be at least 1 (the number of copies of the real data)",
+            ));
         }
         if real.shape() != generated.shape() {
             return Err(Error::Data(format!(
@@ -25,19 +28,37 @@ impl Dataset {
                 generated.shape()
             )));
         }
-        let mut parts = Vec::with_capacity(real.inner.parts.len() * dup + generated.inner.parts.len());
+        let mut parts =
+            Vec::with_capacity(real.inner.parts.len() * dup + generated.inner.parts.len());
         for _ in 0..dup {
             parts.extend(real.inner.parts.iter().cloned());
         }
-        parts.extend(generated.inner.parts.iter().map(|p| Part { unlabeled: true, ..p.clone() }));
-        let fingerprint = hash_hex(&["inflate", real.fingerprint(), generated.fingerprint(), &dup.to_string()]);
-        let description = format!("inflate({} ×{dup}, {})", real.description(), generated.description());
+        parts.extend(generated.inner.parts.iter().map(|p| Part {
+            unlabeled: true,
+            ..p.clone()
+        }));
+        let fingerprint = hash_hex(&[
+            "inflate",
+            real.fingerprint(),
+            generated.fingerprint(),
+            &dup.to_string(),
+        ]);
+        let description = format!(
+            "inflate({} ×{dup}, {})",
+            real.description(),
+            generated.description()
+        );
         let attributes = vec![
             ("dup".to_string(), dup.to_string()),
             ("n_real".to_string(), real.len().to_string()),
             ("n_generated".to_string(), generated.len().to_string()),
         ];
-        Ok(Dataset::from_parts(parts, description, fingerprint, attributes))
+        Ok(Dataset::from_parts(
+            parts,
+            description,
+            fingerprint,
+            attributes,
+        ))
     }
 
     /// Selected positions of this view, in the given order.
@@ -53,18 +74,29 @@ impl Dataset {
                 Some((pk, rows)) if *pk == k => rows.push(row),
                 _ => {
                     if let Some((pk, rows)) = current.take() {
-                        parts.push(Part { rows: Some(Arc::from(rows)), ..self.inner.parts[pk].clone() });
+                        parts.push(Part {
+                            rows: Some(Arc::from(rows)),
+                            ..self.inner.parts[pk].clone()
+                        });
                     }
                     current = Some((k, vec![row]));
                 }
             }
         }
         if let Some((pk, rows)) = current {
-            parts.push(Part { rows: Some(Arc::from(rows)), ..self.inner.parts[pk].clone() });
+            parts.push(Part {
+                rows: Some(Arc::from(rows)),
+                ..self.inner.parts[pk].clone()
+            });
         }
         let fingerprint = hash_hex(&[what, self.fingerprint()]);
         let description = format!("{what} of {}", self.description());
-        Dataset::from_parts(parts, description, fingerprint, self.inner.attributes.clone())
+        Dataset::from_parts(
+            parts,
+            description,
+            fingerprint,
+            self.inner.attributes.clone(),
+        )
     }
 
     /// `per_class` labeled items of each class (the paper's data-scarce set: 500 per class),
@@ -78,7 +110,10 @@ impl Dataset {
             }
         }
         if by_class.is_empty() {
-            return Err(Error::Data(format!("{}: has no labeled items to take per class", self.description())));
+            return Err(Error::Data(format!(
+                "{}: has no labeled items to take per class",
+                self.description()
+            )));
         }
         let mut rng = Rng::new(seed);
         let mut chosen = Vec::new();
@@ -86,20 +121,29 @@ impl Dataset {
             if items.len() < per_class {
                 return Err(Error::config(
                     "per_class",
-                    format!("class {class} has only {} items, fewer than {per_class}", items.len()),
+                    format!(
+                        "class {class} has only {} items, fewer than {per_class}",
+                        items.len()
+                    ),
                 ));
             }
             rng.shuffle(&mut items);
             chosen.extend_from_slice(&items[..per_class]);
         }
         chosen.sort_unstable();
-        Ok(self.select(&chosen, &format!("subset(per_class={per_class}, seed={seed})")))
+        Ok(self.select(
+            &chosen,
+            &format!("subset(per_class={per_class}, seed={seed})"),
+        ))
     }
 
     /// `n` items chosen uniformly at random without replacement.
     pub fn subset_random(&self, n: usize, seed: u64) -> Result<Dataset> {
         if n > self.len() {
-            return Err(Error::config("n", format!("asked for {n} items but the dataset has {}", self.len())));
+            return Err(Error::config(
+                "n",
+                format!("asked for {n} items but the dataset has {}", self.len()),
+            ));
         }
         let mut all: Vec<usize> = (0..self.len()).collect();
         Rng::new(seed).shuffle(&mut all);
@@ -130,9 +174,15 @@ mod tests {
             assert_eq!(mix.label(12 + i), -1);
         }
         // Views share the store: the pixels are the very same memory.
-        assert!(std::ptr::eq(mix.item(0).pixels.as_ptr(), real.item(0).pixels.as_ptr()));
+        assert!(std::ptr::eq(
+            mix.item(0).pixels.as_ptr(),
+            real.item(0).pixels.as_ptr()
+        ));
         assert!(Dataset::inflate(&real, &gen_, 0).is_err());
-        assert_ne!(mix.fingerprint(), Dataset::inflate(&real, &gen_, 2).unwrap().fingerprint());
+        assert_ne!(
+            mix.fingerprint(),
+            Dataset::inflate(&real, &gen_, 2).unwrap().fingerprint()
+        );
     }
 
     #[test]

@@ -23,10 +23,19 @@ impl Sampler {
         if len < batch {
             return Err(Error::config(
                 "batch",
-                format!("is {batch} but the training data has only {len} items; use a smaller batch or more data"),
+                format!(
+                    "is {batch} but the training data has only {len} items; use a smaller batch or more data"
+                ),
             ));
         }
-        let mut s = Sampler { len, batch, seed, epoch: 0, pos: 0, perm: Vec::new() };
+        let mut s = Sampler {
+            len,
+            batch,
+            seed,
+            epoch: 0,
+            pos: 0,
+            perm: Vec::new(),
+        };
         s.reshuffle();
         Ok(s)
     }
@@ -44,7 +53,10 @@ impl Sampler {
             self.epoch += 1;
             self.reshuffle();
         }
-        let out = self.perm[self.pos..self.pos + self.batch].iter().map(|&i| i as usize).collect();
+        let out = self.perm[self.pos..self.pos + self.batch]
+            .iter()
+            .map(|&i| i as usize)
+            .collect();
         self.pos += self.batch;
         out
     }
@@ -81,7 +93,11 @@ pub fn gather(data: &Dataset, indices: &[usize]) -> HostBatch {
         pixels.extend_from_slice(item.pixels);
         labels.push(item.label);
     }
-    HostBatch { pixels, labels, shape }
+    HostBatch {
+        pixels,
+        labels,
+        shape,
+    }
 }
 
 /// Consecutive batches covering `0..len` in order (the last one may be short): for evaluation.

@@ -48,10 +48,24 @@ impl ImageStore {
                 labels.len()
             )));
         }
-        if let Some(bad) = labels.iter().find(|&&l| l < UNLABELED || (l >= 0 && l as usize >= classes.max(1) && classes > 0)) {
-            return Err(Error::Data(format!("{source}: label {bad} is outside 0..{classes} (and not -1)")));
+        if let Some(bad) = labels
+            .iter()
+            .find(|&&l| l < UNLABELED || (l >= 0 && l as usize >= classes.max(1) && classes > 0))
+        {
+            return Err(Error::Data(format!(
+                "{source}: label {bad} is outside 0..{classes} (and not -1)"
+            )));
         }
-        Ok(ImageStore { source, fingerprint, height, width, channels, classes, pixels, labels })
+        Ok(ImageStore {
+            source,
+            fingerprint,
+            height,
+            width,
+            channels,
+            classes,
+            pixels,
+            labels,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -116,7 +130,11 @@ pub fn hash_hex(parts: &[&str]) -> String {
         h.update(p.as_bytes());
         h.update([0u8]);
     }
-    h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
+    h.finalize()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Dataset {
@@ -124,17 +142,39 @@ impl Dataset {
     pub fn from_store(store: ImageStore) -> Dataset {
         let description = store.source.clone();
         let fingerprint = store.fingerprint.clone();
-        Dataset::from_parts(vec![Part { store: Arc::new(store), rows: None, unlabeled: false }], description, fingerprint, vec![])
+        Dataset::from_parts(
+            vec![Part {
+                store: Arc::new(store),
+                rows: None,
+                unlabeled: false,
+            }],
+            description,
+            fingerprint,
+            vec![],
+        )
     }
 
-    fn from_parts(parts: Vec<Part>, description: String, fingerprint: String, attributes: Vec<(String, String)>) -> Dataset {
+    fn from_parts(
+        parts: Vec<Part>,
+        description: String,
+        fingerprint: String,
+        attributes: Vec<(String, String)>,
+    ) -> Dataset {
         let mut ends = Vec::with_capacity(parts.len());
         let mut total = 0;
         for p in &parts {
             total += p.len();
             ends.push(total);
         }
-        Dataset { inner: Arc::new(Inner { parts, ends, description, fingerprint, attributes }) }
+        Dataset {
+            inner: Arc::new(Inner {
+                parts,
+                ends,
+                description,
+                fingerprint,
+                attributes,
+            }),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -159,7 +199,12 @@ impl Dataset {
     }
     /// Number of classes of the labeled task (max over stores).
     pub fn classes(&self) -> usize {
-        self.inner.parts.iter().map(|p| p.store.classes).max().unwrap_or(0)
+        self.inner
+            .parts
+            .iter()
+            .map(|p| p.store.classes)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The item at position `i` of the view. Panics if out of range (callers index within len).
@@ -168,8 +213,15 @@ impl Dataset {
         let start = if k == 0 { 0 } else { self.inner.ends[k - 1] };
         let part = &self.inner.parts[k];
         let row = part.row(i - start);
-        let label = if part.unlabeled { UNLABELED } else { part.store.label(row) };
-        Item { pixels: part.store.image(row), label }
+        let label = if part.unlabeled {
+            UNLABELED
+        } else {
+            part.store.label(row)
+        };
+        Item {
+            pixels: part.store.image(row),
+            label,
+        }
     }
 
     pub fn label(&self, i: usize) -> i32 {
@@ -203,16 +255,30 @@ impl Dataset {
         }
         let count = count.max(1) as f64;
         let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
-        let std = sq.iter().zip(&mean).map(|(q, m)| (q / count - m * m).max(0.0).sqrt()).collect();
+        let std = sq
+            .iter()
+            .zip(&mean)
+            .map(|(q, m)| (q / count - m * m).max(0.0).sqrt())
+            .collect();
         (mean, std)
     }
 }
 
 #[cfg(test)]
 pub(crate) fn tiny_store(n: usize, classes: usize, seed: u8) -> ImageStore {
-    let pixels: Vec<u8> = (0..n * 4 * 4 * 3).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
+    let pixels: Vec<u8> = (0..n * 4 * 4 * 3)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
     let labels = (0..n).map(|i| (i % classes) as i32).collect();
-    ImageStore::new(format!("tiny{seed}"), format!("fp{seed}"), [4, 4, 3], classes, pixels, labels).unwrap()
+    ImageStore::new(
+        format!("tiny{seed}"),
+        format!("fp{seed}"),
+        [4, 4, 3],
+        classes,
+        pixels,
+        labels,
+    )
+    .unwrap()
 }
 
 #[cfg(test)]
@@ -221,10 +287,16 @@ mod tests {
 
     #[test]
     fn store_rejects_wrong_sizes_and_labels() {
-        assert!(ImageStore::new("s".into(), "f".into(), [2, 2, 3], 2, vec![0; 11], vec![0]).is_err());
-        let e = ImageStore::new("s".into(), "f".into(), [2, 2, 3], 2, vec![0; 12], vec![5]).err().unwrap();
+        assert!(
+            ImageStore::new("s".into(), "f".into(), [2, 2, 3], 2, vec![0; 11], vec![0]).is_err()
+        );
+        let e = ImageStore::new("s".into(), "f".into(), [2, 2, 3], 2, vec![0; 12], vec![5])
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("label 5"), "{e}");
-        assert!(ImageStore::new("s".into(), "f".into(), [2, 2, 3], 2, vec![0; 12], vec![-1]).is_ok());
+        assert!(
+            ImageStore::new("s".into(), "f".into(), [2, 2, 3], 2, vec![0; 12], vec![-1]).is_ok()
+        );
     }
 
     #[test]

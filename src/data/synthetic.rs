@@ -18,10 +18,11 @@ use crate::error::{Error, Result};
 use crate::rng::Rng;
 
 /// Bump when rendering changes, so cached runs on the old images are not reused.
-const RENDER_VERSION: &str = "synthetic-v1";
+const RENDER_VERSION: &str = "synthetic-v3";
 pub const CLASSES: usize = 10;
-pub const CLASS_NAMES: [&str; CLASSES] =
-    ["disk", "square", "triangle", "ring", "plus", "x", "bars", "ell", "crescent", "frame"];
+pub const CLASS_NAMES: [&str; CLASSES] = [
+    "disk", "square", "triangle", "ring", "plus", "x", "bars", "ell", "crescent", "frame",
+];
 
 #[derive(Clone, Debug)]
 pub struct SyntheticSpec {
@@ -43,7 +44,10 @@ pub struct GeneratorSpec {
 
 fn check_size(size: usize) -> Result<()> {
     if !(8..=256).contains(&size) {
-        return Err(Error::config("size", format!("must be between 8 and 256 pixels, got {size}")));
+        return Err(Error::config(
+            "size",
+            format!("must be between 8 and 256 pixels, got {size}"),
+        ));
     }
     Ok(())
 }
@@ -54,7 +58,12 @@ pub fn synthetic(spec: &SyntheticSpec) -> Result<Dataset> {
     let split_id = match spec.split.as_str() {
         "train" => 0,
         "test" => 1,
-        other => return Err(Error::config("split", format!("must be \"train\" or \"test\", got \"{other}\""))),
+        other => {
+            return Err(Error::config(
+                "split",
+                format!("must be \"train\" or \"test\", got \"{other}\""),
+            ));
+        }
     };
     if spec.n == 0 {
         return Err(Error::config("n", "must be at least 1"));
@@ -64,16 +73,29 @@ pub fn synthetic(spec: &SyntheticSpec) -> Result<Dataset> {
         let mut rng = Rng::derive(spec.seed, &[split_id, i as u64]);
         Scene::sample(&mut rng, i % CLASSES, &Degradation::none())
     });
-    let source = format!("synthetic(n={}, seed={}, size={}, split={})", spec.n, spec.seed, spec.size, spec.split);
+    let source = format!(
+        "synthetic(n={}, seed={}, size={}, split={})",
+        spec.n, spec.seed, spec.size, spec.split
+    );
     let fp = hash_hex(&[RENDER_VERSION, &source]);
-    Ok(Dataset::from_store(ImageStore::new(source, fp, [spec.size, spec.size, 3], CLASSES, pixels, labels)?))
+    Ok(Dataset::from_store(ImageStore::new(
+        source,
+        fp,
+        [spec.size, spec.size, 3],
+        CLASSES,
+        pixels,
+        labels,
+    )?))
 }
 
 /// A simulated generator's samples: unlabeled, degraded by `1 - fidelity`.
 pub fn synthetic_generator(spec: &GeneratorSpec) -> Result<Dataset> {
     check_size(spec.size)?;
     if !(0.0..=1.0).contains(&spec.fidelity) {
-        return Err(Error::config("fidelity", format!("must be in [0, 1], got {}", spec.fidelity)));
+        return Err(Error::config(
+            "fidelity",
+            format!("must be in [0, 1], got {}", spec.fidelity),
+        ));
     }
     if spec.n == 0 {
         return Err(Error::config("n", "must be at least 1"));
@@ -90,7 +112,14 @@ pub fn synthetic_generator(spec: &GeneratorSpec) -> Result<Dataset> {
         spec.n, spec.fidelity, spec.seed, spec.size
     );
     let fp = hash_hex(&[RENDER_VERSION, &source]);
-    Ok(Dataset::from_store(ImageStore::new(source, fp, [spec.size, spec.size, 3], CLASSES, pixels, labels)?))
+    Ok(Dataset::from_store(ImageStore::new(
+        source,
+        fp,
+        [spec.size, spec.size, 3],
+        CLASSES,
+        pixels,
+        labels,
+    )?))
 }
 
 /// Renders `n` images in parallel on all cores; image `i` comes from `scene(i)` only, so the
@@ -98,7 +127,9 @@ pub fn synthetic_generator(spec: &GeneratorSpec) -> Result<Dataset> {
 fn render_all(n: usize, size: usize, scene: impl Fn(usize) -> Scene + Sync) -> Vec<u8> {
     let per = size * size * 3;
     let mut pixels = vec![0u8; n * per];
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(n.max(1));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(n.max(1));
     let chunk_items = n.div_ceil(threads);
     std::thread::scope(|s| {
         for (c, chunk) in pixels.chunks_mut(chunk_items * per).enumerate() {
@@ -122,14 +153,24 @@ struct Degradation {
 
 impl Degradation {
     fn none() -> Self {
-        Degradation { gap: 0.0, tint: [0.0; 3] }
+        Degradation {
+            gap: 0.0,
+            tint: [0.0; 3],
+        }
     }
     fn new(fidelity: f64, seed: u64) -> Self {
         let gap = 1.0 - fidelity;
         let mut rng = Rng::derive(seed, &[3]);
-        let dir = [rng.range(-1.0, 1.0), rng.range(-1.0, 1.0), rng.range(-1.0, 1.0)];
+        let dir = [
+            rng.range(-1.0, 1.0),
+            rng.range(-1.0, 1.0),
+            rng.range(-1.0, 1.0),
+        ];
         let norm = dir.iter().map(|d| d * d).sum::<f64>().sqrt().max(1e-6);
-        Degradation { gap, tint: dir.map(|d| 0.15 * gap * d / norm) }
+        Degradation {
+            gap,
+            tint: dir.map(|d| 0.15 * gap * d / norm),
+        }
     }
     /// A uniform draw in [lo, hi) whose range shrinks toward its middle as the gap grows.
     fn nuisance(&self, rng: &mut Rng, lo: f64, hi: f64) -> f64 {
@@ -138,7 +179,9 @@ impl Degradation {
     }
     /// Class frequencies skew toward the first classes as the gap grows.
     fn sample_class(&self, rng: &mut Rng) -> usize {
-        let w: Vec<f64> = (0..CLASSES).map(|k| (-2.0 * self.gap * k as f64 / 9.0).exp()).collect();
+        let w: Vec<f64> = (0..CLASSES)
+            .map(|k| (-2.0 * self.gap * k as f64 / 9.0).exp())
+            .collect();
         let mut u = rng.uniform() * w.iter().sum::<f64>();
         for (k, wk) in w.iter().enumerate() {
             if u < *wk {
@@ -198,15 +241,24 @@ fn luminance(c: [f64; 3]) -> f64 {
 
 impl Scene {
     fn sample(rng: &mut Rng, class: usize, d: &Degradation) -> Scene {
-        let scale = d.nuisance(rng, 0.2, 0.34);
+        // Objects fill most of the frame, as in CIFAR, so random crops usually keep part of it.
+        let scale = d.nuisance(rng, 0.28, 0.42);
         let margin = scale + 0.02;
         let cx = margin + d.nuisance(rng, 0.0, 1.0) * (1.0 - 2.0 * margin);
         let cy = margin + d.nuisance(rng, 0.0, 1.0) * (1.0 - 2.0 * margin);
         let angle = d.nuisance(rng, -0.35, 0.35);
-        let bg_v = d.nuisance(rng, 0.15, 0.9);
+        let bg_v = d.nuisance(rng, 0.2, 0.75);
         let bg0 = hsv(d.nuisance(rng, 0.0, 1.0), d.nuisance(rng, 0.0, 0.6), bg_v);
-        let bg1 = hsv(d.nuisance(rng, 0.0, 1.0), d.nuisance(rng, 0.0, 0.6), (bg_v + rng.range(-0.15, 0.15)).clamp(0.0, 1.0));
-        let mut fg = hsv(d.nuisance(rng, 0.0, 1.0), d.nuisance(rng, 0.5, 1.0), d.nuisance(rng, 0.45, 1.0));
+        let bg1 = hsv(
+            d.nuisance(rng, 0.0, 1.0),
+            d.nuisance(rng, 0.0, 0.6),
+            (bg_v + rng.range(-0.15, 0.15)).clamp(0.0, 1.0),
+        );
+        let mut fg = hsv(
+            d.nuisance(rng, 0.0, 1.0),
+            d.nuisance(rng, 0.5, 1.0),
+            d.nuisance(rng, 0.45, 1.0),
+        );
         // Keep the shape visible: push the foreground away from the background's brightness.
         let gap = luminance(fg) - luminance(bg0);
         if gap.abs() < 0.25 {
@@ -217,16 +269,24 @@ impl Scene {
             d.nuisance(rng, 6.0, 20.0),
             d.nuisance(rng, 0.0, std::f64::consts::PI),
             rng.range(0.0, std::f64::consts::TAU),
-            d.nuisance(rng, 0.0, 0.12),
+            d.nuisance(rng, 0.0, 0.05),
         );
-        let noise = d.nuisance(rng, 0.0, 0.06);
+        let noise = d.nuisance(rng, 0.0, 0.03);
         let noise_seed = rng.next_u64();
         let clutter = rng.bernoulli(0.5).then(|| {
-            (rng.range(0.1, 0.9), rng.range(0.1, 0.9), rng.range(0.05, 0.09), hsv(rng.uniform(), rng.range(0.3, 1.0), rng.range(0.3, 1.0)))
+            (
+                rng.range(0.1, 0.9),
+                rng.range(0.1, 0.9),
+                rng.range(0.05, 0.09),
+                hsv(rng.uniform(), rng.range(0.3, 1.0), rng.range(0.3, 1.0)),
+            )
         });
         let malformation = if rng.bernoulli(0.5 * d.gap) {
             if rng.bernoulli(0.5) {
-                Malformation::Morph((class + 1 + rng.below(CLASSES - 1)) % CLASSES, rng.range(0.3, 0.7))
+                Malformation::Morph(
+                    (class + 1 + rng.below(CLASSES - 1)) % CLASSES,
+                    rng.range(0.3, 0.7),
+                )
             } else {
                 Malformation::Cut(rng.range(0.0, std::f64::consts::TAU), rng.range(-0.3, 0.3))
             }
@@ -258,7 +318,9 @@ impl Scene {
         match self.malformation {
             Malformation::None => base,
             Malformation::Morph(other, t) => (1.0 - t) * base + t * shape_sdf(other, u, v),
-            Malformation::Cut(theta, offset) => base.max(u * theta.cos() + v * theta.sin() - offset),
+            Malformation::Cut(theta, offset) => {
+                base.max(u * theta.cos() + v * theta.sin() - offset)
+            }
         }
     }
 
@@ -275,7 +337,8 @@ impl Scene {
                 let fx = (x as f64 + 0.5) * px;
                 let fy = (y as f64 + 0.5) * px;
                 let t = (0.5 + 0.7 * ((fx - 0.5) * gc + (fy - 0.5) * gs)).clamp(0.0, 1.0);
-                let stripe = amp * (std::f64::consts::TAU * freq * (fx * dc + fy * ds) + phase).sin();
+                let stripe =
+                    amp * (std::f64::consts::TAU * freq * (fx * dc + fy * ds) + phase).sin();
                 let mut c = [0.0; 3];
                 for ch in 0..3 {
                     c[ch] = self.bg0[ch] * (1.0 - t) + self.bg1[ch] * t + stripe;
@@ -347,7 +410,9 @@ fn shape_sdf(class: usize, u: f64, v: f64) -> f64 {
 /// Separable Gaussian blur with edge clamping, in place, on an HWC f64 image.
 fn gaussian_blur(img: &mut [f64], size: usize, sigma: f64) {
     let radius = (3.0 * sigma).ceil() as isize;
-    let kernel: Vec<f64> = (-radius..=radius).map(|k| (-(k * k) as f64 / (2.0 * sigma * sigma)).exp()).collect();
+    let kernel: Vec<f64> = (-radius..=radius)
+        .map(|k| (-(k * k) as f64 / (2.0 * sigma * sigma)).exp())
+        .collect();
     let total: f64 = kernel.iter().sum();
     let kernel: Vec<f64> = kernel.iter().map(|k| k / total).collect();
     let mut tmp = vec![0.0; img.len()];
@@ -359,7 +424,11 @@ fn gaussian_blur(img: &mut [f64], size: usize, sigma: f64) {
                     let mut acc = 0.0;
                     for (j, k) in kernel.iter().enumerate() {
                         let o = j as isize - radius;
-                        let (sx, sy) = if horizontal { (clamp(x as isize + o), y) } else { (x, clamp(y as isize + o)) };
+                        let (sx, sy) = if horizontal {
+                            (clamp(x as isize + o), y)
+                        } else {
+                            (x, clamp(y as isize + o))
+                        };
                         acc += k * img[(sy * size + sx) * 3 + ch];
                     }
                     tmp[(y * size + x) * 3 + ch] = acc;
@@ -375,7 +444,12 @@ mod tests {
     use super::*;
 
     fn spec(n: usize, seed: u64, split: &str) -> SyntheticSpec {
-        SyntheticSpec { n, seed, size: 32, split: split.into() }
+        SyntheticSpec {
+            n,
+            seed,
+            size: 32,
+            split: split.into(),
+        }
     }
 
     #[test]
@@ -391,22 +465,53 @@ mod tests {
             assert_eq!((0..40).filter(|&i| a.label(i) == c).count(), 4);
         }
         assert!(synthetic(&spec(4, 0, "val")).is_err());
-        assert!(synthetic(&SyntheticSpec { size: 4, ..spec(4, 0, "train") }).is_err());
+        assert!(
+            synthetic(&SyntheticSpec {
+                size: 4,
+                ..spec(4, 0, "train")
+            })
+            .is_err()
+        );
     }
 
     #[test]
     fn every_shape_has_an_inside_and_an_outside() {
         for class in 0..CLASSES {
-            let inside = (0..400).filter(|k| shape_sdf(class, (k % 20) as f64 / 10.0 - 1.0, (k / 20) as f64 / 10.0 - 1.0) < 0.0).count();
-            assert!(inside > 20 && inside < 380, "class {class}: {inside} of 400 points inside");
+            let inside = (0..400)
+                .filter(|k| {
+                    shape_sdf(
+                        class,
+                        (k % 20) as f64 / 10.0 - 1.0,
+                        (k / 20) as f64 / 10.0 - 1.0,
+                    ) < 0.0
+                })
+                .count();
+            assert!(
+                inside > 20 && inside < 380,
+                "class {class}: {inside} of 400 points inside"
+            );
         }
     }
 
     #[test]
     fn generator_is_unlabeled_and_fidelity_moves_it_away() {
-        let g = synthetic_generator(&GeneratorSpec { n: 50, seed: 1, size: 32, fidelity: 0.3 }).unwrap();
+        let g = synthetic_generator(&GeneratorSpec {
+            n: 50,
+            seed: 1,
+            size: 32,
+            fidelity: 0.3,
+        })
+        .unwrap();
         assert!((0..50).all(|i| g.label(i) == -1));
-        assert!(synthetic_generator(&GeneratorSpec { n: 5, seed: 1, size: 32, fidelity: 1.5 }).is_err());
+        assert!(
+            synthetic_generator(&GeneratorSpec {
+                n: 5,
+                seed: 1,
+                size: 32,
+                fidelity: 1.5
+            })
+            .is_err()
+        );
         // Lower fidelity = blurrier images: mean absolute horizontal gradient drops.
         let sharpness = |d: &Dataset| {
             let mut s = 0.0;
@@ -418,8 +523,25 @@ mod tests {
             }
             s / d.len() as f64
         };
-        let real = synthetic_generator(&GeneratorSpec { n: 200, seed: 1, size: 32, fidelity: 1.0 }).unwrap();
-        let poor = synthetic_generator(&GeneratorSpec { n: 200, seed: 1, size: 32, fidelity: 0.0 }).unwrap();
-        assert!(sharpness(&poor) < 0.8 * sharpness(&real), "{} vs {}", sharpness(&poor), sharpness(&real));
+        let real = synthetic_generator(&GeneratorSpec {
+            n: 200,
+            seed: 1,
+            size: 32,
+            fidelity: 1.0,
+        })
+        .unwrap();
+        let poor = synthetic_generator(&GeneratorSpec {
+            n: 200,
+            seed: 1,
+            size: 32,
+            fidelity: 0.0,
+        })
+        .unwrap();
+        assert!(
+            sharpness(&poor) < 0.8 * sharpness(&real),
+            "{} vs {}",
+            sharpness(&poor),
+            sharpness(&real)
+        );
     }
 }

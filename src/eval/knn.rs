@@ -12,10 +12,20 @@ const CHUNK: usize = 512;
 
 /// Top-1 accuracy of weighted kNN. `train`/`test` are [N, F] features with their labels
 /// (unlabelled training rows must already be removed).
-pub fn knn_accuracy(train: Tensor<2>, train_labels: &[i32], test: Tensor<2>, test_labels: &[i32], k: usize, temperature: f64, classes: usize) -> Result<f64> {
+pub fn knn_accuracy(
+    train: Tensor<2>,
+    train_labels: &[i32],
+    test: Tensor<2>,
+    test_labels: &[i32],
+    k: usize,
+    temperature: f64,
+    classes: usize,
+) -> Result<f64> {
     let [n_train, _] = train.dims();
     if n_train == 0 {
-        return Err(Error::Data("kNN needs labelled training items, but the training set has none".into()));
+        return Err(Error::Data(
+            "kNN needs labelled training items, but the training set has none".into(),
+        ));
     }
     if k == 0 {
         return Err(Error::config("k", "must be at least 1"));
@@ -43,13 +53,18 @@ pub fn knn_accuracy(train: Tensor<2>, train_labels: &[i32], test: Tensor<2>, tes
                     votes[neighbour as usize] += (values[row * k + j] as f64 / temperature).exp();
                 }
             }
-            let best = votes.iter().enumerate().fold(0, |b, (c, v)| if *v > votes[b] { c } else { b });
+            let best = votes
+                .iter()
+                .enumerate()
+                .fold(0, |b, (c, v)| if *v > votes[b] { c } else { b });
             total += 1;
             right += (best == label as usize) as usize;
         }
     }
     if total == 0 {
-        return Err(Error::Data("kNN needs labelled test items, but the test set has none".into()));
+        return Err(Error::Data(
+            "kNN needs labelled test items, but the test set has none".into(),
+        ));
     }
     Ok(right as f64 / total as f64)
 }
@@ -64,14 +79,32 @@ mod tests {
     fn separable_clusters_are_classified_and_k_matters() {
         let device = Device::flex();
         // Two classes along two directions; one mislabelled point near class 0.
-        let train = floats(vec![1.0, 0.1, 0.9, 0.0, 1.0, -0.1, 0.95, 0.05, 0.0, 1.0, 0.1, 0.9, -0.1, 1.0], [7, 2], &device);
+        let train = floats(
+            vec![
+                1.0, 0.1, 0.9, 0.0, 1.0, -0.1, 0.95, 0.05, 0.0, 1.0, 0.1, 0.9, -0.1, 1.0,
+            ],
+            [7, 2],
+            &device,
+        );
         let train_labels = [0, 0, 0, 1, 1, 1, 1];
         let test = floats(vec![1.0, 0.02, 0.05, 1.0], [2, 2], &device);
-        let acc = knn_accuracy(train.clone(), &train_labels, test.clone(), &[0, 1], 3, 0.07, 2).unwrap();
+        let acc = knn_accuracy(
+            train.clone(),
+            &train_labels,
+            test.clone(),
+            &[0, 1],
+            3,
+            0.07,
+            2,
+        )
+        .unwrap();
         assert_eq!(acc, 1.0);
         // k = 1 picks the mislabelled nearest neighbour for the first test point.
         let test1 = floats(vec![0.95, 0.05], [1, 2], &device);
-        assert_eq!(knn_accuracy(train.clone(), &train_labels, test1, &[0], 1, 0.07, 2).unwrap(), 0.0);
+        assert_eq!(
+            knn_accuracy(train.clone(), &train_labels, test1, &[0], 1, 0.07, 2).unwrap(),
+            0.0
+        );
         assert!(knn_accuracy(train, &train_labels, test, &[0, 1], 0, 0.07, 2).is_err());
     }
 }

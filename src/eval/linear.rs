@@ -23,7 +23,12 @@ pub struct LinearProbeConfig {
 
 impl Default for LinearProbeConfig {
     fn default() -> Self {
-        LinearProbeConfig { epochs: 20, lr: 1e-3, batch: 256, seed: 0 }
+        LinearProbeConfig {
+            epochs: 20,
+            lr: 1e-3,
+            batch: 256,
+            seed: 0,
+        }
     }
 }
 
@@ -39,14 +44,23 @@ pub fn linear_probe_accuracy(
 ) -> Result<f64> {
     let [n, f] = train.dims();
     if n == 0 {
-        return Err(Error::Data("the linear probe needs labelled training items, but there are none".into()));
+        return Err(Error::Data(
+            "the linear probe needs labelled training items, but there are none".into(),
+        ));
     }
     if cfg.epochs == 0 || cfg.batch == 0 || !(cfg.lr > 0.0) {
-        return Err(Error::config("epochs", "epochs, batch and lr must be positive"));
+        return Err(Error::config(
+            "epochs",
+            "epochs, batch and lr must be positive",
+        ));
     }
     // Standardise with training statistics.
     let mean = train.clone().mean_dim(0);
-    let std = (train.clone() - mean.clone().expand([n, f])).square().mean_dim(0).sqrt().add_scalar(1e-6);
+    let std = (train.clone() - mean.clone().expand([n, f]))
+        .square()
+        .mean_dim(0)
+        .sqrt()
+        .add_scalar(1e-6);
     let standardize = |x: Tensor<2>| {
         let [m, _] = x.dims();
         (x - mean.clone().expand([m, f])) / std.clone().expand([m, f])
@@ -70,13 +84,15 @@ pub fn linear_probe_accuracy(
             let y = ints(chunk.iter().map(|&i| train_labels[i] as i64).collect(), &ad);
             let loss = masked_cross_entropy(model.forward(x), y);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            let lr = 0.5 * cfg.lr * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos());
+            let lr =
+                0.5 * cfg.lr * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos());
             model = optim.step(lr, model, grads);
             step += 1;
         }
     }
     let predicted = read_ints(model.valid().forward(test).argmax(1));
-    top1(&predicted, test_labels).ok_or_else(|| Error::Data("the linear probe's test set has no labelled items".into()))
+    top1(&predicted, test_labels)
+        .ok_or_else(|| Error::Data("the linear probe's test set has no labelled items".into()))
 }
 
 #[cfg(test)]
@@ -102,7 +118,12 @@ mod tests {
         };
         let (tr, trl) = make(&mut rng, 300);
         let (te, tel) = make(&mut rng, 90);
-        let cfg = LinearProbeConfig { epochs: 10, lr: 0.05, batch: 32, seed: 0 };
+        let cfg = LinearProbeConfig {
+            epochs: 10,
+            lr: 0.05,
+            batch: 32,
+            seed: 0,
+        };
         let acc = linear_probe_accuracy(tr, &trl, te, &tel, 3, &cfg, &device).unwrap();
         assert!(acc > 0.9, "{acc}");
     }

@@ -18,7 +18,12 @@ const EVAL_BATCH: usize = 256;
 
 /// Features of every item of `data` ([N, F] on `device`) and its labels. `backbone` should be
 /// in inference mode (`valid()`), so batch norm uses its running statistics.
-pub fn features(backbone: &ResNet, data: &Dataset, norm: &AugSpec, device: &Device) -> (Tensor<2>, Vec<i32>) {
+pub fn features(
+    backbone: &ResNet,
+    data: &Dataset,
+    norm: &AugSpec,
+    device: &Device,
+) -> (Tensor<2>, Vec<i32>) {
     let mut parts = Vec::new();
     let mut labels = Vec::with_capacity(data.len());
     for idx in sequential_batches(data.len(), EVAL_BATCH) {
@@ -31,7 +36,13 @@ pub fn features(backbone: &ResNet, data: &Dataset, norm: &AugSpec, device: &Devi
 }
 
 /// Top-1 accuracy of `probe` on the labelled items of `data` (None when none is labelled).
-pub fn probe_accuracy(backbone: &ResNet, probe: &Linear, data: &Dataset, norm: &AugSpec, device: &Device) -> Option<f64> {
+pub fn probe_accuracy(
+    backbone: &ResNet,
+    probe: &Linear,
+    data: &Dataset,
+    norm: &AugSpec,
+    device: &Device,
+) -> Option<f64> {
     let (feats, labels) = features(backbone, data, norm, device);
     let predicted = read_ints(probe.forward(feats).argmax(1));
     top1(&predicted, &labels)
@@ -51,7 +62,12 @@ pub fn top1(predicted: &[i64], labels: &[i32]) -> Option<f64> {
 
 /// Keeps the rows of `feats` whose label is ≥ 0.
 pub fn labelled_rows(feats: Tensor<2>, labels: &[i32]) -> (Tensor<2>, Vec<i32>) {
-    let keep: Vec<i64> = labels.iter().enumerate().filter(|(_, l)| **l >= 0).map(|(i, _)| i as i64).collect();
+    let keep: Vec<i64> = labels
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| **l >= 0)
+        .map(|(i, _)| i as i64)
+        .collect();
     if keep.len() == labels.len() {
         return (feats, labels.to_vec());
     }

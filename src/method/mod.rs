@@ -22,7 +22,10 @@ impl Method {
                 "method",
                 format!("\"{name}\" is not implemented yet in this version; use \"simclr\""),
             )),
-            other => Err(Error::config("method", format!("unknown method \"{other}\"; use \"simclr\""))),
+            other => Err(Error::config(
+                "method",
+                format!("unknown method \"{other}\"; use \"simclr\""),
+            )),
         }
     }
 }

@@ -24,11 +24,17 @@ mod tests {
     fn ignores_unlabeled_rows() {
         let device = Device::flex();
         let logits = floats(vec![2.0, 0.0, 0.0, 5.0, 1.0, 1.0], [3, 2], &device);
-        let all = read_floats(masked_cross_entropy(logits.clone(), ints(vec![0, -1, 1], &device)))[0] as f64;
+        let all = read_floats(masked_cross_entropy(
+            logits.clone(),
+            ints(vec![0, -1, 1], &device),
+        ))[0] as f64;
         let p0 = (2f64.exp() / (2f64.exp() + 1.0)).ln();
         let p2 = 0.5f64.ln();
         assert!((all - (-(p0 + p2) / 2.0)).abs() < 1e-5, "{all}");
-        let none = read_floats(masked_cross_entropy(logits, ints(vec![-1, -1, -1], &device)))[0];
+        let none = read_floats(masked_cross_entropy(
+            logits,
+            ints(vec![-1, -1, -1], &device),
+        ))[0];
         assert_eq!(none, 0.0);
     }
 }

@@ -28,11 +28,17 @@ impl ResNetConfig {
             "resnet18" => [2, 2, 2, 2],
             "resnet10" => [1, 1, 1, 1],
             other => {
-                return Err(Error::config("backbone", format!("unknown backbone \"{other}\"; use \"resnet18\" or \"resnet10\"")));
+                return Err(Error::config(
+                    "backbone",
+                    format!("unknown backbone \"{other}\"; use \"resnet18\" or \"resnet10\""),
+                ));
             }
         };
         if width == 0 || width > 1024 {
-            return Err(Error::config("width", format!("must be between 1 and 1024, got {width}")));
+            return Err(Error::config(
+                "width",
+                format!("must be between 1 and 1024, got {width}"),
+            ));
         }
         Ok(ResNetConfig { width, blocks })
     }
@@ -54,17 +60,31 @@ impl ResNetConfig {
                 in_ch = out_ch;
             }
         }
-        ResNet { stem, stem_bn: BatchNormConfig::new(w).init(device), blocks: stages }
+        ResNet {
+            stem,
+            stem_bn: BatchNormConfig::new(w).init(device),
+            blocks: stages,
+        }
     }
 }
 
 /// torchvision's ResNet init: Kaiming normal, fan-out, ReLU gain; no conv bias.
-fn conv(in_ch: usize, out_ch: usize, kernel: usize, stride: usize, pad: usize, device: &Device) -> Conv2d {
+fn conv(
+    in_ch: usize,
+    out_ch: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    device: &Device,
+) -> Conv2d {
     Conv2dConfig::new([in_ch, out_ch], [kernel, kernel])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
         .with_bias(false)
-        .with_initializer(Initializer::KaimingNormal { gain: 2f64.sqrt(), fan_out_only: true })
+        .with_initializer(Initializer::KaimingNormal {
+            gain: 2f64.sqrt(),
+            fan_out_only: true,
+        })
         .init(device)
 }
 
@@ -85,8 +105,10 @@ pub struct BasicBlock {
 
 impl BasicBlock {
     fn new(in_ch: usize, out_ch: usize, stride: usize, device: &Device) -> Self {
-        let downsample = (stride != 1 || in_ch != out_ch)
-            .then(|| Downsample { conv: conv(in_ch, out_ch, 1, stride, 0, device), bn: BatchNormConfig::new(out_ch).init(device) });
+        let downsample = (stride != 1 || in_ch != out_ch).then(|| Downsample {
+            conv: conv(in_ch, out_ch, 1, stride, 0, device),
+            bn: BatchNormConfig::new(out_ch).init(device),
+        });
         BasicBlock {
             conv1: conv(in_ch, out_ch, 3, stride, 1, device),
             bn1: BatchNormConfig::new(out_ch).init(device),

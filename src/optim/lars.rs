@@ -19,9 +19,17 @@ pub struct Lars {
 impl Lars {
     pub fn new(eta: f64, weight_decay: f64, momentum: f64) -> Self {
         let sgd = SgdConfig::new()
-            .with_momentum(Some(MomentumConfig { momentum, dampening: 0.0, nesterov: false }))
+            .with_momentum(Some(MomentumConfig {
+                momentum,
+                dampening: 0.0,
+                nesterov: false,
+            }))
             .build();
-        Lars { eta, weight_decay, sgd }
+        Lars {
+            eta,
+            weight_decay,
+            sgd,
+        }
     }
 }
 
@@ -39,11 +47,20 @@ impl Optimizer for Lars {
             let wd = self.weight_decay;
             let p_norm = tensor.clone().square().sum().sqrt();
             let g_norm = grad.clone().square().sum().sqrt();
-            let trust = p_norm.clone().mul_scalar(self.eta).div(g_norm.clone().add(p_norm.clone().mul_scalar(wd)).add_scalar(1e-8));
+            let trust = p_norm.clone().mul_scalar(self.eta).div(
+                g_norm
+                    .clone()
+                    .add(p_norm.clone().mul_scalar(wd))
+                    .add_scalar(1e-8),
+            );
             let clipped = trust.div_scalar(lr.max(1e-12)).clamp_max(1.0);
             let both_nonzero = p_norm.greater_elem(0.0).bool_and(g_norm.greater_elem(0.0));
             let scale = clipped.mask_fill(both_nonzero.bool_not(), 1.0);
-            let decayed = if wd > 0.0 { grad + tensor.clone().mul_scalar(wd) } else { grad };
+            let decayed = if wd > 0.0 {
+                grad + tensor.clone().mul_scalar(wd)
+            } else {
+                grad
+            };
             let shape = decayed.shape();
             decayed.mul(scale.reshape([1; D]).expand(shape))
         } else {
@@ -76,7 +93,11 @@ mod tests {
         let (new, state) = lars.step(lr, t2(&p, &device), t2(&g, &device), None);
         let trust = 0.02 * 5.0 / (1.0 + 1e-4 * 5.0 + 1e-8);
         let scale = (trust / lr).min(1.0);
-        let expect: Vec<f64> = p.iter().zip(&g).map(|(p, g)| *p as f64 - lr * (*g as f64 + 1e-4 * *p as f64) * scale).collect();
+        let expect: Vec<f64> = p
+            .iter()
+            .zip(&g)
+            .map(|(p, g)| *p as f64 - lr * (*g as f64 + 1e-4 * *p as f64) * scale)
+            .collect();
         let got = crate::tensor::read_floats(new);
         for (a, b) in got.iter().zip(&expect) {
             assert!((*a as f64 - b).abs() < 1e-5, "{got:?} vs {expect:?}");
@@ -95,6 +116,9 @@ mod tests {
         let g: Tensor<1> = Tensor::from_data(TensorData::new(vec![0.5f32, -1.0], [2]), &device);
         let (new, _) = lars.step(0.1, p, g, None);
         let got = crate::tensor::read_floats(new);
-        assert!((got[0] - 0.95).abs() < 1e-6 && (got[1] - 2.1).abs() < 1e-6, "{got:?}");
+        assert!(
+            (got[0] - 0.95).abs() < 1e-6 && (got[1] - 2.1).abs() < 1e-6,
+            "{got:?}"
+        );
     }
 }

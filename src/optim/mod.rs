@@ -21,7 +21,10 @@ impl OptimizerKind {
         match name {
             "lars" => Ok(OptimizerKind::Lars),
             "sgd" => Ok(OptimizerKind::Sgd),
-            other => Err(Error::config("optimizer", format!("unknown optimizer \"{other}\"; use \"lars\" or \"sgd\""))),
+            other => Err(Error::config(
+                "optimizer",
+                format!("unknown optimizer \"{other}\"; use \"lars\" or \"sgd\""),
+            )),
         }
     }
 
@@ -30,9 +33,15 @@ impl OptimizerKind {
         match self {
             OptimizerKind::Lars => ModuleOptimizer::from(lars::Lars::new(0.02, weight_decay, 0.9)),
             OptimizerKind::Sgd => {
-                let mut cfg = SgdConfig::new().with_momentum(Some(MomentumConfig { momentum: 0.9, dampening: 0.0, nesterov: false }));
+                let mut cfg = SgdConfig::new().with_momentum(Some(MomentumConfig {
+                    momentum: 0.9,
+                    dampening: 0.0,
+                    nesterov: false,
+                }));
                 if weight_decay > 0.0 {
-                    cfg = cfg.with_weight_decay(Some(WeightDecayConfig { penalty: weight_decay as f32 }));
+                    cfg = cfg.with_weight_decay(Some(WeightDecayConfig {
+                        penalty: weight_decay as f32,
+                    }));
                 }
                 ModuleOptimizer::from(cfg.build())
             }

@@ -17,7 +17,8 @@ impl WarmupCosine {
             if self.warmup <= 1 {
                 return self.base;
             }
-            return self.warmup_start + step as f64 * (self.base - self.warmup_start) / (self.warmup - 1) as f64;
+            return self.warmup_start
+                + step as f64 * (self.base - self.warmup_start) / (self.warmup - 1) as f64;
         }
         let span = self.total.saturating_sub(self.warmup).max(1) as f64;
         let t = ((step - self.warmup) as f64 / span).min(1.0);
@@ -31,7 +32,13 @@ mod tests {
 
     #[test]
     fn matches_the_official_closed_form() {
-        let s = WarmupCosine { base: 0.4, warmup: 1000, total: 100_000, warmup_start: 3e-5, min_lr: 0.0 };
+        let s = WarmupCosine {
+            base: 0.4,
+            warmup: 1000,
+            total: 100_000,
+            warmup_start: 3e-5,
+            min_lr: 0.0,
+        };
         assert!((s.lr(0) - 3e-5).abs() < 1e-12);
         assert!((s.lr(999) - 0.4).abs() < 1e-12);
         assert!((s.lr(500) - (3e-5 + 500.0 * (0.4 - 3e-5) / 999.0)).abs() < 1e-12);

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::train::FinishedRun;
 
 /// A cell value.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,7 +30,9 @@ impl Cell {
 pub type Row = Vec<(String, Cell)>;
 
 fn get<'a>(row: &'a Row, key: &str) -> &'a Cell {
-    row.iter().find(|(k, _)| k == key).map_or(&Cell::Empty, |(_, v)| v)
+    row.iter()
+        .find(|(k, _)| k == key)
+        .map_or(&Cell::Empty, |(_, v)| v)
 }
 
 /// Columns: the given ones, or the union of all row keys in first-seen order.
@@ -51,7 +54,11 @@ pub fn columns_of(rows: &[Row], wanted: Option<&[String]>) -> Vec<String> {
 fn mean_std(values: &[f64]) -> (f64, f64) {
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
-    let var = if values.len() > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    let var = if values.len() > 1 {
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
     (mean, var.sqrt())
 }
 
@@ -59,7 +66,9 @@ fn mean_std(values: &[f64]) -> (f64, f64) {
 /// numeric columns show `mean ± std (n)` (sample std), text columns their common value.
 pub fn markdown(rows: &[Row], columns: &[String], group_by: &[String]) -> String {
     let body: Vec<Vec<String>> = if group_by.is_empty() {
-        rows.iter().map(|r| columns.iter().map(|c| get(r, c).render()).collect()).collect()
+        rows.iter()
+            .map(|r| columns.iter().map(|c| get(r, c).render()).collect())
+            .collect()
     } else {
         let mut groups: Vec<(Vec<String>, Vec<&Row>)> = Vec::new();
         for r in rows {
@@ -75,7 +84,16 @@ pub fn markdown(rows: &[Row], columns: &[String], group_by: &[String]) -> String
                 columns
                     .iter()
                     .map(|c| {
-                        let nums: Vec<f64> = members.iter().filter_map(|r| if let Cell::Number(v) = get(r, c) { Some(*v) } else { None }).collect();
+                        let nums: Vec<f64> = members
+                            .iter()
+                            .filter_map(|r| {
+                                if let Cell::Number(v) = get(r, c) {
+                                    Some(*v)
+                                } else {
+                                    None
+                                }
+                            })
+                            .collect();
                         if group_by.contains(c) || nums.len() != members.len() || nums.is_empty() {
                             get(members[0], c).render()
                         } else if members.len() == 1 {
@@ -96,12 +114,23 @@ pub fn markdown(rows: &[Row], columns: &[String], group_by: &[String]) -> String
         }
     }
     let line = |cells: &[String]| {
-        let padded: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = widths[i])).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = widths[i]))
+            .collect();
         format!("| {} |", padded.join(" | "))
     };
     let mut out = line(columns);
     out.push('\n');
-    out.push_str(&format!("|{}|", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("|")));
+    out.push_str(&format!(
+        "|{}|",
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("|")
+    ));
     for row in &body {
         out.push('\n');
         out.push_str(&line(row));
@@ -111,12 +140,20 @@ pub fn markdown(rows: &[Row], columns: &[String], group_by: &[String]) -> String
 }
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 /// CSV with a header row; one line per row.
 pub fn csv(rows: &[Row], columns: &[String]) -> String {
-    let mut out = columns.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",");
+    let mut out = columns
+        .iter()
+        .map(|c| csv_field(c))
+        .collect::<Vec<_>>()
+        .join(",");
     out.push('\n');
     for r in rows {
         let line: Vec<String> = columns
@@ -152,29 +189,86 @@ pub fn distinct_counts(rows: &[Row], columns: &[String]) -> BTreeMap<String, usi
         .collect()
 }
 
+/// The standard columns of a run: its config, data recipe and results.
+pub fn run_row(run: &FinishedRun) -> Row {
+    let c = &run.spec.config;
+    let mut row: Row = vec![
+        ("id".into(), Cell::Text(run.result.id.clone())),
+        ("method".into(), Cell::Text(c.method.clone())),
+        ("backbone".into(), Cell::Text(c.backbone.clone())),
+        ("width".into(), Cell::Number(c.width as f64)),
+        ("aug".into(), Cell::Text(run.spec.aug.name.clone())),
+        ("data".into(), Cell::Text(run.spec.data.description.clone())),
+        ("n_train".into(), Cell::Number(run.spec.data.len as f64)),
+    ];
+    for (k, v) in &run.spec.data.attributes {
+        row.push((
+            k.clone(),
+            v.parse::<f64>().map_or(Cell::Text(v.clone()), Cell::Number),
+        ));
+    }
+    row.extend([
+        ("steps".into(), Cell::Number(c.steps as f64)),
+        ("batch".into(), Cell::Number(c.batch as f64)),
+        ("lr".into(), Cell::Number(c.lr)),
+        ("seed".into(), Cell::Number(c.seed as f64)),
+        (
+            "accuracy".into(),
+            run.result.accuracy.map_or(Cell::Empty, Cell::Number),
+        ),
+        ("final_loss".into(), Cell::Number(run.result.final_loss)),
+        ("images_per_s".into(), Cell::Number(run.result.images_per_s)),
+    ]);
+    row
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn row(setting: &str, seed: f64, acc: f64) -> Row {
-        vec![("setting".into(), Cell::Text(setting.into())), ("seed".into(), Cell::Number(seed)), ("acc".into(), Cell::Number(acc))]
+        vec![
+            ("setting".into(), Cell::Text(setting.into())),
+            ("seed".into(), Cell::Number(seed)),
+            ("acc".into(), Cell::Number(acc)),
+        ]
     }
 
     #[test]
     fn markdown_plain_and_grouped() {
-        let rows = vec![row("none", 0.0, 0.5), row("none", 1.0, 0.7), row("adainf", 0.0, 0.9)];
+        let rows = vec![
+            row("none", 0.0, 0.5),
+            row("none", 1.0, 0.7),
+            row("adainf", 0.0, 0.9),
+        ];
         let cols = columns_of(&rows, None);
         let plain = markdown(&rows, &cols, &[]);
         assert_eq!(plain.lines().count(), 5);
-        assert!(plain.lines().next().unwrap().starts_with("| setting | seed | acc"));
-        let grouped = markdown(&rows, &["setting".into(), "acc".into()], &["setting".into()]);
+        assert!(
+            plain
+                .lines()
+                .next()
+                .unwrap()
+                .starts_with("| setting | seed | acc")
+        );
+        let grouped = markdown(
+            &rows,
+            &["setting".into(), "acc".into()],
+            &["setting".into()],
+        );
         assert!(grouped.contains("0.6000 ± 0.1414 (n=2)"), "{grouped}");
         assert!(grouped.contains("| adainf  | 0.9000"), "{grouped}");
     }
 
     #[test]
     fn csv_quotes_and_keeps_numbers() {
-        let rows = vec![vec![("a".into(), Cell::Text("x,y".into())), ("b".into(), Cell::Number(0.25))]];
-        assert_eq!(csv(&rows, &["a".into(), "b".into(), "c".into()]), "a,b,c\n\"x,y\",0.25,\n");
+        let rows = vec![vec![
+            ("a".into(), Cell::Text("x,y".into())),
+            ("b".into(), Cell::Number(0.25)),
+        ]];
+        assert_eq!(
+            csv(&rows, &["a".into(), "b".into(), "c".into()]),
+            "a,b,c\n\"x,y\",0.25,\n"
+        );
     }
 }

@@ -73,27 +73,55 @@ impl PretrainConfig {
         OptimizerKind::parse(&self.optimizer)?;
         ResNetConfig::named(&self.backbone, self.width)?;
         let positive = |key: &str, v: f64| {
-            if v > 0.0 && v.is_finite() { Ok(()) } else { Err(Error::config(key, format!("must be a positive number, got {v}"))) }
+            if v > 0.0 && v.is_finite() {
+                Ok(())
+            } else {
+                Err(Error::config(
+                    key,
+                    format!("must be a positive number, got {v}"),
+                ))
+            }
         };
         positive("lr", self.lr)?;
         positive("classifier_lr", self.classifier_lr)?;
         positive("temperature", self.temperature)?;
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return Err(Error::config("weight_decay", format!("must be >= 0, got {}", self.weight_decay)));
+            return Err(Error::config(
+                "weight_decay",
+                format!("must be >= 0, got {}", self.weight_decay),
+            ));
         }
         if !(0.0..=self.lr).contains(&self.warmup_start) {
-            return Err(Error::config("warmup_start", format!("must be in [0, lr], got {}", self.warmup_start)));
+            return Err(Error::config(
+                "warmup_start",
+                format!("must be in [0, lr], got {}", self.warmup_start),
+            ));
         }
-        for (key, v) in [("steps", self.steps), ("batch", self.batch), ("proj_hidden", self.proj_hidden), ("proj_dim", self.proj_dim), ("log_every", self.log_every)] {
+        for (key, v) in [
+            ("steps", self.steps),
+            ("batch", self.batch),
+            ("proj_hidden", self.proj_hidden),
+            ("proj_dim", self.proj_dim),
+            ("log_every", self.log_every),
+        ] {
             if v == 0 {
                 return Err(Error::config(key, "must be at least 1"));
             }
         }
         if self.batch < 2 {
-            return Err(Error::config("batch", "must be at least 2 (contrastive losses need negatives)"));
+            return Err(Error::config(
+                "batch",
+                "must be at least 2 (contrastive losses need negatives)",
+            ));
         }
         if self.warmup > self.steps {
-            return Err(Error::config("warmup", format!("is {} but the run has only {} steps", self.warmup, self.steps)));
+            return Err(Error::config(
+                "warmup",
+                format!(
+                    "is {} but the run has only {} steps",
+                    self.warmup, self.steps
+                ),
+            ));
         }
         Ok(())
     }
@@ -116,11 +144,30 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_bad_values_name_their_key() {
         assert!(PretrainConfig::default().validate().is_ok());
-        let e = PretrainConfig { lr: -1.0, ..Default::default() }.validate().unwrap_err().to_string();
+        let e = PretrainConfig {
+            lr: -1.0,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("`lr`"), "{e}");
-        let e = PretrainConfig { method: "byol".into(), ..Default::default() }.validate().unwrap_err().to_string();
+        let e = PretrainConfig {
+            method: "byol".into(),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("byol"), "{e}");
-        let e = PretrainConfig { warmup: 5, steps: 2, ..Default::default() }.validate().unwrap_err().to_string();
+        let e = PretrainConfig {
+            warmup: 5,
+            steps: 2,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("warmup"), "{e}");
     }
 }

@@ -61,7 +61,11 @@ fn check_inputs(req: &PretrainRequest) -> Result<()> {
     }
     let shape = req.data.shape();
     if shape[2] != 3 {
-        return Err(Error::Data(format!("{}: images have {} channels; training needs RGB (3)", req.data.description(), shape[2])));
+        return Err(Error::Data(format!(
+            "{}: images have {} channels; training needs RGB (3)",
+            req.data.description(),
+            shape[2]
+        )));
     }
     if let Some(p) = req.probe {
         if p.shape() != shape {
@@ -72,7 +76,10 @@ fn check_inputs(req: &PretrainRequest) -> Result<()> {
             )));
         }
         if p.labeled_count() == 0 {
-            return Err(Error::Data(format!("the probe set {} has no labelled images", p.description())));
+            return Err(Error::Data(format!(
+                "the probe set {} has no labelled images",
+                p.description()
+            )));
         }
     }
     Ok(())
@@ -96,15 +103,29 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    pub fn new(cfg: &PretrainConfig, aug: &ViewPair, classes: usize, device: &Device) -> Result<Self> {
+    pub fn new(
+        cfg: &PretrainConfig,
+        aug: &ViewPair,
+        classes: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let plain = device.clone();
         let autodiff = plain.clone().autodiff();
         autodiff.seed(cfg.seed);
         let backbone_cfg = cfg.backbone_config()?;
         let feat = backbone_cfg.feature_dim();
-        let encoder = Encoder { backbone: backbone_cfg.init(&autodiff), projector: Projector::new(feat, cfg.proj_hidden, cfg.proj_dim, &autodiff) };
+        let encoder = Encoder {
+            backbone: backbone_cfg.init(&autodiff),
+            projector: Projector::new(feat, cfg.proj_hidden, cfg.proj_dim, &autodiff),
+        };
         let probe = LinearConfig::new(feat, classes.max(1)).init(&autodiff);
-        let schedule = |base: f64| WarmupCosine { base, warmup: cfg.warmup, total: cfg.steps, warmup_start: cfg.warmup_start.min(base), min_lr: 0.0 };
+        let schedule = |base: f64| WarmupCosine {
+            base,
+            warmup: cfg.warmup,
+            total: cfg.steps,
+            warmup_start: cfg.warmup_start.min(base),
+            min_lr: 0.0,
+        };
         Ok(Trainer {
             encoder,
             probe,
@@ -142,21 +163,44 @@ impl Trainer {
         let [v1, v2] = self.views(hb, step);
         let f1 = self.encoder.backbone.forward(v1);
         let f2 = self.encoder.backbone.forward(v2);
-        let ssl = nt_xent(self.encoder.projector.forward(f1.clone()), self.encoder.projector.forward(f2.clone()), self.temperature);
-        let labels: Vec<i64> = hb.labels.iter().chain(&hb.labels).map(|&l| l as i64).collect();
-        let logits = self.probe.forward(Tensor::cat(vec![f1.detach(), f2.detach()], 0));
+        let ssl = nt_xent(
+            self.encoder.projector.forward(f1.clone()),
+            self.encoder.projector.forward(f2.clone()),
+            self.temperature,
+        );
+        let labels: Vec<i64> = hb
+            .labels
+            .iter()
+            .chain(&hb.labels)
+            .map(|&l| l as i64)
+            .collect();
+        let logits = self
+            .probe
+            .forward(Tensor::cat(vec![f1.detach(), f2.detach()], 0));
         let probe_loss = masked_cross_entropy(logits, ints(labels, &self.autodiff));
         let mut grads = (ssl.clone() + probe_loss).backward();
         let encoder_grads = GradientsParams::from_module(&mut grads, &self.encoder);
         let probe_grads = GradientsParams::from_module(&mut grads, &self.probe);
-        self.encoder = self.encoder_opt.step(self.lr_encoder.lr(step), self.encoder.clone(), encoder_grads);
-        self.probe = self.probe_opt.step(self.lr_probe.lr(step), self.probe.clone(), probe_grads);
+        self.encoder = self.encoder_opt.step(
+            self.lr_encoder.lr(step),
+            self.encoder.clone(),
+            encoder_grads,
+        );
+        self.probe = self
+            .probe_opt
+            .step(self.lr_probe.lr(step), self.probe.clone(), probe_grads);
         ssl
     }
 
     /// Online-probe top-1 on `data` (inference mode).
     pub fn probe_accuracy(&self, data: &Dataset) -> Option<f64> {
-        probe_accuracy(&self.encoder.backbone.valid(), &self.probe.valid(), data, &self.aug.views[0], &self.plain)
+        probe_accuracy(
+            &self.encoder.backbone.valid(),
+            &self.probe.valid(),
+            data,
+            &self.aug.views[0],
+            &self.plain,
+        )
     }
 
     fn save_weights(&self, dir: &Path) -> Result<()> {
@@ -177,12 +221,17 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
         ctx.progress.start(&id, run.result.steps, true);
         return Ok(run);
     }
-    std::fs::create_dir_all(&dir).map_err(|e| Error::file(&dir, format!("cannot create the run folder: {e}")))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::file(&dir, format!("cannot create the run folder: {e}")))?;
     write_json(&dir.join("config.json"), &spec)?;
     let mut log = MetricsLog::create(&dir.join("metrics.jsonl"))?;
 
     let cfg = &req.config;
-    let classes = req.data.classes().max(req.probe.map_or(0, |p| p.classes())).max(1);
+    let classes = req
+        .data
+        .classes()
+        .max(req.probe.map_or(0, |p| p.classes()))
+        .max(1);
     let mut trainer = Trainer::new(cfg, req.aug, classes, ctx.device)?;
     let mut sampler = Sampler::new(req.data.len(), cfg.batch, cfg.seed)?;
 
@@ -201,7 +250,8 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
         interval_images += hb.len();
 
         let done = step + 1;
-        let eval_now = req.probe.is_some() && (done == cfg.steps || (cfg.eval_every > 0 && done % cfg.eval_every == 0));
+        let eval_now = req.probe.is_some()
+            && (done == cfg.steps || (cfg.eval_every > 0 && done % cfg.eval_every == 0));
         if done % cfg.log_every == 0 || eval_now || done == cfg.steps {
             // The only host synchronisation of the step, every `log_every` steps.
             last_loss = read_floats(loss)[0] as f64;
@@ -211,12 +261,19 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
                     cfg.lr
                 )));
             }
-            let images_per_s = interval_images as f64 / interval_start.elapsed().as_secs_f64().max(1e-9);
+            let images_per_s =
+                interval_images as f64 / interval_start.elapsed().as_secs_f64().max(1e-9);
             let probe_acc = match (eval_now, req.probe) {
                 (true, Some(p)) => trainer.probe_accuracy(p),
                 _ => None,
             };
-            let row = MetricRow { step: done, loss: last_loss, lr: trainer.lr(step), probe_acc, images_per_s };
+            let row = MetricRow {
+                step: done,
+                loss: last_loss,
+                lr: trainer.lr(step),
+                probe_acc,
+                images_per_s,
+            };
             log.append(&row)?;
             ctx.progress.update(done, last_loss, images_per_s);
             if let Some(acc) = probe_acc {
@@ -243,13 +300,21 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
         Some(a) => format!("loss {last_loss:.4}, probe accuracy {:.2}%", 100.0 * a),
         None => format!("loss {last_loss:.4}"),
     });
-    Ok(FinishedRun { spec, result, metrics, dir, cached: false })
+    Ok(FinishedRun {
+        spec,
+        result,
+        metrics,
+        dir,
+        cached: false,
+    })
 }
 
 fn save_module<M: Module>(module: M, dir: &Path, name: &str) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp.bpk"));
     let path = dir.join(format!("{name}.bpk"));
-    module.save_file(&tmp).map_err(|e| Error::file(&tmp, format!("cannot save weights: {e}")))?;
+    module
+        .save_file(&tmp)
+        .map_err(|e| Error::file(&tmp, format!("cannot save weights: {e}")))?;
     std::fs::rename(&tmp, &path).map_err(|e| Error::file(&path, e))
 }
 
@@ -257,11 +322,57 @@ fn save_module<M: Module>(module: M, dir: &Path, name: &str) -> Result<()> {
 pub fn load_backbone(run: &FinishedRun, device: &Device) -> Result<ResNet> {
     let path = run.dir.join("backbone.bpk");
     let fresh = run.spec.config.backbone_config()?.init(device);
-    fresh.try_load_file(&path).map_err(|e| Error::file(&path, format!("cannot load the weights ({e}); delete the run folder to retrain")))
+    fresh.try_load_file(&path).map_err(|e| {
+        Error::file(
+            &path,
+            format!("cannot load the weights ({e}); delete the run folder to retrain"),
+        )
+    })
 }
 
 /// An untrained backbone of the same shape as the run's (the random-init baseline).
 pub fn random_backbone(run: &FinishedRun, device: &Device) -> Result<ResNet> {
     device.seed(run.spec.config.seed);
     Ok(run.spec.config.backbone_config()?.init(device))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::augment::{AugSpec, ViewPair};
+    use crate::data::synthetic::{SyntheticSpec, synthetic};
+
+    /// With the encoder (almost) frozen, the probe alone must fit its training images.
+    #[test]
+    fn the_online_probe_learns_its_training_images() {
+        let data = synthetic(&SyntheticSpec {
+            n: 64,
+            seed: 0,
+            size: 16,
+            split: "train".into(),
+        })
+        .unwrap();
+        let cfg = PretrainConfig {
+            width: 4,
+            batch: 32,
+            steps: 60,
+            warmup: 0,
+            proj_hidden: 32,
+            proj_dim: 16,
+            classifier_lr: 1.0,
+            lr: 1e-6,
+            warmup_start: 0.0,
+            optimizer: "sgd".into(),
+            ..Default::default()
+        };
+        let aug = ViewPair::symmetric("none", AugSpec::identity());
+        let mut trainer = Trainer::new(&cfg, &aug, 10, &Device::flex()).unwrap();
+        let mut sampler = Sampler::new(data.len(), cfg.batch, 0).unwrap();
+        let before = trainer.probe_accuracy(&data).unwrap();
+        for step in 0..cfg.steps {
+            trainer.step(&gather(&data, &sampler.next_batch()), step);
+        }
+        let after = trainer.probe_accuracy(&data).unwrap();
+        assert!(after > 0.5 && after > before, "{before} -> {after}");
+    }
 }

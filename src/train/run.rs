@@ -29,7 +29,12 @@ pub struct DataRef {
 
 impl DataRef {
     pub fn of(d: &Dataset) -> Self {
-        DataRef { fingerprint: d.fingerprint().into(), description: d.description().into(), len: d.len(), attributes: d.attributes().to_vec() }
+        DataRef {
+            fingerprint: d.fingerprint().into(),
+            description: d.description().into(),
+            len: d.len(),
+            attributes: d.attributes().to_vec(),
+        }
     }
 }
 
@@ -44,8 +49,19 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
-    pub fn new(config: PretrainConfig, data: &Dataset, aug: ViewPair, probe: Option<&Dataset>) -> Self {
-        RunSpec { format: FORMAT, config, data: DataRef::of(data), aug, probe: probe.map(DataRef::of) }
+    pub fn new(
+        config: PretrainConfig,
+        data: &Dataset,
+        aug: ViewPair,
+        probe: Option<&Dataset>,
+    ) -> Self {
+        RunSpec {
+            format: FORMAT,
+            config,
+            data: DataRef::of(data),
+            aug,
+            probe: probe.map(DataRef::of),
+        }
     }
     pub fn id(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_default();
@@ -105,7 +121,12 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::file(path, format!("is not a valid run file ({e}); delete the run folder to retrain")))
+    serde_json::from_str(&text).map_err(|e| {
+        Error::file(
+            path,
+            format!("is not a valid run file ({e}); delete the run folder to retrain"),
+        )
+    })
 }
 
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
@@ -116,7 +137,10 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
     };
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| Error::file(path, format!("bad metrics line ({e})"))))
+        .map(|l| {
+            serde_json::from_str(l)
+                .map_err(|e| Error::file(path, format!("bad metrics line ({e})")))
+        })
         .collect()
 }
 
@@ -129,7 +153,13 @@ pub fn load_finished(dir: &Path) -> Result<Option<FinishedRun>> {
     let spec: RunSpec = read_json(&dir.join("config.json"))?;
     let result: RunResult = read_json(&result_path)?;
     let metrics = read_metrics(&dir.join("metrics.jsonl"))?;
-    Ok(Some(FinishedRun { spec, result, metrics, dir: dir.to_path_buf(), cached: true }))
+    Ok(Some(FinishedRun {
+        spec,
+        result,
+        metrics,
+        dir: dir.to_path_buf(),
+        cached: true,
+    }))
 }
 
 /// Appends metric rows to `metrics.jsonl` as training goes.
@@ -141,7 +171,10 @@ pub struct MetricsLog {
 impl MetricsLog {
     pub fn create(path: &Path) -> Result<Self> {
         let file = fs::File::create(path).map_err(|e| Error::file(path, e))?;
-        Ok(MetricsLog { file, path: path.to_path_buf() })
+        Ok(MetricsLog {
+            file,
+            path: path.to_path_buf(),
+        })
     }
     pub fn append(&mut self, row: &MetricRow) -> Result<()> {
         let line = serde_json::to_string(row).map_err(|e| Error::file(&self.path, e))?;
@@ -161,11 +194,34 @@ mod tests {
         let d2 = Dataset::from_store(tiny_store(4, 2, 1));
         let a = preset("symmetric").unwrap();
         let base = RunSpec::new(PretrainConfig::default(), &d, a.clone(), None);
-        assert_eq!(base.id(), RunSpec::new(PretrainConfig::default(), &d, a.clone(), None).id());
-        let other_seed = RunSpec::new(PretrainConfig { seed: 1, ..Default::default() }, &d, a.clone(), None);
+        assert_eq!(
+            base.id(),
+            RunSpec::new(PretrainConfig::default(), &d, a.clone(), None).id()
+        );
+        let other_seed = RunSpec::new(
+            PretrainConfig {
+                seed: 1,
+                ..Default::default()
+            },
+            &d,
+            a.clone(),
+            None,
+        );
         assert_ne!(base.id(), other_seed.id());
-        assert_ne!(base.id(), RunSpec::new(PretrainConfig::default(), &d2, a.clone(), None).id());
-        assert_ne!(base.id(), RunSpec::new(PretrainConfig::default(), &d, preset("symmetric_adainf").unwrap(), None).id());
+        assert_ne!(
+            base.id(),
+            RunSpec::new(PretrainConfig::default(), &d2, a.clone(), None).id()
+        );
+        assert_ne!(
+            base.id(),
+            RunSpec::new(
+                PretrainConfig::default(),
+                &d,
+                preset("symmetric_adainf").unwrap(),
+                None
+            )
+            .id()
+        );
     }
 
     #[test]
@@ -173,18 +229,44 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("adainf-run-test-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let d = Dataset::from_store(tiny_store(4, 2, 0));
-        let spec = RunSpec::new(PretrainConfig::default(), &d, preset("symmetric").unwrap(), None);
+        let spec = RunSpec::new(
+            PretrainConfig::default(),
+            &d,
+            preset("symmetric").unwrap(),
+            None,
+        );
         write_json(&dir.join("config.json"), &spec).unwrap();
         let mut log = MetricsLog::create(&dir.join("metrics.jsonl")).unwrap();
-        let row = MetricRow { step: 1, loss: 2.0, lr: 0.1, probe_acc: None, images_per_s: 3.0 };
+        let row = MetricRow {
+            step: 1,
+            loss: 2.0,
+            lr: 0.1,
+            probe_acc: None,
+            images_per_s: 3.0,
+        };
         log.append(&row).unwrap();
         assert!(load_finished(&dir).unwrap().is_none());
-        let result = RunResult { id: spec.id(), accuracy: Some(0.5), final_loss: 2.0, steps: 1, train_seconds: 1.0, images_per_s: 3.0 };
+        let result = RunResult {
+            id: spec.id(),
+            accuracy: Some(0.5),
+            final_loss: 2.0,
+            steps: 1,
+            train_seconds: 1.0,
+            images_per_s: 3.0,
+        };
         write_json(&dir.join("result.json"), &result).unwrap();
         let run = load_finished(&dir).unwrap().unwrap();
-        assert_eq!((run.spec, run.result, run.metrics), (spec, result, vec![row]));
+        assert_eq!(
+            (run.spec, run.result, run.metrics),
+            (spec, result, vec![row])
+        );
         fs::write(dir.join("result.json"), "{oops").unwrap();
-        assert!(load_finished(&dir).unwrap_err().to_string().contains("result.json"));
+        assert!(
+            load_finished(&dir)
+                .unwrap_err()
+                .to_string()
+                .contains("result.json")
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,228 @@
+//! The command line: `run`, `check`, `api` and `bench`. It owns the terminal (progress bars or
+//! plain lines), exit codes (0 ok, 1 script/data/device error, 2 usage) and turns any panic
+//! from below into one message instead of a crash trace.
+
+pub mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use rhai::{Dynamic, Map};
+
+use crate::bench::{self, BenchConfig};
+use crate::device::DeviceSpec;
+use crate::host::{Host, HostConfig, api};
+use crate::train::{CancelFlag, Progress, Silent};
+
+#[derive(Parser)]
+#[command(
+    name = "adainf",
+    version,
+    about = "Scriptable contrastive-learning experiments with generated data (AdaInf)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a script.
+    Run(RunArgs),
+    /// Compile a script and check its calls and option keys without running it.
+    Check { script: PathBuf },
+    /// List every script function with its signature and options.
+    Api,
+    /// Measure train-step and augmentation throughput (JSON lines).
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    script: PathBuf,
+    /// flex (CPU), wgpu, vulkan, cuda or cuda:N.
+    #[arg(long, default_value = "flex")]
+    device: String,
+    /// Folder of the run cache.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// No progress output (script output still prints).
+    #[arg(long)]
+    quiet: bool,
+    /// Script operation budget (a runaway loop stops with an error).
+    #[arg(long, default_value_t = 50_000_000)]
+    max_operations: u64,
+    /// Script parameters `key=value`, available as the map `params`.
+    #[arg(last = true)]
+    params: Vec<String>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long, default_value = "flex")]
+    device: String,
+    #[arg(long, default_value_t = 16)]
+    width: usize,
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 32)]
+    size: usize,
+    #[arg(long, default_value = "resnet18")]
+    backbone: String,
+    /// Timed steps (after warm-up).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+}
+
+/// `key=value` → script value: integer, float, bool, else string.
+fn parse_params(items: &[String]) -> Result<Map, String> {
+    let mut map = Map::new();
+    for item in items {
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(format!(
+                "script parameter `{item}` must look like key=value"
+            ));
+        };
+        let value = if let Ok(i) = v.parse::<i64>() {
+            Dynamic::from(i)
+        } else if let Ok(f) = v.parse::<f64>() {
+            Dynamic::from(f)
+        } else if let Ok(b) = v.parse::<bool>() {
+            Dynamic::from(b)
+        } else {
+            Dynamic::from(v.to_string())
+        };
+        map.insert(k.trim().into(), value);
+    }
+    Ok(map)
+}
+
+fn open_device(name: &str) -> Result<(burn::tensor::Device, String), String> {
+    let spec = DeviceSpec::parse(name).map_err(|e| e.to_string())?;
+    let device = spec.open().map_err(|e| e.to_string())?;
+    Ok((device, spec.name()))
+}
+
+fn make_host(args: &RunArgs) -> Result<Host, (String, u8)> {
+    let params = parse_params(&args.params).map_err(|e| (e, 2))?;
+    let (device, device_name) = open_device(&args.device).map_err(|e| (e, 1))?;
+    let quiet = args.quiet;
+    let config = HostConfig {
+        device,
+        device_name,
+        runs_dir: args.runs_dir.clone(),
+        max_operations: args.max_operations,
+        params,
+        cancel: CancelFlag::new(),
+    };
+    Ok(Host::new(
+        config,
+        Box::new(move || -> Box<dyn Progress> {
+            if quiet {
+                Box::new(Silent)
+            } else {
+                Box::new(progress::Terminal::new())
+            }
+        }),
+    ))
+}
+
+fn report(message: &str, code: u8) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(code)
+}
+
+/// Runs `f`, turning a panic into an error message (exit code 1).
+fn guarded(f: impl FnOnce() -> ExitCode) -> ExitCode {
+    std::panic::set_hook(Box::new(|_| {}));
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(code) => code,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown failure".into());
+            report(
+                &format!(
+                    "internal error: {what}\nThis is a bug in adainf or a backend; files already written are kept. Please report it with the script."
+                ),
+                1,
+            )
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    guarded(move || match cli.command {
+        Command::Run(args) => {
+            let mut host = match make_host(&args) {
+                Ok(h) => h,
+                Err((msg, code)) => return report(&msg, code),
+            };
+            match host.run_file(&args.script) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => report(&e.message, 1),
+            }
+        }
+        Command::Check { script } => {
+            let args = RunArgs {
+                script: script.clone(),
+                device: "flex".into(),
+                runs_dir: "runs".into(),
+                quiet: true,
+                max_operations: 1,
+                params: vec![],
+            };
+            let mut host = match make_host(&args) {
+                Ok(h) => h,
+                Err((msg, code)) => return report(&msg, code),
+            };
+            let problems = host.check_file(&script);
+            if problems.is_empty() {
+                println!("{}: ok", script.display());
+                ExitCode::SUCCESS
+            } else {
+                for p in &problems {
+                    eprintln!("error: {p}");
+                }
+                eprintln!("{} problem(s) found", problems.len());
+                ExitCode::from(1)
+            }
+        }
+        Command::Api => {
+            print!("{}", api::render());
+            ExitCode::SUCCESS
+        }
+        Command::Bench(b) => {
+            let (device, device_name) = match open_device(&b.device) {
+                Ok(d) => d,
+                Err(e) => return report(&e, 1),
+            };
+            let cfg = BenchConfig {
+                width: b.width,
+                batch: b.batch,
+                size: b.size,
+                backbone: b.backbone,
+                warmup_steps: b.warmup,
+                steps: b.steps,
+                device_name,
+            };
+            for result in [
+                bench::augmentation(&cfg, &device),
+                bench::train_step(&cfg, &device),
+            ] {
+                match result {
+                    Ok(line) => println!("{}", serde_json::to_string(&line).unwrap_or_default()),
+                    Err(e) => return report(&e.to_string(), 1),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+    })
+}

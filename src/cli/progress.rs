@@ -1,0 +1,97 @@
+//! Terminal progress: a bar (step, loss, img/s, ETA) when stderr is a terminal, plain lines
+//! about every 10% otherwise (logs, CI).
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::train::Progress;
+
+pub struct Terminal {
+    bar: Option<ProgressBar>,
+    label: String,
+    total: usize,
+    started: Instant,
+    next_line: usize,
+}
+
+impl Terminal {
+    pub fn new() -> Self {
+        Terminal {
+            bar: None,
+            label: String::new(),
+            total: 0,
+            started: Instant::now(),
+            next_line: 0,
+        }
+    }
+}
+
+impl Default for Terminal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress for Terminal {
+    fn start(&mut self, label: &str, total_steps: usize, cached: bool) {
+        self.label = label.to_string();
+        self.total = total_steps;
+        self.started = Instant::now();
+        if cached {
+            eprintln!("run {label}: finished earlier, loaded from the run cache (not retrained)");
+            return;
+        }
+        eprintln!("run {label}: training {total_steps} steps");
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(total_steps as u64);
+            if let Ok(style) =
+                ProgressStyle::with_template("  [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+            {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            self.bar = Some(bar);
+        }
+        self.next_line = (total_steps / 10).max(1);
+    }
+
+    fn update(&mut self, step: usize, loss: f64, images_per_s: f64) {
+        let msg = format!("loss {loss:.4} · {images_per_s:.0} img/s");
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(step as u64);
+                bar.set_message(msg);
+            }
+            None if step >= self.next_line || step == self.total => {
+                let elapsed = self.started.elapsed().as_secs_f64();
+                let eta = elapsed / step.max(1) as f64 * (self.total - step.min(self.total)) as f64;
+                eprintln!("  step {step}/{} {msg} · ETA {eta:.0}s", self.total);
+                self.next_line = step + (self.total / 10).max(1);
+            }
+            None => {}
+        }
+    }
+
+    fn probe(&mut self, step: usize, accuracy: f64) {
+        let line = format!(
+            "  step {step}: online probe accuracy {:.2}%",
+            100.0 * accuracy
+        );
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn finish(&mut self, summary: &str) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        eprintln!(
+            "run {}: done in {:.1}s: {summary}",
+            self.label,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+}

@@ -1,0 +1,400 @@
+//! The catalogue of the script API: every function with its signature, a one-line doc and the
+//! options it accepts. `adainf api` prints it, `adainf check` validates calls against it, and
+//! the registration in `modules` uses the same option lists.
+
+use super::options::{Kind, Opt, opt};
+
+pub struct ApiEntry {
+    /// `module::name` for module functions, `Type.name` for methods and properties.
+    pub path: &'static str,
+    pub signature: &'static str,
+    pub doc: &'static str,
+    pub options: &'static [Opt],
+}
+
+pub const SYNTHETIC: &[Opt] = &[
+    opt("n", Kind::Int, "number of images (default 5000)"),
+    opt("seed", Kind::Int, "random seed (default 0)"),
+    opt("size", Kind::Int, "image side in pixels (default 32)"),
+    opt(
+        "split",
+        Kind::Str,
+        "\"train\" or \"test\": independent streams (default \"train\")",
+    ),
+];
+
+pub const GENERATOR: &[Opt] = &[
+    opt("n", Kind::Int, "number of generated images (default 50000)"),
+    opt(
+        "fidelity",
+        Kind::Float,
+        "in [0, 1]; 1 = the real distribution (default 0.7)",
+    ),
+    opt("seed", Kind::Int, "random seed (default 0)"),
+    opt("size", Kind::Int, "image side in pixels (default 32)"),
+];
+
+pub const INFLATE: &[Opt] = &[opt(
+    "dup",
+    Kind::Int,
+    "copies of the real data before the generated data (default 1)",
+)];
+
+pub const SUBSET: &[Opt] = &[
+    opt(
+        "per_class",
+        Kind::Int,
+        "labelled images per class (the paper's 5k set: 500)",
+    ),
+    opt("n", Kind::Int, "images chosen uniformly at random"),
+    opt("seed", Kind::Int, "random seed (default 0)"),
+];
+
+pub const AUG: &[Opt] = &[
+    opt(
+        "crop_min",
+        Kind::Float,
+        "RandomResizedCrop minimum area fraction",
+    ),
+    opt(
+        "crop_max",
+        Kind::Float,
+        "RandomResizedCrop maximum area fraction",
+    ),
+    opt("flip_prob", Kind::Float, "horizontal flip probability"),
+    opt("jitter_prob", Kind::Float, "colour jitter probability"),
+    opt(
+        "jitter",
+        Kind::Floats,
+        "[brightness, contrast, saturation, hue] strengths",
+    ),
+    opt("gray_prob", Kind::Float, "grayscale probability"),
+    opt(
+        "blur_prob",
+        Kind::Float,
+        "Gaussian blur probability (sigma in [0.1, 2])",
+    ),
+    opt("solarize_prob", Kind::Float, "solarize probability"),
+    opt(
+        "mean",
+        Kind::Floats,
+        "normalisation mean per channel (default CIFAR-10)",
+    ),
+    opt(
+        "std",
+        Kind::Floats,
+        "normalisation std per channel (default CIFAR-10)",
+    ),
+];
+
+pub const PREVIEW: &[Opt] = &[
+    opt("n", Kind::Int, "number of images (default 8)"),
+    opt("seed", Kind::Int, "random seed (default 0)"),
+];
+
+pub const PRETRAIN: &[Opt] = &[
+    opt("data", Kind::Dataset, "training data (required)"),
+    opt(
+        "aug",
+        Kind::Aug,
+        "augmentation: aug handle, preset name or [view1, view2] (default \"symmetric\")",
+    ),
+    opt(
+        "probe",
+        Kind::Dataset,
+        "labelled set the online linear probe is evaluated on",
+    ),
+    opt(
+        "tags",
+        Kind::Map,
+        "extra columns for reports; not part of the run id",
+    ),
+    opt("method", Kind::Str, "\"simclr\""),
+    opt(
+        "backbone",
+        Kind::Str,
+        "\"resnet18\" (or \"resnet10\", CPU-sized)",
+    ),
+    opt(
+        "width",
+        Kind::Int,
+        "first-stage channels, 64 = standard ResNet-18",
+    ),
+    opt("steps", Kind::Int, "optimisation steps"),
+    opt("batch", Kind::Int, "images per step (two views each)"),
+    opt(
+        "lr",
+        Kind::Float,
+        "learning rate, used as given (official SimCLR: 0.4 at batch 512)",
+    ),
+    opt(
+        "classifier_lr",
+        Kind::Float,
+        "online probe learning rate (official: 0.1)",
+    ),
+    opt("optimizer", Kind::Str, "\"lars\" or \"sgd\""),
+    opt(
+        "weight_decay",
+        Kind::Float,
+        "weight decay (not on biases and norms with LARS)",
+    ),
+    opt("warmup", Kind::Int, "linear warm-up steps"),
+    opt(
+        "warmup_start",
+        Kind::Float,
+        "learning rate at step 0 (official 3e-5)",
+    ),
+    opt(
+        "temperature",
+        Kind::Float,
+        "NT-Xent temperature (official 0.2)",
+    ),
+    opt(
+        "proj_hidden",
+        Kind::Int,
+        "projector hidden size (official 2048)",
+    ),
+    opt(
+        "proj_dim",
+        Kind::Int,
+        "projector output size (official 256)",
+    ),
+    opt("seed", Kind::Int, "random seed"),
+    opt(
+        "eval_every",
+        Kind::Int,
+        "online-probe evaluation period in steps (0 = end only)",
+    ),
+    opt("log_every", Kind::Int, "loss logging period in steps"),
+];
+
+pub const KNN: &[Opt] = &[
+    opt("k", Kind::Int, "neighbours (default 20)"),
+    opt(
+        "temperature",
+        Kind::Float,
+        "vote temperature (default 0.07)",
+    ),
+];
+
+pub const LINEAR: &[Opt] = &[
+    opt("epochs", Kind::Int, "epochs (default 20)"),
+    opt("lr", Kind::Float, "Adam learning rate (default 1e-3)"),
+    opt("batch", Kind::Int, "mini-batch (default 256)"),
+    opt("seed", Kind::Int, "random seed (default 0)"),
+];
+
+pub const TABLE: &[Opt] = &[
+    opt(
+        "columns",
+        Kind::Strings,
+        "columns to show, in order (default: all)",
+    ),
+    opt(
+        "group_by",
+        Kind::Strings,
+        "merge rows with equal values here; numbers become mean ± std",
+    ),
+    opt("print", Kind::Bool, "print the table (default true)"),
+];
+
+pub const CSV: &[Opt] = &[opt(
+    "columns",
+    Kind::Strings,
+    "columns to write, in order (default: all)",
+)];
+
+/// Every script function.
+pub fn catalogue() -> Vec<ApiEntry> {
+    let e = |path, signature, doc, options| ApiEntry {
+        path,
+        signature,
+        doc,
+        options,
+    };
+    vec![
+        e(
+            "data::synthetic",
+            "data::synthetic(opts) -> Dataset",
+            "the embedded 10-class shape family (labels 0..9)",
+            SYNTHETIC,
+        ),
+        e(
+            "data::synthetic_generator",
+            "data::synthetic_generator(opts) -> Dataset",
+            "simulated generator samples of that family (labels -1)",
+            GENERATOR,
+        ),
+        e(
+            "data::inflate",
+            "data::inflate(real, generated, opts) -> Dataset",
+            "real × dup then generated, as an index view (no copies)",
+            INFLATE,
+        ),
+        e(
+            "data::subset",
+            "data::subset(data, opts) -> Dataset",
+            "per_class labelled images per class, or n random images",
+            SUBSET,
+        ),
+        e("Dataset.len", "data.len() -> int", "number of images", &[]),
+        e(
+            "Dataset.classes",
+            "data.classes() -> int",
+            "number of classes of the labelled task",
+            &[],
+        ),
+        e(
+            "Dataset.info",
+            "data.info() -> map",
+            "n, shape, source, labelled, channel mean/std, recipe attributes",
+            &[],
+        ),
+        e(
+            "aug::preset",
+            "aug::preset(name) -> Aug",
+            "official presets: symmetric, symmetric_adainf, symmetric_weak, asymmetric, asymmetric_adainf",
+            &[],
+        ),
+        e(
+            "aug::simclr",
+            "aug::simclr(opts) -> Aug",
+            "a symmetric augmentation; unset keys keep the `symmetric` values",
+            AUG,
+        ),
+        e(
+            "aug::pair",
+            "aug::pair(view1, view2) -> Aug",
+            "an asymmetric augmentation from two symmetric ones",
+            &[],
+        ),
+        e(
+            "aug::preview",
+            "aug::preview(data, aug, path, opts)",
+            "writes a PNG grid: each image and its two views",
+            PREVIEW,
+        ),
+        e(
+            "Aug.strength",
+            "aug.strength(s) -> Aug",
+            "jitter × s; crop_min ← crop_min^s (s < 1 = milder)",
+            &[],
+        ),
+        e(
+            "Aug.name",
+            "aug.name -> string",
+            "the augmentation's name",
+            &[],
+        ),
+        e(
+            "train::pretrain",
+            "train::pretrain(opts) -> Run",
+            "trains (or loads the cached) run; online probe on `probe`",
+            PRETRAIN,
+        ),
+        e(
+            "train::defaults",
+            "train::defaults() -> map",
+            "the default training options",
+            &[],
+        ),
+        e(
+            "Run.accuracy",
+            "run.accuracy -> float",
+            "final online-probe top-1 on the probe set (() without one)",
+            &[],
+        ),
+        e(
+            "Run.metrics",
+            "run.metrics -> array",
+            "maps: step, loss, lr, probe_acc, images_per_s",
+            &[],
+        ),
+        e(
+            "Run.id",
+            "run.id -> string",
+            "content hash of config and data fingerprints",
+            &[],
+        ),
+        e("Run.dir", "run.dir -> string", "the run's folder", &[]),
+        e(
+            "Run.cached",
+            "run.cached -> bool",
+            "whether the run was loaded from the cache",
+            &[],
+        ),
+        e(
+            "Run.row",
+            "run.row() -> map",
+            "the run's report columns (config, data recipe, results, tags)",
+            &[],
+        ),
+        e(
+            "eval::knn",
+            "eval::knn(run, train, test, opts) -> float",
+            "weighted kNN top-1 on frozen features (k 20, T 0.07)",
+            KNN,
+        ),
+        e(
+            "eval::knn_pixels",
+            "eval::knn_pixels(train, test, opts) -> float",
+            "the same kNN on raw normalised pixels (a baseline)",
+            KNN,
+        ),
+        e(
+            "eval::knn_random",
+            "eval::knn_random(run, train, test, opts) -> float",
+            "the same kNN on a randomly initialised encoder of the run's shape",
+            KNN,
+        ),
+        e(
+            "eval::linear",
+            "eval::linear(run, train, test, opts) -> float",
+            "offline linear probe on frozen features",
+            LINEAR,
+        ),
+        e(
+            "report::table",
+            "report::table(rows, opts) -> string",
+            "markdown table of runs or maps (printed)",
+            TABLE,
+        ),
+        e(
+            "report::save_csv",
+            "report::save_csv(rows, path, opts)",
+            "one CSV line per run or map",
+            CSV,
+        ),
+    ]
+}
+
+/// The catalogue as text, one function per line.
+pub fn render() -> String {
+    let mut out = String::new();
+    for entry in catalogue() {
+        out.push_str(&format!("{:<58} {}\n", entry.signature, entry.doc));
+        for o in entry.options {
+            out.push_str(&format!(
+                "    {:<16} {:<12} {}\n",
+                o.key,
+                kind_short(o.kind),
+                o.doc
+            ));
+        }
+    }
+    out
+}
+
+fn kind_short(k: Kind) -> &'static str {
+    match k {
+        Kind::Int => "int",
+        Kind::Float => "float",
+        Kind::Str => "string",
+        Kind::Bool => "bool",
+        Kind::Floats => "[float]",
+        Kind::Strings => "[string]",
+        Kind::Dataset => "Dataset",
+        Kind::Aug => "Aug",
+        Kind::Map => "map",
+    }
+}

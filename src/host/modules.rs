@@ -1,0 +1,615 @@
+//! Registration of the script modules and handle types. Each function checks its options
+//! against the catalogue (`api`), converts them into the core's typed configs and calls the
+//! core; errors come back as runtime errors that Rhai places at the call site.
+
+use std::rc::Rc;
+
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FuncRegistration, Map, Module, NativeCallContext,
+    Position,
+};
+
+use super::HostState;
+use super::api;
+use super::options::{self, float_or, int_or, str_or};
+use crate::augment::preview::write_preview;
+use crate::augment::{AugSpec, ViewPair, preset};
+use crate::data::Dataset;
+use crate::data::synthetic::{GeneratorSpec, SyntheticSpec, synthetic, synthetic_generator};
+use crate::eval::knn::knn_accuracy;
+use crate::eval::linear::{LinearProbeConfig, linear_probe_accuracy};
+use crate::eval::{features, labelled_rows};
+use crate::report::{self, Cell, Row};
+use crate::tensor::floats;
+use crate::train::{self, FinishedRun, PretrainConfig, PretrainRequest, TrainContext};
+
+type Res<T> = Result<T, Box<EvalAltResult>>;
+
+fn fail<T>(msg: impl std::fmt::Display) -> Res<T> {
+    Err(Box::new(EvalAltResult::ErrorRuntime(
+        msg.to_string().into(),
+        Position::NONE,
+    )))
+}
+
+fn core<T>(r: crate::Result<T>) -> Res<T> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(crate::Error::Cancelled) => Err(Box::new(EvalAltResult::ErrorTerminated(
+            "cancelled".into(),
+            Position::NONE,
+        ))),
+        Err(e) => fail(e),
+    }
+}
+
+/// A finished run as a script handle, with the script's tags.
+#[derive(Clone)]
+pub struct RunHandle {
+    pub run: Rc<FinishedRun>,
+    pub tags: Map,
+}
+
+/// Gives an error raised inside a host function the position of the script's call.
+fn placed<T>(ctx: &NativeCallContext, r: Res<T>) -> Res<T> {
+    r.map_err(|mut e| {
+        if e.position().is_none() {
+            e.set_position(ctx.call_position());
+        }
+        e
+    })
+}
+
+/// Registers a host function into a module; its errors carry the call's position.
+macro_rules! register {
+    ($module:expr, $name:literal, $(move)? |$($arg:ident : $ty:ty),*| -> $ret:ty $body:block) => {
+        FuncRegistration::new($name).with_volatility(true).set_into_module(
+            &mut $module,
+            move |ctx: NativeCallContext, $($arg: $ty),*| -> $ret { placed(&ctx, (|| -> $ret { $body })()) },
+        );
+    };
+}
+
+pub(super) fn register_all(engine: &mut Engine, state: &Rc<HostState>) {
+    register_types(engine);
+    engine.register_static_module("data", data_module().into());
+    engine.register_static_module("aug", aug_module(state).into());
+    engine.register_static_module("train", train_module(state).into());
+    engine.register_static_module("eval", eval_module(state).into());
+    engine.register_static_module("report", report_module(state).into());
+}
+
+fn info_map(d: &Dataset) -> Map {
+    let mut m = Map::new();
+    let [h, w, c] = d.shape();
+    let (mean, std) = d.channel_stats(2000);
+    m.insert("n".into(), (d.len() as i64).into());
+    m.insert(
+        "shape".into(),
+        Dynamic::from_array(vec![
+            (h as i64).into(),
+            (w as i64).into(),
+            (c as i64).into(),
+        ]),
+    );
+    m.insert("source".into(), d.description().into());
+    m.insert("classes".into(), (d.classes() as i64).into());
+    m.insert("labelled".into(), (d.labeled_count() as i64).into());
+    m.insert(
+        "mean".into(),
+        Dynamic::from_array(mean.into_iter().map(Dynamic::from).collect()),
+    );
+    m.insert(
+        "std".into(),
+        Dynamic::from_array(std.into_iter().map(Dynamic::from).collect()),
+    );
+    m.insert("fingerprint".into(), d.fingerprint().into());
+    for (k, v) in d.attributes() {
+        m.insert(
+            k.as_str().into(),
+            v.parse::<i64>()
+                .map_or_else(|_| Dynamic::from(v.clone()), Dynamic::from),
+        );
+    }
+    m
+}
+
+fn cell_to_dynamic(c: &Cell) -> Dynamic {
+    match c {
+        Cell::Text(s) => s.clone().into(),
+        Cell::Number(v) if v.fract() == 0.0 && v.abs() < 9e15 => (*v as i64).into(),
+        Cell::Number(v) => (*v).into(),
+        Cell::Empty => Dynamic::UNIT,
+    }
+}
+
+fn run_row_map(h: &RunHandle) -> Map {
+    let mut m: Map = report::run_row(&h.run)
+        .iter()
+        .map(|(k, v)| (k.as_str().into(), cell_to_dynamic(v)))
+        .collect();
+    for (k, v) in &h.tags {
+        m.insert(k.clone(), v.clone());
+    }
+    m
+}
+
+fn register_types(engine: &mut Engine) {
+    engine.register_type_with_name::<Dataset>("Dataset");
+    engine.register_fn("len", |d: &mut Dataset| d.len() as i64);
+    engine.register_fn("classes", |d: &mut Dataset| d.classes() as i64);
+    engine.register_fn("info", |d: &mut Dataset| info_map(d));
+    engine.register_fn("to_string", |d: &mut Dataset| {
+        format!("Dataset({} images: {})", d.len(), d.description())
+    });
+    engine.register_fn("to_debug", |d: &mut Dataset| {
+        format!("Dataset({} images: {})", d.len(), d.description())
+    });
+
+    engine.register_type_with_name::<ViewPair>("Aug");
+    engine.register_fn("strength", |a: &mut ViewPair, s: f64| -> Res<ViewPair> {
+        strength(a, s)
+    });
+    engine.register_fn("strength", |a: &mut ViewPair, s: i64| -> Res<ViewPair> {
+        strength(a, s as f64)
+    });
+    engine.register_get("name", |a: &mut ViewPair| a.name.clone());
+    engine.register_fn("to_string", |a: &mut ViewPair| format!("Aug({})", a.name));
+    engine.register_fn("to_debug", |a: &mut ViewPair| {
+        format!("Aug({}: {:?})", a.name, a.views)
+    });
+
+    engine.register_type_with_name::<RunHandle>("Run");
+    engine.register_get("accuracy", |r: &mut RunHandle| {
+        r.run.result.accuracy.map_or(Dynamic::UNIT, Dynamic::from)
+    });
+    engine.register_get("id", |r: &mut RunHandle| r.run.result.id.clone());
+    engine.register_get("dir", |r: &mut RunHandle| r.run.dir.display().to_string());
+    engine.register_get("cached", |r: &mut RunHandle| r.run.cached);
+    engine.register_get("tags", |r: &mut RunHandle| r.tags.clone());
+    engine.register_get("metrics", |r: &mut RunHandle| -> Array {
+        r.run
+            .metrics
+            .iter()
+            .map(|m| {
+                let mut row = Map::new();
+                row.insert("step".into(), (m.step as i64).into());
+                row.insert("loss".into(), m.loss.into());
+                row.insert("lr".into(), m.lr.into());
+                row.insert(
+                    "probe_acc".into(),
+                    m.probe_acc.map_or(Dynamic::UNIT, Dynamic::from),
+                );
+                row.insert("images_per_s".into(), m.images_per_s.into());
+                Dynamic::from_map(row)
+            })
+            .collect()
+    });
+    engine.register_fn("row", |r: &mut RunHandle| run_row_map(r));
+    engine.register_fn("to_string", |r: &mut RunHandle| {
+        format!("Run({})", r.run.result.id)
+    });
+    engine.register_fn("to_debug", |r: &mut RunHandle| {
+        format!("Run({})", r.run.result.id)
+    });
+}
+
+fn strength(a: &ViewPair, s: f64) -> Res<ViewPair> {
+    let views = [
+        core(a.views[0].with_strength(s))?,
+        core(a.views[1].with_strength(s))?,
+    ];
+    Ok(ViewPair {
+        name: format!("{}×{s}", a.name),
+        views,
+    })
+}
+
+fn data_module() -> Module {
+    let mut m = Module::new();
+    register!(m, "synthetic", |opts: Map| -> Res<Dataset> {
+        options::check("data::synthetic", &opts, api::SYNTHETIC)?;
+        core(synthetic(&SyntheticSpec {
+            n: int_or(&opts, "n", 5000) as usize,
+            seed: int_or(&opts, "seed", 0) as u64,
+            size: int_or(&opts, "size", 32) as usize,
+            split: str_or(&opts, "split", "train"),
+        }))
+    });
+    register!(m, "synthetic_generator", |opts: Map| -> Res<Dataset> {
+        options::check("data::synthetic_generator", &opts, api::GENERATOR)?;
+        core(synthetic_generator(&GeneratorSpec {
+            n: int_or(&opts, "n", 50_000) as usize,
+            seed: int_or(&opts, "seed", 0) as u64,
+            size: int_or(&opts, "size", 32) as usize,
+            fidelity: float_or(&opts, "fidelity", 0.7),
+        }))
+    });
+    register!(m, "inflate", |real: Dataset,
+                             generated: Dataset,
+                             opts: Map|
+     -> Res<Dataset> {
+        options::check("data::inflate", &opts, api::INFLATE)?;
+        core(Dataset::inflate(
+            &real,
+            &generated,
+            int_or(&opts, "dup", 1) as usize,
+        ))
+    });
+    register!(m, "inflate", |real: Dataset,
+                             generated: Dataset|
+     -> Res<Dataset> {
+        core(Dataset::inflate(&real, &generated, 1))
+    });
+    register!(m, "subset", |d: Dataset, opts: Map| -> Res<Dataset> {
+        options::check("data::subset", &opts, api::SUBSET)?;
+        let seed = int_or(&opts, "seed", 0) as u64;
+        match (opts.get("per_class"), opts.get("n")) {
+            (Some(_), Some(_)) => fail("data::subset takes either `per_class` or `n`, not both"),
+            (Some(p), None) => core(d.subset_per_class(p.as_int().unwrap_or(0) as usize, seed)),
+            (None, Some(n)) => core(d.subset_random(n.as_int().unwrap_or(0) as usize, seed)),
+            (None, None) => {
+                fail("data::subset needs `per_class` (e.g. #{ per_class: 500 }) or `n`")
+            }
+        }
+    });
+    m
+}
+
+fn aug_spec_from(opts: &Map) -> Res<AugSpec> {
+    let mut json = options::to_json(opts, api::AUG);
+    options::check("aug::simclr", opts, api::AUG)?;
+    // Start from the `symmetric` preset and overwrite the given keys.
+    let mut base = serde_json::to_value(AugSpec::default()).unwrap_or_default();
+    if let (Some(b), Some(j)) = (base.as_object_mut(), json.as_object_mut()) {
+        for (k, v) in j.iter() {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    let spec: AugSpec = match serde_json::from_value(base) {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(format!(
+                "bad options for aug::simclr: {e} (jitter has 4 values, mean and std 3)"
+            ));
+        }
+    };
+    core(spec.validate())?;
+    Ok(spec)
+}
+
+fn aug_module(state: &Rc<HostState>) -> Module {
+    let mut m = Module::new();
+    register!(m, "preset", |name: &str| -> Res<ViewPair> {
+        core(preset(name))
+    });
+    register!(m, "simclr", |opts: Map| -> Res<ViewPair> {
+        Ok(ViewPair::symmetric("custom", aug_spec_from(&opts)?))
+    });
+    register!(m, "pair", |a: ViewPair, b: ViewPair| -> Res<ViewPair> {
+        if !a.is_symmetric() || !b.is_symmetric() {
+            return fail("aug::pair takes two symmetric augmentations (one per view)");
+        }
+        Ok(ViewPair {
+            name: format!("{}|{}", a.name, b.name),
+            views: [a.views[0].clone(), b.views[0].clone()],
+        })
+    });
+    let st = state.clone();
+    register!(m, "preview", move |d: Dataset,
+                                  a: ViewPair,
+                                  path: &str,
+                                  opts: Map|
+          -> Res<()> {
+        options::check("aug::preview", &opts, api::PREVIEW)?;
+        let target = st.resolve(path);
+        core(write_preview(
+            &d,
+            &a,
+            &target,
+            int_or(&opts, "n", 8) as usize,
+            int_or(&opts, "seed", 0) as u64,
+            &st.device,
+        ))
+    });
+    let st = state.clone();
+    register!(m, "preview", move |d: Dataset,
+                                  a: ViewPair,
+                                  path: &str|
+          -> Res<()> {
+        core(write_preview(&d, &a, &st.resolve(path), 8, 0, &st.device))
+    });
+    m
+}
+
+fn aug_option(v: Option<&Dynamic>) -> Res<ViewPair> {
+    match v {
+        None => core(preset("symmetric")),
+        Some(v) if v.is::<ViewPair>() => Ok(v.clone().cast::<ViewPair>()),
+        Some(v) if v.is_string() => core(preset(&v.clone().into_string().unwrap_or_default())),
+        Some(v) => {
+            let views: Vec<ViewPair> = v
+                .clone()
+                .into_array()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|x| x.cast::<ViewPair>())
+                .collect();
+            Ok(ViewPair {
+                name: format!("{}|{}", views[0].name, views[1].name),
+                views: [views[0].views[0].clone(), views[1].views[1].clone()],
+            })
+        }
+    }
+}
+
+fn train_module(state: &Rc<HostState>) -> Module {
+    let mut m = Module::new();
+    let st = state.clone();
+    register!(m, "pretrain", move |opts: Map| -> Res<RunHandle> {
+        let config: PretrainConfig = options::parse("train::pretrain", &opts, api::PRETRAIN)?;
+        let Some(data) = opts.get("data").map(|d| d.clone().cast::<Dataset>()) else {
+            return fail(
+                "train::pretrain needs `data` (e.g. #{ data: data::synthetic(#{ n: 5000 }) })",
+            );
+        };
+        let probe = opts.get("probe").map(|d| d.clone().cast::<Dataset>());
+        let aug = aug_option(opts.get("aug"))?;
+        let tags = opts
+            .get("tags")
+            .and_then(|t| t.clone().try_cast::<Map>())
+            .unwrap_or_default();
+        let mut progress = (st.progress)();
+        let run = core(train::pretrain(
+            PretrainRequest {
+                config,
+                data: &data,
+                aug: &aug,
+                probe: probe.as_ref(),
+            },
+            TrainContext {
+                device: &st.device,
+                runs_dir: &st.runs_dir,
+                progress: progress.as_mut(),
+                cancel: &st.cancel,
+            },
+        ))?;
+        Ok(RunHandle {
+            run: Rc::new(run),
+            tags,
+        })
+    });
+    FuncRegistration::new("defaults")
+        .with_volatility(true)
+        .set_into_module(&mut m, || -> Map {
+            let json = serde_json::to_value(PretrainConfig::default()).unwrap_or_default();
+            rhai::serde::to_dynamic(json)
+                .ok()
+                .and_then(|d| d.try_cast::<Map>())
+                .unwrap_or_default()
+        });
+    m
+}
+
+fn eval_module(state: &Rc<HostState>) -> Module {
+    let mut m = Module::new();
+    let knn_with = |st: &Rc<HostState>,
+                    backbone: &crate::model::ResNet,
+                    norm: &AugSpec,
+                    train_set: &Dataset,
+                    test: &Dataset,
+                    opts: &Map|
+     -> Res<f64> {
+        let (tr, trl) = features(backbone, train_set, norm, &st.device);
+        let (tr, trl) = labelled_rows(tr, &trl);
+        let (te, tel) = features(backbone, test, norm, &st.device);
+        let classes = train_set.classes().max(test.classes());
+        core(knn_accuracy(
+            tr,
+            &trl,
+            te,
+            &tel,
+            int_or(opts, "k", 20) as usize,
+            float_or(opts, "temperature", 0.07),
+            classes,
+        ))
+    };
+    let st = state.clone();
+    register!(m, "knn", move |r: RunHandle,
+                              train_set: Dataset,
+                              test: Dataset,
+                              opts: Map|
+          -> Res<f64> {
+        options::check("eval::knn", &opts, api::KNN)?;
+        let backbone = core(train::load_backbone(&r.run, &st.device))?;
+        knn_with(
+            &st,
+            &backbone,
+            &r.run.spec.aug.views[0],
+            &train_set,
+            &test,
+            &opts,
+        )
+    });
+    let st = state.clone();
+    register!(m, "knn", move |r: RunHandle,
+                              train_set: Dataset,
+                              test: Dataset|
+          -> Res<f64> {
+        let backbone = core(train::load_backbone(&r.run, &st.device))?;
+        knn_with(
+            &st,
+            &backbone,
+            &r.run.spec.aug.views[0],
+            &train_set,
+            &test,
+            &Map::new(),
+        )
+    });
+    let st = state.clone();
+    register!(m, "knn_random", move |r: RunHandle,
+                                     train_set: Dataset,
+                                     test: Dataset,
+                                     opts: Map|
+          -> Res<f64> {
+        options::check("eval::knn_random", &opts, api::KNN)?;
+        let backbone = core(train::random_backbone(&r.run, &st.device))?;
+        knn_with(
+            &st,
+            &backbone,
+            &r.run.spec.aug.views[0],
+            &train_set,
+            &test,
+            &opts,
+        )
+    });
+    let st = state.clone();
+    register!(m, "knn_pixels", move |train_set: Dataset,
+                                     test: Dataset,
+                                     opts: Map|
+          -> Res<f64> {
+        options::check("eval::knn_pixels", &opts, api::KNN)?;
+        let pixels = |d: &Dataset| -> (burn::tensor::Tensor<2>, Vec<i32>) {
+            let per: usize = d.shape().iter().product();
+            let mut v = Vec::with_capacity(d.len() * per);
+            let mut labels = Vec::with_capacity(d.len());
+            for i in 0..d.len() {
+                let item = d.item(i);
+                v.extend(item.pixels.iter().map(|p| *p as f32 / 255.0 - 0.5));
+                labels.push(item.label);
+            }
+            (floats(v, [d.len(), per], &st.device), labels)
+        };
+        let (tr, trl) = pixels(&train_set);
+        let (tr, trl) = labelled_rows(tr, &trl);
+        let (te, tel) = pixels(&test);
+        let classes = train_set.classes().max(test.classes());
+        core(knn_accuracy(
+            tr,
+            &trl,
+            te,
+            &tel,
+            int_or(&opts, "k", 20) as usize,
+            float_or(&opts, "temperature", 0.07),
+            classes,
+        ))
+    });
+    let st = state.clone();
+    register!(m, "linear", move |r: RunHandle,
+                                 train_set: Dataset,
+                                 test: Dataset,
+                                 opts: Map|
+          -> Res<f64> {
+        options::check("eval::linear", &opts, api::LINEAR)?;
+        let backbone = core(train::load_backbone(&r.run, &st.device))?;
+        let norm = &r.run.spec.aug.views[0];
+        let (tr, trl) = features(&backbone, &train_set, norm, &st.device);
+        let (tr, trl) = labelled_rows(tr, &trl);
+        let (te, tel) = features(&backbone, &test, norm, &st.device);
+        let cfg = LinearProbeConfig {
+            epochs: int_or(&opts, "epochs", 20) as usize,
+            lr: float_or(&opts, "lr", 1e-3),
+            batch: int_or(&opts, "batch", 256) as usize,
+            seed: int_or(&opts, "seed", 0) as u64,
+        };
+        core(linear_probe_accuracy(
+            tr,
+            &trl,
+            te,
+            &tel,
+            train_set.classes().max(test.classes()),
+            &cfg,
+            &st.device,
+        ))
+    });
+    m
+}
+
+fn cell_of(v: &Dynamic) -> Cell {
+    if v.is_unit() {
+        Cell::Empty
+    } else if let Ok(i) = v.as_int() {
+        Cell::Number(i as f64)
+    } else if let Ok(f) = v.as_float() {
+        Cell::Number(f)
+    } else {
+        Cell::Text(v.to_string())
+    }
+}
+
+/// Script rows (maps or runs) → report rows.
+fn rows_of(rows: &Array) -> Res<Vec<Row>> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if let Some(h) = r.clone().try_cast::<RunHandle>() {
+                // Keep the run's own column order; tags come last.
+                let mut row = report::run_row(&h.run);
+                row.extend(h.tags.iter().map(|(k, v)| (k.to_string(), cell_of(v))));
+                return Ok(row);
+            }
+            let map = if let Some(m) = r.clone().try_cast::<Map>() {
+                m
+            } else {
+                return fail(format!(
+                    "report rows must be runs or maps; row {i} is {}",
+                    options::type_name(r)
+                ));
+            };
+            Ok(map
+                .iter()
+                .map(|(k, v)| (k.to_string(), cell_of(v)))
+                .collect())
+        })
+        .collect()
+}
+
+fn strings(v: Option<&Dynamic>) -> Option<Vec<String>> {
+    v.and_then(|a| a.clone().into_array().ok())
+        .map(|a| a.iter().map(|s| s.to_string()).collect())
+}
+
+fn table(rows: Array, opts: Map) -> Res<String> {
+    options::check("report::table", &opts, api::TABLE)?;
+    let rows = rows_of(&rows)?;
+    let cols = report::columns_of(&rows, strings(opts.get("columns")).as_deref());
+    let group = strings(opts.get("group_by")).unwrap_or_default();
+    let text = report::markdown(&rows, &cols, &group);
+    if opts
+        .get("print")
+        .and_then(|p| p.as_bool().ok())
+        .unwrap_or(true)
+    {
+        println!("{text}");
+    }
+    Ok(text)
+}
+
+fn save_csv(st: &HostState, rows: Array, path: &str, opts: Map) -> Res<()> {
+    options::check("report::save_csv", &opts, api::CSV)?;
+    let rows = rows_of(&rows)?;
+    let cols = report::columns_of(&rows, strings(opts.get("columns")).as_deref());
+    core(report::save_csv(&rows, &cols, &st.resolve(path)))
+}
+
+fn report_module(state: &Rc<HostState>) -> Module {
+    let mut m = Module::new();
+    register!(m, "table", |rows: Array, opts: Map| -> Res<String> {
+        table(rows, opts)
+    });
+    register!(m, "table", |rows: Array| -> Res<String> {
+        table(rows, Map::new())
+    });
+    let st = state.clone();
+    register!(m, "save_csv", move |rows: Array,
+                                   path: &str,
+                                   opts: Map|
+          -> Res<()> {
+        save_csv(&st, rows, path, opts)
+    });
+    let st = state.clone();
+    register!(m, "save_csv", move |rows: Array, path: &str| -> Res<()> {
+        save_csv(&st, rows, path, Map::new())
+    });
+    m
+}

@@ -1,0 +1,134 @@
+//! Script-level tests of the host: option checking, error positions, limits.
+
+use super::*;
+use crate::train::Silent;
+
+fn host(dir: &Path) -> Host {
+    let config = HostConfig {
+        device: Device::flex(),
+        device_name: "flex".into(),
+        runs_dir: dir.join("runs"),
+        max_operations: 200_000,
+        params: Map::new(),
+        cancel: CancelFlag::new(),
+    };
+    Host::new(config, Box::new(|| Box::new(Silent)))
+}
+
+fn run_script(name: &str, source: &str) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("adainf-host-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.rhai"));
+    std::fs::write(&path, source).unwrap();
+    let r = host(&dir).run_file(&path).map_err(|e| e.message);
+    std::fs::remove_dir_all(&dir).ok();
+    r
+}
+
+#[test]
+fn syntax_errors_have_file_line_and_column() {
+    let e = run_script("syntax", "let a = 1;\nlet b = (2 + ;\n").unwrap_err();
+    assert!(
+        e.contains("syntax.rhai:2:") && e.contains("syntax error"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_option_key_is_named_with_position() {
+    let e = run_script(
+        "unknown",
+        "let d = data::synthetic(#{ n: 20 });\nlet x = data::subset(d, #{ per_clas: 1 });\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("unknown.rhai:2:")
+            && e.contains("`per_clas`")
+            && e.contains("did you mean `per_class`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_option_type_is_named() {
+    let e = run_script("wrongtype", "let d = data::synthetic(#{ n: \"many\" });").unwrap_err();
+    assert!(
+        e.contains("wrongtype.rhai:1:")
+            && e.contains("`n`")
+            && e.contains("an integer")
+            && e.contains("string"),
+        "{e}"
+    );
+}
+
+#[test]
+fn runaway_loop_hits_the_operation_budget() {
+    let e = run_script("loop", "let i = 0;\nloop { i += 1; }\n").unwrap_err();
+    assert!(
+        e.contains("operation budget") && e.contains("loop.rhai:"),
+        "{e}"
+    );
+}
+
+#[test]
+fn core_errors_reach_the_script_position() {
+    let e = run_script("core", "let r = data::synthetic(#{ n: 10 });\nlet g = data::synthetic_generator(#{ n: 5, size: 16 });\nlet m = data::inflate(r, g, #{ dup: 2 });\n").unwrap_err();
+    assert!(
+        e.contains("core.rhai:3:") && e.contains("cannot inflate"),
+        "{e}"
+    );
+}
+
+#[test]
+fn datasets_views_and_info_work_from_scripts() {
+    run_script(
+        "views",
+        r#"
+        let real = data::synthetic(#{ n: 30, size: 16 });
+        let gen = data::synthetic_generator(#{ n: 7, size: 16, fidelity: 1 });
+        let mix = data::inflate(real, gen, #{ dup: 3 });
+        if mix.len() != 97 { throw "len " + mix.len(); }
+        let info = mix.info();
+        if info.labelled != 90 || info.dup != 3 { throw "info " + info; }
+        let few = data::subset(real, #{ per_class: 2, seed: 1 });
+        if few.len() != 20 || few.classes() != 10 { throw "subset"; }
+        let a = aug::preset("symmetric").strength(0.5);
+        let b = aug::simclr(#{ crop_min: 0.3, jitter: [0.1, 0.1, 0.1, 0.05] });
+        let p = aug::pair(a, b);
+        "#,
+    )
+    .unwrap();
+}
+
+#[test]
+fn check_reports_every_unknown_function_and_key() {
+    let dir = std::env::temp_dir().join(format!("adainf-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("c.rhai");
+    std::fs::write(&path, "let d = data::synthetc(#{ n: 5 });\nlet r = train::pretrain(#{ data: d, stepz: 3, lr: \"x\" });\n").unwrap();
+    let problems = host(&dir).check_file(&path);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems[0].contains("c.rhai:1:") && problems[0].contains("data::synthetc"));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("`stepz`") && p.contains("did you mean `steps`"))
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("`lr`") && p.contains("a number"))
+    );
+}
+
+#[test]
+fn every_catalogue_entry_is_callable() {
+    let dir = std::env::temp_dir();
+    let h = host(&dir);
+    let sigs = h.engine().gen_fn_signatures(true).join("\n");
+    for e in api::catalogue() {
+        let name = e.path.rsplit(['.', ':']).next().unwrap();
+        assert!(sigs.contains(name), "{} is not registered", e.path);
+    }
+}

@@ -1,0 +1,5 @@
+//! The `adainf` binary: see `adainf::cli`.
+
+fn main() -> std::process::ExitCode {
+    adainf::cli::main()
+}

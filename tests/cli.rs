@@ -1,0 +1,258 @@
+//! End-to-end tests of the `adainf` binary on tiny configs (CPU, `flex`): a real training
+//! script, the run cache, and the error paths users hit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_adainf"))
+}
+
+struct Workspace(PathBuf);
+
+impl Workspace {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("adainf-it-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Workspace(dir)
+    }
+    fn script(&self, name: &str, source: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, source).unwrap();
+        p
+    }
+    fn run(&self, script: &Path, extra: &[&str]) -> Output {
+        bin()
+            .arg("run")
+            .arg(script)
+            .arg("--runs-dir")
+            .arg(self.0.join("runs"))
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// An easy setting: no augmentation (both views identical, so instance discrimination is easy)
+/// and the online probe evaluated on its own training images.
+const TINY: &str = r#"
+let real = data::synthetic(#{ n: 160, seed: 3, size: 16 });
+let plain = aug::simclr(#{ crop_min: 1.0, flip_prob: 0, jitter_prob: 0, gray_prob: 0, blur_prob: 0 });
+let run = train::pretrain(#{ data: real, aug: plain, probe: real, width: 4, batch: 32, steps: 60,
+                             optimizer: "sgd", lr: 0.05, warmup: 4, proj_hidden: 64, proj_dim: 32,
+                             eval_every: 20, log_every: 5, classifier_lr: 1.0, seed: 1 });
+let m = run.metrics;
+print(`first_loss=${m[0].loss} last_loss=${m[m.len() - 1].loss} accuracy=${run.accuracy} cached=${run.cached}`);
+print(`knn=${eval::knn(run, real, real, #{ k: 5 })}`);
+report::save_csv([run], "rows.csv");
+"#;
+
+fn value(stdout: &str, key: &str) -> String {
+    stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} missing in {stdout}"))
+        .to_string()
+}
+
+#[test]
+fn a_real_script_trains_evaluates_and_is_cached() {
+    let ws = Workspace::new("e2e");
+    let script = ws.script("tiny.rhai", TINY);
+    let out = ws.run(&script, &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let first: f64 = value(&stdout, "first_loss").parse().unwrap();
+    let last: f64 = value(&stdout, "last_loss").parse().unwrap();
+    let acc: f64 = value(&stdout, "accuracy").parse().unwrap();
+    assert!(last < 0.8 * first, "loss did not fall: {first} -> {last}");
+    assert!(acc > 0.2, "probe accuracy {acc} is not above chance (0.1)");
+    assert_eq!(value(&stdout, "cached"), "false");
+    // The run folder holds the promised files.
+    let runs: Vec<_> = std::fs::read_dir(ws.0.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    for f in [
+        "config.json",
+        "metrics.jsonl",
+        "result.json",
+        "backbone.bpk",
+        "probe.bpk",
+    ] {
+        assert!(runs[0].join(f).exists(), "{f} missing");
+    }
+    let metrics = std::fs::read_to_string(runs[0].join("metrics.jsonl")).unwrap();
+    assert!(
+        metrics.lines().count() >= 8
+            && metrics.contains("images_per_s")
+            && metrics.contains("probe_acc")
+    );
+    let csv = std::fs::read_to_string(ws.0.join("rows.csv")).unwrap();
+    assert!(
+        csv.starts_with("id,method,") && csv.lines().count() == 2,
+        "{csv}"
+    );
+
+    // Second run: found in the cache, same numbers, no training.
+    let again = ws.run(&script, &[]);
+    let (stdout2, stderr2) = text(&again);
+    assert!(again.status.success(), "{stderr2}");
+    assert_eq!(value(&stdout2, "cached"), "true");
+    assert!(stderr2.contains("loaded from the run cache"), "{stderr2}");
+    assert_eq!(value(&stdout, "accuracy"), value(&stdout2, "accuracy"));
+    assert_eq!(value(&stdout, "knn"), value(&stdout2, "knn"));
+}
+
+#[test]
+fn syntax_error_reports_position_and_exit_code_1() {
+    let ws = Workspace::new("syntax");
+    let script = ws.script(
+        "bad.rhai",
+        "let a = data::synthetic(#{ n: 10 });\nlet b = a.len(;\n",
+    );
+    let out = ws.run(&script, &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("bad.rhai:2:") && stderr.contains("syntax error"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn unknown_option_key_names_key_and_position() {
+    let ws = Workspace::new("unknown");
+    let script = ws.script("k.rhai", "let d = data::synthetic(#{ n: 40, size: 16 });\nlet r = train::pretrain(#{ data: d, stpes: 3 });\n");
+    let out = ws.run(&script, &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("k.rhai:2:")
+            && stderr.contains("`stpes`")
+            && stderr.contains("did you mean `steps`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn missing_script_and_bad_usage() {
+    let ws = Workspace::new("missing");
+    let out = ws.run(&ws.0.join("nope.rhai"), &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("nope.rhai") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
+    let usage = bin().arg("run").output().unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    let unknown_flag = bin()
+        .args(["run", "x.rhai", "--speed", "9"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown_flag.status.code(), Some(2));
+}
+
+#[test]
+fn runaway_loop_ends_with_an_error() {
+    let ws = Workspace::new("loop");
+    let script = ws.script("loop.rhai", "let n = 0;\nwhile true { n += 1; }\n");
+    let out = ws.run(&script, &["--max-operations", "100000"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("operation budget"), "{stderr}");
+}
+
+#[test]
+fn unavailable_device_is_a_clear_error() {
+    let ws = Workspace::new("device");
+    let script = ws.script("d.rhai", "print(1);");
+    let out = ws.run(&script, &["--device", "tpu"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("unknown device") && stderr.contains("flex"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn script_parameters_reach_the_script() {
+    let ws = Workspace::new("params");
+    let script = ws.script(
+        "p.rhai",
+        "print(`seed=${params.seed} name=${params.name}`);",
+    );
+    let out = ws.run(&script, &["--", "seed=3", "name=abc"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("seed=3 name=abc"), "{stdout}");
+}
+
+#[test]
+fn check_reports_all_problems_and_api_lists_functions() {
+    let ws = Workspace::new("check");
+    let script = ws.script("c.rhai", "let d = data::synthetc(#{ n: 5 });\nlet a = aug::simclr(#{ crop_mn: 0.2, gray_prob: \"x\" });\n");
+    let out = bin().arg("check").arg(&script).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("3 problem(s)")
+            && stderr.contains("c.rhai:1:")
+            && stderr.contains("crop_mn"),
+        "{stderr}"
+    );
+    let api = bin().arg("api").output().unwrap();
+    let (stdout, _) = text(&api);
+    for f in [
+        "data::synthetic",
+        "data::inflate",
+        "aug::preset",
+        "train::pretrain",
+        "eval::knn",
+        "eval::linear",
+        "report::table",
+        "report::save_csv",
+    ] {
+        assert!(stdout.contains(f), "{f} missing from `adainf api`");
+    }
+}
+
+#[test]
+fn shipped_scripts_pass_the_static_check() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for folder in ["examples", "scripts"] {
+        let Ok(entries) = std::fs::read_dir(root.join(folder)) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "rhai") {
+                let out = bin().arg("check").arg(&p).output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}: {}",
+                    p.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}
