@@ -9,6 +9,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod generator;
 pub mod host;
 pub mod method;
 pub mod model;

@@ -90,7 +90,7 @@ pub fn gather(data: &Dataset, indices: &[usize]) -> HostBatch {
     let mut labels = Vec::with_capacity(indices.len());
     for &i in indices {
         let item = data.item(i);
-        pixels.extend_from_slice(item.pixels);
+        item.extend_rgb(&mut pixels);
         labels.push(item.label);
     }
     HostBatch {

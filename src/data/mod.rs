@@ -4,6 +4,7 @@
 
 pub mod inflate;
 pub mod loader;
+pub mod readers;
 pub mod synthetic;
 
 use std::sync::Arc;
@@ -14,6 +15,32 @@ use crate::error::{Error, Result};
 
 /// Label value of an unlabeled image (generated data).
 pub const UNLABELED: i32 = -1;
+
+/// Where a store's pixel bytes (N×H×W×C, u8) live.
+pub enum Pixels {
+    Owned(Vec<u8>),
+    /// A read-only memory map of a file; the pixels are `len` bytes from `offset`.
+    Mapped {
+        map: memmap2::Mmap,
+        offset: usize,
+        len: usize,
+    },
+}
+
+impl Pixels {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Pixels::Owned(v) => v,
+            Pixels::Mapped { map, offset, len } => &map[*offset..*offset + *len],
+        }
+    }
+}
+
+impl From<Vec<u8>> for Pixels {
+    fn from(v: Vec<u8>) -> Self {
+        Pixels::Owned(v)
+    }
+}
 
 /// Pixels and labels of one physical image collection.
 pub struct ImageStore {
@@ -26,7 +53,9 @@ pub struct ImageStore {
     pub channels: usize,
     /// Number of classes of the labeled task this store belongs to (0 when unknown).
     pub classes: usize,
-    pixels: Vec<u8>,
+    /// Channel order is B, G, R (files written by OpenCV); gathering swaps to RGB.
+    pub bgr: bool,
+    pixels: Pixels,
     labels: Vec<i32>,
 }
 
@@ -37,14 +66,15 @@ impl ImageStore {
         fingerprint: String,
         [height, width, channels]: [usize; 3],
         classes: usize,
-        pixels: Vec<u8>,
+        pixels: impl Into<Pixels>,
         labels: Vec<i32>,
     ) -> Result<Self> {
+        let pixels = pixels.into();
         let per = height * width * channels;
-        if per == 0 || pixels.len() != per * labels.len() {
+        if per == 0 || pixels.bytes().len() != per * labels.len() {
             return Err(Error::Data(format!(
                 "{source}: {} pixel bytes do not make {} images of {height}×{width}×{channels}",
-                pixels.len(),
+                pixels.bytes().len(),
                 labels.len()
             )));
         }
@@ -63,9 +93,16 @@ impl ImageStore {
             width,
             channels,
             classes,
+            bgr: false,
             pixels,
             labels,
         })
+    }
+
+    /// Marks the store's channel order as B, G, R.
+    pub fn with_bgr(mut self, bgr: bool) -> Self {
+        self.bgr = bgr;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -76,7 +113,7 @@ impl ImageStore {
     }
     pub fn image(&self, row: usize) -> &[u8] {
         let per = self.height * self.width * self.channels;
-        &self.pixels[row * per..(row + 1) * per]
+        &self.pixels.bytes()[row * per..(row + 1) * per]
     }
     pub fn label(&self, row: usize) -> i32 {
         self.labels[row]
@@ -120,8 +157,23 @@ struct Inner {
 
 /// One view of an item: where its pixels are and its (possibly masked) label.
 pub struct Item<'a> {
+    /// H×W×C bytes in the store's channel order (see `bgr`).
     pub pixels: &'a [u8],
     pub label: i32,
+    pub bgr: bool,
+}
+
+impl Item<'_> {
+    /// Appends the pixels in R, G, B order.
+    pub fn extend_rgb(&self, out: &mut Vec<u8>) {
+        if self.bgr {
+            for px in self.pixels.chunks_exact(3) {
+                out.extend_from_slice(&[px[2], px[1], px[0]]);
+            }
+        } else {
+            out.extend_from_slice(self.pixels);
+        }
+    }
 }
 
 pub fn hash_hex(parts: &[&str]) -> String {
@@ -221,6 +273,7 @@ impl Dataset {
         Item {
             pixels: part.store.image(row),
             label,
+            bgr: part.store.bgr,
         }
     }
 
@@ -244,9 +297,11 @@ impl Dataset {
         let mut count = 0usize;
         for k in 0..take {
             let i = k * n / take;
-            for px in self.item(i).pixels.chunks_exact(c) {
+            let item = self.item(i);
+            for px in item.pixels.chunks_exact(c) {
                 for ch in 0..c {
-                    let v = px[ch] as f64 / 255.0;
+                    let source = if item.bgr { c - 1 - ch } else { ch };
+                    let v = px[source] as f64 / 255.0;
                     sum[ch] += v;
                     sq[ch] += v * v;
                 }

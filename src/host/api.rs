@@ -40,6 +40,51 @@ pub const INFLATE: &[Opt] = &[opt(
     "copies of the real data before the generated data (default 1)",
 )];
 
+pub const NPZ: &[Opt] = &[
+    opt(
+        "labels",
+        Kind::Str,
+        "\"keep\" (default) or \"ignore\" (all -1: generated images never reach the probe)",
+    ),
+    opt(
+        "bgr",
+        Kind::Bool,
+        "pixels are stored B, G, R (OpenCV-written files): swap to RGB",
+    ),
+    opt(
+        "image_key",
+        Kind::Str,
+        "array name of the images (default \"image\")",
+    ),
+    opt(
+        "label_key",
+        Kind::Str,
+        "array name of the labels (default \"label\")",
+    ),
+    opt(
+        "classes",
+        Kind::Int,
+        "number of classes (default: largest label + 1)",
+    ),
+    opt(
+        "reference",
+        Kind::Dataset,
+        "warn if the channel means look R/B-swapped relative to this set",
+    ),
+];
+
+pub const CIFAR: &[Opt] = &[opt(
+    "coarse",
+    Kind::Bool,
+    "CIFAR-100 only: the 20 coarse labels instead of the 100 fine ones",
+)];
+
+pub const FOLDER: &[Opt] = &[opt(
+    "size",
+    Kind::Int,
+    "images are resized to size×size (default 32)",
+)];
+
 pub const SUBSET: &[Opt] = &[
     opt(
         "per_class",

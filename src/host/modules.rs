@@ -15,6 +15,7 @@ use super::options::{self, float_or, int_or, str_or};
 use crate::augment::preview::write_preview;
 use crate::augment::{AugSpec, ViewPair, preset};
 use crate::data::Dataset;
+use crate::data::readers::{self, cifar::Variant, npz::NpzOptions};
 use crate::data::synthetic::{GeneratorSpec, SyntheticSpec, synthetic, synthetic_generator};
 use crate::eval::knn::knn_accuracy;
 use crate::eval::linear::{LinearProbeConfig, linear_probe_accuracy};
@@ -72,7 +73,7 @@ macro_rules! register {
 
 pub(super) fn register_all(engine: &mut Engine, state: &Rc<HostState>) {
     register_types(engine);
-    engine.register_static_module("data", data_module().into());
+    engine.register_static_module("data", data_module(state).into());
     engine.register_static_module("aug", aug_module(state).into());
     engine.register_static_module("train", train_module(state).into());
     engine.register_static_module("eval", eval_module(state).into());
@@ -205,8 +206,109 @@ fn strength(a: &ViewPair, s: f64) -> Res<ViewPair> {
     })
 }
 
-fn data_module() -> Module {
+fn data_module(state: &Rc<HostState>) -> Module {
     let mut m = Module::new();
+    let st = state.clone();
+    register!(m, "cifar10", move |dir: &str,
+                                  split: &str|
+          -> Res<Dataset> {
+        core(readers::cifar::read_cifar(
+            &st.resolve(dir),
+            Variant::Cifar10,
+            split,
+        ))
+    });
+    let st = state.clone();
+    register!(m, "cifar100", move |dir: &str,
+                                   split: &str,
+                                   opts: Map|
+          -> Res<Dataset> {
+        options::check("data::cifar100", &opts, api::CIFAR)?;
+        let coarse = opts
+            .get("coarse")
+            .and_then(|v| v.as_bool().ok())
+            .unwrap_or(false);
+        core(readers::cifar::read_cifar(
+            &st.resolve(dir),
+            Variant::Cifar100 { coarse },
+            split,
+        ))
+    });
+    let st = state.clone();
+    register!(m, "cifar100", move |dir: &str,
+                                   split: &str|
+          -> Res<Dataset> {
+        core(readers::cifar::read_cifar(
+            &st.resolve(dir),
+            Variant::Cifar100 { coarse: false },
+            split,
+        ))
+    });
+    let st = state.clone();
+    let npz = move |path: &str, opts: Map| -> Res<Dataset> {
+        options::check("data::npz", &opts, api::NPZ)?;
+        let labels = str_or(&opts, "labels", "keep");
+        if labels != "keep" && labels != "ignore" {
+            return fail(format!(
+                "option `labels` of data::npz must be \"keep\" or \"ignore\", got \"{labels}\""
+            ));
+        }
+        let o = NpzOptions {
+            image_key: str_or(&opts, "image_key", "image"),
+            label_key: str_or(&opts, "label_key", "label"),
+            ignore_labels: labels == "ignore",
+            bgr: opts
+                .get("bgr")
+                .and_then(|v| v.as_bool().ok())
+                .unwrap_or(false),
+            classes: opts
+                .get("classes")
+                .and_then(|v| v.as_int().ok())
+                .map(|c| c as usize),
+        };
+        let d = core(readers::npz::read_npz(&st.resolve(path), &o))?;
+        if let Some(reference) = opts
+            .get("reference")
+            .and_then(|r| r.clone().try_cast::<Dataset>())
+        {
+            if let Some(warning) = readers::npz::channel_order_warning(&d, &reference) {
+                eprintln!("warning: {warning}");
+            }
+        }
+        Ok(d)
+    };
+    let npz2 = npz.clone();
+    register!(m, "npz", move |path: &str, opts: Map| -> Res<Dataset> {
+        npz(path, opts)
+    });
+    register!(m, "npz", move |path: &str| -> Res<Dataset> {
+        npz2(path, Map::new())
+    });
+    let st = state.clone();
+    register!(m, "idx", move |images: &str,
+                              labels: &str|
+          -> Res<Dataset> {
+        core(readers::idx::read_idx(
+            &st.resolve(images),
+            &st.resolve(labels),
+        ))
+    });
+    let st = state.clone();
+    register!(m, "folder", move |path: &str, opts: Map| -> Res<Dataset> {
+        options::check("data::folder", &opts, api::FOLDER)?;
+        core(readers::folder::read_folder(
+            &st.resolve(path),
+            int_or(&opts, "size", 32) as usize,
+        ))
+    });
+    let st = state.clone();
+    register!(m, "folder", move |path: &str| -> Res<Dataset> {
+        core(readers::folder::read_folder(&st.resolve(path), 32))
+    });
+    let st = state.clone();
+    register!(m, "save_npz", move |d: Dataset, path: &str| -> Res<()> {
+        core(readers::npz::save_npz(&d, &st.resolve(path)))
+    });
     register!(m, "synthetic", |opts: Map| -> Res<Dataset> {
         options::check("data::synthetic", &opts, api::SYNTHETIC)?;
         core(synthetic(&SyntheticSpec {
@@ -474,8 +576,10 @@ fn eval_module(state: &Rc<HostState>) -> Module {
             let mut v = Vec::with_capacity(d.len() * per);
             let mut labels = Vec::with_capacity(d.len());
             for i in 0..d.len() {
+                let mut rgb = Vec::with_capacity(per);
                 let item = d.item(i);
-                v.extend(item.pixels.iter().map(|p| *p as f32 / 255.0 - 0.5));
+                item.extend_rgb(&mut rgb);
+                v.extend(rgb.iter().map(|p| *p as f32 / 255.0 - 0.5));
                 labels.push(item.label);
             }
             (floats(v, [d.len(), per], &st.device), labels)
