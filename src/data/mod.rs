@@ -36,6 +36,20 @@ impl Pixels {
     }
 }
 
+impl Pixels {
+    /// Drops this process's mapping of file pages already read (they stay in the page cache and
+    /// are mapped again on the next access). Keeps the resident set of a long run over a large
+    /// memory-mapped file from growing toward the file's size.
+    pub fn release_mapped_pages(&self) {
+        #[cfg(unix)]
+        if let Pixels::Mapped { map, .. } = self {
+            // SAFETY: the map is a read-only mapping of a file; after MADV_DONTNEED its pages
+            // are read back from the file on access, with the same contents.
+            let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+}
+
 impl From<Vec<u8>> for Pixels {
     fn from(v: Vec<u8>) -> Self {
         Pixels::Owned(v)
@@ -279,6 +293,13 @@ impl Dataset {
 
     pub fn label(&self, i: usize) -> i32 {
         self.item(i).label
+    }
+
+    /// See `Pixels::release_mapped_pages`; called by the training loop after each batch.
+    pub fn release_mapped_pages(&self) {
+        for part in &self.inner.parts {
+            part.store.pixels.release_mapped_pages();
+        }
     }
 
     /// Number of items with a label (>= 0).

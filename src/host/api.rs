@@ -85,6 +85,33 @@ pub const FOLDER: &[Opt] = &[opt(
     "images are resized to size×size (default 32)",
 )];
 
+pub const GMM: &[Opt] = &[
+    opt("components", Kind::Int, "mixture components (default 20)"),
+    opt("pca_dims", Kind::Int, "PCA dimensions (default 32)"),
+    opt("seed", Kind::Int, "random seed (default 0)"),
+    opt("iterations", Kind::Int, "EM iterations (default 40)"),
+    opt(
+        "max_images",
+        Kind::Int,
+        "fit on at most this many images (default 60000)",
+    ),
+];
+
+pub const SAMPLE: &[Opt] = &[opt("seed", Kind::Int, "random seed (default 0)")];
+
+pub const FRECHET: &[Opt] = &[
+    opt(
+        "dims",
+        Kind::Int,
+        "PCA dimensions of the comparison space (default 32)",
+    ),
+    opt(
+        "max_images",
+        Kind::Int,
+        "use at most this many images of each set (default 10000)",
+    ),
+];
+
 pub const SUBSET: &[Opt] = &[
     opt(
         "per_class",
@@ -277,10 +304,70 @@ pub fn catalogue() -> Vec<ApiEntry> {
             INFLATE,
         ),
         e(
+            "data::cifar10",
+            "data::cifar10(dir, split) -> Dataset",
+            "CIFAR-10 binary or python release folder; split \"train\" | \"test\"",
+            &[],
+        ),
+        e(
+            "data::cifar100",
+            "data::cifar100(dir, split, opts) -> Dataset",
+            "CIFAR-100 binary or python release folder (fine labels)",
+            CIFAR,
+        ),
+        e(
+            "data::npz",
+            "data::npz(path, opts) -> Dataset",
+            "AdaInf npz (image N×H×W×3 u8, label); memory-mapped when stored",
+            NPZ,
+        ),
+        e(
+            "data::idx",
+            "data::idx(images, labels) -> Dataset",
+            "MNIST/Fashion-MNIST IDX files (raw or .gz); grey → 3 equal channels",
+            &[],
+        ),
+        e(
+            "data::folder",
+            "data::folder(path, opts) -> Dataset",
+            "PNG/JPEG files; class subfolders give labels, else -1",
+            FOLDER,
+        ),
+        e(
+            "data::save_npz",
+            "data::save_npz(data, path)",
+            "writes the official npz format (uncompressed, like np.savez)",
+            &[],
+        ),
+        e(
             "data::subset",
             "data::subset(data, opts) -> Dataset",
             "per_class labelled images per class, or n random images",
             SUBSET,
+        ),
+        e(
+            "gen::gmm",
+            "gen::gmm(real, opts) -> Generator",
+            "fits PCA + Gaussian mixture (EM) on real images: a fast, weak generator",
+            GMM,
+        ),
+        e(
+            "gen::sample",
+            "gen::sample(generator, n, opts) -> Dataset",
+            "n generated images (labels -1)",
+            SAMPLE,
+        ),
+        e(
+            "gen::frechet",
+            "gen::frechet(reference, other, opts) -> float",
+            "Fréchet distance in the reference's PCA space (lower = closer)",
+            FRECHET,
+        ),
+        e(
+            "Generator.info",
+            "generator.info() -> map",
+            "components, pca_dims, explained variance, mean log-likelihood",
+            &[],
         ),
         e("Dataset.len", "data.len() -> int", "number of images", &[]),
         e(

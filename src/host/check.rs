@@ -8,7 +8,7 @@ use rhai::{AST, ASTNode, Expr};
 use super::api::ApiEntry;
 use super::options::{Kind, unknown_key_message, wrong_kind_message};
 
-const MODULES: [&str; 5] = ["data", "aug", "train", "eval", "report"];
+const MODULES: [&str; 6] = ["data", "gen", "aug", "train", "eval", "report"];
 
 fn literal_kind_ok(kind: Kind, e: &Expr) -> Option<(bool, &'static str)> {
     let (ok, name) = match e {

@@ -20,6 +20,7 @@ use crate::data::synthetic::{GeneratorSpec, SyntheticSpec, synthetic, synthetic_
 use crate::eval::knn::knn_accuracy;
 use crate::eval::linear::{LinearProbeConfig, linear_probe_accuracy};
 use crate::eval::{features, labelled_rows};
+use crate::generator::{Gmm, GmmConfig, fit_gmm, frechet};
 use crate::report::{self, Cell, Row};
 use crate::tensor::floats;
 use crate::train::{self, FinishedRun, PretrainConfig, PretrainRequest, TrainContext};
@@ -74,6 +75,7 @@ macro_rules! register {
 pub(super) fn register_all(engine: &mut Engine, state: &Rc<HostState>) {
     register_types(engine);
     engine.register_static_module("data", data_module(state).into());
+    engine.register_static_module("gen", gen_module(state).into());
     engine.register_static_module("aug", aug_module(state).into());
     engine.register_static_module("train", train_module(state).into());
     engine.register_static_module("eval", eval_module(state).into());
@@ -145,6 +147,19 @@ fn register_types(engine: &mut Engine) {
     });
     engine.register_fn("to_debug", |d: &mut Dataset| {
         format!("Dataset({} images: {})", d.len(), d.description())
+    });
+
+    engine.register_type_with_name::<GeneratorHandle>("Generator");
+    engine.register_fn("info", |g: &mut GeneratorHandle| -> Map {
+        let mut m = Map::new();
+        m.insert("components".into(), (g.0.weights.len() as i64).into());
+        m.insert("pca_dims".into(), (g.0.pca.dims as i64).into());
+        m.insert("explained_variance".into(), g.0.pca.explained.into());
+        m.insert("log_likelihood".into(), g.0.log_likelihood.into());
+        m
+    });
+    engine.register_fn("to_string", |g: &mut GeneratorHandle| {
+        format!("Generator(gmm, {} components)", g.0.weights.len())
     });
 
     engine.register_type_with_name::<ViewPair>("Aug");
@@ -354,6 +369,64 @@ fn data_module(state: &Rc<HostState>) -> Module {
                 fail("data::subset needs `per_class` (e.g. #{ per_class: 500 }) or `n`")
             }
         }
+    });
+    m
+}
+
+/// A fitted generator as a script handle.
+#[derive(Clone)]
+pub struct GeneratorHandle(Rc<Gmm>);
+
+fn gen_module(state: &Rc<HostState>) -> Module {
+    let mut m = Module::new();
+    let st = state.clone();
+    register!(m, "gmm", move |real: Dataset,
+                              opts: Map|
+          -> Res<GeneratorHandle> {
+        options::check("gen::gmm", &opts, api::GMM)?;
+        let d = GmmConfig::default();
+        let cfg = GmmConfig {
+            components: int_or(&opts, "components", d.components as i64) as usize,
+            pca_dims: int_or(&opts, "pca_dims", d.pca_dims as i64) as usize,
+            seed: int_or(&opts, "seed", 0) as u64,
+            iterations: int_or(&opts, "iterations", d.iterations as i64) as usize,
+            max_images: int_or(&opts, "max_images", d.max_images as i64) as usize,
+        };
+        Ok(GeneratorHandle(Rc::new(core(fit_gmm(
+            &real, &cfg, &st.device,
+        ))?)))
+    });
+    let st = state.clone();
+    register!(m, "sample", move |g: GeneratorHandle,
+                                 n: i64,
+                                 opts: Map|
+          -> Res<Dataset> {
+        options::check("gen::sample", &opts, api::SAMPLE)?;
+        core(g.0.sample(
+            n.max(0) as usize,
+            int_or(&opts, "seed", 0) as u64,
+            &st.device,
+        ))
+    });
+    let st = state.clone();
+    register!(m, "sample", move |g: GeneratorHandle,
+                                 n: i64|
+          -> Res<Dataset> {
+        core(g.0.sample(n.max(0) as usize, 0, &st.device))
+    });
+    let st = state.clone();
+    register!(m, "frechet", move |a: Dataset,
+                                  b: Dataset,
+                                  opts: Map|
+          -> Res<f64> {
+        options::check("gen::frechet", &opts, api::FRECHET)?;
+        core(frechet(
+            &a,
+            &b,
+            int_or(&opts, "dims", 32) as usize,
+            int_or(&opts, "max_images", 10_000) as usize,
+            &st.device,
+        ))
     });
     m
 }

@@ -246,6 +246,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
             return Err(Error::Cancelled);
         }
         let hb = gather(req.data, &sampler.next_batch());
+        req.data.release_mapped_pages();
         let loss = trainer.step(&hb, step);
         interval_images += hb.len();
 

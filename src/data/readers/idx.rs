@@ -56,7 +56,10 @@ fn parse(path: &Path, bytes: &[u8], rank: usize) -> Result<(Vec<usize>, usize)> 
             u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap_or([0; 4])) as usize
         })
         .collect();
-    let need = dims.iter().product::<usize>();
+    let need = dims
+        .iter()
+        .try_fold(1usize, |acc, d| acc.checked_mul(*d))
+        .ok_or_else(|| Error::file(path, format!("has impossible dimensions {dims:?}")))?;
     if bytes.len() - header != need {
         return Err(Error::file(
             path,

@@ -254,7 +254,18 @@ pub fn read_npz(path: &Path, opts: &NpzOptions) -> Result<Dataset> {
             ));
         }
     };
-    let pixel_len = n * h * w * c;
+    let pixel_len = [n, h, w, c]
+        .iter()
+        .try_fold(1usize, |acc, d| acc.checked_mul(*d))
+        .ok_or_else(|| {
+            Error::file(
+                path,
+                format!(
+                    "key `{}` has an impossible shape {:?}",
+                    opts.image_key, ih.shape
+                ),
+            )
+        })?;
     let available = image.bytes().len() - ih.data_offset;
     if available < pixel_len {
         return Err(Error::file(

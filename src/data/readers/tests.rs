@@ -498,3 +498,77 @@ fn png_folders_with_and_without_classes() {
         "{e}"
     );
 }
+
+/// Fuzzing the parsers with proptest: arbitrary bytes and randomly corrupted valid files must
+/// give an error or a dataset, never a panic.
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn valid_npz(dir: &Dir) -> Vec<u8> {
+        let p = dir.path("valid.npz");
+        write_zip(
+            &p,
+            &[
+                ("image.npy", npy("|u1", &[2, 4, 4, 3], &pixels(2, 4)), false),
+                ("label.npy", npy("<i8", &[2], &labels_i8(&[0, 1])), true),
+            ],
+        );
+        std::fs::read(p).unwrap()
+    }
+
+    fn corrupt(mut bytes: Vec<u8>, edits: &[(usize, u8)], cut: usize) -> Vec<u8> {
+        for (at, v) in edits {
+            let n = bytes.len();
+            bytes[at % n] = *v;
+        }
+        bytes.truncate(bytes.len() - cut % bytes.len());
+        bytes
+    }
+
+    proptest! {
+        // 400 cases per run in the test suite; ADAINF_FUZZ_CASES=N for a longer fuzzing session.
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("ADAINF_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn npy_and_pickle_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = super::super::npy::parse_header(&bytes);
+            let mut with_magic = b"\x93NUMPY\x01\x00".to_vec();
+            with_magic.extend_from_slice(&bytes);
+            let _ = super::super::npy::parse_header(&with_magic);
+            let _ = super::super::pickle::load(&bytes);
+            let mut proto = vec![0x80, 0x02];
+            proto.extend_from_slice(&bytes);
+            let _ = super::super::pickle::load(&proto);
+        }
+
+        #[test]
+        fn corrupted_npz_idx_and_cifar_files_never_panic(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+            cut in any::<usize>(),
+        ) {
+            let dir = Dir::new("fuzz");
+            let npz = dir.path("f.npz");
+            std::fs::write(&npz, corrupt(valid_npz(&dir), &edits, cut)).unwrap();
+            let _ = read_npz(&npz, &NpzOptions::default());
+            let img = dir.path("img");
+            std::fs::write(&img, corrupt(idx_bytes(&[2, 3, 3], &[7; 18]), &edits, cut)).unwrap();
+            let lab = dir.path("lab");
+            std::fs::write(&lab, corrupt(idx_bytes(&[2], &[1, 2]), &edits, cut / 3)).unwrap();
+            let _ = read_idx(&img, &lab);
+            let c = dir.path("cifar-10-batches-bin");
+            std::fs::create_dir_all(&c).unwrap();
+            let (rec, _) = cifar_binary_records(1, 1);
+            std::fs::write(c.join("test_batch.bin"), corrupt(rec, &edits, cut)).unwrap();
+            let _ = read_cifar(&c, Variant::Cifar10, "test");
+            let py = dir.path("cifar-10-batches-py");
+            std::fs::create_dir_all(&py).unwrap();
+            std::fs::write(py.join("test_batch"), corrupt(cifar_batch_pickle("labels", &[1], &[9; 3072], 1), &edits, cut)).unwrap();
+            let _ = read_cifar(&py, Variant::Cifar10, "test");
+        }
+    }
+}
