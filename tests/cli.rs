@@ -256,3 +256,85 @@ fn shipped_scripts_pass_the_static_check() {
         }
     }
 }
+
+/// A run killed with SIGKILL in the middle resumes from its last checkpoint when the script is
+/// run again, and ends where an uninterrupted run ends.
+#[test]
+fn a_killed_run_resumes_from_its_checkpoint() {
+    let ws = Workspace::new("resume");
+    let script = ws.script(
+        "r.rhai",
+        r#"
+        let real = data::synthetic(#{ n: 64, seed: 1, size: 8 });
+        let run = train::pretrain(#{ method: "mocov2", data: real, probe: real, width: 4, batch: 16, steps: 300,
+                                     queue_size: 64, proj_hidden: 16, proj_dim: 8, warmup: 5,
+                                     checkpoint_every: 20, log_every: 20, eval_every: 0, seed: 3 });
+        print(`final_loss=${run.result_loss()} accuracy=${run.accuracy}`);
+        "#
+        .replace("run.result_loss()", "run.metrics[run.metrics.len() - 1].loss")
+        .as_str(),
+    );
+    // Uninterrupted reference, in its own cache.
+    let reference = bin()
+        .arg("run")
+        .arg(&script)
+        .arg("--runs-dir")
+        .arg(ws.0.join("reference"))
+        .output()
+        .unwrap();
+    let (ref_out, ref_err) = text(&reference);
+    assert!(reference.status.success(), "{ref_err}");
+
+    let runs = ws.0.join("runs");
+    let mut child = bin()
+        .arg("run")
+        .arg(&script)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .arg("--quiet")
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let checkpoint = loop {
+        let found = std::fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("checkpoint/state.json"));
+        if let Some(p) = found.filter(|p| p.exists()) {
+            let state = std::fs::read_to_string(&p).unwrap_or_default();
+            if state.contains("\"step\": 40") || state.contains("\"step\": 60") {
+                break p;
+            }
+        }
+        assert!(started.elapsed().as_secs() < 120, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let run_dir = checkpoint.parent().unwrap().parent().unwrap().to_path_buf();
+    assert!(
+        !run_dir.join("result.json").exists(),
+        "the run finished before it could be killed"
+    );
+
+    let again = ws.run(&script, &[]);
+    let (out, err) = text(&again);
+    assert!(again.status.success(), "{err}");
+    assert!(
+        err.contains("resuming from the checkpoint at step"),
+        "{err}"
+    );
+    let (a, b): (f64, f64) = (
+        value(&out, "final_loss").parse().unwrap(),
+        value(&ref_out, "final_loss").parse().unwrap(),
+    );
+    assert!(
+        (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+        "resumed {a} vs uninterrupted {b}"
+    );
+    assert_eq!(value(&out, "accuracy"), value(&ref_out, "accuracy"));
+    // The metrics log has each logged step once.
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 300 / 20, "{metrics}");
+}

@@ -56,6 +56,13 @@ impl Progress for Terminal {
         self.next_line = (total_steps / 10).max(1);
     }
 
+    fn resumed(&mut self, step: usize) {
+        eprintln!("  resuming from the checkpoint at step {step}");
+        if let Some(bar) = &self.bar {
+            bar.set_position(step as u64);
+        }
+    }
+
     fn update(&mut self, step: usize, loss: f64, images_per_s: f64) {
         let msg = format!("loss {loss:.4} · {images_per_s:.0} img/s");
         match &self.bar {

@@ -46,6 +46,18 @@ impl Sampler {
         self.pos = 0;
     }
 
+    /// The sampler as it is after `steps` batches (a resumed run continues the same stream).
+    pub fn resume(len: usize, batch: usize, seed: u64, steps: usize) -> Result<Self> {
+        let mut s = Sampler::new(len, batch, seed)?;
+        let per_epoch = (len / batch) as u64;
+        s.epoch = steps as u64 / per_epoch;
+        if s.epoch > 0 {
+            s.reshuffle();
+        }
+        s.pos = (steps as u64 % per_epoch) as usize * batch;
+        Ok(s)
+    }
+
     /// The next `batch` indices; starts a new epoch (new permutation) when the current one
     /// cannot fill a whole batch.
     pub fn next_batch(&mut self) -> Vec<usize> {
@@ -128,6 +140,17 @@ mod tests {
         let mut a = Sampler::new(50, 5, 9).unwrap();
         let mut b = Sampler::new(50, 5, 9).unwrap();
         assert_eq!(a.next_batch(), b.next_batch());
+        // Resuming after k batches continues the same stream, across epoch boundaries.
+        for k in [0, 3, 4, 9] {
+            let mut full = Sampler::new(13, 3, 2).unwrap();
+            for _ in 0..k {
+                full.next_batch();
+            }
+            let mut resumed = Sampler::resume(13, 3, 2, k).unwrap();
+            for _ in 0..6 {
+                assert_eq!(full.next_batch(), resumed.next_batch(), "after {k}");
+            }
+        }
     }
 
     #[test]

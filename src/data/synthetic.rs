@@ -77,15 +77,7 @@ pub fn synthetic(spec: &SyntheticSpec) -> Result<Dataset> {
         "synthetic(n={}, seed={}, size={}, split={})",
         spec.n, spec.seed, spec.size, spec.split
     );
-    let fp = hash_hex(&[RENDER_VERSION, &source]);
-    Ok(Dataset::from_store(ImageStore::new(
-        source,
-        fp,
-        [spec.size, spec.size, 3],
-        CLASSES,
-        pixels,
-        labels,
-    )?))
+    finish(source, spec.size, pixels, labels)
 }
 
 /// A simulated generator's samples: unlabeled, degraded by `1 - fidelity`.
@@ -111,15 +103,14 @@ pub fn synthetic_generator(spec: &GeneratorSpec) -> Result<Dataset> {
         "synthetic_generator(n={}, fidelity={}, seed={}, size={})",
         spec.n, spec.fidelity, spec.seed, spec.size
     );
+    finish(source, spec.size, pixels, labels)
+}
+
+/// The dataset of rendered images; its fingerprint is the recipe (`source`) and the renderer.
+fn finish(source: String, size: usize, pixels: Vec<u8>, labels: Vec<i32>) -> Result<Dataset> {
     let fp = hash_hex(&[RENDER_VERSION, &source]);
-    Ok(Dataset::from_store(ImageStore::new(
-        source,
-        fp,
-        [spec.size, spec.size, 3],
-        CLASSES,
-        pixels,
-        labels,
-    )?))
+    let store = ImageStore::new(source, fp, [size, size, 3], CLASSES, pixels, labels)?;
+    Ok(Dataset::from_store(store))
 }
 
 /// Renders `n` images in parallel on all cores; image `i` comes from `scene(i)` only, so the

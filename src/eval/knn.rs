@@ -5,7 +5,7 @@
 use burn::tensor::Tensor;
 
 use crate::error::{Error, Result};
-use crate::method::simclr::l2_normalize;
+use crate::method::losses::l2_normalize;
 use crate::tensor::{read_floats, read_ints};
 
 const CHUNK: usize = 512;

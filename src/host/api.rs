@@ -181,7 +181,11 @@ pub const PRETRAIN: &[Opt] = &[
         Kind::Map,
         "extra columns for reports; not part of the run id",
     ),
-    opt("method", Kind::Str, "\"simclr\""),
+    opt(
+        "method",
+        Kind::Str,
+        "\"simclr\" | \"mocov2\" | \"byol\" | \"barlow\"; unset keys take that method's official defaults",
+    ),
     opt(
         "backbone",
         Kind::Str,
@@ -238,6 +242,42 @@ pub const PRETRAIN: &[Opt] = &[
         "online-probe evaluation period in steps (0 = end only)",
     ),
     opt("log_every", Kind::Int, "loss logging period in steps"),
+    opt(
+        "checkpoint_every",
+        Kind::Int,
+        "checkpoint period in steps (0 = end only); an interrupted run resumes from its last checkpoint; not part of the run id",
+    ),
+    opt(
+        "ema_base",
+        Kind::Float,
+        "mocov2/byol: momentum-target τ at the start (0.99)",
+    ),
+    opt(
+        "ema_final",
+        Kind::Float,
+        "mocov2/byol: τ at the end (0.999 / 1.0)",
+    ),
+    opt(
+        "queue_size",
+        Kind::Int,
+        "mocov2: keys per queue, a multiple of the batch (32768)",
+    ),
+    opt(
+        "pred_hidden",
+        Kind::Int,
+        "byol: predictor hidden size (4096)",
+    ),
+    opt(
+        "barlow_lambda",
+        Kind::Float,
+        "barlow: off-diagonal weight λ (0.0051)",
+    ),
+    opt("barlow_scale", Kind::Float, "barlow: loss scale (0.1)"),
+    opt(
+        "lr_scaling",
+        Kind::Str,
+        "\"linear\": lr and classifier_lr × batch/256 (the official rule); unset: as given",
+    ),
 ];
 
 pub const KNN: &[Opt] = &[
@@ -426,8 +466,8 @@ pub fn catalogue() -> Vec<ApiEntry> {
         ),
         e(
             "train::defaults",
-            "train::defaults() -> map",
-            "the default training options",
+            "train::defaults(method) -> map",
+            "a method's official default options (simclr, mocov2, byol, barlow)",
             &[],
         ),
         e(

@@ -21,6 +21,7 @@ use crate::eval::knn::knn_accuracy;
 use crate::eval::linear::{LinearProbeConfig, linear_probe_accuracy};
 use crate::eval::{features, labelled_rows};
 use crate::generator::{Gmm, GmmConfig, fit_gmm, frechet};
+use crate::method::Method;
 use crate::report::{self, Cell, Row};
 use crate::tensor::floats;
 use crate::train::{self, FinishedRun, PretrainConfig, PretrainRequest, TrainContext};
@@ -64,6 +65,12 @@ fn placed<T>(ctx: &NativeCallContext, r: Res<T>) -> Res<T> {
 
 /// Registers a host function into a module; its errors carry the call's position.
 macro_rules! register {
+    ($module:expr, $name:literal, $(move)? || -> $ret:ty $body:block) => {
+        FuncRegistration::new($name).with_volatility(true).set_into_module(
+            &mut $module,
+            move |ctx: NativeCallContext| -> $ret { placed(&ctx, (|| -> $ret { $body })()) },
+        );
+    };
     ($module:expr, $name:literal, $(move)? |$($arg:ident : $ty:ty),*| -> $ret:ty $body:block) => {
         FuncRegistration::new($name).with_volatility(true).set_into_module(
             &mut $module,
@@ -518,11 +525,44 @@ fn aug_option(v: Option<&Dynamic>) -> Res<ViewPair> {
     }
 }
 
+/// The official defaults of a method as a script map (method-specific keys included).
+fn defaults_map(method: &str) -> Res<Map> {
+    let cfg = PretrainConfig::for_method(core(Method::parse(method))?);
+    let json = serde_json::to_value(cfg).unwrap_or_default();
+    Ok(rhai::serde::to_dynamic(json)
+        .ok()
+        .and_then(|d| d.try_cast::<Map>())
+        .unwrap_or_default())
+}
+
+/// The run config: the chosen method's official defaults, overridden by the script's options.
+fn resolved_config(opts: &Map) -> Res<PretrainConfig> {
+    let method = core(Method::parse(&str_or(opts, "method", "simclr")))?;
+    let mut merged = serde_json::to_value(PretrainConfig::for_method(method)).unwrap_or_default();
+    if let (Some(base), serde_json::Value::Object(given)) = (
+        merged.as_object_mut(),
+        options::to_json(opts, api::PRETRAIN),
+    ) {
+        for (k, v) in given {
+            if k != "checkpoint_every" {
+                base.insert(k, v);
+            }
+        }
+    }
+    serde_json::from_value(merged).map_err(|e| {
+        Box::new(EvalAltResult::ErrorRuntime(
+            format!("bad options for train::pretrain: {e}").into(),
+            Position::NONE,
+        ))
+    })
+}
+
 fn train_module(state: &Rc<HostState>) -> Module {
     let mut m = Module::new();
     let st = state.clone();
     register!(m, "pretrain", move |opts: Map| -> Res<RunHandle> {
-        let config: PretrainConfig = options::parse("train::pretrain", &opts, api::PRETRAIN)?;
+        options::check("train::pretrain", &opts, api::PRETRAIN)?;
+        let config = resolved_config(&opts)?;
         let Some(data) = opts.get("data").map(|d| d.clone().cast::<Dataset>()) else {
             return fail(
                 "train::pretrain needs `data` (e.g. #{ data: data::synthetic(#{ n: 5000 }) })",
@@ -541,6 +581,7 @@ fn train_module(state: &Rc<HostState>) -> Module {
                 data: &data,
                 aug: &aug,
                 probe: probe.as_ref(),
+                checkpoint_every: int_or(&opts, "checkpoint_every", 0) as usize,
             },
             TrainContext {
                 device: &st.device,
@@ -554,15 +595,10 @@ fn train_module(state: &Rc<HostState>) -> Module {
             tags,
         })
     });
-    FuncRegistration::new("defaults")
-        .with_volatility(true)
-        .set_into_module(&mut m, || -> Map {
-            let json = serde_json::to_value(PretrainConfig::default()).unwrap_or_default();
-            rhai::serde::to_dynamic(json)
-                .ok()
-                .and_then(|d| d.try_cast::<Map>())
-                .unwrap_or_default()
-        });
+    register!(m, "defaults", |method: &str| -> Res<Map> {
+        defaults_map(method)
+    });
+    register!(m, "defaults", || -> Res<Map> { defaults_map("simclr") });
     m
 }
 
@@ -589,6 +625,14 @@ fn eval_module(state: &Rc<HostState>) -> Module {
             classes,
         ))
     };
+    // The encoder of a run (trained, or freshly initialised for the random baseline).
+    let encoder = |st: &HostState, r: &RunHandle, random: bool| {
+        core(if random {
+            train::random_backbone(&r.run, &st.device)
+        } else {
+            train::load_backbone(&r.run, &st.device)
+        })
+    };
     let st = state.clone();
     register!(m, "knn", move |r: RunHandle,
                               train_set: Dataset,
@@ -596,10 +640,9 @@ fn eval_module(state: &Rc<HostState>) -> Module {
                               opts: Map|
           -> Res<f64> {
         options::check("eval::knn", &opts, api::KNN)?;
-        let backbone = core(train::load_backbone(&r.run, &st.device))?;
         knn_with(
             &st,
-            &backbone,
+            &encoder(&st, &r, false)?,
             &r.run.spec.aug.views[0],
             &train_set,
             &test,
@@ -611,10 +654,9 @@ fn eval_module(state: &Rc<HostState>) -> Module {
                               train_set: Dataset,
                               test: Dataset|
           -> Res<f64> {
-        let backbone = core(train::load_backbone(&r.run, &st.device))?;
         knn_with(
             &st,
-            &backbone,
+            &encoder(&st, &r, false)?,
             &r.run.spec.aug.views[0],
             &train_set,
             &test,
@@ -628,10 +670,9 @@ fn eval_module(state: &Rc<HostState>) -> Module {
                                      opts: Map|
           -> Res<f64> {
         options::check("eval::knn_random", &opts, api::KNN)?;
-        let backbone = core(train::random_backbone(&r.run, &st.device))?;
         knn_with(
             &st,
-            &backbone,
+            &encoder(&st, &r, true)?,
             &r.run.spec.aug.views[0],
             &train_set,
             &test,

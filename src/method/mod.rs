@@ -1,31 +1,53 @@
-//! Self-supervised methods: heads and losses on top of a backbone. SimCLR for now; the method
-//! name is part of the run config so others slot in beside it.
+//! Self-supervised methods on top of a backbone: SimCLR, MoCo v2+, BYOL and Barlow Twins.
+//! Heads (`heads`), losses (`losses`), the momentum target and its schedule (`momentum`), the
+//! MoCo key queue (`queue`) and the online linear probe's loss (`probe`). The official
+//! per-method settings (reference §5.3) are the defaults of `train::PretrainConfig::for_method`.
 
+pub mod heads;
+pub mod losses;
+pub mod momentum;
 pub mod probe;
-pub mod simclr;
+pub mod queue;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub const METHODS: [&str; 4] = ["simclr", "mocov2", "byol", "barlow"];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     Simclr,
+    Mocov2,
+    Byol,
+    Barlow,
 }
 
 impl Method {
     pub fn parse(name: &str) -> Result<Self> {
         match name {
             "simclr" => Ok(Method::Simclr),
-            "mocov2" | "byol" | "barlow" => Err(Error::config(
-                "method",
-                format!("\"{name}\" is not implemented yet in this version; use \"simclr\""),
-            )),
+            "mocov2" | "mocov2plus" | "moco" => Ok(Method::Mocov2),
+            "byol" => Ok(Method::Byol),
+            "barlow" | "barlow_twins" => Ok(Method::Barlow),
             other => Err(Error::config(
                 "method",
-                format!("unknown method \"{other}\"; use \"simclr\""),
+                format!(
+                    "unknown method \"{other}\"; use one of {}",
+                    METHODS.join(", ")
+                ),
             )),
         }
+    }
+
+    /// Does the method keep a momentum (EMA) copy of the encoder?
+    pub fn has_momentum_target(self) -> bool {
+        matches!(self, Method::Mocov2 | Method::Byol)
+    }
+
+    /// Projector hidden layers use batch norm (BYOL, Barlow Twins) or not (SimCLR, MoCo).
+    pub fn projector_batch_norm(self) -> bool {
+        matches!(self, Method::Byol | Method::Barlow)
     }
 }

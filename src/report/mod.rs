@@ -96,7 +96,7 @@ pub fn markdown(rows: &[Row], columns: &[String], group_by: &[String]) -> String
                             .collect();
                         if group_by.contains(c) || nums.len() != members.len() || nums.is_empty() {
                             get(members[0], c).render()
-                        } else if members.len() == 1 {
+                        } else if members.len() == 1 || nums.iter().all(|v| *v == nums[0]) {
                             Cell::Number(nums[0]).render()
                         } else {
                             let (m, s) = mean_std(&nums);
@@ -258,6 +258,21 @@ mod tests {
         );
         assert!(grouped.contains("0.6000 ± 0.1414 (n=2)"), "{grouped}");
         assert!(grouped.contains("| adainf  | 0.9000"), "{grouped}");
+        // A column that is constant within a group shows its value, not "x ± 0".
+        let constant: Vec<Row> = rows
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.push(("n".into(), Cell::Number(5.0)));
+                r
+            })
+            .collect();
+        let grouped = markdown(
+            &constant,
+            &["setting".into(), "n".into()],
+            &["setting".into()],
+        );
+        assert!(grouped.contains("| none    | 5 "), "{grouped}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::optim::OptimizerKind;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PretrainConfig {
-    /// "simclr".
+    /// "simclr", "mocov2", "byol" or "barlow".
     pub method: String,
     /// "resnet18" (or "resnet10", a CPU-sized variant).
     pub backbone: String,
@@ -40,6 +40,29 @@ pub struct PretrainConfig {
     pub eval_every: usize,
     /// Loss/throughput logging period in steps (each log reads the loss back from the device).
     pub log_every: usize,
+    // Method-specific settings: set (by `for_method`) only for the methods that use them, and
+    // left out of the serialised config (and so of the run id) otherwise.
+    /// Momentum-target EMA τ at the start and at the end (MoCo v2+: 0.99 → 0.999; BYOL:
+    /// 0.99 → 1.0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ema_base: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ema_final: Option<f64>,
+    /// MoCo v2+: keys per queue (official 32768).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_size: Option<usize>,
+    /// BYOL: predictor hidden size (official 4096).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pred_hidden: Option<usize>,
+    /// Barlow Twins: off-diagonal weight λ (0.0051) and loss scale (0.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub barlow_lambda: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub barlow_scale: Option<f64>,
+    /// "linear": `lr` and `classifier_lr` are multiplied by batch/256 (the official rule,
+    /// `lr · batch_size · n_devices / 256`); unset: used as given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr_scaling: Option<String>,
 }
 
 impl Default for PretrainConfig {
@@ -62,14 +85,143 @@ impl Default for PretrainConfig {
             seed: 0,
             eval_every: 200,
             log_every: 10,
+            ema_base: None,
+            ema_final: None,
+            queue_size: None,
+            pred_hidden: None,
+            barlow_lambda: None,
+            barlow_scale: None,
+            lr_scaling: None,
         }
     }
 }
 
 impl PretrainConfig {
+    /// The official settings of a method (reference §5.3; learning rates are the effective
+    /// ones of the official runs at global batch 512).
+    pub fn for_method(method: Method) -> Self {
+        let base = PretrainConfig::default();
+        match method {
+            Method::Simclr => base,
+            Method::Mocov2 => PretrainConfig {
+                method: "mocov2".into(),
+                optimizer: "sgd".into(),
+                lr: 0.3,
+                classifier_lr: 0.3,
+                ema_base: Some(0.99),
+                ema_final: Some(0.999),
+                queue_size: Some(32768),
+                ..base
+            },
+            Method::Byol => PretrainConfig {
+                method: "byol".into(),
+                lr: 1.0,
+                weight_decay: 1e-5,
+                proj_hidden: 4096,
+                pred_hidden: Some(4096),
+                ema_base: Some(0.99),
+                ema_final: Some(1.0),
+                ..base
+            },
+            Method::Barlow => PretrainConfig {
+                method: "barlow".into(),
+                lr: 0.3,
+                proj_hidden: 2048,
+                proj_dim: 2048,
+                barlow_lambda: Some(0.0051),
+                barlow_scale: Some(0.1),
+                ..base
+            },
+        }
+    }
+
+    /// Learning rates after the scaling rule: (encoder, probe).
+    pub fn effective_lrs(&self) -> (f64, f64) {
+        match self.lr_scaling.as_deref() {
+            Some("linear") => {
+                let k = self.batch as f64 / 256.0;
+                (self.lr * k, self.classifier_lr * k)
+            }
+            _ => (self.lr, self.classifier_lr),
+        }
+    }
+
     /// Checks ranges and names, naming the offending key.
     pub fn validate(&self) -> Result<()> {
-        Method::parse(&self.method)?;
+        let method = Method::parse(&self.method)?;
+        let only_for = |key: &str, set: bool, wanted: bool, methods: &str| {
+            if set && !wanted {
+                Err(Error::config(
+                    key,
+                    format!("only applies to {methods}, not to \"{}\"", self.method),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let momentum = method.has_momentum_target();
+        only_for(
+            "ema_base",
+            self.ema_base.is_some(),
+            momentum,
+            "mocov2 and byol",
+        )?;
+        only_for(
+            "ema_final",
+            self.ema_final.is_some(),
+            momentum,
+            "mocov2 and byol",
+        )?;
+        only_for(
+            "queue_size",
+            self.queue_size.is_some(),
+            method == Method::Mocov2,
+            "mocov2",
+        )?;
+        only_for(
+            "pred_hidden",
+            self.pred_hidden.is_some(),
+            method == Method::Byol,
+            "byol",
+        )?;
+        only_for(
+            "barlow_lambda",
+            self.barlow_lambda.is_some(),
+            method == Method::Barlow,
+            "barlow",
+        )?;
+        only_for(
+            "barlow_scale",
+            self.barlow_scale.is_some(),
+            method == Method::Barlow,
+            "barlow",
+        )?;
+        for (key, v) in [("ema_base", self.ema_base), ("ema_final", self.ema_final)] {
+            if let Some(v) = v {
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(Error::config(key, format!("must be in [0, 1], got {v}")));
+                }
+            }
+        }
+        if let Some(q) = self.queue_size {
+            if q == 0 || q % self.batch.max(1) != 0 {
+                return Err(Error::config(
+                    "queue_size",
+                    format!(
+                        "must be a positive multiple of the batch ({}), got {q}",
+                        self.batch
+                    ),
+                ));
+            }
+        }
+        if let Some(rule) = &self.lr_scaling {
+            if rule != "linear" {
+                return Err(Error::config(
+                    "lr_scaling",
+                    format!("must be \"linear\" (or unset), got \"{rule}\""),
+                ));
+            }
+        }
         OptimizerKind::parse(&self.optimizer)?;
         ResNetConfig::named(&self.backbone, self.width)?;
         let positive = |key: &str, v: f64| {
@@ -129,6 +281,14 @@ impl PretrainConfig {
     pub fn method(&self) -> Method {
         Method::parse(&self.method).unwrap_or(Method::Simclr)
     }
+
+    /// Projector layer sizes from the backbone's feature size.
+    pub fn projector_sizes(&self, features: usize) -> Vec<usize> {
+        match self.method() {
+            Method::Barlow => vec![features, self.proj_hidden, self.proj_hidden, self.proj_dim],
+            _ => vec![features, self.proj_hidden, self.proj_dim],
+        }
+    }
     pub fn optimizer_kind(&self) -> OptimizerKind {
         OptimizerKind::parse(&self.optimizer).unwrap_or(OptimizerKind::Lars)
     }
@@ -153,13 +313,35 @@ mod tests {
         .to_string();
         assert!(e.contains("`lr`"), "{e}");
         let e = PretrainConfig {
-            method: "byol".into(),
+            method: "dino".into(),
             ..Default::default()
         }
         .validate()
         .unwrap_err()
         .to_string();
-        assert!(e.contains("byol"), "{e}");
+        assert!(e.contains("dino") && e.contains("byol"), "{e}");
+        for m in crate::method::METHODS {
+            let cfg = PretrainConfig::for_method(Method::parse(m).unwrap());
+            assert!(cfg.validate().is_ok(), "{m}");
+        }
+        let e = PretrainConfig {
+            queue_size: Some(256),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("queue_size") && e.contains("mocov2"), "{e}");
+        // SimCLR's serialised config (and so its run ids) carries no method-specific keys.
+        let json = serde_json::to_string(&PretrainConfig::default()).unwrap();
+        assert!(!json.contains("ema_base") && !json.contains("queue_size"));
+        let scaled = PretrainConfig {
+            lr_scaling: Some("linear".into()),
+            batch: 512,
+            lr: 0.2,
+            ..Default::default()
+        };
+        assert_eq!(scaled.effective_lrs(), (0.4, 0.2));
         let e = PretrainConfig {
             warmup: 5,
             steps: 2,

@@ -5,37 +5,25 @@
 pub mod config;
 pub mod progress;
 pub mod run;
+pub mod trainer;
 
 use std::path::Path;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
-use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 
-use crate::augment::{ViewPair, batch};
+use crate::augment::ViewPair;
 use crate::data::Dataset;
-use crate::data::loader::{HostBatch, Sampler, gather};
+use crate::data::loader::{Sampler, gather};
 use crate::error::{Error, Result};
-use crate::eval::probe_accuracy;
-use crate::method::probe::masked_cross_entropy;
-use crate::method::simclr::{Projector, nt_xent};
 use crate::model::ResNet;
-use crate::optim::schedule::WarmupCosine;
-use crate::rng::Rng;
-use crate::tensor::{ints, read_floats};
+use crate::tensor::read_floats;
 pub use config::PretrainConfig;
 pub use progress::{CancelFlag, Progress, Silent};
 pub use run::{FinishedRun, MetricRow, RunResult, RunSpec};
-use run::{MetricsLog, load_finished, run_dir, write_json};
-
-/// The trainable self-supervised model: backbone and projection head.
-#[derive(Module, Debug)]
-pub struct Encoder {
-    pub backbone: ResNet,
-    pub projector: Projector,
-}
+use run::{MetricsLog, load_finished, read_metrics, run_dir, write_json};
+pub use trainer::{Encoder, Trainer};
 
 /// What to train on.
 pub struct PretrainRequest<'a> {
@@ -44,6 +32,8 @@ pub struct PretrainRequest<'a> {
     pub aug: &'a ViewPair,
     /// Labelled set the online probe is evaluated on.
     pub probe: Option<&'a Dataset>,
+    /// Save a checkpoint every this many steps (0 = only at the end). Not part of the run id.
+    pub checkpoint_every: usize,
 }
 
 /// Where and how to train.
@@ -85,132 +75,6 @@ fn check_inputs(req: &PretrainRequest) -> Result<()> {
     Ok(())
 }
 
-/// Model, online probe, optimisers and schedules of one run: one call of `step` is one
-/// optimisation step on one batch. Shared by `pretrain` and the benchmark.
-pub struct Trainer {
-    encoder: Encoder,
-    probe: Linear,
-    encoder_opt: ModuleOptimizer,
-    probe_opt: ModuleOptimizer,
-    lr_encoder: WarmupCosine,
-    lr_probe: WarmupCosine,
-    aug: ViewPair,
-    temperature: f64,
-    seed: u64,
-    /// The plain (non-autodiff) device: inputs and augmentation live here.
-    plain: Device,
-    autodiff: Device,
-}
-
-impl Trainer {
-    pub fn new(
-        cfg: &PretrainConfig,
-        aug: &ViewPair,
-        classes: usize,
-        device: &Device,
-    ) -> Result<Self> {
-        let plain = device.clone();
-        let autodiff = plain.clone().autodiff();
-        autodiff.seed(cfg.seed);
-        let backbone_cfg = cfg.backbone_config()?;
-        let feat = backbone_cfg.feature_dim();
-        let encoder = Encoder {
-            backbone: backbone_cfg.init(&autodiff),
-            projector: Projector::new(feat, cfg.proj_hidden, cfg.proj_dim, &autodiff),
-        };
-        let probe = LinearConfig::new(feat, classes.max(1)).init(&autodiff);
-        let schedule = |base: f64| WarmupCosine {
-            base,
-            warmup: cfg.warmup,
-            total: cfg.steps,
-            warmup_start: cfg.warmup_start.min(base),
-            min_lr: 0.0,
-        };
-        Ok(Trainer {
-            encoder,
-            probe,
-            encoder_opt: cfg.optimizer_kind().build(cfg.weight_decay),
-            probe_opt: cfg.optimizer_kind().build(0.0),
-            lr_encoder: schedule(cfg.lr),
-            lr_probe: schedule(cfg.classifier_lr),
-            aug: aug.clone(),
-            temperature: cfg.temperature,
-            seed: cfg.seed,
-            plain,
-            autodiff,
-        })
-    }
-
-    /// Encoder learning rate at `step`.
-    pub fn lr(&self, step: usize) -> f64 {
-        self.lr_encoder.lr(step)
-    }
-
-    /// Two augmented views of `hb`, normalised, on the plain device.
-    pub fn views(&self, hb: &HostBatch, step: usize) -> [Tensor<4>; 2] {
-        let [h, w, _] = hb.shape;
-        let x = batch::to_device(hb, &self.plain);
-        let mut rng = Rng::derive(self.seed, &[0xA06, step as u64]);
-        [0, 1].map(|v| {
-            let spec = &self.aug.views[v];
-            let params = batch::sample_params(spec, &mut rng, hb.len(), h, w);
-            batch::augment_and_normalize(x.clone(), &params, spec)
-        })
-    }
-
-    /// One optimisation step; returns the self-supervised loss (not read back).
-    pub fn step(&mut self, hb: &HostBatch, step: usize) -> Tensor<1> {
-        let [v1, v2] = self.views(hb, step);
-        let f1 = self.encoder.backbone.forward(v1);
-        let f2 = self.encoder.backbone.forward(v2);
-        let ssl = nt_xent(
-            self.encoder.projector.forward(f1.clone()),
-            self.encoder.projector.forward(f2.clone()),
-            self.temperature,
-        );
-        let labels: Vec<i64> = hb
-            .labels
-            .iter()
-            .chain(&hb.labels)
-            .map(|&l| l as i64)
-            .collect();
-        let logits = self
-            .probe
-            .forward(Tensor::cat(vec![f1.detach(), f2.detach()], 0));
-        let probe_loss = masked_cross_entropy(logits, ints(labels, &self.autodiff));
-        let mut grads = (ssl.clone() + probe_loss).backward();
-        let encoder_grads = GradientsParams::from_module(&mut grads, &self.encoder);
-        let probe_grads = GradientsParams::from_module(&mut grads, &self.probe);
-        self.encoder = self.encoder_opt.step(
-            self.lr_encoder.lr(step),
-            self.encoder.clone(),
-            encoder_grads,
-        );
-        self.probe = self
-            .probe_opt
-            .step(self.lr_probe.lr(step), self.probe.clone(), probe_grads);
-        ssl
-    }
-
-    /// Online-probe top-1 on `data` (inference mode).
-    pub fn probe_accuracy(&self, data: &Dataset) -> Option<f64> {
-        probe_accuracy(
-            &self.encoder.backbone.valid(),
-            &self.probe.valid(),
-            data,
-            &self.aug.views[0],
-            &self.plain,
-        )
-    }
-
-    fn save_weights(&self, dir: &Path) -> Result<()> {
-        let encoder = self.encoder.valid();
-        save_module(encoder.backbone, dir, "backbone")?;
-        save_module(encoder.projector, dir, "projector")?;
-        save_module(self.probe.valid(), dir, "probe")
-    }
-}
-
 /// Trains (or loads from the cache) one run.
 pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> {
     check_inputs(&req)?;
@@ -224,7 +88,6 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::file(&dir, format!("cannot create the run folder: {e}")))?;
     write_json(&dir.join("config.json"), &spec)?;
-    let mut log = MetricsLog::create(&dir.join("metrics.jsonl"))?;
 
     let cfg = &req.config;
     let classes = req
@@ -233,15 +96,32 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
         .max(req.probe.map_or(0, |p| p.classes()))
         .max(1);
     let mut trainer = Trainer::new(cfg, req.aug, classes, ctx.device)?;
-    let mut sampler = Sampler::new(req.data.len(), cfg.batch, cfg.seed)?;
+    // A run that was interrupted resumes from its last checkpoint; the metrics logged after
+    // that checkpoint are dropped, since those steps run again.
+    let first_step = match Trainer::checkpoint_dir(&dir) {
+        Some(ckpt) => trainer.load_checkpoint(&ckpt)?,
+        None => 0,
+    };
+    let mut metrics: Vec<MetricRow> = read_metrics(&dir.join("metrics.jsonl"))?
+        .into_iter()
+        .filter(|m| m.step <= first_step)
+        .collect();
+    let mut log = MetricsLog::create(&dir.join("metrics.jsonl"))?;
+    for row in &metrics {
+        log.append(row)?;
+    }
+    let mut sampler = Sampler::resume(req.data.len(), cfg.batch, cfg.seed, first_step)?;
 
     ctx.progress.start(&id, cfg.steps, false);
+    if first_step > 0 {
+        ctx.progress.resumed(first_step);
+    }
     let started = Instant::now();
     let mut interval_start = Instant::now();
     let mut interval_images = 0usize;
-    let mut metrics = Vec::new();
-    let mut last_loss = f64::NAN;
-    for step in 0..cfg.steps {
+    let mut last_loss = metrics.last().map_or(f64::NAN, |m| m.loss);
+    let mut last_checkpoint = first_step;
+    for step in first_step..cfg.steps {
         if ctx.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
@@ -253,12 +133,22 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
         let done = step + 1;
         let eval_now = req.probe.is_some()
             && (done == cfg.steps || (cfg.eval_every > 0 && done % cfg.eval_every == 0));
-        if done % cfg.log_every == 0 || eval_now || done == cfg.steps {
+        let checkpoint_now =
+            req.checkpoint_every > 0 && done % req.checkpoint_every == 0 && done < cfg.steps;
+        if done % cfg.log_every == 0 || eval_now || checkpoint_now || done == cfg.steps {
             // The only host synchronisation of the step, every `log_every` steps.
             last_loss = read_floats(loss)[0] as f64;
             if !last_loss.is_finite() {
+                let kept = if last_checkpoint > 0 {
+                    format!(
+                        "the last good checkpoint (step {last_checkpoint}) is kept in {}",
+                        dir.join("checkpoint").display()
+                    )
+                } else {
+                    "no checkpoint was written before it".to_string()
+                };
                 return Err(Error::Numeric(format!(
-                    "the loss became {last_loss} at step {done}; lower the learning rate (lr = {}) or check the data",
+                    "the loss became {last_loss} at step {done}; {kept}. Lower the learning rate (lr = {}) or check the data",
                     cfg.lr
                 )));
             }
@@ -281,12 +171,17 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
                 ctx.progress.probe(done, acc);
             }
             metrics.push(row);
+            if checkpoint_now {
+                trainer.save_checkpoint(&dir, done)?;
+                last_checkpoint = done;
+            }
             interval_start = Instant::now();
             interval_images = 0;
         }
     }
     let train_seconds = started.elapsed().as_secs_f64();
     trainer.save_weights(&dir)?;
+    trainer.save_checkpoint(&dir, cfg.steps)?;
     let accuracy = metrics.iter().rev().find_map(|m| m.probe_acc);
     let result = RunResult {
         id: id.clone(),
@@ -294,7 +189,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
         final_loss: last_loss,
         steps: cfg.steps,
         train_seconds,
-        images_per_s: (cfg.steps * cfg.batch) as f64 / train_seconds.max(1e-9),
+        images_per_s: ((cfg.steps - first_step) * cfg.batch) as f64 / train_seconds.max(1e-9),
     };
     write_json(&dir.join("result.json"), &result)?;
     ctx.progress.finish(&match accuracy {
@@ -308,15 +203,6 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
         dir,
         cached: false,
     })
-}
-
-fn save_module<M: Module>(module: M, dir: &Path, name: &str) -> Result<()> {
-    let tmp = dir.join(format!("{name}.tmp.bpk"));
-    let path = dir.join(format!("{name}.bpk"));
-    module
-        .save_file(&tmp)
-        .map_err(|e| Error::file(&tmp, format!("cannot save weights: {e}")))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::file(&path, e))
 }
 
 /// The trained backbone of a finished run, in inference mode on `device`.

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub trait Progress {
     /// A run starts (or is found in the cache when `cached`).
     fn start(&mut self, label: &str, total_steps: usize, cached: bool);
+    /// The run continues from a checkpoint after `step` steps.
+    fn resumed(&mut self, _step: usize) {}
     /// Periodic update: step reached, last loss, throughput in images per second.
     fn update(&mut self, step: usize, loss: f64, images_per_s: f64);
     /// The online probe was evaluated.

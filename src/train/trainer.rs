@@ -1,0 +1,471 @@
+//! One run's training state and step: the online encoder (backbone, projector, BYOL's
+//! predictor), the momentum target (MoCo v2+, BYOL), MoCo's key queues, the online linear
+//! probe, the optimisers and the schedules. `step` is one optimisation step on one batch;
+//! `save_checkpoint` / `load_checkpoint` capture everything a resumed run needs (the sampler
+//! and the augmentation randomness are functions of the step, so they need no state).
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::config::PretrainConfig;
+use super::run::write_json;
+use crate::augment::{ViewPair, batch};
+use crate::data::Dataset;
+use crate::data::loader::HostBatch;
+use crate::error::{Error, Result};
+use crate::eval::probe_accuracy;
+use crate::method::Method;
+use crate::method::heads::Mlp;
+use crate::method::losses::{barlow_loss, byol_loss, l2_normalize, moco_infonce, nt_xent};
+use crate::method::momentum::{ema_tau, ema_update};
+use crate::method::probe::masked_cross_entropy;
+use crate::method::queue::KeyQueue;
+use crate::model::ResNet;
+use crate::optim::schedule::WarmupCosine;
+use crate::rng::Rng;
+use crate::tensor::{floats, ints, read_floats};
+
+/// The trainable self-supervised model: backbone, projection head and (BYOL) predictor.
+#[derive(Module, Debug)]
+pub struct Encoder {
+    pub backbone: ResNet,
+    pub projector: Mlp,
+    pub predictor: Option<Mlp>,
+}
+
+impl Encoder {
+    fn project(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        let f = self.backbone.forward(x);
+        let z = self.projector.forward(f.clone());
+        (f, z)
+    }
+}
+
+pub struct Trainer {
+    cfg: PretrainConfig,
+    method: Method,
+    encoder: Encoder,
+    target: Option<Encoder>,
+    queue: Option<KeyQueue>,
+    probe: Linear,
+    encoder_opt: ModuleOptimizer,
+    probe_opt: ModuleOptimizer,
+    lr_encoder: WarmupCosine,
+    lr_probe: WarmupCosine,
+    aug: ViewPair,
+    /// The plain (non-autodiff) device: inputs and augmentation live here.
+    plain: Device,
+    autodiff: Device,
+}
+
+/// `checkpoint/state.json`.
+#[derive(Serialize, Deserialize)]
+pub struct CheckpointState {
+    /// Steps completed.
+    pub step: usize,
+    pub queue_ptr: Option<usize>,
+}
+
+fn save_module<M: Module>(module: M, dir: &Path, name: &str) -> Result<()> {
+    let path = dir.join(format!("{name}.bpk"));
+    module
+        .save_file(&path)
+        .map_err(|e| Error::file(&path, format!("cannot save weights: {e}")))
+}
+
+fn load_module<M: Module>(fresh: M, dir: &Path, name: &str) -> Result<M> {
+    let path = dir.join(format!("{name}.bpk"));
+    fresh
+        .try_load_file(&path)
+        .map_err(|e| Error::file(&path, format!("cannot load ({e})")))
+}
+
+fn write_floats(path: &Path, values: &[f32]) -> Result<()> {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(path, bytes).map_err(|e| Error::file(path, e))
+}
+
+fn read_floats_file(path: &Path) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+impl Trainer {
+    pub fn new(
+        cfg: &PretrainConfig,
+        aug: &ViewPair,
+        classes: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let method = cfg.method();
+        let plain = device.clone();
+        let autodiff = plain.clone().autodiff();
+        autodiff.seed(cfg.seed);
+        let backbone_cfg = cfg.backbone_config()?;
+        let feat = backbone_cfg.feature_dim();
+        let bn = method.projector_batch_norm();
+        let predictor = cfg
+            .pred_hidden
+            .map(|h| Mlp::new(&[cfg.proj_dim, h, cfg.proj_dim], true, &autodiff));
+        let encoder = Encoder {
+            backbone: backbone_cfg.init(&autodiff),
+            projector: Mlp::new(&cfg.projector_sizes(feat), bn, &autodiff),
+            predictor,
+        };
+        let target = method.has_momentum_target().then(|| {
+            Encoder {
+                predictor: None,
+                ..encoder.clone()
+            }
+            .no_grad()
+        });
+        let queue = match cfg.queue_size {
+            Some(size) => Some(KeyQueue::new(size, cfg.proj_dim, cfg.batch, &plain)?),
+            None => None,
+        };
+        let probe = LinearConfig::new(feat, classes.max(1)).init(&autodiff);
+        let (lr, classifier_lr) = cfg.effective_lrs();
+        let schedule = |base: f64| WarmupCosine {
+            base,
+            warmup: cfg.warmup,
+            total: cfg.steps,
+            warmup_start: cfg.warmup_start.min(base),
+            min_lr: 0.0,
+        };
+        Ok(Trainer {
+            cfg: cfg.clone(),
+            method,
+            encoder,
+            target,
+            queue,
+            probe,
+            encoder_opt: cfg.optimizer_kind().build(cfg.weight_decay),
+            probe_opt: cfg.optimizer_kind().build(0.0),
+            lr_encoder: schedule(lr),
+            lr_probe: schedule(classifier_lr),
+            aug: aug.clone(),
+            plain,
+            autodiff,
+        })
+    }
+
+    /// Encoder learning rate at `step`.
+    pub fn lr(&self, step: usize) -> f64 {
+        self.lr_encoder.lr(step)
+    }
+
+    /// Two augmented views of `hb`, normalised, on the plain device.
+    pub fn views(&self, hb: &HostBatch, step: usize) -> [Tensor<4>; 2] {
+        let [h, w, _] = hb.shape;
+        let x = batch::to_device(hb, &self.plain);
+        let mut rng = Rng::derive(self.cfg.seed, &[0xA06, step as u64]);
+        [0, 1].map(|v| {
+            let spec = &self.aug.views[v];
+            let params = batch::sample_params(spec, &mut rng, hb.len(), h, w);
+            batch::augment_and_normalize(x.clone(), &params, spec)
+        })
+    }
+
+    /// The target's projections of the two views (no gradient).
+    fn target_projections(&self, v1: &Tensor<4>, v2: &Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        let target = self
+            .target
+            .as_ref()
+            .expect("methods with a target build one");
+        (
+            target.project(v1.clone()).1.detach(),
+            target.project(v2.clone()).1.detach(),
+        )
+    }
+
+    /// One optimisation step; returns the self-supervised loss (not read back).
+    pub fn step(&mut self, hb: &HostBatch, step: usize) -> Tensor<1> {
+        let [v1, v2] = self.views(hb, step);
+        let (f1, z1) = self.encoder.project(v1.clone());
+        let (f2, z2) = self.encoder.project(v2.clone());
+        let ssl = match self.method {
+            Method::Simclr => nt_xent(z1, z2, self.cfg.temperature),
+            Method::Mocov2 => {
+                let (k1, k2) = self.target_projections(&v1, &v2);
+                let (k1, k2) = (l2_normalize(k1), l2_normalize(k2));
+                let queue = self.queue.as_mut().expect("MoCo builds its queue");
+                let [q1_keys, q2_keys] = queue.keys.clone();
+                let t = self.cfg.temperature;
+                let loss = (moco_infonce(l2_normalize(z1), k2.clone(), q2_keys, t)
+                    + moco_infonce(l2_normalize(z2), k1.clone(), q1_keys, t))
+                .div_scalar(2.0);
+                queue.push(k1, k2);
+                loss
+            }
+            Method::Byol => {
+                let (t1, t2) = self.target_projections(&v1, &v2);
+                let predictor = self
+                    .encoder
+                    .predictor
+                    .as_ref()
+                    .expect("BYOL builds its predictor");
+                byol_loss(predictor.forward(z1), t2) + byol_loss(predictor.forward(z2), t1)
+            }
+            Method::Barlow => barlow_loss(
+                z1,
+                z2,
+                self.cfg.barlow_lambda.unwrap_or(0.0051),
+                self.cfg.barlow_scale.unwrap_or(0.1),
+            ),
+        };
+        let labels: Vec<i64> = hb
+            .labels
+            .iter()
+            .chain(&hb.labels)
+            .map(|&l| l as i64)
+            .collect();
+        let logits = self
+            .probe
+            .forward(Tensor::cat(vec![f1.detach(), f2.detach()], 0));
+        let probe_loss = masked_cross_entropy(logits, ints(labels, &self.autodiff));
+        let mut grads = (ssl.clone() + probe_loss).backward();
+        let encoder_grads = GradientsParams::from_module(&mut grads, &self.encoder);
+        let probe_grads = GradientsParams::from_module(&mut grads, &self.probe);
+        self.encoder = self.encoder_opt.step(
+            self.lr_encoder.lr(step),
+            self.encoder.clone(),
+            encoder_grads,
+        );
+        self.probe = self
+            .probe_opt
+            .step(self.lr_probe.lr(step), self.probe.clone(), probe_grads);
+        if let Some(target) = self.target.take() {
+            let tau = ema_tau(
+                self.cfg.ema_base.unwrap_or(0.99),
+                self.cfg.ema_final.unwrap_or(1.0),
+                step,
+                self.cfg.steps,
+            );
+            self.target = Some(ema_update(target, &self.encoder, tau));
+        }
+        ssl
+    }
+
+    /// Online-probe top-1 on `data` (inference mode).
+    pub fn probe_accuracy(&self, data: &Dataset) -> Option<f64> {
+        probe_accuracy(
+            &self.encoder.backbone.valid(),
+            &self.probe.valid(),
+            data,
+            &self.aug.views[0],
+            &self.plain,
+        )
+    }
+
+    /// The final weights of a finished run: `backbone.bpk`, `projector.bpk`, `probe.bpk`
+    /// (burn writes each file to a temporary name and renames it).
+    pub fn save_weights(&self, dir: &Path) -> Result<()> {
+        let encoder = self.encoder.valid();
+        save_module(encoder.backbone, dir, "backbone")?;
+        save_module(encoder.projector, dir, "projector")?;
+        save_module(self.probe.valid(), dir, "probe")
+    }
+
+    /// Writes `checkpoint/` atomically: into `checkpoint.tmp/`, then renames (the previous
+    /// checkpoint stays until the new one is complete).
+    pub fn save_checkpoint(&self, run_dir: &Path, steps_done: usize) -> Result<()> {
+        let tmp = run_dir.join("checkpoint.tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
+        save_module(self.encoder.clone(), &tmp, "encoder")?;
+        save_module(self.probe.clone(), &tmp, "probe")?;
+        if let Some(target) = &self.target {
+            save_module(target.clone(), &tmp, "target")?;
+        }
+        let opt = |o: &ModuleOptimizer, name: &str| {
+            let path = tmp.join(format!("{name}.bpk"));
+            o.save(&path)
+                .map_err(|e| Error::file(&path, format!("cannot save optimizer state: {e}")))
+        };
+        opt(&self.encoder_opt, "encoder_optim")?;
+        opt(&self.probe_opt, "probe_optim")?;
+        if let Some(q) = &self.queue {
+            write_floats(&tmp.join("queue0.f32"), &read_floats(q.keys[0].clone()))?;
+            write_floats(&tmp.join("queue1.f32"), &read_floats(q.keys[1].clone()))?;
+        }
+        write_json(
+            &tmp.join("state.json"),
+            &CheckpointState {
+                step: steps_done,
+                queue_ptr: self.queue.as_ref().map(|q| q.ptr),
+            },
+        )?;
+        let current = run_dir.join("checkpoint");
+        let old = run_dir.join("checkpoint.old");
+        let _ = std::fs::remove_dir_all(&old);
+        if current.exists() {
+            std::fs::rename(&current, &old).map_err(|e| Error::file(&current, e))?;
+        }
+        std::fs::rename(&tmp, &current).map_err(|e| Error::file(&current, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    }
+
+    /// The newest complete checkpoint folder of a run, if any.
+    pub fn checkpoint_dir(run_dir: &Path) -> Option<std::path::PathBuf> {
+        ["checkpoint", "checkpoint.old"]
+            .iter()
+            .map(|n| run_dir.join(n))
+            .find(|d| d.join("state.json").exists())
+    }
+
+    /// Restores the state saved by `save_checkpoint`; returns the number of steps done.
+    pub fn load_checkpoint(&mut self, dir: &Path) -> Result<usize> {
+        let state_path = dir.join("state.json");
+        let text = std::fs::read_to_string(&state_path).map_err(|e| Error::file(&state_path, e))?;
+        let state: CheckpointState =
+            serde_json::from_str(&text).map_err(|e| Error::file(&state_path, e))?;
+        self.encoder = load_module(self.encoder.clone(), dir, "encoder")?;
+        self.probe = load_module(self.probe.clone(), dir, "probe")?;
+        if let Some(target) = self.target.take() {
+            self.target = Some(load_module(target, dir, "target")?.no_grad());
+        }
+        let opt = |o: ModuleOptimizer, name: &str| {
+            let path = dir.join(format!("{name}.bpk"));
+            o.load(&path)
+                .map_err(|e| Error::file(&path, format!("cannot load optimizer state: {e}")))
+        };
+        self.encoder_opt = opt(self.encoder_opt.clone(), "encoder_optim")?;
+        self.probe_opt = opt(self.probe_opt.clone(), "probe_optim")?;
+        if let Some(q) = self.queue.as_mut() {
+            for (k, slot) in q.keys.iter_mut().enumerate() {
+                let dims = slot.dims();
+                let values = read_floats_file(&dir.join(format!("queue{k}.f32")))?;
+                if values.len() != dims[0] * dims[1] {
+                    return Err(Error::file(
+                        dir.join(format!("queue{k}.f32")),
+                        "has the wrong size for this run's queue",
+                    ));
+                }
+                *slot = floats(values, dims, &self.plain);
+            }
+            q.ptr = state.queue_ptr.unwrap_or(0);
+        }
+        Ok(state.step)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::augment::preset;
+    use crate::data::loader::{Sampler, gather};
+    use crate::data::synthetic::{SyntheticSpec, synthetic};
+
+    fn tiny(method: &str) -> PretrainConfig {
+        let m = Method::parse(method).unwrap();
+        let mut cfg = PretrainConfig::for_method(m);
+        cfg.width = 4;
+        cfg.batch = 8;
+        cfg.steps = 6;
+        cfg.warmup = 1;
+        cfg.proj_hidden = 16;
+        cfg.proj_dim = 8;
+        if cfg.pred_hidden.is_some() {
+            cfg.pred_hidden = Some(16);
+        }
+        if cfg.queue_size.is_some() {
+            cfg.queue_size = Some(16);
+        }
+        cfg
+    }
+
+    fn run(
+        trainer: &mut Trainer,
+        data: &Dataset,
+        cfg: &PretrainConfig,
+        from: usize,
+        to: usize,
+    ) -> f64 {
+        let mut sampler = Sampler::resume(data.len(), cfg.batch, cfg.seed, from).unwrap();
+        let mut last = f64::NAN;
+        for step in from..to {
+            last = read_floats(trainer.step(&gather(data, &sampler.next_batch()), step))[0] as f64;
+        }
+        last
+    }
+
+    #[test]
+    fn every_method_trains_with_finite_losses() {
+        let data = synthetic(&SyntheticSpec {
+            n: 32,
+            seed: 0,
+            size: 8,
+            split: "train".into(),
+        })
+        .unwrap();
+        for method in crate::method::METHODS {
+            let cfg = tiny(method);
+            let aug = if method == "byol" || method == "barlow" {
+                preset("asymmetric").unwrap()
+            } else {
+                preset("symmetric").unwrap()
+            };
+            let mut t = Trainer::new(&cfg, &aug, 10, &Device::flex()).unwrap();
+            let loss = run(&mut t, &data, &cfg, 0, cfg.steps);
+            assert!(loss.is_finite(), "{method}: {loss}");
+        }
+    }
+
+    #[test]
+    fn a_resumed_run_continues_exactly() {
+        let data = synthetic(&SyntheticSpec {
+            n: 32,
+            seed: 0,
+            size: 8,
+            split: "train".into(),
+        })
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("adainf-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for method in ["simclr", "simclr-sgd", "mocov2", "byol"] {
+            let mut cfg = tiny(method.trim_end_matches("-sgd"));
+            if method.ends_with("-sgd") {
+                cfg.optimizer = "sgd".into();
+            }
+            let aug = preset("symmetric").unwrap();
+            let device = Device::flex();
+            // One trainer runs 3 steps, checkpoints, and goes on for 3 more; a fresh trainer
+            // (different init seed) restores the checkpoint and runs the same 3 steps.
+            let mut straight = Trainer::new(&cfg, &aug, 10, &device).unwrap();
+            run(&mut straight, &data, &cfg, 0, 3);
+            straight.save_checkpoint(&dir, 3).unwrap();
+            let want = run(&mut straight, &data, &cfg, 3, 6);
+            let mut second = Trainer::new(
+                &PretrainConfig {
+                    seed: 99,
+                    ..cfg.clone()
+                },
+                &aug,
+                10,
+                &device,
+            )
+            .unwrap();
+            second.cfg.seed = cfg.seed;
+            let done = second
+                .load_checkpoint(&Trainer::checkpoint_dir(&dir).unwrap())
+                .unwrap();
+            assert_eq!(done, 3);
+            let got = run(&mut second, &data, &cfg, 3, 6);
+            assert!(
+                (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                "{method}: resumed {got} vs straight {want}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
