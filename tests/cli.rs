@@ -338,3 +338,212 @@ fn a_killed_run_resumes_from_its_checkpoint() {
     let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 300 / 20, "{metrics}");
 }
+
+/// The paper scripts at CPU smoke scale on synthetic data (their GPU form is in the README).
+#[test]
+fn paper_scripts_run_as_smoke_tests() {
+    let ws = Workspace::new("paper");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = ws.0.join("paper_table1.rhai");
+    std::fs::copy(root.join("scripts/paper_table1.rhai"), &script).unwrap();
+    let params = [
+        "--",
+        "scale=0.0002",
+        "width=4",
+        "batch=32",
+        "size=8",
+        "n_real=200",
+        "n_gen=400",
+        "n_test=200",
+    ];
+    let out = ws.run(&script, &params);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    for method in ["simclr", "mocov2", "byol", "barlow"] {
+        assert_eq!(
+            stdout
+                .lines()
+                .filter(|l| l.starts_with(&format!("| {method}")))
+                .count(),
+            3,
+            "{stdout}"
+        );
+    }
+    let csv = std::fs::read_to_string(ws.0.join("paper_table1.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 13, "{csv}");
+
+    let scarce = ws.0.join("data_scarce.rhai");
+    std::fs::copy(root.join("scripts/data_scarce.rhai"), &scarce).unwrap();
+    let out = ws.run(
+        &scarce,
+        &[
+            "--",
+            "scale=0.0002",
+            "width=4",
+            "batch=32",
+            "size=8",
+            "n_gen=2000",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("| adainf") && stdout.contains("| 5000"),
+        "{stdout}"
+    );
+}
+
+fn watch_script(steps_b: usize) -> String {
+    format!(
+        r#"
+        let real = data::synthetic(#{{ n: 64, seed: 1, size: 8 }});
+        let common = #{{ data: real, width: 4, batch: 16, warmup: 1, proj_hidden: 16, proj_dim: 8, eval_every: 0 }};
+        let a = common; a.steps = 5; a.seed = 1;
+        let b = common; b.steps = {steps_b}; b.seed = 2;
+        train::pretrain(a);
+        train::pretrain(b);
+        print("script done");
+        "#
+    )
+}
+
+/// `adainf watch`: an edit saved by rename re-runs the script with the unchanged run loaded from
+/// the cache and the changed one trained; a broken edit prints its error and the watcher keeps
+/// going.
+#[test]
+fn watch_reruns_what_changed_and_survives_a_broken_edit() {
+    use std::io::BufRead;
+    let ws = Workspace::new("watch");
+    let script = ws.script("w.rhai", &watch_script(5));
+    let mut child = bin()
+        .arg("watch")
+        .arg(&script)
+        .arg("--runs-dir")
+        .arg(ws.0.join("runs"))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let wait_for_waits = |n: usize| {
+        let started = std::time::Instant::now();
+        loop {
+            let text = log.lock().unwrap().clone();
+            if text.matches("watch: waiting for changes").count() >= n {
+                return text;
+            }
+            assert!(
+                started.elapsed().as_secs() < 120,
+                "watcher did not get to wait #{n}:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let first = wait_for_waits(1);
+    assert_eq!(first.matches(": training 5 steps").count(), 2, "{first}");
+
+    // Save by rename, as editors do: run B changes, run A does not.
+    let tmp = ws.0.join("w.rhai.swp");
+    std::fs::write(&tmp, watch_script(7)).unwrap();
+    std::fs::rename(&tmp, &script).unwrap();
+    let second = wait_for_waits(2);
+    let round = &second[first.len()..];
+    assert!(round.contains("changed: w.rhai"), "{round}");
+    assert_eq!(
+        round.matches("loaded from the run cache").count(),
+        1,
+        "run A is cached: {round}"
+    );
+    assert_eq!(
+        round.matches(": training 7 steps").count(),
+        1,
+        "run B is trained: {round}"
+    );
+    assert!(!round.contains(": training 5 steps"), "{round}");
+
+    // A broken edit: an error with its position, and the watcher keeps waiting.
+    std::fs::write(&script, "let x = (;\n").unwrap();
+    let third = wait_for_waits(3);
+    let round = &third[second.len()..];
+    assert!(
+        round.contains("w.rhai:1:") && round.contains("syntax error"),
+        "{round}"
+    );
+
+    // Fixed again: everything comes from the cache.
+    std::fs::write(&script, watch_script(7)).unwrap();
+    let fourth = wait_for_waits(4);
+    let round = &fourth[third.len()..];
+    assert_eq!(
+        round.matches("loaded from the run cache").count(),
+        2,
+        "{round}"
+    );
+    assert!(!round.contains(": training"), "{round}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A sweep killed after some of its runs finished resumes at the first unfinished run.
+#[test]
+fn an_interrupted_sweep_resumes_where_it_stopped() {
+    use std::io::BufRead;
+    let ws = Workspace::new("sweep");
+    let script = ws.script(
+        "s.rhai",
+        r#"
+        import "sweep" as sweep;
+        let real = data::synthetic(#{ n: 64, seed: 1, size: 8 });
+        let base = #{ data: real, width: 4, batch: 16, steps: 30, warmup: 1, proj_hidden: 16, proj_dim: 8, eval_every: 0 };
+        let runs = sweep::run_all(base, sweep::grid(#{ lr: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6] }), ());
+        report::table(runs, #{ columns: ["lr", "final_loss"] });
+        "#,
+    );
+    let mut child = bin()
+        .arg("run")
+        .arg(&script)
+        .arg("--runs-dir")
+        .arg(ws.0.join("runs"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut finished = 0;
+    for line in stderr.lines().map_while(Result::ok) {
+        if line.contains(": done in") {
+            finished += 1;
+            if finished == 2 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(finished, 2);
+    let out = ws.run(&script, &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let cached = stderr.matches("loaded from the run cache").count();
+    let trained = stderr.matches(": training 30 steps").count();
+    // The two finished runs (and possibly a third that finished before the kill landed) come
+    // from the cache; the rest are trained now.
+    assert!(
+        (2..=3).contains(&cached) && cached + trained == 6,
+        "{stderr}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("| 0.")).count(),
+        6,
+        "{stdout}"
+    );
+}

@@ -3,6 +3,7 @@
 //! from below into one message instead of a crash trace.
 
 pub mod progress;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ pub struct Cli {
 enum Command {
     /// Run a script.
     Run(RunArgs),
+    /// Run a script, and again every time it or a module it imports is saved.
+    Watch(RunArgs),
     /// Compile a script and check its calls and option keys without running it.
     Check { script: PathBuf },
     /// List every script function with its signature and options.
@@ -50,6 +53,9 @@ struct RunArgs {
     /// No progress output (script output still prints).
     #[arg(long)]
     quiet: bool,
+    /// Folders searched for `import "name"` after the script's own folder.
+    #[arg(long = "lib")]
+    lib: Vec<PathBuf>,
     /// Script operation budget (a runaway loop stops with an error).
     #[arg(long, default_value_t = 50_000_000)]
     max_operations: u64,
@@ -107,7 +113,7 @@ fn open_device(name: &str) -> Result<(burn::tensor::Device, String), String> {
     Ok((device, spec.name()))
 }
 
-fn make_host(args: &RunArgs) -> Result<Host, (String, u8)> {
+fn make_host(args: &RunArgs, cancel: CancelFlag) -> Result<Host, (String, u8)> {
     let params = parse_params(&args.params).map_err(|e| (e, 2))?;
     let (device, device_name) = open_device(&args.device).map_err(|e| (e, 1))?;
     let quiet = args.quiet;
@@ -117,7 +123,8 @@ fn make_host(args: &RunArgs) -> Result<Host, (String, u8)> {
         runs_dir: args.runs_dir.clone(),
         max_operations: args.max_operations,
         params,
-        cancel: CancelFlag::new(),
+        lib_dirs: args.lib.clone(),
+        cancel,
     };
     Ok(Host::new(
         config,
@@ -161,25 +168,37 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     guarded(move || match cli.command {
         Command::Run(args) => {
-            let mut host = match make_host(&args) {
+            // Ctrl-C stops the run in flight at the next step; what was written stays.
+            let cancel = CancelFlag::new();
+            let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, cancel.flag());
+            let mut host = match make_host(&args, cancel.clone()) {
                 Ok(h) => h,
                 Err((msg, code)) => return report(&msg, code),
             };
             match host.run_file(&args.script) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(_) if cancel.is_cancelled() => report(
+                    &format!(
+                        "interrupted; finished runs and checkpoints are kept in {}",
+                        args.runs_dir.display()
+                    ),
+                    130,
+                ),
                 Err(e) => report(&e.message, 1),
             }
         }
+        Command::Watch(args) => watch::watch(args),
         Command::Check { script } => {
             let args = RunArgs {
                 script: script.clone(),
                 device: "flex".into(),
                 runs_dir: "runs".into(),
                 quiet: true,
+                lib: vec![],
                 max_operations: 1,
                 params: vec![],
             };
-            let mut host = match make_host(&args) {
+            let mut host = match make_host(&args, CancelFlag::new()) {
                 Ok(h) => h,
                 Err((msg, code)) => return report(&msg, code),
             };

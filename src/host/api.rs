@@ -465,6 +465,18 @@ pub fn catalogue() -> Vec<ApiEntry> {
             PRETRAIN,
         ),
         e(
+            "train::load",
+            "train::load(dir) -> Run",
+            "a finished run from its folder (for eval::* and reports)",
+            &[],
+        ),
+        e(
+            "train::options",
+            "train::options() -> array",
+            "the names of every option train::pretrain accepts",
+            &[],
+        ),
+        e(
             "train::defaults",
             "train::defaults(method) -> map",
             "a method's official default options (simclr, mocov2, byol, barlow)",

@@ -7,6 +7,7 @@ pub mod api;
 pub mod check;
 mod modules;
 pub mod options;
+mod stdlib;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,8 @@ pub struct HostConfig {
     pub max_operations: u64,
     /// `adainf run SCRIPT -- key=value ...`: available to the script as the map `params`.
     pub params: Map,
+    /// `--lib DIR`s searched for `import "name"` after the script's own folder.
+    pub lib_dirs: Vec<PathBuf>,
     pub cancel: CancelFlag,
 }
 
@@ -58,6 +61,7 @@ pub struct Host {
     engine: Engine,
     state: Rc<HostState>,
     params: Map,
+    lib_dirs: Vec<PathBuf>,
 }
 
 /// A script failure, already phrased for people.
@@ -161,6 +165,7 @@ impl Host {
             engine,
             state,
             params: config.params,
+            lib_dirs: config.lib_dirs,
         }
     }
 
@@ -181,14 +186,36 @@ impl Host {
         Ok((file, source))
     }
 
+    /// `import "name"` looks next to the script, then in the `--lib` folders, then in the
+    /// standard library compiled into the binary (`stdlib/`).
+    fn set_resolver(&mut self) {
+        let mut chain = rhai::module_resolvers::ModuleResolversCollection::new();
+        let mut folders = vec![self.state.script_dir.borrow().clone()];
+        folders.extend(self.lib_dirs.iter().cloned());
+        for dir in folders {
+            let mut r = rhai::module_resolvers::FileModuleResolver::new_with_path(dir);
+            r.enable_cache(false);
+            chain.push(r);
+        }
+        chain.push(stdlib::EmbeddedStdlib);
+        self.engine.set_module_resolver(chain);
+    }
+
+    /// The folders whose `.rhai` files a script can import (for `adainf watch`).
+    pub fn source_folders(&self, script: &Path) -> Vec<PathBuf> {
+        let dir = script
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let mut out = vec![dir];
+        out.extend(self.lib_dirs.iter().cloned());
+        out
+    }
+
     /// Compiles and runs a script file.
     pub fn run_file(&mut self, path: &Path) -> Result<(), ScriptError> {
         let (file, source) = self.prepare(path)?;
-        let dir = self.state.script_dir.borrow().clone();
-        self.engine
-            .set_module_resolver(rhai::module_resolvers::FileModuleResolver::new_with_path(
-                dir,
-            ));
+        self.set_resolver();
         let ast = self.engine.compile(&source).map_err(|e| ScriptError {
             message: format_parse_error(&file, &e),
         })?;
@@ -209,7 +236,10 @@ impl Host {
         };
         match self.engine.compile(&source) {
             Err(e) => vec![format_parse_error(&file, &e)],
-            Ok(ast) => check::check_ast(&ast, &file, &api::catalogue()),
+            Ok(ast) => {
+                self.set_resolver();
+                check::check_ast(&ast, &file, &api::catalogue())
+            }
         }
     }
 }

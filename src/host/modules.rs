@@ -599,6 +599,26 @@ fn train_module(state: &Rc<HostState>) -> Module {
         defaults_map(method)
     });
     register!(m, "defaults", || -> Res<Map> { defaults_map("simclr") });
+    register!(m, "options", || -> Res<Array> {
+        Ok(api::PRETRAIN
+            .iter()
+            .map(|o| Dynamic::from(o.key.to_string()))
+            .collect())
+    });
+    let st = state.clone();
+    register!(m, "load", move |dir: &str| -> Res<RunHandle> {
+        let path = st.resolve(dir);
+        match core(train::run::load_finished(&path))? {
+            Some(run) => Ok(RunHandle {
+                run: Rc::new(run),
+                tags: Map::new(),
+            }),
+            None => fail(format!(
+                "{}: is not a finished run folder (no result.json); run its script to finish it",
+                path.display()
+            )),
+        }
+    });
     m
 }
 

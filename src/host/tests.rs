@@ -10,6 +10,7 @@ fn host(dir: &Path) -> Host {
         runs_dir: dir.join("runs"),
         max_operations: 200_000,
         params: Map::new(),
+        lib_dirs: vec![],
         cancel: CancelFlag::new(),
     };
     Host::new(config, Box::new(|| Box::new(Silent)))
@@ -128,7 +129,52 @@ fn every_catalogue_entry_is_callable() {
     let h = host(&dir);
     let sigs = h.engine().gen_fn_signatures(true).join("\n");
     for e in api::catalogue() {
-        let name = e.path.rsplit(['.', ':']).next().unwrap();
-        assert!(sigs.contains(name), "{} is not registered", e.path);
+        // Module functions appear as `module::name(`; methods and properties by their name.
+        let wanted = if e.path.contains("::") {
+            format!("{}(", e.path)
+        } else {
+            e.path.rsplit('.').next().unwrap().to_string()
+        };
+        assert!(
+            sigs.contains(&wanted),
+            "{} is not registered:\n{sigs}",
+            e.path
+        );
     }
+}
+
+#[test]
+fn stdlib_modules_import_from_anywhere_and_local_files_win() {
+    run_script(
+        "stdlib",
+        r#"
+        import "adainf" as ada;
+        import "sweep" as sweep;
+        let real = data::synthetic(#{ n: 20, size: 8 });
+        let gen = data::synthetic_generator(#{ n: 5, size: 8 });
+        let r = ada::adainf(real, gen);
+        if r.data.len() != 205 || r.aug != "symmetric_adainf" || r.tags.setting != "adainf" { throw `adainf recipe ${r}`; }
+        if ada::vanilla(real, gen).data.len() != 25 { throw "vanilla"; }
+        if ada::asymmetric(ada::none(real)).aug != "asymmetric" { throw "asymmetric"; }
+        let m = ada::merge(#{ steps: 3, tags: #{ a: 1 } }, #{ lr: 0.1, tags: #{ b: 2 } });
+        if m.steps != 3 || m.lr != 0.1 || m.tags.a != 1 || m.tags.b != 2 { throw `merge ${m}`; }
+        let g = sweep::grid(#{ dup: [1, 10], seed: [0, 1, 2] });
+        if g.len() != 6 || sweep::with_seeds([#{ dup: 1 }], 3).len() != 3 { throw `grid ${g}`; }
+        if !("steps" in train::options()) { throw "options"; }
+        "#,
+    )
+    .unwrap();
+    // A module next to the script takes precedence over the standard library.
+    let dir = std::env::temp_dir().join(format!("adainf-host-{}-local", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("adainf.rhai"), "fn none(real) { 42 }").unwrap();
+    let path = dir.join("local.rhai");
+    std::fs::write(
+        &path,
+        "import \"adainf\" as ada;\nif ada::none(1) != 42 { throw \"stdlib won\"; }\n",
+    )
+    .unwrap();
+    let r = host(&dir).run_file(&path).map_err(|e| e.message);
+    std::fs::remove_dir_all(&dir).ok();
+    r.unwrap();
 }

@@ -267,9 +267,15 @@ impl Trainer {
     }
 
     /// The final weights of a finished run: `backbone.bpk`, `projector.bpk`, `probe.bpk`
-    /// (burn writes each file to a temporary name and renames it).
+    /// (burn writes each file to a temporary name and renames it), and `backbone.safetensors`
+    /// with torchvision key names, for PyTorch.
     pub fn save_weights(&self, dir: &Path) -> Result<()> {
         let encoder = self.encoder.valid();
+        crate::model::safetensors::save_backbone(
+            &encoder.backbone,
+            &self.cfg.backbone_config()?,
+            &dir.join("backbone.safetensors"),
+        )?;
         save_module(encoder.backbone, dir, "backbone")?;
         save_module(encoder.projector, dir, "projector")?;
         save_module(self.probe.valid(), dir, "probe")

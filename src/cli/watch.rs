@@ -1,0 +1,128 @@
+//! `adainf watch`: runs a script, then re-runs it whenever a `.rhai` file in its folder (or in a
+//! `--lib` folder) changes. A change during a run stops it within one training step; finished
+//! runs come from the run cache, so only what changed is computed again. A broken edit prints
+//! its error and the watcher keeps waiting. Folders are watched, not files, because editors
+//! save by writing a new file and renaming it over the old one. Ctrl-C exits.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use notify::{EventKind, RecursiveMode, Watcher};
+
+use super::{RunArgs, make_host, report};
+use crate::train::CancelFlag;
+
+fn relevant(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|e| e == "rhai")
+        && !path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+fn header(reason: &str) {
+    if std::io::stdout().is_terminal() {
+        print!("\x1b[2J\x1b[H");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (h, m, s) = ((now / 3600) % 24, (now / 60) % 60, now % 60);
+    eprintln!("── adainf watch · {h:02}:{m:02}:{s:02} UTC · {reason} ──");
+}
+
+pub fn watch(args: RunArgs) -> ExitCode {
+    let cancel = CancelFlag::new();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for flag in [interrupted.clone(), cancel.flag()] {
+        if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGINT, flag) {
+            return report(&format!("cannot install the Ctrl-C handler: {e}"), 1);
+        }
+    }
+    let mut host = match make_host(&args, cancel.clone()) {
+        Ok(h) => h,
+        Err((msg, code)) => return report(&msg, code),
+    };
+    let folders = host.source_folders(&args.script);
+    let pending: Arc<Mutex<Vec<PathBuf>>> = Arc::new(Mutex::new(Vec::new()));
+    let (sink, cancel_on_change) = (pending.clone(), cancel.clone());
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if matches!(event.kind, EventKind::Access(_)) {
+            return;
+        }
+        let paths: Vec<PathBuf> = event.paths.into_iter().filter(|p| relevant(p)).collect();
+        if !paths.is_empty() {
+            if let Ok(mut list) = sink.lock() {
+                list.extend(paths);
+            }
+            cancel_on_change.cancel();
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => return report(&format!("cannot watch files: {e}"), 1),
+    };
+    for folder in &folders {
+        if let Err(e) = watcher.watch(folder, RecursiveMode::NonRecursive) {
+            return report(
+                &format!("{}: cannot watch this folder: {e}", folder.display()),
+                1,
+            );
+        }
+    }
+    let mut reason = format!("running {}", args.script.display());
+    loop {
+        header(&reason);
+        cancel.reset();
+        let started = Instant::now();
+        let outcome = host.run_file(&args.script);
+        if interrupted.load(Ordering::SeqCst) {
+            eprintln!(
+                "watch: interrupted; finished runs are in {}",
+                args.runs_dir.display()
+            );
+            return ExitCode::SUCCESS;
+        }
+        match outcome {
+            Ok(()) => eprintln!("watch: finished in {:.1}s", started.elapsed().as_secs_f64()),
+            Err(_) if cancel.is_cancelled() => eprintln!(
+                "watch: stopped by a change after {:.1}s",
+                started.elapsed().as_secs_f64()
+            ),
+            Err(e) => eprintln!("error: {}", e.message),
+        }
+        let shown: Vec<String> = folders.iter().map(|f| f.display().to_string()).collect();
+        eprintln!(
+            "watch: waiting for changes to .rhai files in {} (Ctrl-C to quit)",
+            shown.join(", ")
+        );
+        // Wait for a change, then let a burst of events (an editor's save) settle.
+        loop {
+            if interrupted.load(Ordering::SeqCst) {
+                eprintln!("watch: interrupted");
+                return ExitCode::SUCCESS;
+            }
+            let has_changes = pending.lock().map(|l| !l.is_empty()).unwrap_or(false);
+            if has_changes {
+                std::thread::sleep(Duration::from_millis(150));
+                let mut names: Vec<String> = pending
+                    .lock()
+                    .map(|mut l| {
+                        l.drain(..)
+                            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                names.sort();
+                names.dedup();
+                reason = format!("changed: {}", names.join(", "));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
