@@ -219,7 +219,15 @@ fn check_reports_all_problems_and_api_lists_functions() {
             && stderr.contains("crop_mn"),
         "{stderr}"
     );
-    let api = bin().arg("api").output().unwrap();
+    let defs = ws.0.join("defs");
+    let api = bin().arg("api").arg("--defs").arg(&defs).output().unwrap();
+    assert!(api.status.success());
+    let train_defs = std::fs::read_to_string(defs.join("train.d.rhai")).unwrap();
+    assert!(
+        train_defs.contains("fn pretrain(opts: map) -> Run;")
+            && train_defs.contains("- `steps` (int)"),
+        "{train_defs}"
+    );
     let (stdout, _) = text(&api);
     for f in [
         "data::synthetic",

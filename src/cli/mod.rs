@@ -36,7 +36,11 @@ enum Command {
     /// Compile a script and check its calls and option keys without running it.
     Check { script: PathBuf },
     /// List every script function with its signature and options.
-    Api,
+    Api {
+        /// Also write Rhai definition files (`.d.rhai`) for the Rhai language server here.
+        #[arg(long)]
+        defs: Option<PathBuf>,
+    },
     /// Measure train-step and augmentation throughput (JSON lines).
     Bench(BenchArgs),
 }
@@ -214,8 +218,35 @@ pub fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        Command::Api => {
+        Command::Api { defs } => {
             print!("{}", api::render());
+            if let Some(dir) = defs {
+                let args = RunArgs {
+                    script: PathBuf::new(),
+                    device: "flex".into(),
+                    runs_dir: "runs".into(),
+                    quiet: true,
+                    lib: vec![],
+                    max_operations: 1,
+                    params: vec![],
+                };
+                let host = match make_host(&args, CancelFlag::new()) {
+                    Ok(h) => h,
+                    Err((msg, code)) => return report(&msg, code),
+                };
+                if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| {
+                    host.engine()
+                        .definitions()
+                        .with_headers(true)
+                        .write_to_dir(&dir)
+                }) {
+                    return report(
+                        &format!("{}: cannot write the definition files: {e}", dir.display()),
+                        1,
+                    );
+                }
+                eprintln!("wrote Rhai definition files to {}", dir.display());
+            }
             ExitCode::SUCCESS
         }
         Command::Bench(b) => {

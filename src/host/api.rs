@@ -310,6 +310,15 @@ pub const TABLE: &[Opt] = &[
     opt("print", Kind::Bool, "print the table (default true)"),
 ];
 
+pub const PLOT: &[Opt] = &[
+    opt("x", Kind::Str, "column on the x axis (required)"),
+    opt("y", Kind::Str, "column on the y axis (required)"),
+    opt("group", Kind::Str, "one line per value of this column"),
+    opt("path", Kind::Str, "PNG file to write (required)"),
+    opt("title", Kind::Str, "plot title (default \"y vs x\")"),
+    opt("log_x", Kind::Bool, "logarithmic x axis"),
+];
+
 pub const CSV: &[Opt] = &[opt(
     "columns",
     Kind::Strings,
@@ -544,12 +553,50 @@ pub fn catalogue() -> Vec<ApiEntry> {
             TABLE,
         ),
         e(
+            "report::plot",
+            "report::plot(rows, opts)",
+            "PNG line plot of y vs x per group: mean ± std over repeated x (seeds)",
+            PLOT,
+        ),
+        e(
             "report::save_csv",
             "report::save_csv(rows, path, opts)",
             "one CSV line per run or map",
             CSV,
         ),
     ]
+}
+
+/// Doc comments (`/// …` lines) of `module::name` for Rhai definition files: the signature,
+/// the one-line doc and the options.
+pub fn doc_comments(module: &str, name: &str) -> Vec<String> {
+    let path = format!("{module}::{name}");
+    let Some(e) = catalogue().into_iter().find(|e| e.path == path) else {
+        return Vec::new();
+    };
+    let mut out = vec![format!("/// {}", e.signature), format!("/// {}", e.doc)];
+    if !e.options.is_empty() {
+        out.push("///".into());
+        out.push("/// Options:".into());
+        out.extend(
+            e.options
+                .iter()
+                .map(|o| format!("/// - `{}` ({}): {}", o.key, kind_short(o.kind), o.doc)),
+        );
+    }
+    out
+}
+
+/// Parameter info for Rhai definition files: `params` then the return type of `module::name`
+/// (from its catalogue signature).
+pub fn params_info(module: &str, name: &str, params: &[&str]) -> Vec<String> {
+    let path = format!("{module}::{name}");
+    let ret = catalogue()
+        .into_iter()
+        .find(|e| e.path == path)
+        .and_then(|e| e.signature.split("-> ").nth(1).map(str::to_string))
+        .unwrap_or_else(|| "()".into());
+    params.iter().map(|p| p.to_string()).chain([ret]).collect()
 }
 
 /// The catalogue as text, one function per line.

@@ -43,9 +43,26 @@ pub(crate) struct HostState {
     pub cancel: CancelFlag,
     /// Folder of the running script: relative paths in scripts resolve against it.
     pub script_dir: RefCell<PathBuf>,
+    /// Generated datasets by recipe, kept for the life of the host: `adainf watch` re-runs a
+    /// script without rendering its synthetic data again.
+    pub datasets: RefCell<std::collections::HashMap<String, crate::data::Dataset>>,
 }
 
 impl HostState {
+    /// The dataset made by `recipe`, built once per host.
+    pub fn memo<E>(
+        &self,
+        recipe: String,
+        build: impl FnOnce() -> Result<crate::data::Dataset, E>,
+    ) -> Result<crate::data::Dataset, E> {
+        if let Some(d) = self.datasets.borrow().get(&recipe) {
+            return Ok(d.clone());
+        }
+        let d = build()?;
+        self.datasets.borrow_mut().insert(recipe, d.clone());
+        Ok(d)
+    }
+
     /// A path from a script, relative to the script's folder.
     pub fn resolve(&self, path: &str) -> PathBuf {
         let p = Path::new(path);
@@ -136,6 +153,7 @@ impl Host {
             progress,
             cancel: config.cancel,
             script_dir: RefCell::new(PathBuf::from(".")),
+            datasets: RefCell::new(std::collections::HashMap::new()),
         });
         let mut engine = Engine::new();
         engine.set_optimization_level(OptimizationLevel::None);

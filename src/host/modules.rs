@@ -66,16 +66,22 @@ fn placed<T>(ctx: &NativeCallContext, r: Res<T>) -> Res<T> {
 /// Registers a host function into a module; its errors carry the call's position.
 macro_rules! register {
     ($module:expr, $name:literal, $(move)? || -> $ret:ty $body:block) => {
-        FuncRegistration::new($name).with_volatility(true).set_into_module(
-            &mut $module,
-            move |ctx: NativeCallContext| -> $ret { placed(&ctx, (|| -> $ret { $body })()) },
-        );
+        FuncRegistration::new($name)
+            .with_volatility(true)
+            .with_comments(api::doc_comments(MODULE, $name))
+            .with_params_info(api::params_info(MODULE, $name, &[]))
+            .set_into_module(&mut $module, move |ctx: NativeCallContext| -> $ret {
+                placed(&ctx, (|| -> $ret { $body })())
+            });
     };
     ($module:expr, $name:literal, $(move)? |$($arg:ident : $ty:ty),*| -> $ret:ty $body:block) => {
-        FuncRegistration::new($name).with_volatility(true).set_into_module(
-            &mut $module,
-            move |ctx: NativeCallContext, $($arg: $ty),*| -> $ret { placed(&ctx, (|| -> $ret { $body })()) },
-        );
+        FuncRegistration::new($name)
+            .with_volatility(true)
+            .with_comments(api::doc_comments(MODULE, $name))
+            .with_params_info(api::params_info(MODULE, $name, &[$(concat!(stringify!($arg), ": ", stringify!($ty))),*]))
+            .set_into_module(&mut $module, move |ctx: NativeCallContext, $($arg: $ty),*| -> $ret {
+                placed(&ctx, (|| -> $ret { $body })())
+            });
     };
 }
 
@@ -229,6 +235,7 @@ fn strength(a: &ViewPair, s: f64) -> Res<ViewPair> {
 }
 
 fn data_module(state: &Rc<HostState>) -> Module {
+    const MODULE: &str = "data";
     let mut m = Module::new();
     let st = state.clone();
     register!(m, "cifar10", move |dir: &str,
@@ -331,23 +338,27 @@ fn data_module(state: &Rc<HostState>) -> Module {
     register!(m, "save_npz", move |d: Dataset, path: &str| -> Res<()> {
         core(readers::npz::save_npz(&d, &st.resolve(path)))
     });
-    register!(m, "synthetic", |opts: Map| -> Res<Dataset> {
+    let st = state.clone();
+    register!(m, "synthetic", move |opts: Map| -> Res<Dataset> {
         options::check("data::synthetic", &opts, api::SYNTHETIC)?;
-        core(synthetic(&SyntheticSpec {
+        let spec = SyntheticSpec {
             n: int_or(&opts, "n", 5000) as usize,
             seed: int_or(&opts, "seed", 0) as u64,
             size: int_or(&opts, "size", 32) as usize,
             split: str_or(&opts, "split", "train"),
-        }))
+        };
+        st.memo(format!("{spec:?}"), || core(synthetic(&spec)))
     });
-    register!(m, "synthetic_generator", |opts: Map| -> Res<Dataset> {
+    let st = state.clone();
+    register!(m, "synthetic_generator", move |opts: Map| -> Res<Dataset> {
         options::check("data::synthetic_generator", &opts, api::GENERATOR)?;
-        core(synthetic_generator(&GeneratorSpec {
+        let spec = GeneratorSpec {
             n: int_or(&opts, "n", 50_000) as usize,
             seed: int_or(&opts, "seed", 0) as u64,
             size: int_or(&opts, "size", 32) as usize,
             fidelity: float_or(&opts, "fidelity", 0.7),
-        }))
+        };
+        st.memo(format!("{spec:?}"), || core(synthetic_generator(&spec)))
     });
     register!(m, "inflate", |real: Dataset,
                              generated: Dataset,
@@ -385,6 +396,7 @@ fn data_module(state: &Rc<HostState>) -> Module {
 pub struct GeneratorHandle(Rc<Gmm>);
 
 fn gen_module(state: &Rc<HostState>) -> Module {
+    const MODULE: &str = "gen";
     let mut m = Module::new();
     let st = state.clone();
     register!(m, "gmm", move |real: Dataset,
@@ -461,6 +473,7 @@ fn aug_spec_from(opts: &Map) -> Res<AugSpec> {
 }
 
 fn aug_module(state: &Rc<HostState>) -> Module {
+    const MODULE: &str = "aug";
     let mut m = Module::new();
     register!(m, "preset", |name: &str| -> Res<ViewPair> {
         core(preset(name))
@@ -558,6 +571,7 @@ fn resolved_config(opts: &Map) -> Res<PretrainConfig> {
 }
 
 fn train_module(state: &Rc<HostState>) -> Module {
+    const MODULE: &str = "train";
     let mut m = Module::new();
     let st = state.clone();
     register!(m, "pretrain", move |opts: Map| -> Res<RunHandle> {
@@ -622,7 +636,40 @@ fn train_module(state: &Rc<HostState>) -> Module {
     m
 }
 
+/// Evaluations of a run are cached in its folder (`evals/<key>.json`), keyed by the kind, the
+/// datasets' fingerprints and the options, so a re-run script does not recompute them.
+fn cached_eval(
+    r: &RunHandle,
+    kind: &str,
+    train_set: &Dataset,
+    test: &Dataset,
+    opts: &Map,
+    known: &[options::Opt],
+    compute: impl FnOnce() -> Res<f64>,
+) -> Res<f64> {
+    let key = crate::data::hash_hex(&[
+        kind,
+        train_set.fingerprint(),
+        test.fingerprint(),
+        &options::to_json(opts, known).to_string(),
+    ]);
+    let path = r.run.dir.join("evals").join(format!("{key}.json"));
+    if let Some(v) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|j| j["value"].as_f64())
+    {
+        return Ok(v);
+    }
+    let value = compute()?;
+    let _ = std::fs::create_dir_all(path.parent().unwrap_or(&r.run.dir));
+    let record = serde_json::json!({ "kind": kind, "train": train_set.description(), "test": test.description(), "value": value });
+    core(train::run::write_json(&path, &record))?;
+    Ok(value)
+}
+
 fn eval_module(state: &Rc<HostState>) -> Module {
+    const MODULE: &str = "eval";
     let mut m = Module::new();
     let knn_with = |st: &Rc<HostState>,
                     backbone: &crate::model::ResNet,
@@ -660,28 +707,33 @@ fn eval_module(state: &Rc<HostState>) -> Module {
                               opts: Map|
           -> Res<f64> {
         options::check("eval::knn", &opts, api::KNN)?;
-        knn_with(
-            &st,
-            &encoder(&st, &r, false)?,
-            &r.run.spec.aug.views[0],
-            &train_set,
-            &test,
-            &opts,
-        )
+        cached_eval(&r, "knn", &train_set, &test, &opts, api::KNN, || {
+            knn_with(
+                &st,
+                &encoder(&st, &r, false)?,
+                &r.run.spec.aug.views[0],
+                &train_set,
+                &test,
+                &opts,
+            )
+        })
     });
     let st = state.clone();
     register!(m, "knn", move |r: RunHandle,
                               train_set: Dataset,
                               test: Dataset|
           -> Res<f64> {
-        knn_with(
-            &st,
-            &encoder(&st, &r, false)?,
-            &r.run.spec.aug.views[0],
-            &train_set,
-            &test,
-            &Map::new(),
-        )
+        let opts = Map::new();
+        cached_eval(&r, "knn", &train_set, &test, &opts, api::KNN, || {
+            knn_with(
+                &st,
+                &encoder(&st, &r, false)?,
+                &r.run.spec.aug.views[0],
+                &train_set,
+                &test,
+                &opts,
+            )
+        })
     });
     let st = state.clone();
     register!(m, "knn_random", move |r: RunHandle,
@@ -690,14 +742,16 @@ fn eval_module(state: &Rc<HostState>) -> Module {
                                      opts: Map|
           -> Res<f64> {
         options::check("eval::knn_random", &opts, api::KNN)?;
-        knn_with(
-            &st,
-            &encoder(&st, &r, true)?,
-            &r.run.spec.aug.views[0],
-            &train_set,
-            &test,
-            &opts,
-        )
+        cached_eval(&r, "knn_random", &train_set, &test, &opts, api::KNN, || {
+            knn_with(
+                &st,
+                &encoder(&st, &r, true)?,
+                &r.run.spec.aug.views[0],
+                &train_set,
+                &test,
+                &opts,
+            )
+        })
     });
     let st = state.clone();
     register!(m, "knn_pixels", move |train_set: Dataset,
@@ -739,26 +793,23 @@ fn eval_module(state: &Rc<HostState>) -> Module {
                                  opts: Map|
           -> Res<f64> {
         options::check("eval::linear", &opts, api::LINEAR)?;
-        let backbone = core(train::load_backbone(&r.run, &st.device))?;
-        let norm = &r.run.spec.aug.views[0];
-        let (tr, trl) = features(&backbone, &train_set, norm, &st.device);
-        let (tr, trl) = labelled_rows(tr, &trl);
-        let (te, tel) = features(&backbone, &test, norm, &st.device);
-        let cfg = LinearProbeConfig {
-            epochs: int_or(&opts, "epochs", 20) as usize,
-            lr: float_or(&opts, "lr", 1e-3),
-            batch: int_or(&opts, "batch", 256) as usize,
-            seed: int_or(&opts, "seed", 0) as u64,
-        };
-        core(linear_probe_accuracy(
-            tr,
-            &trl,
-            te,
-            &tel,
-            train_set.classes().max(test.classes()),
-            &cfg,
-            &st.device,
-        ))
+        cached_eval(&r, "linear", &train_set, &test, &opts, api::LINEAR, || {
+            let backbone = core(train::load_backbone(&r.run, &st.device))?;
+            let norm = &r.run.spec.aug.views[0];
+            let (tr, trl) = features(&backbone, &train_set, norm, &st.device);
+            let (tr, trl) = labelled_rows(tr, &trl);
+            let (te, tel) = features(&backbone, &test, norm, &st.device);
+            let cfg = LinearProbeConfig {
+                epochs: int_or(&opts, "epochs", 20) as usize,
+                lr: float_or(&opts, "lr", 1e-3),
+                batch: int_or(&opts, "batch", 256) as usize,
+                seed: int_or(&opts, "seed", 0) as u64,
+            };
+            let classes = train_set.classes().max(test.classes());
+            core(linear_probe_accuracy(
+                tr, &trl, te, &tel, classes, &cfg, &st.device,
+            ))
+        })
     });
     m
 }
@@ -831,7 +882,34 @@ fn save_csv(st: &HostState, rows: Array, path: &str, opts: Map) -> Res<()> {
 }
 
 fn report_module(state: &Rc<HostState>) -> Module {
+    const MODULE: &str = "report";
     let mut m = Module::new();
+    let st = state.clone();
+    register!(m, "plot", move |rows: Array, opts: Map| -> Res<()> {
+        options::check("report::plot", &opts, api::PLOT)?;
+        let required = |k: &str| match opts.get(k).and_then(|v| v.clone().into_string().ok()) {
+            Some(v) => Ok(v),
+            None => fail(format!(
+                "report::plot needs `{k}` (e.g. #{{ x: \"dup\", y: \"accuracy\", path: \"dup.png\" }})"
+            )),
+        };
+        let spec = report::plot::PlotSpec {
+            x: required("x")?,
+            y: required("y")?,
+            group: opts.get("group").and_then(|v| v.clone().into_string().ok()),
+            title: opts.get("title").and_then(|v| v.clone().into_string().ok()),
+            log_x: opts
+                .get("log_x")
+                .and_then(|v| v.as_bool().ok())
+                .unwrap_or(false),
+        };
+        let rows = rows_of(&rows)?;
+        core(report::plot::plot(
+            &rows,
+            &spec,
+            &st.resolve(&required("path")?),
+        ))
+    });
     register!(m, "table", |rows: Array, opts: Map| -> Res<String> {
         table(rows, opts)
     });

@@ -7,6 +7,8 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::train::FinishedRun;
 
+pub mod plot;
+
 /// A cell value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cell {
@@ -16,7 +18,7 @@ pub enum Cell {
 }
 
 impl Cell {
-    fn render(&self) -> String {
+    pub fn render(&self) -> String {
         match self {
             Cell::Text(s) => s.clone(),
             Cell::Number(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{}", *v as i64),
@@ -29,7 +31,7 @@ impl Cell {
 /// One row: column name → value, in insertion order.
 pub type Row = Vec<(String, Cell)>;
 
-fn get<'a>(row: &'a Row, key: &str) -> &'a Cell {
+pub(crate) fn get<'a>(row: &'a Row, key: &str) -> &'a Cell {
     row.iter()
         .find(|(k, _)| k == key)
         .map_or(&Cell::Empty, |(_, v)| v)
