@@ -142,6 +142,20 @@ fn make_host(args: &RunArgs, cancel: CancelFlag) -> Result<Host, (String, u8)> {
     ))
 }
 
+/// A host that runs nothing (for `check` and `api`): CPU device, no parameters.
+fn offline_host() -> Result<Host, (String, u8)> {
+    let args = RunArgs {
+        script: PathBuf::new(),
+        device: "flex".into(),
+        runs_dir: "runs".into(),
+        quiet: true,
+        lib: vec![],
+        max_operations: 1,
+        params: vec![],
+    };
+    make_host(&args, CancelFlag::new())
+}
+
 fn report(message: &str, code: u8) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(code)
@@ -193,16 +207,7 @@ pub fn main() -> ExitCode {
         }
         Command::Watch(args) => watch::watch(args),
         Command::Check { script } => {
-            let args = RunArgs {
-                script: script.clone(),
-                device: "flex".into(),
-                runs_dir: "runs".into(),
-                quiet: true,
-                lib: vec![],
-                max_operations: 1,
-                params: vec![],
-            };
-            let mut host = match make_host(&args, CancelFlag::new()) {
+            let mut host = match offline_host() {
                 Ok(h) => h,
                 Err((msg, code)) => return report(&msg, code),
             };
@@ -221,16 +226,7 @@ pub fn main() -> ExitCode {
         Command::Api { defs } => {
             print!("{}", api::render());
             if let Some(dir) = defs {
-                let args = RunArgs {
-                    script: PathBuf::new(),
-                    device: "flex".into(),
-                    runs_dir: "runs".into(),
-                    quiet: true,
-                    lib: vec![],
-                    max_operations: 1,
-                    params: vec![],
-                };
-                let host = match make_host(&args, CancelFlag::new()) {
+                let host = match offline_host() {
                     Ok(h) => h,
                     Err((msg, code)) => return report(&msg, code),
                 };

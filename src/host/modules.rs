@@ -692,12 +692,28 @@ fn eval_module(state: &Rc<HostState>) -> Module {
             classes,
         ))
     };
-    // The encoder of a run (trained, or freshly initialised for the random baseline).
-    let encoder = |st: &HostState, r: &RunHandle, random: bool| {
-        core(if random {
-            train::random_backbone(&r.run, &st.device)
-        } else {
-            train::load_backbone(&r.run, &st.device)
+    // kNN on a run's encoder (trained, or freshly initialised for the random baseline), cached.
+    let run_knn = move |st: &Rc<HostState>,
+                   r: &RunHandle,
+                   train_set: &Dataset,
+                   test: &Dataset,
+                   opts: &Map,
+                   random: bool| {
+        let kind = if random { "knn_random" } else { "knn" };
+        cached_eval(r, kind, train_set, test, opts, api::KNN, || {
+            let encoder = core(if random {
+                train::random_backbone(&r.run, &st.device)
+            } else {
+                train::load_backbone(&r.run, &st.device)
+            })?;
+            knn_with(
+                st,
+                &encoder,
+                &r.run.spec.aug.views[0],
+                train_set,
+                test,
+                opts,
+            )
         })
     };
     let st = state.clone();
@@ -707,33 +723,14 @@ fn eval_module(state: &Rc<HostState>) -> Module {
                               opts: Map|
           -> Res<f64> {
         options::check("eval::knn", &opts, api::KNN)?;
-        cached_eval(&r, "knn", &train_set, &test, &opts, api::KNN, || {
-            knn_with(
-                &st,
-                &encoder(&st, &r, false)?,
-                &r.run.spec.aug.views[0],
-                &train_set,
-                &test,
-                &opts,
-            )
-        })
+        run_knn(&st, &r, &train_set, &test, &opts, false)
     });
     let st = state.clone();
     register!(m, "knn", move |r: RunHandle,
                               train_set: Dataset,
                               test: Dataset|
           -> Res<f64> {
-        let opts = Map::new();
-        cached_eval(&r, "knn", &train_set, &test, &opts, api::KNN, || {
-            knn_with(
-                &st,
-                &encoder(&st, &r, false)?,
-                &r.run.spec.aug.views[0],
-                &train_set,
-                &test,
-                &opts,
-            )
-        })
+        run_knn(&st, &r, &train_set, &test, &Map::new(), false)
     });
     let st = state.clone();
     register!(m, "knn_random", move |r: RunHandle,
@@ -742,16 +739,7 @@ fn eval_module(state: &Rc<HostState>) -> Module {
                                      opts: Map|
           -> Res<f64> {
         options::check("eval::knn_random", &opts, api::KNN)?;
-        cached_eval(&r, "knn_random", &train_set, &test, &opts, api::KNN, || {
-            knn_with(
-                &st,
-                &encoder(&st, &r, true)?,
-                &r.run.spec.aug.views[0],
-                &train_set,
-                &test,
-                &opts,
-            )
-        })
+        run_knn(&st, &r, &train_set, &test, &opts, true)
     });
     let st = state.clone();
     register!(m, "knn_pixels", move |train_set: Dataset,
