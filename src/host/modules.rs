@@ -694,11 +694,11 @@ fn eval_module(state: &Rc<HostState>) -> Module {
     };
     // kNN on a run's encoder (trained, or freshly initialised for the random baseline), cached.
     let run_knn = move |st: &Rc<HostState>,
-                   r: &RunHandle,
-                   train_set: &Dataset,
-                   test: &Dataset,
-                   opts: &Map,
-                   random: bool| {
+                        r: &RunHandle,
+                        train_set: &Dataset,
+                        test: &Dataset,
+                        opts: &Map,
+                        random: bool| {
         let kind = if random { "knn_random" } else { "knn" };
         cached_eval(r, kind, train_set, test, opts, api::KNN, || {
             let encoder = core(if random {
