@@ -46,6 +46,13 @@ impl ModuleMapper for Blend {
     }
 }
 
+/// A momentum target that starts equal to `online`: same parameter ids and values, but its own
+/// tensors (a plain clone would share them, and switching the clone's gradients off would switch
+/// off the online model's too), in training mode on the autodiff device, without gradients.
+pub fn momentum_copy<M: Module>(online: &M) -> M {
+    online.valid().train().no_grad()
+}
+
 /// The target after one EMA step toward `online` (same module structure, same parameter ids:
 /// the target starts as a clone of the online module).
 pub fn ema_update<M: Module>(target: M, online: &M, tau: f64) -> M {
@@ -86,7 +93,11 @@ mod tests {
             linear: LinearConfig::new(3, 2).init(&device),
             norm: BatchNormConfig::new(2).init(&device),
         };
-        let target = online.clone().no_grad();
+        let target = momentum_copy(&online);
+        assert!(
+            online.linear.weight.is_require_grad(),
+            "making the target must not freeze the online model"
+        );
         // Change the online weights and feed the online net once (moves its running mean).
         let online = Net {
             linear: online.linear.clone().map(&mut Shift),

@@ -15,8 +15,9 @@ use crate::augment::ViewPair;
 use crate::data::{Dataset, hash_hex};
 use crate::error::{Error, Result};
 
-/// Bump when training semantics change, so old cached runs are not reused.
-const FORMAT: u32 = 1;
+/// Bump when training semantics change, so old cached runs are not reused. (2: momentum targets
+/// no longer share tensors with the online encoder, which had frozen it for MoCo and BYOL.)
+const FORMAT: u32 = 2;
 
 /// What a dataset contributes to a run's identity and record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -22,7 +22,7 @@ use crate::eval::probe_accuracy;
 use crate::method::Method;
 use crate::method::heads::Mlp;
 use crate::method::losses::{barlow_loss, byol_loss, l2_normalize, moco_infonce, nt_xent};
-use crate::method::momentum::{ema_tau, ema_update};
+use crate::method::momentum::{ema_tau, ema_update, momentum_copy};
 use crate::method::probe::masked_cross_entropy;
 use crate::method::queue::KeyQueue;
 use crate::model::ResNet;
@@ -122,11 +122,10 @@ impl Trainer {
             predictor,
         };
         let target = method.has_momentum_target().then(|| {
-            Encoder {
+            momentum_copy(&Encoder {
                 predictor: None,
                 ..encoder.clone()
-            }
-            .no_grad()
+            })
         });
         let queue = match cfg.queue_size {
             Some(size) => Some(KeyQueue::new(size, cfg.proj_dim, cfg.batch, &plain)?),
@@ -405,6 +404,21 @@ mod tests {
         last
     }
 
+    /// Sum of the backbone's trainable parameters (those that receive gradients).
+    fn backbone_signature(t: &Trainer) -> f64 {
+        struct Sum(f64);
+        impl burn::module::ModuleVisitor for Sum {
+            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+                if p.is_require_grad() {
+                    self.0 += read_floats(p.val().abs().sum())[0] as f64;
+                }
+            }
+        }
+        let mut s = Sum(0.0);
+        t.encoder.backbone.visit(&mut s);
+        s.0
+    }
+
     #[test]
     fn every_method_trains_with_finite_losses() {
         let data = synthetic(&SyntheticSpec {
@@ -422,8 +436,14 @@ mod tests {
                 preset("symmetric").unwrap()
             };
             let mut t = Trainer::new(&cfg, &aug, 10, &Device::flex()).unwrap();
+            let before = backbone_signature(&t);
             let loss = run(&mut t, &data, &cfg, 0, cfg.steps);
             assert!(loss.is_finite(), "{method}: {loss}");
+            // The online backbone itself is trained (not only the heads).
+            assert!(
+                (backbone_signature(&t) - before).abs() > 1e-6,
+                "{method}: the backbone did not change"
+            );
         }
     }
 
