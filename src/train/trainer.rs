@@ -421,13 +421,7 @@ mod tests {
 
     #[test]
     fn every_method_trains_with_finite_losses() {
-        let data = synthetic(&SyntheticSpec {
-            n: 32,
-            seed: 0,
-            size: 8,
-            split: "train".into(),
-        })
-        .unwrap();
+        let data = tiny_data();
         for method in crate::method::METHODS {
             let cfg = tiny(method);
             let aug = if method == "byol" || method == "barlow" {
@@ -449,13 +443,7 @@ mod tests {
 
     #[test]
     fn a_resumed_run_continues_exactly() {
-        let data = synthetic(&SyntheticSpec {
-            n: 32,
-            seed: 0,
-            size: 8,
-            split: "train".into(),
-        })
-        .unwrap();
+        let data = tiny_data();
         let dir = std::env::temp_dir().join(format!("adainf-ckpt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for method in ["simclr", "simclr-sgd", "mocov2", "byol"] {
