@@ -389,6 +389,16 @@ mod tests {
         cfg
     }
 
+    fn tiny_data() -> Dataset {
+        synthetic(&SyntheticSpec {
+            n: 32,
+            seed: 0,
+            size: 8,
+            split: "train".into(),
+        })
+        .unwrap()
+    }
+
     fn run(
         trainer: &mut Trainer,
         data: &Dataset,
