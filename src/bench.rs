@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::augment::{batch, preset};
 use crate::data::loader::{Sampler, gather};
+use crate::data::prefetch::{self, Prefetcher};
 use crate::data::synthetic::{SyntheticSpec, synthetic};
 use crate::error::Result;
 use crate::rng::Rng;
@@ -38,6 +39,9 @@ pub struct BenchLine {
     pub images_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub views_per_s: Option<f64>,
+    /// Fraction of the timed steps spent waiting for the next batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_wait: Option<f64>,
     pub seconds: f64,
     pub iterations: usize,
 }
@@ -60,19 +64,23 @@ pub fn train_step(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
     };
     tc.validate()?;
     let mut trainer = Trainer::new(&tc, &preset("symmetric")?, 10, device)?;
-    let mut sampler = Sampler::new(data.len(), cfg.batch, 0)?;
-    let mut run = |steps: usize, offset: usize| {
+    // The same pipeline as training: batches gathered ahead on the prefetch thread.
+    let sampler = Sampler::new(data.len(), cfg.batch, 0)?;
+    let mut batches = Prefetcher::start(&data, sampler, prefetch::DEFAULT_DEPTH)?;
+    let mut run = |batches: &mut Prefetcher, steps: usize, offset: usize| {
         let mut last = None;
         for s in 0..steps {
-            last = Some(trainer.step(&gather(&data, &sampler.next_batch()), offset + s));
+            last = Some(trainer.step(batches.next(), offset + s));
         }
         // One read at the end waits for the queued work.
         last.map(read_floats);
     };
-    run(cfg.warmup_steps, 0);
+    run(&mut batches, cfg.warmup_steps, 0);
+    batches.take_waited();
     let t = Instant::now();
-    run(cfg.steps, cfg.warmup_steps);
+    run(&mut batches, cfg.steps, cfg.warmup_steps);
     let seconds = t.elapsed().as_secs_f64();
+    let waited = batches.take_waited().as_secs_f64();
     Ok(BenchLine {
         bench: "simclr_train_step",
         device: cfg.device_name.clone(),
@@ -82,6 +90,7 @@ pub fn train_step(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
         size: cfg.size,
         images_per_s: Some((cfg.steps * cfg.batch) as f64 / seconds),
         views_per_s: None,
+        data_wait: Some(waited / seconds),
         seconds,
         iterations: cfg.steps,
     })
@@ -101,7 +110,7 @@ pub fn augmentation(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
     let mut run = |iters: usize| {
         for _ in 0..iters {
             let hb = gather(&data, &idx);
-            let x = batch::to_device(&hb, device);
+            let x = batch::to_device(hb, device);
             let params =
                 batch::sample_params(&aug.views[0], &mut rng, cfg.batch, cfg.size, cfg.size);
             let out = batch::augment_and_normalize(x, &params, &aug.views[0]);
@@ -122,6 +131,7 @@ pub fn augmentation(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
         size: cfg.size,
         images_per_s: None,
         views_per_s: Some((iters * cfg.batch) as f64 / seconds),
+        data_wait: None,
         seconds,
         iterations: iters,
     })

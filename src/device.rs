@@ -9,7 +9,10 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeviceSpec {
     Flex,
+    /// wgpu on whichever graphics API it picks (Vulkan, Metal, DX12, GL).
     Wgpu,
+    /// wgpu pinned to Vulkan (SPIR-V kernels).
+    Vulkan,
     Cuda(usize),
 }
 
@@ -18,7 +21,8 @@ impl DeviceSpec {
         let lower = name.trim().to_ascii_lowercase();
         match lower.as_str() {
             "flex" | "cpu" => Ok(DeviceSpec::Flex),
-            "wgpu" | "vulkan" => Ok(DeviceSpec::Wgpu),
+            "wgpu" => Ok(DeviceSpec::Wgpu),
+            "vulkan" => Ok(DeviceSpec::Vulkan),
             "cuda" => Ok(DeviceSpec::Cuda(0)),
             other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
                 Some(Ok(i)) => Ok(DeviceSpec::Cuda(i)),
@@ -33,32 +37,102 @@ impl DeviceSpec {
         match self {
             DeviceSpec::Flex => "flex".into(),
             DeviceSpec::Wgpu => "wgpu".into(),
+            DeviceSpec::Vulkan => "vulkan".into(),
             DeviceSpec::Cuda(i) => format!("cuda:{i}"),
         }
+    }
+
+    /// The name and, for GPU backends, the adapter the device runs on, e.g.
+    /// `wgpu: llvmpipe (LLVM 15.0.6, 256 bits)`.
+    pub fn describe(&self, device: &Device) -> String {
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        if !matches!(self, DeviceSpec::Flex) {
+            if let Ok(Some(identity)) = without_panics(|| device.identity()) {
+                return format!("{}: {}", self.name(), identity.name);
+            }
+        }
+        let _ = device;
+        self.name()
     }
 
     /// The burn device, checked to exist.
     pub fn open(&self) -> Result<Device> {
         match self {
             DeviceSpec::Flex => Ok(Device::flex()),
-            DeviceSpec::Wgpu => open_wgpu(),
+            DeviceSpec::Wgpu => open_wgpu(false),
+            DeviceSpec::Vulkan => open_wgpu(true),
             DeviceSpec::Cuda(i) => open_cuda(*i),
         }
     }
 }
 
-#[cfg(feature = "wgpu")]
-fn open_wgpu() -> Result<Device> {
-    Device::wgpu_options().init().map_err(|e| {
-        Error::Device(format!(
-            "could not start a wgpu device: {e}. Install a Vulkan driver (on Debian without a GPU: \
-             `apt-get install mesa-vulkan-drivers` for the software rasteriser) or use --device flex"
-        ))
+/// Runs a backend call that may panic (cubecl and cudarc panic when a driver library is
+/// missing) and returns the panic's message instead. The panic hook is silenced meanwhile so
+/// the user sees our message only.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn without_panics<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the backend stopped without a message".into())
     })
 }
 
+/// A small computation read back from `device`, so a device that enumerates but cannot run
+/// kernels fails here rather than in the middle of a run.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn smoke_test(device: &Device) -> std::result::Result<(), String> {
+    let sum = without_panics(|| {
+        let x = burn::tensor::Tensor::<1>::ones([4], device);
+        crate::tensor::read_floats(x.sum())[0]
+    })?;
+    if sum == 4.0 {
+        Ok(())
+    } else {
+        Err(format!("a test sum of four ones gave {sum}"))
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn open_wgpu(vulkan_only: bool) -> Result<Device> {
+    use burn::tensor::wgpu::WgpuBackend;
+    let fix = "Install a Vulkan driver (on Debian without a GPU: `apt-get install \
+               mesa-vulkan-drivers`, the lavapipe software device) or use --device flex";
+    let (api, tried) = if vulkan_only {
+        (WgpuBackend::Vulkan, "Vulkan through wgpu")
+    } else {
+        (WgpuBackend::Auto, "Vulkan, Metal, DX12 and GL through wgpu")
+    };
+    let started = without_panics(|| Device::wgpu_options().graphics_api(api).init());
+    let device = match started {
+        Ok(Ok(device)) => device,
+        Ok(Err(e)) => {
+            return Err(Error::Device(format!(
+                "could not start a wgpu device (tried {tried}): {e}. {fix}"
+            )));
+        }
+        Err(msg) => {
+            return Err(Error::Device(format!(
+                "could not start a wgpu device (tried {tried}): {msg}. {fix}"
+            )));
+        }
+    };
+    smoke_test(&device).map_err(|msg| {
+        Error::Device(format!(
+            "the wgpu device started but could not run a kernel: {msg}. {fix}"
+        ))
+    })?;
+    Ok(device)
+}
+
 #[cfg(not(feature = "wgpu"))]
-fn open_wgpu() -> Result<Device> {
+fn open_wgpu(_vulkan_only: bool) -> Result<Device> {
     Err(Error::Device(
         "this adainf was built without wgpu support; rebuild with `cargo build --release --features wgpu`, \
          or use --device flex"
@@ -68,21 +142,35 @@ fn open_wgpu() -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn open_cuda(index: usize) -> Result<Device> {
-    let found = Device::enumerate(burn::tensor::DeviceType::Cuda).len();
+    let fix = "install the NVIDIA driver (check that `nvidia-smi` works), or use --device wgpu or \
+               --device flex";
+    let found = without_panics(|| Device::enumerate(burn::tensor::DeviceType::Cuda).len())
+        .map_err(|msg| {
+            let first = msg.split(" - ").next().unwrap_or(&msg).to_string();
+            Error::Device(format!(
+                "could not start CUDA device {index}: {first} (the NVIDIA driver library libcuda.so \
+                 was not found or did not load); {fix}"
+            ))
+        })?;
     if index >= found {
         return Err(Error::Device(format!(
-            "CUDA device {index} was asked for but {found} CUDA device(s) were found (is the NVIDIA \
-             driver installed and `nvidia-smi` working?); use --device flex or wgpu otherwise"
+            "CUDA device {index} was asked for but {found} CUDA device(s) were found; {fix}"
         )));
     }
-    Ok(Device::cuda(index))
+    let device = Device::cuda(index);
+    smoke_test(&device).map_err(|msg| {
+        Error::Device(format!(
+            "CUDA device {index} was found but could not run a kernel: {msg}; {fix}"
+        ))
+    })?;
+    Ok(device)
 }
 
 #[cfg(not(feature = "cuda"))]
 fn open_cuda(_index: usize) -> Result<Device> {
     Err(Error::Device(
         "this adainf was built without CUDA support; rebuild with `cargo build --release --features cuda` \
-         on a machine with the CUDA toolkit, or use --device flex"
+         (it builds without CUDA installed; running needs the NVIDIA driver), or use --device flex"
             .into(),
     ))
 }
@@ -95,7 +183,8 @@ mod tests {
     fn parses_names_and_rejects_unknown_ones() {
         assert_eq!(DeviceSpec::parse("flex").unwrap(), DeviceSpec::Flex);
         assert_eq!(DeviceSpec::parse("cuda:2").unwrap(), DeviceSpec::Cuda(2));
-        assert_eq!(DeviceSpec::parse("Vulkan").unwrap(), DeviceSpec::Wgpu);
+        assert_eq!(DeviceSpec::parse("Vulkan").unwrap(), DeviceSpec::Vulkan);
+        assert_eq!(DeviceSpec::parse("wgpu").unwrap(), DeviceSpec::Wgpu);
         let e = DeviceSpec::parse("tpu").unwrap_err().to_string();
         assert!(e.contains("tpu") && e.contains("flex"), "{e}");
         assert!(DeviceSpec::parse("cuda:x").is_err());

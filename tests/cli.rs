@@ -1,51 +1,10 @@
 //! End-to-end tests of the `adainf` binary on tiny configs (CPU, `flex`): a real training
 //! script, the run cache, and the error paths users hit.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_adainf"))
-}
-
-struct Workspace(PathBuf);
-
-impl Workspace {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("adainf-it-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Workspace(dir)
-    }
-    fn script(&self, name: &str, source: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, source).unwrap();
-        p
-    }
-    fn run(&self, script: &Path, extra: &[&str]) -> Output {
-        bin()
-            .arg("run")
-            .arg(script)
-            .arg("--runs-dir")
-            .arg(self.0.join("runs"))
-            .args(extra)
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Workspace {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use common::*;
+use std::path::Path;
 
 /// An easy setting: no augmentation (both views identical, so instance discrimination is easy)
 /// and the online probe evaluated on its own training images.
@@ -60,14 +19,6 @@ print(`first_loss=${m[0].loss} last_loss=${m[m.len() - 1].loss} accuracy=${run.a
 print(`knn=${eval::knn(run, real, real, #{ k: 5 })}`);
 report::save_csv([run], "rows.csv");
 "#;
-
-fn value(stdout: &str, key: &str) -> String {
-    stdout
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("{key} missing in {stdout}"))
-        .to_string()
-}
 
 #[test]
 fn a_real_script_trains_evaluates_and_is_cached() {

@@ -26,12 +26,10 @@ use crate::tensor::floats;
 const GRAY: [f32; 3] = [0.299, 0.587, 0.114];
 
 /// Uploads a u8 NHWC batch and returns it as float NCHW in [0, 1].
-pub fn to_device(batch: &HostBatch, device: &Device) -> Tensor<4> {
+pub fn to_device(batch: HostBatch, device: &Device) -> Tensor<4> {
     let [h, w, c] = batch.shape;
-    let x: Tensor<4> = Tensor::from_data(
-        TensorData::new(batch.pixels.clone(), [batch.len(), h, w, c]),
-        device,
-    );
+    let n = batch.len();
+    let x: Tensor<4> = Tensor::from_data(TensorData::new(batch.pixels, [n, h, w, c]), device);
     x.permute([0, 3, 1, 2]).div_scalar(255.0)
 }
 
@@ -334,13 +332,13 @@ mod tests {
     fn identity_when_every_op_is_off() {
         let device = Device::flex();
         let hb = batch(3, 1);
-        let x = to_device(&hb, &device);
+        let x = to_device(hb.clone(), &device);
         let out = augment(x.clone(), &params(&AugSpec::identity(), 3, 2));
         let (a, b) = (values(x), values(out));
         assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-5));
         // Normalisation is exactly (x − mean)/std.
         let spec = AugSpec::identity();
-        let n = values(normalize(to_device(&hb, &device), &spec));
+        let n = values(normalize(to_device(hb.clone(), &device), &spec));
         let v = hb.pixels[0] as f32 / 255.0; // pixel (0,0) red channel → NCHW index 0
         assert!((n[0] - (v - 0.4914) / 0.2470).abs() < 1e-4);
     }
@@ -348,7 +346,7 @@ mod tests {
     #[test]
     fn flip_mirrors_each_row() {
         let device = Device::flex();
-        let x = to_device(&batch(2, 3), &device);
+        let x = to_device(batch(2, 3), &device);
         let spec = AugSpec {
             flip_prob: 1.0,
             ..AugSpec::identity()
@@ -366,7 +364,7 @@ mod tests {
     #[test]
     fn grayscale_gives_equal_channels() {
         let device = Device::flex();
-        let x = to_device(&batch(2, 5), &device);
+        let x = to_device(batch(2, 5), &device);
         let spec = AugSpec {
             gray_prob: 1.0,
             ..AugSpec::identity()
@@ -403,14 +401,14 @@ mod tests {
         };
         let mut p = params(&AugSpec::identity(), 1, 0);
         p[0].crop = [4.0, 2.0, 4.0, 5.0];
-        let out = values(augment(to_device(&hb, &device), &p));
+        let out = values(augment(to_device(hb.clone(), &device), &p));
         assert!(out.iter().all(|v| (v - 1.0).abs() < 1e-5), "{out:?}");
     }
 
     #[test]
     fn jitter_blur_solarize_keep_range_and_change_pixels() {
         let device = Device::flex();
-        let x = to_device(&batch(4, 7), &device);
+        let x = to_device(batch(4, 7), &device);
         let spec = AugSpec {
             jitter_prob: 1.0,
             blur_prob: 1.0,
@@ -447,8 +445,8 @@ mod tests {
             2,
         )];
         p[0].solarize = true;
-        let out = values(augment(to_device(&hb, &device), &p));
-        let inp = values(to_device(&hb, &device));
+        let out = values(augment(to_device(hb.clone(), &device), &p));
+        let inp = values(to_device(hb.clone(), &device));
         for (o, i) in out.iter().zip(&inp) {
             let expect = if *i >= 128.0 / 255.0 - 1e-6 {
                 1.0 - i

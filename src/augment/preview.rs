@@ -33,7 +33,7 @@ pub fn write_preview(
     }
     let idx: Vec<usize> = (0..n).map(|k| k * data.len() / n).collect();
     let hb = gather(data, &idx);
-    let x = batch::to_device(&hb, device);
+    let x = batch::to_device(hb, device);
     let mut rng = Rng::new(seed);
     let mut columns = vec![read_floats(x.clone())];
     for view in &aug.views {

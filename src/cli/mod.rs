@@ -114,13 +114,17 @@ fn parse_params(items: &[String]) -> Result<Map, String> {
 fn open_device(name: &str) -> Result<(burn::tensor::Device, String), String> {
     let spec = DeviceSpec::parse(name).map_err(|e| e.to_string())?;
     let device = spec.open().map_err(|e| e.to_string())?;
-    Ok((device, spec.name()))
+    let described = spec.describe(&device);
+    Ok((device, described))
 }
 
 fn make_host(args: &RunArgs, cancel: CancelFlag) -> Result<Host, (String, u8)> {
     let params = parse_params(&args.params).map_err(|e| (e, 2))?;
     let (device, device_name) = open_device(&args.device).map_err(|e| (e, 1))?;
     let quiet = args.quiet;
+    if !quiet && device_name != "flex" {
+        eprintln!("device {device_name}");
+    }
     let config = HostConfig {
         device,
         device_name,

@@ -79,6 +79,7 @@ impl Sampler {
 }
 
 /// A batch of raw images in host memory: N×H×W×C u8 and labels.
+#[derive(Clone, Debug)]
 pub struct HostBatch {
     pub pixels: Vec<u8>,
     pub labels: Vec<i32>,

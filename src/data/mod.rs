@@ -4,6 +4,7 @@
 
 pub mod inflate;
 pub mod loader;
+pub mod prefetch;
 pub mod readers;
 pub mod synthetic;
 

@@ -68,8 +68,9 @@ pub fn linear_probe_accuracy(
     let train = standardize(train);
     let test = standardize(test);
     let ad = device.clone().autodiff();
-    ad.seed(cfg.seed);
-    let mut model = LinearConfig::new(f, classes.max(1)).init(&ad);
+    let mut model = crate::model::init_seeded(cfg.seed, true, &ad, |host| {
+        LinearConfig::new(f, classes.max(1)).init(host)
+    });
     let mut optim = AdamConfig::new().init();
     let mut rng = Rng::new(cfg.seed);
     let mut order: Vec<usize> = (0..n).collect();

@@ -29,7 +29,7 @@ pub fn features(
     for idx in sequential_batches(data.len(), EVAL_BATCH) {
         let hb = gather(data, &idx);
         labels.extend_from_slice(&hb.labels);
-        let x = batch::normalize(batch::to_device(&hb, device), norm);
+        let x = batch::normalize(batch::to_device(hb, device), norm);
         parts.push(backbone.forward(x));
     }
     (Tensor::cat(parts, 0), labels)

@@ -500,7 +500,7 @@ pub fn catalogue() -> Vec<ApiEntry> {
         e(
             "Run.metrics",
             "run.metrics -> array",
-            "maps: step, loss, lr, probe_acc, images_per_s",
+            "maps: step, loss, lr, probe_acc, images_per_s, data_wait (fraction of time waiting for data)",
             &[],
         ),
         e(

@@ -210,6 +210,7 @@ fn register_types(engine: &mut Engine) {
                     m.probe_acc.map_or(Dynamic::UNIT, Dynamic::from),
                 );
                 row.insert("images_per_s".into(), m.images_per_s.into());
+                row.insert("data_wait".into(), m.data_wait.into());
                 Dynamic::from_map(row)
             })
             .collect()

@@ -4,3 +4,35 @@ pub mod resnet;
 pub mod safetensors;
 
 pub use resnet::{ResNet, ResNetConfig};
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
+
+/// Builds a module with the host (flex) random generator seeded with `seed`, then moves it
+/// to `device`. Every backend has its own random generator, so initialising on the host is
+/// what makes one seed give the same initial weights on flex, wgpu and CUDA. Use an autodiff
+/// host device (`autodiff: true`) for modules that will be trained.
+pub fn init_seeded<M: Module>(
+    seed: u64,
+    autodiff: bool,
+    device: &Device,
+    build: impl FnOnce(&Device) -> M,
+) -> M {
+    let host = if autodiff {
+        Device::flex().autodiff()
+    } else {
+        Device::flex()
+    };
+    host.seed(seed);
+    let module = build(&host);
+    // Parameters are initialised lazily, on whatever device they are moved to before first
+    // use; reading each one now pins their values to the host generator's.
+    struct Materialize;
+    impl ModuleVisitor for Materialize {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Materialize);
+    module.fork(device)
+}

@@ -220,6 +220,7 @@ pub fn run_row(run: &FinishedRun) -> Row {
         ),
         ("final_loss".into(), Cell::Number(run.result.final_loss)),
         ("images_per_s".into(), Cell::Number(run.result.images_per_s)),
+        ("data_wait".into(), Cell::Number(run.result.data_wait)),
     ]);
     row
 }

@@ -8,14 +8,15 @@ pub mod run;
 pub mod trainer;
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::module::Module;
 use burn::tensor::Device;
 
 use crate::augment::ViewPair;
 use crate::data::Dataset;
-use crate::data::loader::{Sampler, gather};
+use crate::data::loader::Sampler;
+use crate::data::prefetch::{self, Prefetcher};
 use crate::error::{Error, Result};
 use crate::model::ResNet;
 use crate::tensor::read_floats;
@@ -110,7 +111,8 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
     for row in &metrics {
         log.append(row)?;
     }
-    let mut sampler = Sampler::resume(req.data.len(), cfg.batch, cfg.seed, first_step)?;
+    let sampler = Sampler::resume(req.data.len(), cfg.batch, cfg.seed, first_step)?;
+    let mut batches = Prefetcher::start(req.data, sampler, prefetch::DEFAULT_DEPTH)?;
 
     ctx.progress.start(&id, cfg.steps, false);
     if first_step > 0 {
@@ -119,16 +121,16 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
     let started = Instant::now();
     let mut interval_start = Instant::now();
     let mut interval_images = 0usize;
+    let mut total_wait = Duration::ZERO;
     let mut last_loss = metrics.last().map_or(f64::NAN, |m| m.loss);
     let mut last_checkpoint = first_step;
     for step in first_step..cfg.steps {
         if ctx.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        let hb = gather(req.data, &sampler.next_batch());
-        req.data.release_mapped_pages();
-        let loss = trainer.step(&hb, step);
+        let hb = batches.next();
         interval_images += hb.len();
+        let loss = trainer.step(hb, step);
 
         let done = step + 1;
         let eval_now = req.probe.is_some()
@@ -152,8 +154,11 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
                     cfg.lr
                 )));
             }
-            let images_per_s =
-                interval_images as f64 / interval_start.elapsed().as_secs_f64().max(1e-9);
+            let interval = interval_start.elapsed().as_secs_f64().max(1e-9);
+            let images_per_s = interval_images as f64 / interval;
+            let waited = batches.take_waited();
+            total_wait += waited;
+            let data_wait = (waited.as_secs_f64() / interval).min(1.0);
             let probe_acc = match (eval_now, req.probe) {
                 (true, Some(p)) => trainer.probe_accuracy(p),
                 _ => None,
@@ -164,6 +169,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
                 lr: trainer.lr(step),
                 probe_acc,
                 images_per_s,
+                data_wait,
             };
             log.append(&row)?;
             ctx.progress.update(done, last_loss, images_per_s);
@@ -180,6 +186,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
         }
     }
     let train_seconds = started.elapsed().as_secs_f64();
+    drop(batches);
     trainer.save_weights(&dir)?;
     trainer.save_checkpoint(&dir, cfg.steps)?;
     let accuracy = metrics.iter().rev().find_map(|m| m.probe_acc);
@@ -190,6 +197,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
         steps: cfg.steps,
         train_seconds,
         images_per_s: ((cfg.steps - first_step) * cfg.batch) as f64 / train_seconds.max(1e-9),
+        data_wait: (total_wait.as_secs_f64() / train_seconds.max(1e-9)).min(1.0),
     };
     write_json(&dir.join("result.json"), &result)?;
     ctx.progress.finish(&match accuracy {
@@ -219,14 +227,20 @@ pub fn load_backbone(run: &FinishedRun, device: &Device) -> Result<ResNet> {
 
 /// An untrained backbone of the same shape as the run's (the random-init baseline).
 pub fn random_backbone(run: &FinishedRun, device: &Device) -> Result<ResNet> {
-    device.seed(run.spec.config.seed);
-    Ok(run.spec.config.backbone_config()?.init(device))
+    let cfg = run.spec.config.backbone_config()?;
+    Ok(crate::model::init_seeded(
+        run.spec.config.seed,
+        false,
+        device,
+        |host| cfg.init(host),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::augment::{AugSpec, ViewPair};
+    use crate::data::loader::gather;
     use crate::data::synthetic::{SyntheticSpec, synthetic};
 
     /// With the encoder (almost) frozen, the probe alone must fit its training images.
@@ -257,7 +271,7 @@ mod tests {
         let mut sampler = Sampler::new(data.len(), cfg.batch, 0).unwrap();
         let before = trainer.probe_accuracy(&data).unwrap();
         for step in 0..cfg.steps {
-            trainer.step(&gather(&data, &sampler.next_batch()), step);
+            trainer.step(gather(&data, &sampler.next_batch()), step);
         }
         let after = trainer.probe_accuracy(&data).unwrap();
         assert!(after > 0.5 && after > before, "{before} -> {after}");

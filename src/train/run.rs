@@ -16,8 +16,9 @@ use crate::data::{Dataset, hash_hex};
 use crate::error::{Error, Result};
 
 /// Bump when training semantics change, so old cached runs are not reused. (2: momentum targets
-/// no longer share tensors with the online encoder, which had frozen it for MoCo and BYOL.)
-const FORMAT: u32 = 2;
+/// no longer share tensors with the online encoder, which had frozen it for MoCo and BYOL.
+/// 3: initial weights come from the seeded host generator on every device.)
+const FORMAT: u32 = 3;
 
 /// What a dataset contributes to a run's identity and record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -79,6 +80,9 @@ pub struct MetricRow {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub probe_acc: Option<f64>,
     pub images_per_s: f64,
+    /// Fraction of the interval's wall time the step loop waited for its next batch.
+    #[serde(default)]
+    pub data_wait: f64,
 }
 
 /// `result.json`: the summary of a finished run.
@@ -91,6 +95,9 @@ pub struct RunResult {
     pub steps: usize,
     pub train_seconds: f64,
     pub images_per_s: f64,
+    /// Fraction of the training wall time spent waiting for data (0 = never starved).
+    #[serde(default)]
+    pub data_wait: f64,
 }
 
 /// A finished run as the rest of the program sees it.
@@ -244,6 +251,7 @@ mod tests {
             lr: 0.1,
             probe_acc: None,
             images_per_s: 3.0,
+            data_wait: 0.25,
         };
         log.append(&row).unwrap();
         assert!(load_finished(&dir).unwrap().is_none());
@@ -254,6 +262,7 @@ mod tests {
             steps: 1,
             train_seconds: 1.0,
             images_per_s: 3.0,
+            data_wait: 0.25,
         };
         write_json(&dir.join("result.json"), &result).unwrap();
         let run = load_finished(&dir).unwrap().unwrap();

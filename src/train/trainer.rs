@@ -25,7 +25,7 @@ use crate::method::losses::{barlow_loss, byol_loss, l2_normalize, moco_infonce, 
 use crate::method::momentum::{ema_tau, ema_update, momentum_copy};
 use crate::method::probe::masked_cross_entropy;
 use crate::method::queue::KeyQueue;
-use crate::model::ResNet;
+use crate::model::{ResNet, init_seeded};
 use crate::optim::schedule::WarmupCosine;
 use crate::rng::Rng;
 use crate::tensor::{floats, ints, read_floats};
@@ -113,14 +113,17 @@ impl Trainer {
         let backbone_cfg = cfg.backbone_config()?;
         let feat = backbone_cfg.feature_dim();
         let bn = method.projector_batch_norm();
-        let predictor = cfg
-            .pred_hidden
-            .map(|h| Mlp::new(&[cfg.proj_dim, h, cfg.proj_dim], true, &autodiff));
-        let encoder = Encoder {
-            backbone: backbone_cfg.init(&autodiff),
-            projector: Mlp::new(&cfg.projector_sizes(feat), bn, &autodiff),
-            predictor,
-        };
+        // Initial weights come from the seeded host generator, whatever the device.
+        let (encoder, probe) = init_seeded(cfg.seed, true, &autodiff, |host| {
+            let encoder = Encoder {
+                backbone: backbone_cfg.init(host),
+                projector: Mlp::new(&cfg.projector_sizes(feat), bn, host),
+                predictor: cfg
+                    .pred_hidden
+                    .map(|h| Mlp::new(&[cfg.proj_dim, h, cfg.proj_dim], true, host)),
+            };
+            (encoder, LinearConfig::new(feat, classes.max(1)).init(host))
+        });
         let target = method.has_momentum_target().then(|| {
             momentum_copy(&Encoder {
                 predictor: None,
@@ -131,7 +134,6 @@ impl Trainer {
             Some(size) => Some(KeyQueue::new(size, cfg.proj_dim, cfg.batch, &plain)?),
             None => None,
         };
-        let probe = LinearConfig::new(feat, classes.max(1)).init(&autodiff);
         let (lr, classifier_lr) = cfg.effective_lrs();
         let schedule = |base: f64| WarmupCosine {
             base,
@@ -163,13 +165,14 @@ impl Trainer {
     }
 
     /// Two augmented views of `hb`, normalised, on the plain device.
-    pub fn views(&self, hb: &HostBatch, step: usize) -> [Tensor<4>; 2] {
+    pub fn views(&self, hb: HostBatch, step: usize) -> [Tensor<4>; 2] {
         let [h, w, _] = hb.shape;
+        let n = hb.len();
         let x = batch::to_device(hb, &self.plain);
         let mut rng = Rng::derive(self.cfg.seed, &[0xA06, step as u64]);
         [0, 1].map(|v| {
             let spec = &self.aug.views[v];
-            let params = batch::sample_params(spec, &mut rng, hb.len(), h, w);
+            let params = batch::sample_params(spec, &mut rng, n, h, w);
             batch::augment_and_normalize(x.clone(), &params, spec)
         })
     }
@@ -187,7 +190,13 @@ impl Trainer {
     }
 
     /// One optimisation step; returns the self-supervised loss (not read back).
-    pub fn step(&mut self, hb: &HostBatch, step: usize) -> Tensor<1> {
+    pub fn step(&mut self, hb: HostBatch, step: usize) -> Tensor<1> {
+        let labels: Vec<i64> = hb
+            .labels
+            .iter()
+            .chain(&hb.labels)
+            .map(|&l| l as i64)
+            .collect();
         let [v1, v2] = self.views(hb, step);
         let (f1, z1) = self.encoder.project(v1.clone());
         let (f2, z2) = self.encoder.project(v2.clone());
@@ -221,12 +230,6 @@ impl Trainer {
                 self.cfg.barlow_scale.unwrap_or(0.1),
             ),
         };
-        let labels: Vec<i64> = hb
-            .labels
-            .iter()
-            .chain(&hb.labels)
-            .map(|&l| l as i64)
-            .collect();
         let logits = self
             .probe
             .forward(Tensor::cat(vec![f1.detach(), f2.detach()], 0));
@@ -409,7 +412,7 @@ mod tests {
         let mut sampler = Sampler::resume(data.len(), cfg.batch, cfg.seed, from).unwrap();
         let mut last = f64::NAN;
         for step in from..to {
-            last = read_floats(trainer.step(&gather(data, &sampler.next_batch()), step))[0] as f64;
+            last = read_floats(trainer.step(gather(data, &sampler.next_batch()), step))[0] as f64;
         }
         last
     }
