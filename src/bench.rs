@@ -109,11 +109,11 @@ pub fn augmentation(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
     let mut rng = Rng::new(0);
     let mut run = |iters: usize| {
         for _ in 0..iters {
-            let hb = gather(&data, &idx);
-            let x = batch::to_device(hb, device);
+            // The path training takes: fused on the host for flex, batched on other devices.
+            let staged = batch::Staged::new(gather(&data, &idx), device);
             let params =
                 batch::sample_params(&aug.views[0], &mut rng, cfg.batch, cfg.size, cfg.size);
-            let out = batch::augment_and_normalize(x, &params, &aug.views[0]);
+            let out = staged.view(&params, &aug.views[0]);
             read_floats(out.slice([0..1, 0..1, 0..1, 0..1]));
         }
     };

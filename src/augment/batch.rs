@@ -23,7 +23,7 @@ use crate::data::loader::HostBatch;
 use crate::rng::Rng;
 use crate::tensor::floats;
 
-const GRAY: [f32; 3] = [0.299, 0.587, 0.114];
+pub(super) const GRAY: [f32; 3] = [0.299, 0.587, 0.114];
 
 /// Uploads a u8 NHWC batch and returns it as float NCHW in [0, 1].
 pub fn to_device(batch: HostBatch, device: &Device) -> Tensor<4> {
@@ -31,6 +31,39 @@ pub fn to_device(batch: HostBatch, device: &Device) -> Tensor<4> {
     let n = batch.len();
     let x: Tensor<4> = Tensor::from_data(TensorData::new(batch.pixels, [n, h, w, c]), device);
     x.permute([0, 3, 1, 2]).div_scalar(255.0)
+}
+
+/// A u8 batch made ready for augmentation on a device. On the CPU backend the images stay in
+/// host memory and each view comes from the fused per-image pipeline (`super::host`); on other
+/// devices the batch is uploaded once and each view is computed there with batched tensor ops.
+pub enum Staged {
+    Host { batch: HostBatch, device: Device },
+    OnDevice(Tensor<4>),
+}
+
+impl Staged {
+    pub fn new(batch: HostBatch, device: &Device) -> Self {
+        if *device == Device::flex() && batch.shape[2] == 3 {
+            Staged::Host {
+                batch,
+                device: device.clone(),
+            }
+        } else {
+            Staged::OnDevice(to_device(batch, device))
+        }
+    }
+
+    /// One augmented, normalised view (NCHW) of every image, with these parameters.
+    pub fn view(&self, params: &[ViewParams], spec: &AugSpec) -> Tensor<4> {
+        match self {
+            Staged::Host { batch, device } => {
+                let [h, w, _] = batch.shape;
+                let values = super::host::augment_and_normalize(batch, params, spec);
+                floats(values, [batch.len(), 3, h, w], device)
+            }
+            Staged::OnDevice(x) => augment_and_normalize(x.clone(), params, spec),
+        }
+    }
 }
 
 /// Draws one view's parameters for `n` images of size h×w.
@@ -121,7 +154,7 @@ fn crop_and_flip(x: Tensor<4>, params: &[ViewParams]) -> Tensor<4> {
     x.grid_sample_2d(grid, options)
 }
 
-type Mat3 = [[f32; 3]; 3];
+pub(super) type Mat3 = [[f32; 3]; 3];
 const IDENTITY: Mat3 = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
 
 /// s·I + (1 − s)·1·grayᵀ: blend with the grayscale image.
@@ -187,6 +220,18 @@ fn apply_color_matrices(x: Tensor<4>, mats: &[Mat3], contrast: Option<&[f32]>) -
     y.clamp(0.0, 1.0).reshape([b, c, h, w])
 }
 
+/// One jitter op as a colour matrix, with the contrast factor when the op is contrast (whose
+/// offset depends on the image's mean gray level).
+pub(super) fn color_matrix(op: JitterOp, factor: f64) -> (Mat3, Option<f32>) {
+    let scaled = IDENTITY.map(|row| row.map(|v| v * factor as f32));
+    match op {
+        JitterOp::Brightness => (scaled, None),
+        JitterOp::Contrast => (scaled, Some(factor as f32)),
+        JitterOp::Saturation => (saturation_matrix(factor as f32), None),
+        JitterOp::Hue => (hue_matrix(factor), None),
+    }
+}
+
 fn color_jitter(mut x: Tensor<4>, params: &[ViewParams]) -> Tensor<4> {
     if params.iter().all(|p| p.jitter.is_none()) {
         return x;
@@ -195,21 +240,12 @@ fn color_jitter(mut x: Tensor<4>, params: &[ViewParams]) -> Tensor<4> {
         let mut mats = Vec::with_capacity(params.len());
         let mut contrast = Vec::with_capacity(params.len());
         for p in params {
-            let (mut m, mut c) = (IDENTITY, 1.0f32);
-            if let Some(ops) = &p.jitter {
-                let (op, f) = ops[position];
-                match op {
-                    JitterOp::Brightness => m = IDENTITY.map(|row| row.map(|v| v * f as f32)),
-                    JitterOp::Contrast => {
-                        m = IDENTITY.map(|row| row.map(|v| v * f as f32));
-                        c = f as f32;
-                    }
-                    JitterOp::Saturation => m = saturation_matrix(f as f32),
-                    JitterOp::Hue => m = hue_matrix(f),
-                }
-            }
+            let (m, c) = match &p.jitter {
+                Some(ops) => color_matrix(ops[position].0, ops[position].1),
+                None => (IDENTITY, None),
+            };
             mats.push(m);
-            contrast.push(c);
+            contrast.push(c.unwrap_or(1.0));
         }
         let any_contrast = contrast.iter().any(|&c| c != 1.0);
         x = apply_color_matrices(x, &mats, any_contrast.then_some(&contrast[..]));
@@ -229,29 +265,43 @@ fn grayscale(x: Tensor<4>, params: &[ViewParams]) -> Tensor<4> {
     apply_color_matrices(x, &mats, None)
 }
 
-fn blur(x: Tensor<4>, params: &[ViewParams]) -> Tensor<4> {
+/// The blur radius of a batch: 3σ of its largest σ, rounded up (0 = no image is blurred).
+pub(super) fn blur_radius(params: &[ViewParams]) -> usize {
     let max_sigma = params.iter().map(|p| p.blur_sigma).fold(0.0, f64::max);
     if max_sigma <= 0.0 {
+        0
+    } else {
+        (3.0 * max_sigma).ceil() as usize
+    }
+}
+
+/// Normalised Gaussian taps of σ `sigma` over `2·radius + 1` pixels (a unit impulse for σ 0).
+pub(super) fn blur_kernel(sigma: f64, radius: usize) -> Vec<f32> {
+    let k = 2 * radius + 1;
+    if sigma <= 0.0 {
+        return (0..k)
+            .map(|i| if i == radius { 1.0 } else { 0.0 })
+            .collect();
+    }
+    let s2 = 2.0 * sigma * sigma;
+    let raw: Vec<f64> = (0..k)
+        .map(|i| (-((i as f64 - radius as f64).powi(2)) / s2).exp())
+        .collect();
+    let total: f64 = raw.iter().sum();
+    raw.iter().map(|v| (v / total) as f32).collect()
+}
+
+fn blur(x: Tensor<4>, params: &[ViewParams]) -> Tensor<4> {
+    let radius = blur_radius(params);
+    if radius == 0 {
         return x;
     }
     let [b, c, h, w] = x.dims();
     let device = x.device();
-    let radius = (3.0 * max_sigma).ceil() as usize;
     let k = 2 * radius + 1;
     let mut weights = Vec::with_capacity(b * c * k);
     for p in params {
-        let kernel: Vec<f32> = if p.blur_sigma > 0.0 {
-            let s2 = 2.0 * p.blur_sigma * p.blur_sigma;
-            let raw: Vec<f64> = (0..k)
-                .map(|i| (-((i as f64 - radius as f64).powi(2)) / s2).exp())
-                .collect();
-            let total: f64 = raw.iter().sum();
-            raw.iter().map(|v| (v / total) as f32).collect()
-        } else {
-            (0..k)
-                .map(|i| if i == radius { 1.0 } else { 0.0 })
-                .collect()
-        };
+        let kernel = blur_kernel(p.blur_sigma, radius);
         for _ in 0..c {
             weights.extend_from_slice(&kernel);
         }

@@ -3,6 +3,7 @@
 //! in `batch`; `preview` renders a PNG grid of views.
 
 pub mod batch;
+pub mod host;
 pub mod preview;
 
 use serde::{Deserialize, Serialize};

@@ -168,12 +168,12 @@ impl Trainer {
     pub fn views(&self, hb: HostBatch, step: usize) -> [Tensor<4>; 2] {
         let [h, w, _] = hb.shape;
         let n = hb.len();
-        let x = batch::to_device(hb, &self.plain);
+        let staged = batch::Staged::new(hb, &self.plain);
         let mut rng = Rng::derive(self.cfg.seed, &[0xA06, step as u64]);
         [0, 1].map(|v| {
             let spec = &self.aug.views[v];
             let params = batch::sample_params(spec, &mut rng, n, h, w);
-            batch::augment_and_normalize(x.clone(), &params, spec)
+            staged.view(&params, spec)
         })
     }
 
