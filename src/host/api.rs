@@ -182,6 +182,11 @@ pub const PRETRAIN: &[Opt] = &[
         "extra columns for reports; not part of the run id",
     ),
     opt(
+        "device",
+        Kind::Str,
+        "flex, wgpu, vulkan, cuda or cuda:N (default: the command's --device); not part of the run id",
+    ),
+    opt(
         "method",
         Kind::Str,
         "\"simclr\" | \"mocov2\" | \"byol\" | \"barlow\"; unset keys take that method's official defaults",

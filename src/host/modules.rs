@@ -558,7 +558,7 @@ fn resolved_config(opts: &Map) -> Res<PretrainConfig> {
         options::to_json(opts, api::PRETRAIN),
     ) {
         for (k, v) in given {
-            if k != "checkpoint_every" {
+            if k != "checkpoint_every" && k != "device" {
                 base.insert(k, v);
             }
         }
@@ -589,6 +589,10 @@ fn train_module(state: &Rc<HostState>) -> Module {
             .get("tags")
             .and_then(|t| t.clone().try_cast::<Map>())
             .unwrap_or_default();
+        let device = match opts.get("device") {
+            Some(name) => core(st.device_named(&name.to_string()))?,
+            None => st.device.clone(),
+        };
         let mut progress = (st.progress)();
         let run = core(train::pretrain(
             PretrainRequest {
@@ -599,7 +603,7 @@ fn train_module(state: &Rc<HostState>) -> Module {
                 checkpoint_every: int_or(&opts, "checkpoint_every", 0) as usize,
             },
             TrainContext {
-                device: &st.device,
+                device: &device,
                 runs_dir: &st.runs_dir,
                 progress: progress.as_mut(),
                 cancel: &st.cancel,

@@ -178,3 +178,33 @@ fn stdlib_modules_import_from_anywhere_and_local_files_win() {
     std::fs::remove_dir_all(&dir).ok();
     r.unwrap();
 }
+
+#[test]
+fn a_device_named_by_the_script_is_checked_with_position() {
+    let e = run_script(
+        "device",
+        "let d = data::synthetic(#{ n: 20, size: 8 });\nlet r = train::pretrain(#{ data: d, device: \"tpu\", steps: 1, batch: 4 });\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("device.rhai:2:") && e.contains("unknown device \"tpu\""),
+        "{e}"
+    );
+    // A valid name trains there; the device is not part of the run id.
+    let dir = std::env::temp_dir().join(format!("adainf-host-{}-devid", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ids.rhai");
+    std::fs::write(
+        &path,
+        "let d = data::synthetic(#{ n: 16, size: 8 });\n\
+         let o = #{ data: d, steps: 2, warmup: 0, batch: 4, width: 2, backbone: \"resnet10\", proj_hidden: 8, proj_dim: 4, log_every: 1 };\n\
+         let a = train::pretrain(o);\n\
+         o.device = \"flex\";\n\
+         let b = train::pretrain(o);\n\
+         if a.id != b.id || !b.cached { throw \"the device changed the run id\"; }\n",
+    )
+    .unwrap();
+    let r = host(&dir).run_file(&path).map_err(|e| e.message);
+    std::fs::remove_dir_all(&dir).ok();
+    r.unwrap();
+}
