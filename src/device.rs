@@ -109,20 +109,13 @@ fn open_wgpu(vulkan_only: bool) -> Result<Device> {
     } else {
         (WgpuBackend::Auto, "Vulkan, Metal, DX12 and GL through wgpu")
     };
-    let started = without_panics(|| Device::wgpu_options().graphics_api(api).init());
-    let device = match started {
-        Ok(Ok(device)) => device,
-        Ok(Err(e)) => {
-            return Err(Error::Device(format!(
-                "could not start a wgpu device (tried {tried}): {e}. {fix}"
-            )));
-        }
-        Err(msg) => {
-            return Err(Error::Device(format!(
+    let device = without_panics(|| Device::wgpu_options().graphics_api(api).init())
+        .and_then(|started| started.map_err(|e| e.to_string()))
+        .map_err(|msg| {
+            Error::Device(format!(
                 "could not start a wgpu device (tried {tried}): {msg}. {fix}"
-            )));
-        }
-    };
+            ))
+        })?;
     smoke_test(&device).map_err(|msg| {
         Error::Device(format!(
             "the wgpu device started but could not run a kernel: {msg}. {fix}"

@@ -99,3 +99,34 @@ fn cuda_without_a_driver_is_one_clear_error() {
         "one message, got:\n{stderr}"
     );
 }
+
+/// With no Vulkan driver visible (the loader pointed at a driver list that does not exist),
+/// `--device vulkan` ends in one message that says what was tried and how to fix it.
+#[cfg(feature = "wgpu")]
+#[test]
+fn vulkan_without_a_driver_is_one_clear_error() {
+    let ws = Workspace::new("no-vulkan");
+    let script = ws.script("v.rhai", "print(\"ran\");");
+    let out = bin()
+        .arg("run")
+        .arg(&script)
+        .args(["--device", "vulkan"])
+        .env("VK_ICD_FILENAMES", ws.0.join("no-such-driver.json"))
+        .env("VK_DRIVER_FILES", ws.0.join("no-such-driver.json"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(!stdout.contains("ran"), "{stdout}");
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.contains("XDG_RUNTIME_DIR")) // mesa's own probing noise
+        .collect();
+    assert_eq!(ours.len(), 1, "one message, got:\n{stderr}");
+    assert!(
+        ours[0].contains("could not start a wgpu device (tried Vulkan")
+            && ours[0].contains("mesa-vulkan-drivers")
+            && ours[0].contains("--device flex"),
+        "{stderr}"
+    );
+}
