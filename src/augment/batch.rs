@@ -1,6 +1,7 @@
 //! Applying augmentations to a whole batch on the device. Random parameters are drawn per
 //! sample on the host (cheap, seeded), uploaded as small tensors, and applied as batched tensor
-//! ops, in torchvision's order:
+//! ops (on the CPU backend `Staged` hands the same work to the fused per-image version in
+//! `super::host`), in torchvision's order:
 //!
 //! 1. random resized crop + horizontal flip: one affine sampling grid, bilinear `grid_sample_2d`
 //!    (the official code uses bicubic; burn's CPU backend samples bilinearly);

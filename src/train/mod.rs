@@ -1,6 +1,7 @@
-//! Pretraining: the training loop (sampler → u8 batch → device → two augmented views →
-//! backbone → method loss + online probe → optimiser), periodic metrics and probe evaluation,
-//! the run folder, and loading a finished run's encoder back for evaluation.
+//! Pretraining: the training loop (sampler → u8 batch, gathered ahead on the prefetch thread
+//! → device → two augmented views → backbone → method loss + online probe → optimiser),
+//! periodic metrics and probe evaluation, the run folder, and loading a finished run's encoder
+//! back for evaluation.
 
 pub mod config;
 pub mod progress;
