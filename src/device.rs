@@ -2,6 +2,9 @@
 //! `cuda[:N]` (cargo features of the same names). A device that is not built in or not present
 //! gives an error saying what was tried and how to fix it.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use burn::tensor::Device;
 
 use crate::error::{Error, Result};
@@ -55,14 +58,26 @@ impl DeviceSpec {
         self.name()
     }
 
-    /// The burn device, checked to exist.
+    /// The burn device, checked to exist. Opened once per process and reused: a GPU runtime
+    /// can only be started once, so a script naming the command's own device gets it back.
     pub fn open(&self) -> Result<Device> {
-        match self {
-            DeviceSpec::Flex => Ok(Device::flex()),
-            DeviceSpec::Wgpu => open_wgpu(false),
-            DeviceSpec::Vulkan => open_wgpu(true),
-            DeviceSpec::Cuda(i) => open_cuda(*i),
+        static OPENED: OnceLock<Mutex<HashMap<String, Device>>> = OnceLock::new();
+        let opened = OPENED.get_or_init(Default::default);
+        let key = self.name();
+        if let Some(device) = opened.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(device.clone());
         }
+        let device = match self {
+            DeviceSpec::Flex => Device::flex(),
+            DeviceSpec::Wgpu => open_wgpu(false)?,
+            DeviceSpec::Vulkan => open_wgpu(true)?,
+            DeviceSpec::Cuda(i) => open_cuda(*i)?,
+        };
+        opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, device.clone());
+        Ok(device)
     }
 }
 

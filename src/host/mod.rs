@@ -46,23 +46,9 @@ pub(crate) struct HostState {
     /// Generated datasets by recipe, kept for the life of the host: `adainf watch` re-runs a
     /// script without rendering its synthetic data again.
     pub datasets: RefCell<std::collections::HashMap<String, crate::data::Dataset>>,
-    /// Devices named by scripts (`train::pretrain(#{ device: .. })`), opened once each.
-    pub devices: RefCell<std::collections::HashMap<String, Device>>,
 }
 
 impl HostState {
-    /// The device a script named, opened (and checked) on first use.
-    pub fn device_named(&self, name: &str) -> crate::error::Result<Device> {
-        let spec = crate::device::DeviceSpec::parse(name)?;
-        let key = spec.name();
-        if let Some(d) = self.devices.borrow().get(&key) {
-            return Ok(d.clone());
-        }
-        let device = spec.open()?;
-        self.devices.borrow_mut().insert(key, device.clone());
-        Ok(device)
-    }
-
     /// The dataset made by `recipe`, built once per host.
     pub fn memo<E>(
         &self,
@@ -168,7 +154,6 @@ impl Host {
             cancel: config.cancel,
             script_dir: RefCell::new(PathBuf::from(".")),
             datasets: RefCell::new(std::collections::HashMap::new()),
-            devices: RefCell::new(std::collections::HashMap::new()),
         });
         let mut engine = Engine::new();
         engine.set_optimization_level(OptimizationLevel::None);

@@ -17,6 +17,7 @@ use crate::augment::{AugSpec, ViewPair, preset};
 use crate::data::Dataset;
 use crate::data::readers::{self, cifar::Variant, npz::NpzOptions};
 use crate::data::synthetic::{GeneratorSpec, SyntheticSpec, synthetic, synthetic_generator};
+use crate::device::DeviceSpec;
 use crate::eval::knn::knn_accuracy;
 use crate::eval::linear::{LinearProbeConfig, linear_probe_accuracy};
 use crate::eval::{features, labelled_rows};
@@ -590,7 +591,7 @@ fn train_module(state: &Rc<HostState>) -> Module {
             .and_then(|t| t.clone().try_cast::<Map>())
             .unwrap_or_default();
         let device = match opts.get("device") {
-            Some(name) => core(st.device_named(&name.to_string()))?,
+            Some(name) => core(DeviceSpec::parse(&name.to_string()).and_then(|d| d.open()))?,
             None => st.device.clone(),
         };
         let mut progress = (st.progress)();
