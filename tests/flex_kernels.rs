@@ -235,6 +235,53 @@ fn rectangular_kernels_with_same_width() {
 }
 
 #[test]
+fn taps_that_read_only_padding() {
+    // Stride [2, 1] takes the line-by-line path; with padding 2 on a 1-wide input, the outer
+    // kernel columns read nothing but padding.
+    check(&Case {
+        size: [5, 1],
+        kernel: [5, 5],
+        stride: [2, 1],
+        padding: [(2, 2); 2],
+        ..Case::new(2, 8, 5, 8, 5)
+    });
+    // Padding wider than the input on one side.
+    check(&Case {
+        size: [1, 1],
+        kernel: [1, 7],
+        padding: [(0, 0), (4, 4)],
+        ..Case::new(1, 8, 1, 8, 1)
+    });
+}
+
+#[test]
+fn pointwise_kernel_with_end_padding() {
+    // 1×1 with padding only at the end: the output is larger than the input, so the input is
+    // not its own im2col matrix.
+    check(&Case {
+        padding: [(0, 1), (0, 1)],
+        ..Case::new(1, 8, 4, 16, 1)
+    });
+    check(&Case {
+        padding: [(0, 1), (0, 1)],
+        ..Case::new(3, 8, 4, 16, 1)
+    });
+}
+
+#[test]
+fn partial_last_chunk_parallel_chunks_and_grouped_pointwise() {
+    // 10×10 outputs: 3 images per gemm, so batch 5 is a chunk of 3 and one of 2.
+    check(&Case::new(5, 4, 10, 6, 3));
+    // Batch 32 of 8×8: 8 chunks, enough to run in parallel on any small machine.
+    check(&Case::new(32, 6, 8, 8, 3));
+    // Groups with 1×1 kernels, one image per gemm (20×20).
+    check(&Case {
+        groups: 2,
+        ..Case::new(2, 8, 20, 6, 1)
+    });
+}
+
+#[test]
 fn few_input_channels_keep_the_direct_forward() {
     // The stem: 3 input channels; forward by burn-flex's small-channel kernel, backward by gemm.
     check(&Case::new(2, 3, 8, 8, 3));

@@ -15,11 +15,10 @@ use alloc::vec::Vec;
 
 use burn_backend::DType;
 use burn_backend::Element;
-use burn_std::{Bytes, Shape, f16};
+use burn_std::{Bytes, Shape};
 use num_traits::Float;
 
-use super::conv_common::{convert_bf16_to_f32, convert_f32_to_bf16};
-use super::module::{cast_from_f32, cast_to_f32};
+use super::module::{f32_to_half, half_to_f32};
 use crate::{FlexTensor, Layout};
 
 /// Element types computed natively, with the two per-segment sums the passes need.
@@ -240,7 +239,9 @@ fn train_impl<T: NormScalar>(
             (s1 + a, s2 + b)
         });
         let mean_shifted = sum / d.count();
-        let var = (squares / d.count() - mean_shifted * mean_shifted).max(0.0);
+        // Rounding can make the difference slightly negative; a NaN must stay NaN.
+        let var = squares / d.count() - mean_shifted * mean_shifted;
+        let var = if var < 0.0 { 0.0 } else { var };
         (f64_of(shift) + mean_shifted, var)
     });
     let (gamma, beta) = (values::<T>(gamma), values::<T>(beta));
@@ -325,22 +326,6 @@ fn backward_impl<T: NormScalar>(
     ]
 }
 
-fn to_f32(t: &FlexTensor) -> FlexTensor {
-    match t.dtype() {
-        DType::F16 => cast_to_f32(t.clone(), f16::to_f32),
-        DType::BF16 => convert_bf16_to_f32(t),
-        _ => t.clone(),
-    }
-}
-
-fn from_f32(t: FlexTensor, dtype: DType) -> FlexTensor {
-    match dtype {
-        DType::F16 => cast_from_f32(t, f16::from_f32),
-        DType::BF16 => convert_f32_to_bf16(&t),
-        _ => t,
-    }
-}
-
 /// Runs `f` natively for f32/f64 and in f32 for half types, casting the results back.
 fn dispatch(
     inputs: &[&FlexTensor],
@@ -352,8 +337,8 @@ fn dispatch(
         DType::F64 => f64_fn(&inputs.iter().map(|t| (*t).clone()).collect::<Vec<_>>()),
         DType::F32 => f32_fn(&inputs.iter().map(|t| (*t).clone()).collect::<Vec<_>>()),
         DType::F16 | DType::BF16 => {
-            let converted: Vec<FlexTensor> = inputs.iter().map(|t| to_f32(t)).collect();
-            f32_fn(&converted).map(|t| from_f32(t, dtype))
+            let converted: Vec<FlexTensor> = inputs.iter().map(|t| half_to_f32(t)).collect();
+            f32_fn(&converted).map(|t| f32_to_half(t, dtype))
         }
         other => panic!("batch norm: unsupported dtype {other:?}"),
     }

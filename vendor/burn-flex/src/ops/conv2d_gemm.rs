@@ -1,5 +1,5 @@
 //! 2-D convolution as im2col + gemm on NCHW data: the forward pass and both backward passes
-//! (input gradient and weight gradient), for f32, f64 and f16 (bf16 goes through f32).
+//! (input gradient and weight gradient), for f32 and f64 (f16 and bf16 go through f32).
 //!
 //! Added by the adainf project (see `PATCHED.md` at the crate root). Upstream burn-flex computes
 //! conv2d's backward pass through burn's generic route: the input gradient as a transposed
@@ -28,10 +28,10 @@ use core::ops::AddAssign;
 
 use burn_backend::DType;
 use burn_backend::ops::ConvOptions;
-use burn_std::{Bytes, Shape, f16};
+use burn_std::{Bytes, Shape};
 
-use super::conv_common::{convert_bf16_to_f32, convert_f32_to_bf16};
 use super::matmul::GemmScalar;
+use super::module::{f32_to_half, half_to_f32};
 use crate::{FlexTensor, Layout};
 
 /// Target number of gemm columns (output positions) per chunk of images.
@@ -41,7 +41,6 @@ const COLUMNS_PER_CHUNK: usize = 256;
 pub(crate) trait ConvScalar: GemmScalar + AddAssign + Send + Sync {}
 impl ConvScalar for f32 {}
 impl ConvScalar for f64 {}
-impl ConvScalar for f16 {}
 
 /// Shapes and options of one convolution, with padding as the number of leading zeros.
 #[derive(Clone, Copy, Debug)]
@@ -82,6 +81,7 @@ impl Geometry {
     fn forward_output(x: &[usize], weight: &[usize], options: &ConvOptions<2>) -> [usize; 2] {
         core::array::from_fn(|d| {
             let (begin, end) = options.padding[d];
+            assert!(weight[2 + d] > 0, "conv2d: kernel size must be positive");
             let span = options.dilation[d] * (weight[2 + d] - 1) + 1;
             let padded = x[2 + d] + begin + end;
             assert!(
@@ -116,7 +116,10 @@ impl Geometry {
     }
     /// A 1×1 kernel with unit stride and no padding: the input image is its own im2col matrix.
     fn is_pointwise(&self) -> bool {
-        self.kernel == [1, 1] && self.stride == [1, 1] && self.pad == [0, 0]
+        self.kernel == [1, 1]
+            && self.stride == [1, 1]
+            && self.pad == [0, 0]
+            && [self.out_h, self.out_w] == [self.in_h, self.in_w]
     }
     fn images_per_chunk(&self) -> usize {
         COLUMNS_PER_CHUNK
@@ -253,6 +256,11 @@ fn im2col<T: ConvScalar>(
         }
         let (ylo, yhi) = tap.rows;
         let (xlo, xhi) = tap.cols;
+        if xlo == xhi {
+            // The tap reads only padding.
+            dst.fill(T::zero());
+            return;
+        }
         dst[..ylo * ow].fill(T::zero());
         dst[yhi * ow..].fill(T::zero());
         for oy in ylo..yhi {
@@ -301,6 +309,9 @@ fn col2im_add<T: ConvScalar>(
             return;
         }
         let (xlo, xhi) = tap.cols;
+        if xlo == xhi {
+            return; // The tap reads only padding.
+        }
         for oy in tap.rows.0..tap.rows.1 {
             let line = &src[oy * ow..][..ow];
             let iy = (oy * sy) as isize + tap.off_y;
@@ -324,6 +335,9 @@ fn col2im_add<T: ConvScalar>(
 
 /// `chan[c, j·S + p] = images[j][c, p]` for the `nb` images of a chunk.
 fn pack_channels<T: ConvScalar>(images: &[T], channels: usize, plane: usize, chan: &mut [T]) {
+    if channels * plane == 0 {
+        return;
+    }
     let nb = images.len() / (channels * plane);
     let ld = nb * plane;
     for j in 0..nb {
@@ -336,6 +350,9 @@ fn pack_channels<T: ConvScalar>(images: &[T], channels: usize, plane: usize, cha
 
 /// The inverse of [`pack_channels`].
 fn unpack_channels<T: ConvScalar>(chan: &[T], channels: usize, plane: usize, images: &mut [T]) {
+    if channels * plane == 0 {
+        return;
+    }
     let nb = images.len() / (channels * plane);
     let ld = nb * plane;
     for j in 0..nb {
@@ -722,7 +739,7 @@ fn bias_backward_impl<T: ConvScalar>(output_grad: FlexTensor) -> FlexTensor {
     let (c_out, plane) = (ys[1], ys[2] * ys[3]);
     let dyd: &[T] = dy.storage();
     let mut db = vec![T::zero(); c_out];
-    if plane > 0 {
+    if c_out * plane > 0 {
         for image in dyd.chunks(c_out * plane) {
             for (sum, channel) in db.iter_mut().zip(image.chunks(plane)) {
                 channel.iter().for_each(|&v| *sum += v);
@@ -732,9 +749,14 @@ fn bias_backward_impl<T: ConvScalar>(output_grad: FlexTensor) -> FlexTensor {
     tensor(db, vec![c_out])
 }
 
-/// Runs `f` in f32 on bf16 tensors, converting the result back.
-fn via_f32(inputs: [FlexTensor; 3], f: impl FnOnce([FlexTensor; 3]) -> FlexTensor) -> FlexTensor {
-    convert_f32_to_bf16(&f(inputs.map(|t| convert_bf16_to_f32(&t))))
+/// Runs `f` in f32 on half-precision inputs (f16, bf16), converting the result back: sums and
+/// gemm accumulation in half precision would lose too much.
+fn via_f32<const N: usize>(
+    inputs: [FlexTensor; N],
+    f: impl FnOnce([FlexTensor; N]) -> FlexTensor,
+) -> FlexTensor {
+    let dtype = inputs[0].dtype();
+    f32_to_half(f(inputs.map(|t| half_to_f32(&t))), dtype)
 }
 
 /// Should conv2d's forward pass take this path? Depthwise and few-input-channel convolutions
@@ -760,13 +782,12 @@ pub(crate) fn conv2d(
     match x.dtype() {
         DType::F32 => forward_impl::<f32>(x, weight, bias, options),
         DType::F64 => forward_impl::<f64>(x, weight, bias, options),
-        DType::F16 => forward_impl::<f16>(x, weight, bias, options),
-        DType::BF16 => convert_f32_to_bf16(&forward_impl::<f32>(
-            convert_bf16_to_f32(&x),
-            convert_bf16_to_f32(&weight),
-            bias.map(|b| convert_bf16_to_f32(&b)),
-            options,
-        )),
+        DType::F16 | DType::BF16 => {
+            let bias = bias.map(|b| half_to_f32(&b));
+            via_f32([x, weight], |[x, w]| {
+                forward_impl::<f32>(x, w, bias, options)
+            })
+        }
         dtype => panic!("conv2d: unsupported dtype {dtype:?}"),
     }
 }
@@ -781,8 +802,7 @@ pub(crate) fn conv2d_x_backward(
     match x.dtype() {
         DType::F32 => x_backward_impl::<f32>(x, weight, output_grad, options),
         DType::F64 => x_backward_impl::<f64>(x, weight, output_grad, options),
-        DType::F16 => x_backward_impl::<f16>(x, weight, output_grad, options),
-        DType::BF16 => via_f32([x, weight, output_grad], |[x, w, dy]| {
+        DType::F16 | DType::BF16 => via_f32([x, weight, output_grad], |[x, w, dy]| {
             x_backward_impl::<f32>(x, w, dy, options)
         }),
         dtype => panic!("conv2d_x_backward: unsupported dtype {dtype:?}"),
@@ -799,8 +819,7 @@ pub(crate) fn conv2d_weight_backward(
     match x.dtype() {
         DType::F32 => weight_backward_impl::<f32>(x, weight, output_grad, options),
         DType::F64 => weight_backward_impl::<f64>(x, weight, output_grad, options),
-        DType::F16 => weight_backward_impl::<f16>(x, weight, output_grad, options),
-        DType::BF16 => via_f32([x, weight, output_grad], |[x, w, dy]| {
+        DType::F16 | DType::BF16 => via_f32([x, weight, output_grad], |[x, w, dy]| {
             weight_backward_impl::<f32>(x, w, dy, options)
         }),
         dtype => panic!("conv2d_weight_backward: unsupported dtype {dtype:?}"),
@@ -812,10 +831,7 @@ pub(crate) fn conv2d_bias_backward(output_grad: FlexTensor) -> FlexTensor {
     match output_grad.dtype() {
         DType::F32 => bias_backward_impl::<f32>(output_grad),
         DType::F64 => bias_backward_impl::<f64>(output_grad),
-        DType::F16 => bias_backward_impl::<f16>(output_grad),
-        DType::BF16 => convert_f32_to_bf16(&bias_backward_impl::<f32>(convert_bf16_to_f32(
-            &output_grad,
-        ))),
+        DType::F16 | DType::BF16 => via_f32([output_grad], |[dy]| bias_backward_impl::<f32>(dy)),
         dtype => panic!("conv2d_bias_backward: unsupported dtype {dtype:?}"),
     }
 }

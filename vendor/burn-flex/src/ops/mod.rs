@@ -90,15 +90,15 @@ pub(crate) fn float_storage_as_f32(tensor: &FlexTensor) -> Cow<'_, [f32]> {
 
 pub mod activation;
 pub mod attention;
+mod batch_norm;
 pub mod binary;
 mod bool;
 pub mod cat;
 pub mod comparison;
-mod batch_norm;
 #[macro_use]
 mod conv_common;
-mod conv2d_gemm;
 pub mod conv;
+mod conv2d_gemm;
 pub mod conv_transpose;
 pub mod cumulative;
 pub mod deform_conv;

@@ -43,6 +43,24 @@ pub(crate) fn cast_from_f32<E: Element + Pod + Copy>(
     FlexTensor::new(bytes, Layout::contiguous(shape), E::dtype())
 }
 
+/// A half-precision tensor (f16 or bf16) converted to f32; other dtypes unchanged.
+pub(crate) fn half_to_f32(tensor: &FlexTensor) -> FlexTensor {
+    match tensor.dtype() {
+        DType::F16 => cast_to_f32(tensor.clone(), burn_std::f16::to_f32),
+        DType::BF16 => super::conv_common::convert_bf16_to_f32(tensor),
+        _ => tensor.clone(),
+    }
+}
+
+/// The inverse of [`half_to_f32`] for a result whose inputs had `dtype`.
+pub(crate) fn f32_to_half(tensor: FlexTensor, dtype: DType) -> FlexTensor {
+    match dtype {
+        DType::F16 => cast_from_f32(tensor, burn_std::f16::from_f32),
+        DType::BF16 => super::conv_common::convert_f32_to_bf16(&tensor),
+        _ => tensor,
+    }
+}
+
 impl ModuleOps<Flex> for Flex {
     fn conv1d(
         x: FloatTensor<Flex>,
