@@ -15,7 +15,7 @@
 //!
 //!   forward       chan  = W · col            then unpacked into the NCHW output
 //!   input grad    dcol  = Wᵀ · chan(dy)      then added back into dx (col2im)
-//!   weight grad   dW   += chan(dy) · colᵀ    summed over chunks, one accumulator per worker
+//!   weight grad   dW   += chan(dy) · colᵀ    summed over chunks in a fixed order (reproducible)
 //! ```
 //!
 //! With one image per chunk the channel-major layout is the NCHW image itself and is used in
@@ -36,6 +36,10 @@ use crate::{FlexTensor, Layout};
 
 /// Target number of gemm columns (output positions) per chunk of images.
 const COLUMNS_PER_CHUNK: usize = 256;
+
+/// Independent accumulators of the weight gradient (fixed, so that results do not depend on the
+/// thread count).
+const WEIGHT_GRAD_PARTS: usize = 4;
 
 /// Element types of the gemm path.
 pub(crate) trait ConvScalar: GemmScalar + AddAssign + Send + Sync {}
@@ -695,41 +699,38 @@ fn weight_backward_impl<T: ConvScalar>(
         }
     };
 
+    // The chunks are split into a fixed number of contiguous parts, each summed in order into its
+    // own accumulator, and the parts are added in order: the result does not depend on the
+    // number of threads or on how rayon schedules the work (a run is reproducible).
     let len = g.c_out * k;
-    #[cfg(feature = "rayon")]
-    let parallel = chunks >= rayon::current_num_threads();
-    #[cfg(not(feature = "rayon"))]
-    let parallel = false;
-    let dw = if parallel {
+    let parts = chunks.clamp(1, WEIGHT_GRAD_PARTS);
+    let part = |p: usize, par| {
+        let mut acc = vec![T::zero(); len];
+        let mut scratch = Scratch::default();
+        for c in (p * chunks / parts)..((p + 1) * chunks / parts) {
+            add_chunk(c, &mut acc, &mut scratch, par);
+        }
+        acc
+    };
+    let partial: Vec<Vec<T>> = if parts > 1 && cfg!(feature = "rayon") {
         #[cfg(feature = "rayon")]
         {
             use rayon::prelude::*;
-            (0..chunks)
+            (0..parts)
                 .into_par_iter()
-                .fold(
-                    || (vec![T::zero(); len], Scratch::default()),
-                    |(mut acc, mut scratch), c| {
-                        add_chunk(c, &mut acc, &mut scratch, gemm::Parallelism::None);
-                        (acc, scratch)
-                    },
-                )
-                .map(|(acc, _)| acc)
-                .reduce_with(|mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, &y)| *x += y);
-                    a
-                })
-                .unwrap_or_else(|| vec![T::zero(); len])
+                .map(|p| part(p, gemm::Parallelism::None))
+                .collect()
         }
         #[cfg(not(feature = "rayon"))]
         unreachable!()
     } else {
-        let mut acc = vec![T::zero(); len];
-        let mut scratch = Scratch::default();
-        for c in 0..chunks {
-            add_chunk(c, &mut acc, &mut scratch, gemm_parallelism());
-        }
-        acc
+        (0..parts).map(|p| part(p, gemm_parallelism())).collect()
     };
+    let mut partial = partial.into_iter();
+    let mut dw = partial.next().unwrap_or_else(|| vec![T::zero(); len]);
+    for other in partial {
+        dw.iter_mut().zip(&other).for_each(|(x, &y)| *x += y);
+    }
     tensor(dw, ws.to_vec())
 }
 
