@@ -1,6 +1,8 @@
 //! `adainf bench`: throughput of the SimCLR train step (images per second, two views per
 //! image, after warm-up) and of the `symmetric` augmentation pipeline (views per second), on
-//! synthetic data. Results are JSON lines so they can be collected by scripts.
+//! synthetic data; and the per-step losses of a short seeded run, which must agree across
+//! devices (the travelling GPU check compares them). Results are JSON lines so they can be
+//! collected by scripts.
 
 use std::time::Instant;
 
@@ -8,12 +10,13 @@ use burn::tensor::Device;
 use serde::Serialize;
 
 use crate::augment::{batch, preset};
+use crate::data::batches::{Batches, Placement};
 use crate::data::loader::{Sampler, gather};
-use crate::data::prefetch::{self, Prefetcher};
 use crate::data::synthetic::{SyntheticSpec, synthetic};
 use crate::error::Result;
 use crate::rng::Rng;
 use crate::tensor::read_floats;
+use crate::train::config::Precision;
 use crate::train::{PretrainConfig, Trainer};
 
 #[derive(Clone, Debug)]
@@ -25,6 +28,8 @@ pub struct BenchConfig {
     pub warmup_steps: usize,
     pub steps: usize,
     pub device_name: String,
+    pub precision: Precision,
+    pub placement: Placement,
 }
 
 #[derive(Debug, Serialize)]
@@ -35,6 +40,10 @@ pub struct BenchLine {
     pub width: usize,
     pub batch: usize,
     pub size: usize,
+    pub precision: &'static str,
+    /// Where the training data was (`device` or `stream`); train-step lines only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub images_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -42,12 +51,43 @@ pub struct BenchLine {
     /// Fraction of the timed steps spent waiting for the next batch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_wait: Option<f64>,
+    /// The loss after each step (the `losses` bench).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub losses: Option<Vec<f64>>,
     pub seconds: f64,
     pub iterations: usize,
 }
 
-/// SimCLR train-step throughput.
-pub fn train_step(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
+impl BenchLine {
+    fn new(bench: &'static str, cfg: &BenchConfig, seconds: f64, iterations: usize) -> Self {
+        BenchLine {
+            bench,
+            device: cfg.device_name.clone(),
+            backbone: cfg.backbone.clone(),
+            width: cfg.width,
+            batch: cfg.batch,
+            size: cfg.size,
+            precision: cfg.precision.name(),
+            placement: None,
+            images_per_s: None,
+            views_per_s: None,
+            data_wait: None,
+            losses: None,
+            seconds,
+            iterations,
+        }
+    }
+}
+
+/// A SimCLR trainer with the bench's shape and its training data (`batch × 2` synthetic
+/// images, so every step after the first epoch reshuffles). `base` supplies what the bench
+/// does not set (optimiser, learning rate).
+fn simclr_trainer(
+    cfg: &BenchConfig,
+    steps: usize,
+    base: PretrainConfig,
+    device: &Device,
+) -> Result<(Trainer, Batches)> {
     let data = synthetic(&SyntheticSpec {
         n: cfg.batch * 2,
         seed: 0,
@@ -58,16 +98,47 @@ pub fn train_step(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
         backbone: cfg.backbone.clone(),
         width: cfg.width,
         batch: cfg.batch,
-        steps: cfg.warmup_steps + cfg.steps,
+        steps,
         warmup: 0,
-        ..Default::default()
+        precision: cfg.precision,
+        ..base
     };
     tc.validate()?;
-    let mut trainer = Trainer::new(&tc, &preset("symmetric")?, 10, device)?;
-    // The same pipeline as training: batches gathered ahead on the prefetch thread.
+    let trainer = Trainer::new(&tc, &preset("symmetric")?, 10, device)?;
+    // The same pipeline as training.
     let sampler = Sampler::new(data.len(), cfg.batch, 0)?;
-    let mut batches = Prefetcher::start(&data, sampler, prefetch::DEFAULT_DEPTH)?;
-    let mut run = |batches: &mut Prefetcher, steps: usize, offset: usize| {
+    let batches = Batches::start(&data, sampler, device, cfg.placement)?;
+    Ok((trainer, batches))
+}
+
+/// The loss after each of `cfg.steps` SimCLR steps from seed 0 (the full `symmetric`
+/// augmentation, SGD at lr 0.05, no warm-up). Initial weights and augmentation parameters are
+/// drawn on the host, so every device computes the same steps up to float summation order.
+/// The small learning rate keeps those rounding differences from being amplified step after
+/// step (at the default LARS rate of 0.4 two devices drift apart by 1e-3 within six steps).
+pub fn losses(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
+    let base = PretrainConfig {
+        optimizer: "sgd".into(),
+        lr: 0.05,
+        ..Default::default()
+    };
+    let (mut trainer, mut batches) = simclr_trainer(cfg, cfg.steps, base, device)?;
+    let t = Instant::now();
+    let losses = (0..cfg.steps)
+        .map(|step| read_floats(trainer.step(batches.next(), step))[0] as f64)
+        .collect();
+    Ok(BenchLine {
+        placement: Some(batches.placement().name()),
+        losses: Some(losses),
+        ..BenchLine::new("losses", cfg, t.elapsed().as_secs_f64(), cfg.steps)
+    })
+}
+
+/// SimCLR train-step throughput.
+pub fn train_step(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
+    let steps = cfg.warmup_steps + cfg.steps;
+    let (mut trainer, mut batches) = simclr_trainer(cfg, steps, PretrainConfig::default(), device)?;
+    let mut run = |batches: &mut Batches, steps: usize, offset: usize| {
         let mut last = None;
         for s in 0..steps {
             last = Some(trainer.step(batches.next(), offset + s));
@@ -82,17 +153,10 @@ pub fn train_step(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
     let seconds = t.elapsed().as_secs_f64();
     let waited = batches.take_waited().as_secs_f64();
     Ok(BenchLine {
-        bench: "simclr_train_step",
-        device: cfg.device_name.clone(),
-        backbone: cfg.backbone.clone(),
-        width: cfg.width,
-        batch: cfg.batch,
-        size: cfg.size,
+        placement: Some(batches.placement().name()),
         images_per_s: Some((cfg.steps * cfg.batch) as f64 / seconds),
-        views_per_s: None,
         data_wait: Some(waited / seconds),
-        seconds,
-        iterations: cfg.steps,
+        ..BenchLine::new("simclr_train_step", cfg, seconds, cfg.steps)
     })
 }
 
@@ -123,16 +187,7 @@ pub fn augmentation(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
     run(iters);
     let seconds = t.elapsed().as_secs_f64();
     Ok(BenchLine {
-        bench: "augment_symmetric",
-        device: cfg.device_name.clone(),
-        backbone: cfg.backbone.clone(),
-        width: cfg.width,
-        batch: cfg.batch,
-        size: cfg.size,
-        images_per_s: None,
         views_per_s: Some((iters * cfg.batch) as f64 / seconds),
-        data_wait: None,
-        seconds,
-        iterations: iters,
+        ..BenchLine::new("augment_symmetric", cfg, seconds, iters)
     })
 }

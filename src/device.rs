@@ -81,6 +81,63 @@ impl DeviceSpec {
     }
 }
 
+/// What `adainf devices` prints for one device: whether this build has it, whether it opened,
+/// the adapter's name and the float types it computes in.
+#[derive(Debug, serde::Serialize)]
+pub struct DeviceProbe {
+    pub device: String,
+    pub built: bool,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Float types with general support (`f32`, `bf16`, `f16`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dtypes: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Opens each device kind once: flex, then `cuda` and `wgpu` where built. (`vulkan` is left
+/// out: it is wgpu again, and a process starts the wgpu runtime only once.)
+pub fn probe_all() -> Vec<DeviceProbe> {
+    use burn::tensor::FloatDType;
+    let built = |spec: &DeviceSpec| match spec {
+        DeviceSpec::Flex => true,
+        DeviceSpec::Wgpu | DeviceSpec::Vulkan => cfg!(feature = "wgpu"),
+        DeviceSpec::Cuda(_) => cfg!(feature = "cuda"),
+    };
+    [DeviceSpec::Flex, DeviceSpec::Cuda(0), DeviceSpec::Wgpu]
+        .into_iter()
+        .map(|spec| {
+            let mut probe = DeviceProbe {
+                device: spec.name(),
+                built: built(&spec),
+                ok: false,
+                name: None,
+                dtypes: Vec::new(),
+                error: None,
+            };
+            match spec.open() {
+                Ok(device) => {
+                    probe.ok = true;
+                    probe.name = Some(spec.describe(&device));
+                    probe.dtypes = [
+                        ("f32", FloatDType::F32),
+                        ("bf16", FloatDType::BF16),
+                        ("f16", FloatDType::F16),
+                    ]
+                    .into_iter()
+                    .filter(|(_, dt)| device.supports_dtype(*dt))
+                    .map(|(n, _)| n)
+                    .collect();
+                }
+                Err(e) => probe.error = Some(e.to_string()),
+            }
+            probe
+        })
+        .collect()
+}
+
 /// Runs a backend call that may panic (cubecl and cudarc panic when a driver library is
 /// missing) and returns the panic's message instead. The panic hook is silenced meanwhile so
 /// the user sees our message only.

@@ -93,11 +93,11 @@ fn cuda_without_a_driver_is_one_clear_error() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(
-        stderr.trim().lines().count(),
-        1,
-        "one message, got:\n{stderr}"
-    );
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.contains("XDG_RUNTIME_DIR")) // mesa's noise, when burn also probes Vulkan
+        .collect();
+    assert_eq!(ours.len(), 1, "one message, got:\n{stderr}");
 }
 
 /// With no Vulkan driver visible (the loader pointed at a driver list that does not exist),

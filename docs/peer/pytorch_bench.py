@@ -11,7 +11,13 @@ Measures, on the same machine and with the same shapes as `adainf bench`:
     p 0.5, horizontal flip, ToTensor, Normalize) on 32x32 PIL images: views/s in one process
     and through a DataLoader with 2 workers.
 
+On a GPU (`--device cuda`) the step is timed the way a PyTorch user runs it, in one of two
+modes: `eager-f32` (plain eager float32; TF32 off, as adainf's f32) and `bf16-cl` (bfloat16
+autocast with channels_last model and inputs). The loss is not read back inside the timed loop;
+the device is synchronised once at its end.
+
 Usage: python pytorch_bench.py [--width 16] [--batch 128] [--steps 5] [--warmup 2]
+                               [--device cpu|cuda] [--mode eager-f32|bf16-cl] [--skip-aug]
 Prints JSON lines like `adainf bench`.
 """
 import argparse
@@ -57,45 +63,62 @@ class CifarResNet18(nn.Module):
         return F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1).flatten(1)
 
 
-def nt_xent(z1, z2, tau=0.2):
-    z = F.normalize(torch.cat([z1, z2]), dim=1)
-    n = z1.shape[0]
-    sim = z @ z.t() / tau
-    sim.fill_diagonal_(float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
-    return F.cross_entropy(sim, target)
-
-
-def train_step_bench(width, batch, size, warmup, steps):
+def train_step_bench(width, batch, size, warmup, steps, device="cpu", mode="eager-f32"):
     torch.manual_seed(0)
-    backbone = CifarResNet18(width)
-    projector = nn.Sequential(nn.Linear(backbone.dim, 2048), nn.BatchNorm1d(2048), nn.ReLU(), nn.Linear(2048, 256))
-    probe = nn.Linear(backbone.dim, 10)
+    dev = torch.device(device)
+    channels_last = mode == "bf16-cl"
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
+    backbone = CifarResNet18(width).to(dev, memory_format=fmt)
+    # SimCLR's projector in the official code: feat -> 2048 -> ReLU -> 256, no batch norm.
+    projector = nn.Sequential(nn.Linear(backbone.dim, 2048), nn.ReLU(), nn.Linear(2048, 256)).to(dev)
+    probe = nn.Linear(backbone.dim, 10).to(dev)
     params = list(backbone.parameters()) + list(projector.parameters()) + list(probe.parameters())
     opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4)
-    v1 = torch.rand(batch, 3, size, size)
-    v2 = torch.rand(batch, 3, size, size)
-    labels = torch.randint(0, 10, (batch,))
+    v1 = torch.rand(batch, 3, size, size, device=dev).to(memory_format=fmt)
+    v2 = torch.rand(batch, 3, size, size, device=dev).to(memory_format=fmt)
+    labels = torch.randint(0, 10, (batch,), device=dev)
+    targets = torch.arange(2 * batch, device=dev).roll(batch)
+
+    def nt_xent_on(z1, z2, tau=0.2):
+        z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+        sim = z @ z.t() / tau
+        sim.fill_diagonal_(float("-inf"))
+        return F.cross_entropy(sim, targets)
 
     def step():
-        f1, f2 = backbone(v1), backbone(v2)
-        loss = nt_xent(projector(f1), projector(f2))
-        logits = probe(torch.cat([f1.detach(), f2.detach()]))
-        loss = loss + F.cross_entropy(logits, torch.cat([labels, labels]))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=mode == "bf16-cl"):
+            f1, f2 = backbone(v1), backbone(v2)
+            loss = nt_xent_on(projector(f1), projector(f2))
+            logits = probe(torch.cat([f1.detach(), f2.detach()]))
+            loss = loss + F.cross_entropy(logits.float(), torch.cat([labels, labels]))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return loss.item()
+        return loss
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
 
     for _ in range(warmup):
         step()
+    sync()
     t = time.perf_counter()
     for _ in range(steps):
-        step()
+        loss = step()
+    sync()
     seconds = time.perf_counter() - t
-    return {"bench": "simclr_train_step", "peer": f"pytorch {torch.__version__}", "threads": torch.get_num_threads(),
-            "width": width, "batch": batch, "size": size, "images_per_s": steps * batch / seconds,
-            "seconds": seconds, "iterations": steps}
+    out = {"bench": "simclr_train_step", "peer": f"pytorch {torch.__version__}", "device": str(dev),
+           "mode": mode, "threads": torch.get_num_threads(), "width": width, "batch": batch, "size": size,
+           "images_per_s": steps * batch / seconds, "seconds": seconds, "iterations": steps,
+           "final_loss": float(loss)}
+    if dev.type == "cuda":
+        out["device_name"] = torch.cuda.get_device_name(dev)
+    return out
 
 
 class PilGaussianBlur:
@@ -165,8 +188,10 @@ if __name__ == "__main__":
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--aug-views", type=int, default=4096)
     p.add_argument("--skip-aug", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--mode", default="eager-f32", choices=["eager-f32", "bf16-cl"])
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    print(json.dumps(train_step_bench(a.width, a.batch, a.size, a.warmup, a.steps)), flush=True)
+    print(json.dumps(train_step_bench(a.width, a.batch, a.size, a.warmup, a.steps, a.device, a.mode)), flush=True)
     if not a.skip_aug:
         print(json.dumps(augmentation_bench(a.batch, a.aug_views)), flush=True)

@@ -54,6 +54,17 @@ impl Staged {
         }
     }
 
+    /// Image height and width.
+    pub fn size(&self) -> [usize; 2] {
+        match self {
+            Staged::Host { batch, .. } => [batch.shape[0], batch.shape[1]],
+            Staged::OnDevice(x) => {
+                let [_, _, h, w] = x.dims();
+                [h, w]
+            }
+        }
+    }
+
     /// One augmented, normalised view (NCHW) of every image, with these parameters.
     pub fn view(&self, params: &[ViewParams], spec: &AugSpec) -> Tensor<4> {
         match self {

@@ -11,9 +11,13 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use rhai::{Dynamic, Map};
 
+use burn::tensor::Device;
+
 use crate::bench::{self, BenchConfig};
+use crate::data::batches::Placement;
 use crate::device::DeviceSpec;
 use crate::host::{Host, HostConfig, api};
+use crate::train::config::Precision;
 use crate::train::{CancelFlag, Progress, Silent};
 
 #[derive(Parser)]
@@ -43,6 +47,8 @@ enum Command {
     },
     /// Measure train-step and augmentation throughput (JSON lines).
     Bench(BenchArgs),
+    /// Try every compute device this build has and print what each opens (JSON lines).
+    Devices,
 }
 
 #[derive(Args)]
@@ -86,6 +92,22 @@ struct BenchArgs {
     steps: usize,
     #[arg(long, default_value_t = 2)]
     warmup: usize,
+    /// Float type of the backbone's convolutions: f32, bf16 or f16 (f32 master weights).
+    #[arg(long, default_value = "f32")]
+    precision: String,
+    /// Where the training data lives: auto, device or stream.
+    #[arg(long, default_value = "auto")]
+    placement: String,
+    /// What to measure: `throughput` (augmentation, then train step), or `losses` (the loss
+    /// after each of --steps seeded SimCLR steps, to compare devices).
+    #[arg(long, value_enum, default_value_t = Suite::Throughput)]
+    suite: Suite,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Suite {
+    Throughput,
+    Losses,
 }
 
 /// `key=value` → script value: integer, float, bool, else string.
@@ -249,7 +271,20 @@ pub fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Devices => {
+            for line in crate::device::probe_all() {
+                println!("{}", serde_json::to_string(&line).unwrap_or_default());
+            }
+            ExitCode::SUCCESS
+        }
         Command::Bench(b) => {
+            let (precision, placement) = match (
+                Precision::parse(&b.precision),
+                Placement::parse(&b.placement),
+            ) {
+                (Ok(p), Ok(l)) => (p, l),
+                (Err(e), _) | (_, Err(e)) => return report(&e.to_string(), 2),
+            };
             let (device, device_name) = match open_device(&b.device) {
                 Ok(d) => d,
                 Err(e) => return report(&e, 1),
@@ -262,12 +297,16 @@ pub fn main() -> ExitCode {
                 warmup_steps: b.warmup,
                 steps: b.steps,
                 device_name,
+                precision,
+                placement,
             };
-            for result in [
-                bench::augmentation(&cfg, &device),
-                bench::train_step(&cfg, &device),
-            ] {
-                match result {
+            let benches: &[fn(&BenchConfig, &Device) -> crate::Result<bench::BenchLine>] =
+                match b.suite {
+                    Suite::Throughput => &[bench::augmentation, bench::train_step],
+                    Suite::Losses => &[bench::losses],
+                };
+            for run in benches {
+                match run(&cfg, &device) {
                     Ok(line) => println!("{}", serde_json::to_string(&line).unwrap_or_default()),
                     Err(e) => return report(&e.to_string(), 1),
                 }

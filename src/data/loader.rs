@@ -1,5 +1,8 @@
 //! Batching: a seeded shuffling sampler (one permutation per epoch, last partial batch dropped,
-//! as the official loader does) and gathering of u8 batches by index from any dataset view.
+//! as the official loader does), gathering of u8 batches by index from any dataset view, and
+//! the batch a training step takes (host pixels or images already on the device).
+
+use burn::tensor::Tensor;
 
 use super::Dataset;
 use crate::error::{Error, Result};
@@ -92,6 +95,38 @@ impl HostBatch {
     }
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
+    }
+}
+
+/// One training batch: u8 images in host memory (streamed), or float images gathered on the
+/// device from a resident copy of the dataset (`super::resident`).
+pub enum Batch {
+    Host(HostBatch),
+    /// NCHW images in [0, 1] (what `augment::batch::to_device` makes of a host batch).
+    Device {
+        images: Tensor<4>,
+        labels: Vec<i32>,
+    },
+}
+
+impl Batch {
+    pub fn labels(&self) -> &[i32] {
+        match self {
+            Batch::Host(hb) => &hb.labels,
+            Batch::Device { labels, .. } => labels,
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.labels().len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.labels().is_empty()
+    }
+}
+
+impl From<HostBatch> for Batch {
+    fn from(hb: HostBatch) -> Self {
+        Batch::Host(hb)
     }
 }
 

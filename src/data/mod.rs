@@ -2,10 +2,12 @@
 //! index views over them (subsets, inflation mixtures). Views never copy pixels: they hold
 //! `Arc`s to stores plus row lists, so replicating real data ×10 costs a few bytes.
 
+pub mod batches;
 pub mod inflate;
 pub mod loader;
 pub mod prefetch;
 pub mod readers;
+pub mod resident;
 pub mod synthetic;
 
 use std::sync::Arc;
@@ -301,6 +303,25 @@ impl Dataset {
         for part in &self.inner.parts {
             part.store.pixels.release_mapped_pages();
         }
+    }
+
+    /// Where every item's pixels live: the distinct stores the view reads, and for each item
+    /// (in order) the index of its store in that list and its row there. Used to upload a
+    /// dataset to a device once (`resident`).
+    pub fn locations(&self) -> (Vec<Arc<ImageStore>>, Vec<(u32, u32)>) {
+        let mut stores: Vec<Arc<ImageStore>> = Vec::new();
+        let mut out = Vec::with_capacity(self.len());
+        for part in &self.inner.parts {
+            let s = match stores.iter().position(|s| Arc::ptr_eq(s, &part.store)) {
+                Some(s) => s,
+                None => {
+                    stores.push(part.store.clone());
+                    stores.len() - 1
+                }
+            };
+            out.extend((0..part.len()).map(|i| (s as u32, part.row(i) as u32)));
+        }
+        (stores, out)
     }
 
     /// Number of items with a label (>= 0).

@@ -187,6 +187,11 @@ pub const PRETRAIN: &[Opt] = &[
         "flex, wgpu, vulkan, cuda or cuda:N (default: the command's --device); not part of the run id",
     ),
     opt(
+        "placement",
+        Kind::Str,
+        "\"auto\" (default: on the GPU when the data fits), \"device\" (upload the data once, gather batches there) or \"stream\" (gather on the host, upload each batch); not part of the run id",
+    ),
+    opt(
         "method",
         Kind::Str,
         "\"simclr\" | \"mocov2\" | \"byol\" | \"barlow\"; unset keys take that method's official defaults",
@@ -282,6 +287,11 @@ pub const PRETRAIN: &[Opt] = &[
         "lr_scaling",
         Kind::Str,
         "\"linear\": lr and classifier_lr × batch/256 (the official rule); unset: as given",
+    ),
+    opt(
+        "precision",
+        Kind::Str,
+        "\"f32\" (default), \"bf16\" or \"f16\": the backbone's convolutions in that type, f32 master weights, batch norm, losses and optimiser",
     ),
 ];
 

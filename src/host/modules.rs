@@ -15,6 +15,7 @@ use super::options::{self, float_or, int_or, str_or};
 use crate::augment::preview::write_preview;
 use crate::augment::{AugSpec, ViewPair, preset};
 use crate::data::Dataset;
+use crate::data::batches::Placement;
 use crate::data::readers::{self, cifar::Variant, npz::NpzOptions};
 use crate::data::synthetic::{GeneratorSpec, SyntheticSpec, synthetic, synthetic_generator};
 use crate::device::DeviceSpec;
@@ -559,7 +560,7 @@ fn resolved_config(opts: &Map) -> Res<PretrainConfig> {
         options::to_json(opts, api::PRETRAIN),
     ) {
         for (k, v) in given {
-            if k != "checkpoint_every" && k != "device" {
+            if !["checkpoint_every", "device", "placement"].contains(&k.as_str()) {
                 base.insert(k, v);
             }
         }
@@ -594,6 +595,10 @@ fn train_module(state: &Rc<HostState>) -> Module {
             Some(name) => core(DeviceSpec::parse(&name.to_string()).and_then(|d| d.open()))?,
             None => st.device.clone(),
         };
+        let placement = match opts.get("placement") {
+            Some(name) => core(Placement::parse(&name.to_string()))?,
+            None => Placement::Auto,
+        };
         let mut progress = (st.progress)();
         let run = core(train::pretrain(
             PretrainRequest {
@@ -605,6 +610,7 @@ fn train_module(state: &Rc<HostState>) -> Module {
             },
             TrainContext {
                 device: &device,
+                placement,
                 runs_dir: &st.runs_dir,
                 progress: progress.as_mut(),
                 cancel: &st.cancel,

@@ -7,7 +7,9 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -88,6 +90,26 @@ fn conv(
         .init(device)
 }
 
+/// `conv` computed in `dtype` (input and weight cast to it, the output cast back to f32), or
+/// as stored when `dtype` is f32. The casts are differentiable, so f32 weights get f32
+/// gradients (mixed precision with f32 master weights); batch norm, the losses and the
+/// optimiser stay in f32.
+fn conv_in(conv: &Conv2d, x: Tensor<4>, dtype: FloatDType) -> Tensor<4> {
+    if dtype == FloatDType::F32 {
+        return conv.forward(x);
+    }
+    let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else {
+        unreachable!("every convolution of this ResNet has explicit padding")
+    };
+    let options = ConvOptions::new_with_padding(
+        conv.stride,
+        [(top, bottom), (left, right)],
+        conv.dilation,
+        conv.groups,
+    );
+    conv2d(x.cast(dtype), conv.weight.val().cast(dtype), None, options).cast(FloatDType::F32)
+}
+
 #[derive(Module, Debug)]
 pub struct Downsample {
     conv: Conv2d,
@@ -118,13 +140,13 @@ impl BasicBlock {
         }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    fn forward(&self, x: Tensor<4>, dtype: FloatDType) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            Some(d) => d.bn.forward(conv_in(&d.conv, x.clone(), dtype)),
             None => x.clone(),
         };
-        let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = relu(self.bn1.forward(conv_in(&self.conv1, x, dtype)));
+        let out = self.bn2.forward(conv_in(&self.conv2, out, dtype));
         relu(out + identity)
     }
 }
@@ -139,9 +161,14 @@ pub struct ResNet {
 impl ResNet {
     /// [B, 3, H, W] normalised images → [B, 8·width] features.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.stem_bn.forward(self.stem.forward(x)));
+        self.forward_in(x, FloatDType::F32)
+    }
+
+    /// `forward` with the convolutions computed in `dtype` (see `conv_in`).
+    pub fn forward_in(&self, x: Tensor<4>, dtype: FloatDType) -> Tensor<2> {
+        let mut x = relu(self.stem_bn.forward(conv_in(&self.stem, x, dtype)));
         for block in &self.blocks {
-            x = block.forward(x);
+            x = block.forward(x, dtype);
         }
         let [b, c, h, w] = x.dims();
         x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c])

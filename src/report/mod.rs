@@ -221,6 +221,17 @@ pub fn run_row(run: &FinishedRun) -> Row {
         ("final_loss".into(), Cell::Number(run.result.final_loss)),
         ("images_per_s".into(), Cell::Number(run.result.images_per_s)),
         ("data_wait".into(), Cell::Number(run.result.data_wait)),
+        (
+            "train_seconds".into(),
+            Cell::Number(run.result.train_seconds),
+        ),
+        ("precision".into(), Cell::Text(c.precision.name().into())),
+        (
+            "placement".into(),
+            run.result
+                .placement
+                .map_or(Cell::Empty, |p| Cell::Text(p.name().into())),
+        ),
     ]);
     row
 }

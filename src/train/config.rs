@@ -1,12 +1,82 @@
 //! The resolved configuration of one pretraining run. Every field has the value the run used;
 //! together with the datasets' fingerprints it is hashed into the run id.
 
+use burn::tensor::{Device, FloatDType};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::method::Method;
 use crate::model::ResNetConfig;
 use crate::optim::OptimizerKind;
+
+/// The float type the backbone's convolutions compute in. Master weights, batch norm, the
+/// losses, the probe and the optimisers are f32 in every case (mixed precision as PyTorch's
+/// autocast does it for convolutions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Precision {
+    pub const NAMES: [&'static str; 3] = ["f32", "bf16", "f16"];
+
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            "f16" => Ok(Precision::F16),
+            other => Err(Error::config(
+                "precision",
+                format!(
+                    "unknown precision \"{other}\"; use one of {}",
+                    Self::NAMES.join(", ")
+                ),
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    pub fn dtype(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::Bf16 => FloatDType::BF16,
+            Precision::F16 => FloatDType::F16,
+        }
+    }
+
+    fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+
+    /// An error naming what `device` supports when it cannot compute in this precision
+    /// (WGSL has no bf16; f16 needs the SHADER_F16 feature).
+    pub fn check_supported(self, device: &Device) -> Result<()> {
+        if device.supports_dtype(self.dtype()) {
+            return Ok(());
+        }
+        let supported: Vec<&str> = Self::NAMES
+            .iter()
+            .zip([Precision::F32, Precision::Bf16, Precision::F16])
+            .filter(|(_, p)| device.supports_dtype(p.dtype()))
+            .map(|(n, _)| *n)
+            .collect();
+        Err(Error::config(
+            "precision",
+            format!(
+                "\"{}\" is not supported on this device; it supports {}",
+                self.name(),
+                supported.join(", ")
+            ),
+        ))
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -63,6 +133,10 @@ pub struct PretrainConfig {
     /// `lr · batch_size · n_devices / 256`); unset: used as given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lr_scaling: Option<String>,
+    /// The backbone's convolutions in f32, bf16 or f16 (see `Precision`). Left out of the
+    /// serialised config (and so of the run id) when f32, so f32 runs keep their ids.
+    #[serde(skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 impl Default for PretrainConfig {
@@ -92,6 +166,7 @@ impl Default for PretrainConfig {
             barlow_lambda: None,
             barlow_scale: None,
             lr_scaling: None,
+            precision: Precision::F32,
         }
     }
 }

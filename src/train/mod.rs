@@ -16,8 +16,8 @@ use burn::tensor::Device;
 
 use crate::augment::ViewPair;
 use crate::data::Dataset;
+use crate::data::batches::{Batches, Placement};
 use crate::data::loader::Sampler;
-use crate::data::prefetch::{self, Prefetcher};
 use crate::error::{Error, Result};
 use crate::model::ResNet;
 use crate::tensor::read_floats;
@@ -41,6 +41,8 @@ pub struct PretrainRequest<'a> {
 /// Where and how to train.
 pub struct TrainContext<'a> {
     pub device: &'a Device,
+    /// How the data reaches the device (streamed or resident); changes no result.
+    pub placement: Placement,
     pub runs_dir: &'a Path,
     pub progress: &'a mut dyn Progress,
     pub cancel: &'a CancelFlag,
@@ -113,7 +115,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
         log.append(row)?;
     }
     let sampler = Sampler::resume(req.data.len(), cfg.batch, cfg.seed, first_step)?;
-    let mut batches = Prefetcher::start(req.data, sampler, prefetch::DEFAULT_DEPTH)?;
+    let mut batches = Batches::start(req.data, sampler, ctx.device, ctx.placement)?;
 
     ctx.progress.start(&id, cfg.steps, false);
     if first_step > 0 {
@@ -129,9 +131,9 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
         if ctx.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        let hb = batches.next();
-        interval_images += hb.len();
-        let loss = trainer.step(hb, step);
+        let batch = batches.next();
+        interval_images += batch.len();
+        let loss = trainer.step(batch, step);
 
         let done = step + 1;
         let eval_now = req.probe.is_some()
@@ -187,6 +189,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
         }
     }
     let train_seconds = started.elapsed().as_secs_f64();
+    let placement = batches.placement();
     drop(batches);
     trainer.save_weights(&dir)?;
     trainer.save_checkpoint(&dir, cfg.steps)?;
@@ -199,6 +202,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
         train_seconds,
         images_per_s: ((cfg.steps - first_step) * cfg.batch) as f64 / train_seconds.max(1e-9),
         data_wait: (total_wait.as_secs_f64() / train_seconds.max(1e-9)).min(1.0),
+        placement: Some(placement),
     };
     write_json(&dir.join("result.json"), &result)?;
     ctx.progress.finish(&match accuracy {

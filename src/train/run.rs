@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::PretrainConfig;
 use crate::augment::ViewPair;
+use crate::data::batches::Placement;
 use crate::data::{Dataset, hash_hex};
 use crate::error::{Error, Result};
 
@@ -98,6 +99,9 @@ pub struct RunResult {
     /// Fraction of the training wall time spent waiting for data (0 = never starved).
     #[serde(default)]
     pub data_wait: f64,
+    /// Where the data was during training (`device` or `stream`; absent in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
 }
 
 /// A finished run as the rest of the program sees it.
@@ -263,6 +267,7 @@ mod tests {
             train_seconds: 1.0,
             images_per_s: 3.0,
             data_wait: 0.25,
+            placement: Some(Placement::Stream),
         };
         write_json(&dir.join("result.json"), &result).unwrap();
         let run = load_finished(&dir).unwrap().unwrap();
