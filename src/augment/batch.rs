@@ -6,9 +6,9 @@
 //! 1. random resized crop + horizontal flip: one affine sampling grid, bilinear `grid_sample_2d`
 //!    (the official code uses bicubic; burn's CPU backend samples bilinearly);
 //! 2. colour jitter in a random order per sample: at each of the 4 positions every sample
-//!    applies its op as a 3×3 colour matrix (+ the contrast offset), clamped to [0, 1].
-//!    Brightness, contrast and saturation are exactly torchvision's; hue is a rotation in YIQ
-//!    space, which approximates torchvision's HSV hue shift;
+//!    applies its op, clamped to [0, 1]: brightness, contrast and saturation as a 3×3 colour
+//!    matrix (+ the contrast offset), hue as torchvision's shift in HSV space; all four are
+//!    torchvision's formulas (held to values torchvision computed, `reference_tests`);
 //! 3. grayscale (ITU-R 601 weights, as torchvision);
 //! 4. Gaussian blur, σ per sample, separable depthwise convolution with edge replication
 //!    (the official code uses PIL's box-filter approximation of a Gaussian);
@@ -180,30 +180,109 @@ fn saturation_matrix(s: f32) -> Mat3 {
     m
 }
 
-/// Rotation of the chroma plane of YIQ by `hue` turns.
-fn hue_matrix(hue: f64) -> Mat3 {
-    let (sin, cos) = (std::f64::consts::TAU * hue).sin_cos();
-    let to_yiq = [
-        [0.299, 0.587, 0.114],
-        [0.596, -0.274, -0.322],
-        [0.211, -0.523, 0.312],
-    ];
-    let to_rgb = [
-        [1.0, 0.956, 0.621],
-        [1.0, -0.272, -0.647],
-        [1.0, -1.106, 1.703],
-    ];
-    let rot = [[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]];
-    let mul = |a: [[f64; 3]; 3], b: [[f64; 3]; 3]| {
-        let mut m = [[0.0; 3]; 3];
-        for r in 0..3 {
-            for c in 0..3 {
-                m[r][c] = (0..3).map(|k| a[r][k] * b[k][c]).sum();
-            }
-        }
-        m
+/// torchvision's hue shift of one RGB pixel in [0, 1] (`adjust_hue` on float tensors:
+/// `_rgb2hsv`, `h ← (h + factor) mod 1`, `_hsv2rgb`), step for step. The fused host path
+/// calls it per pixel; `shift_hue` is the same with tensor ops.
+pub(super) fn shift_hue_pixel([r, g, b]: [f32; 3], factor: f32) -> [f32; 3] {
+    let maxc = r.max(g).max(b);
+    let minc = r.min(g).min(b);
+    let eqc = maxc == minc;
+    let cr = maxc - minc;
+    let s = cr / if eqc { 1.0 } else { maxc };
+    let crd = if eqc { 1.0 } else { cr };
+    let (rc, gc, bc) = ((maxc - r) / crd, (maxc - g) / crd, (maxc - b) / crd);
+    let h = if maxc == r {
+        bc - gc
+    } else if maxc == g {
+        2.0 + rc - bc
+    } else {
+        4.0 + gc - rc
     };
-    mul(mul(to_rgb, rot), to_yiq).map(|row| row.map(|v| v as f32))
+    let h = h / 6.0 + 1.0;
+    let h = h - h.floor();
+    let h = h + factor;
+    let h = h - h.floor();
+    let v = maxc;
+    let i = (h * 6.0).floor();
+    let f = h * 6.0 - i;
+    let p = (v * (1.0 - s)).clamp(0.0, 1.0);
+    let q = (v * (1.0 - s * f)).clamp(0.0, 1.0);
+    let t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0);
+    match (i as i64).rem_euclid(6) {
+        0 => [v, t, p],
+        1 => [q, v, p],
+        2 => [p, v, t],
+        3 => [p, q, v],
+        4 => [t, p, v],
+        _ => [v, p, q],
+    }
+}
+
+/// `shift_hue_pixel` on a batch: sample k's hue moves by `factors[k]`; samples whose factor is
+/// `None` are left exactly as they are.
+fn shift_hue(x: Tensor<4>, factors: &[Option<f32>]) -> Tensor<4> {
+    let [b, _, h, w] = x.dims();
+    let device = x.device();
+    let channel = |i: usize| x.clone().narrow(1, i, 1);
+    let (r, g, bl) = (channel(0), channel(1), channel(2));
+    let maxc = r.clone().max_pair(g.clone()).max_pair(bl.clone());
+    let minc = r.clone().min_pair(g.clone()).min_pair(bl.clone());
+    let eqc = maxc.clone().equal(minc.clone());
+    let cr = maxc.clone() - minc;
+    let ones = Tensor::ones_like(&maxc);
+    let s = cr.clone() / maxc.clone().mask_where(eqc.clone(), ones.clone());
+    let crd = cr.mask_where(eqc, ones);
+    let rc = (maxc.clone() - r.clone()) / crd.clone();
+    let gc = (maxc.clone() - g.clone()) / crd.clone();
+    let bc = (maxc.clone() - bl) / crd;
+    let is_r = maxc.clone().equal(r);
+    let is_g = maxc.clone().equal(g).bool_and(is_r.clone().bool_not());
+    let is_b = is_r.clone().bool_or(is_g.clone()).bool_not();
+    let hue = is_r.float() * (bc.clone() - gc.clone())
+        + is_g.float() * (rc.clone() - bc).add_scalar(2.0)
+        + is_b.float() * (gc - rc).add_scalar(4.0);
+    let hue = hue.div_scalar(6.0).add_scalar(1.0);
+    let hue = hue.clone() - hue.floor();
+    let shift = floats(
+        factors.iter().map(|f| f.unwrap_or(0.0)).collect(),
+        [b, 1, 1, 1],
+        &device,
+    );
+    let hue = hue + shift.expand([b, 1, h, w]);
+    let hue = hue.clone() - hue.floor();
+    let v = maxc;
+    let sector = hue.mul_scalar(6.0);
+    let i = sector.clone().floor();
+    let f = sector - i.clone();
+    let p = (v.clone() * (s.clone().neg().add_scalar(1.0))).clamp(0.0, 1.0);
+    let q = (v.clone() * (s.clone() * f.clone()).neg().add_scalar(1.0)).clamp(0.0, 1.0);
+    let t = (v.clone() * (s * f.neg().add_scalar(1.0)).neg().add_scalar(1.0)).clamp(0.0, 1.0);
+    let i = i.clone() - i.div_scalar(6.0).floor().mul_scalar(6.0);
+    let pick = |parts: [&Tensor<4>; 6]| {
+        parts
+            .iter()
+            .enumerate()
+            .map(|(k, part)| i.clone().equal_elem(k as f32).float() * (*part).clone())
+            .reduce(|a, b| a + b)
+            .expect("six sectors")
+    };
+    let shifted = Tensor::cat(
+        vec![
+            pick([&v, &q, &p, &p, &t, &v]),
+            pick([&t, &v, &v, &q, &p, &p]),
+            pick([&p, &p, &t, &v, &v, &q]),
+        ],
+        1,
+    );
+    let on = floats(
+        factors
+            .iter()
+            .map(|f| if f.is_some() { 1.0 } else { 0.0 })
+            .collect(),
+        [b, 1, 1, 1],
+        &device,
+    );
+    x.clone() + on.expand([b, 3, h, w]) * (shifted - x)
 }
 
 /// x ← clamp(M_b · x + offset_b, 0, 1) per sample; `offset_b = (1 − c_b) · mean_gray_b`
@@ -232,15 +311,21 @@ fn apply_color_matrices(x: Tensor<4>, mats: &[Mat3], contrast: Option<&[f32]>) -
     y.clamp(0.0, 1.0).reshape([b, c, h, w])
 }
 
-/// One jitter op as a colour matrix, with the contrast factor when the op is contrast (whose
-/// offset depends on the image's mean gray level).
-pub(super) fn color_matrix(op: JitterOp, factor: f64) -> (Mat3, Option<f32>) {
+/// One jitter op: brightness, contrast and saturation are linear in the pixel (a colour
+/// matrix, plus the contrast offset, which depends on the image's mean gray level); hue is
+/// torchvision's HSV shift.
+pub(super) enum ColorOp {
+    Matrix(Mat3, Option<f32>),
+    Hue(f32),
+}
+
+pub(super) fn color_op(op: JitterOp, factor: f64) -> ColorOp {
     let scaled = IDENTITY.map(|row| row.map(|v| v * factor as f32));
     match op {
-        JitterOp::Brightness => (scaled, None),
-        JitterOp::Contrast => (scaled, Some(factor as f32)),
-        JitterOp::Saturation => (saturation_matrix(factor as f32), None),
-        JitterOp::Hue => (hue_matrix(factor), None),
+        JitterOp::Brightness => ColorOp::Matrix(scaled, None),
+        JitterOp::Contrast => ColorOp::Matrix(scaled, Some(factor as f32)),
+        JitterOp::Saturation => ColorOp::Matrix(saturation_matrix(factor as f32), None),
+        JitterOp::Hue => ColorOp::Hue(factor as f32),
     }
 }
 
@@ -251,16 +336,25 @@ fn color_jitter(mut x: Tensor<4>, params: &[ViewParams]) -> Tensor<4> {
     for position in 0..4 {
         let mut mats = Vec::with_capacity(params.len());
         let mut contrast = Vec::with_capacity(params.len());
+        let mut hue = Vec::with_capacity(params.len());
         for p in params {
-            let (m, c) = match &p.jitter {
-                Some(ops) => color_matrix(ops[position].0, ops[position].1),
-                None => (IDENTITY, None),
+            let op = p.jitter.as_ref().map(|ops| color_op(ops[position].0, ops[position].1));
+            let (m, c, h) = match op {
+                Some(ColorOp::Matrix(m, c)) => (m, c, None),
+                Some(ColorOp::Hue(f)) => (IDENTITY, None, Some(f)),
+                None => (IDENTITY, None, None),
             };
             mats.push(m);
             contrast.push(c.unwrap_or(1.0));
+            hue.push(h);
         }
-        let any_contrast = contrast.iter().any(|&c| c != 1.0);
-        x = apply_color_matrices(x, &mats, any_contrast.then_some(&contrast[..]));
+        if mats.iter().any(|m| *m != IDENTITY) {
+            let any_contrast = contrast.iter().any(|&c| c != 1.0);
+            x = apply_color_matrices(x, &mats, any_contrast.then_some(&contrast[..]));
+        }
+        if hue.iter().any(Option::is_some) {
+            x = shift_hue(x, &hue);
+        }
     }
     x
 }
@@ -520,17 +614,17 @@ mod tests {
     }
 
     #[test]
-    fn hue_and_saturation_matrices_preserve_gray() {
-        for m in [hue_matrix(0.13), saturation_matrix(0.3)] {
-            for row in m {
-                assert!((row.iter().sum::<f32>() - 1.0).abs() < 2e-3, "{row:?}");
-            }
+    fn saturation_preserves_gray_and_hue_leaves_gray_alone() {
+        for row in saturation_matrix(0.3) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6, "{row:?}");
         }
-        let m = hue_matrix(0.0);
-        for r in 0..3 {
-            for c in 0..3 {
-                assert!((m[r][c] - IDENTITY[r][c]).abs() < 2e-3);
-            }
-        }
+        // A gray pixel has no hue: any shift leaves it as it is.
+        assert_eq!(shift_hue_pixel([0.4, 0.4, 0.4], 0.3), [0.4, 0.4, 0.4]);
+        // A shift of a whole turn is the identity (up to rounding); red + 1/3 turn is green.
+        let px = [0.7, 0.2, 0.5];
+        let back = shift_hue_pixel(px, 1.0);
+        assert!(px.iter().zip(back).all(|(a, b)| (a - b).abs() < 1e-6), "{back:?}");
+        let green = shift_hue_pixel([0.8, 0.1, 0.1], 1.0 / 3.0);
+        assert!((green[1] - 0.8).abs() < 1e-5 && green[0] < 0.11, "{green:?}");
     }
 }

@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::batch::{GRAY, Mat3, blur_kernel, blur_radius, color_matrix};
+use super::batch::{ColorOp, GRAY, Mat3, blur_kernel, blur_radius, color_op, shift_hue_pixel};
 use super::{AugSpec, ViewParams};
 use crate::data::loader::HostBatch;
 
@@ -27,8 +27,18 @@ pub fn augment_and_normalize(batch: &HostBatch, params: &[ViewParams], spec: &Au
             let mut img = crop_and_flip(src, h, w, p);
             if let Some(ops) = &p.jitter {
                 for &(op, factor) in ops {
-                    let (m, contrast) = color_matrix(op, factor);
-                    apply_color_matrix(&mut img, plane, &m, contrast);
+                    match color_op(op, factor) {
+                        ColorOp::Matrix(m, contrast) => {
+                            apply_color_matrix(&mut img, plane, &m, contrast)
+                        }
+                        ColorOp::Hue(f) => {
+                            for k in 0..plane {
+                                let px = [img[k], img[plane + k], img[2 * plane + k]];
+                                let [r, g, b] = shift_hue_pixel(px, f);
+                                (img[k], img[plane + k], img[2 * plane + k]) = (r, g, b);
+                            }
+                        }
+                    }
                 }
             }
             if p.gray {

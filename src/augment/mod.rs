@@ -5,6 +5,8 @@
 pub mod batch;
 pub mod host;
 pub mod preview;
+#[cfg(test)]
+mod reference_tests;
 
 use serde::{Deserialize, Serialize};
 
@@ -358,6 +360,67 @@ mod tests {
                 .to_string()
                 .contains("symmetric_adainf")
         );
+    }
+
+    /// Every field of every preset, against the official YAML files (reference §2.3).
+    #[test]
+    fn every_preset_value_is_the_official_one() {
+        let spec = |crop_min, jitter_prob, jitter, blur_prob, solarize_prob| AugSpec {
+            crop_min,
+            crop_max: 1.0,
+            flip_prob: 0.5,
+            jitter_prob,
+            jitter,
+            gray_prob: 0.2,
+            blur_prob,
+            solarize_prob,
+            mean: [0.4914, 0.4822, 0.4465].map(|v: f32| v as f64),
+            std: [0.2470, 0.2435, 0.2616].map(|v: f32| v as f64),
+        };
+        let strong = [0.8, 0.8, 0.8, 0.2];
+        let half = [0.4, 0.4, 0.4, 0.1];
+        let asym = [0.4, 0.4, 0.2, 0.1];
+        let expected = [
+            ("symmetric", [spec(0.08, 0.8, strong, 0.5, 0.0), spec(0.08, 0.8, strong, 0.5, 0.0)]),
+            ("symmetric_adainf", [spec(0.2, 0.4, half, 0.5, 0.0), spec(0.2, 0.4, half, 0.5, 0.0)]),
+            ("symmetric_weak", [spec(0.08, 0.8, half, 0.5, 0.0), spec(0.08, 0.8, half, 0.5, 0.0)]),
+            ("asymmetric", [spec(0.08, 0.8, asym, 0.0, 0.0), spec(0.08, 0.8, asym, 0.0, 0.2)]),
+            ("asymmetric_adainf", [spec(0.2, 0.4, asym, 0.0, 0.0), spec(0.2, 0.4, asym, 0.0, 0.2)]),
+        ];
+        assert_eq!(expected.len(), PRESETS.len());
+        for (name, views) in expected {
+            assert_eq!(preset(name).unwrap().views, views, "{name}");
+        }
+    }
+
+    /// torchvision's RandomResizedCrop.get_params: the area fraction is uniform in
+    /// [crop_min, crop_max] and the aspect ratio log-uniform in [3/4, 4/3], up to the rounding
+    /// of the box to whole pixels; boxes that do not fit are retried.
+    #[test]
+    fn crop_geometry_follows_torchvision() {
+        let mut rng = Rng::new(11);
+        let (mut fractions, mut log_ratios) = (Vec::new(), Vec::new());
+        for _ in 0..20_000 {
+            let [x0, y0, w, h] = sample_crop(&mut rng, 64, 64, (0.2, 0.6));
+            assert!(x0 >= 0.0 && y0 >= 0.0 && x0 + w <= 64.0 && y0 + h <= 64.0);
+            fractions.push(w * h / 4096.0);
+            log_ratios.push((w / h).ln());
+        }
+        let (lo, hi) = (0.75f64.ln(), (4.0f64 / 3.0).ln());
+        // Rounding a side of ~30 pixels moves the ratio by up to ~3% and the area by ~4%.
+        assert!(log_ratios.iter().all(|r| *r > lo - 0.04 && *r < hi + 0.04));
+        assert!(fractions.iter().all(|f| *f > 0.2 * 0.93 && *f < 0.6 * 1.07));
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        // Uniform area: mean 0.4; log-uniform ratio: mean log 0 (symmetric range).
+        assert!((mean(&fractions) - 0.4).abs() < 0.005, "{}", mean(&fractions));
+        assert!(mean(&log_ratios).abs() < 0.005, "{}", mean(&log_ratios));
+        // Area uniform, not (say) side length uniform: a quarter of the draws below 0.3.
+        let below = fractions.iter().filter(|f| **f < 0.3).count() as f64 / 20_000.0;
+        assert!((below - 0.25).abs() < 0.02, "{below}");
+        // A box that can never fit (half or more of a 64×1 image, at a ratio near 1) falls
+        // back to torchvision's centre crop with the ratio clamped to 3/4: the full width, a
+        // height of round(1 / 0.75) = 1, centred at row (64 − 1) / 2 = 31.
+        assert_eq!(sample_crop(&mut rng, 64, 1, (0.5, 1.0)), [0.0, 31.0, 1.0, 1.0]);
     }
 
     #[test]

@@ -107,4 +107,19 @@ mod tests {
         );
         assert!(knn_accuracy(train, &train_labels, test, &[0, 1], 0, 0.07, 2).is_err());
     }
+
+    #[test]
+    fn votes_are_weighted_by_exp_similarity_over_t() {
+        let device = Device::flex();
+        // The test point is (1, 0). Its nearest neighbour (cosine 0.999) has class 1; the two
+        // others (cosine 0.80 each) have class 0. A majority vote over k = 3 says 0; weighted
+        // by exp(sim / 0.07), class 1 gets e^14.27 against 2·e^11.43, and wins.
+        let train = floats(vec![0.999, 0.0447, 0.8, 0.6, 0.8, -0.6], [3, 2], &device);
+        let labels = [1, 0, 0];
+        let test = floats(vec![1.0, 0.0], [1, 2], &device);
+        let acc = |t: f64| knn_accuracy(train.clone(), &labels, test.clone(), &[1], 3, t, 2).unwrap();
+        assert_eq!(acc(0.07), 1.0);
+        // At a large temperature the weights flatten and the two class-0 votes win.
+        assert_eq!(acc(100.0), 0.0);
+    }
 }

@@ -325,6 +325,25 @@ pub const TABLE: &[Opt] = &[
     opt("print", Kind::Bool, "print the table (default true)"),
 ];
 
+pub const COMPARE: &[Opt] = &[
+    opt(
+        "group",
+        Kind::Str,
+        "column whose values name the groups, e.g. \"setting\" (required)",
+    ),
+    opt(
+        "value",
+        Kind::Str,
+        "numeric column to compare, e.g. \"knn\" (required)",
+    ),
+    opt(
+        "pairs",
+        Kind::Pairs,
+        "[a, b] group pairs; each row gives mean(a) − mean(b) (required)",
+    ),
+    opt("print", Kind::Bool, "print the table (default true)"),
+];
+
 pub const PLOT: &[Opt] = &[
     opt("x", Kind::Str, "column on the x axis (required)"),
     opt("y", Kind::Str, "column on the y axis (required)"),
@@ -568,6 +587,12 @@ pub fn catalogue() -> Vec<ApiEntry> {
             TABLE,
         ),
         e(
+            "report::compare",
+            "report::compare(rows, opts) -> array",
+            "differences of group means with their standard error (over the rows of each group, e.g. seeds) and whether each exceeds 2 standard errors; printed as a table, returned as maps",
+            COMPARE,
+        ),
+        e(
             "report::plot",
             "report::plot(rows, opts)",
             "PNG line plot of y vs x per group: mean ± std over repeated x (seeds)",
@@ -639,6 +664,7 @@ fn kind_short(k: Kind) -> &'static str {
         Kind::Bool => "bool",
         Kind::Floats => "[float]",
         Kind::Strings => "[string]",
+        Kind::Pairs => "[[string, string]]",
         Kind::Dataset => "Dataset",
         Kind::Aug => "Aug",
         Kind::Map => "map",

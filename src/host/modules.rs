@@ -551,8 +551,9 @@ fn defaults_map(method: &str) -> Res<Map> {
         .unwrap_or_default())
 }
 
-/// The run config: the chosen method's official defaults, overridden by the script's options.
-fn resolved_config(opts: &Map) -> Res<PretrainConfig> {
+/// The run config: the method's official defaults, the script's options over them, and the
+/// defaults that depend on the run fitted to it (`PretrainConfig::fit_defaults`).
+fn resolved_config(opts: &Map, data_len: usize) -> Res<PretrainConfig> {
     let method = core(Method::parse(&str_or(opts, "method", "simclr")))?;
     let mut merged = serde_json::to_value(PretrainConfig::for_method(method)).unwrap_or_default();
     if let (Some(base), serde_json::Value::Object(given)) = (
@@ -565,12 +566,14 @@ fn resolved_config(opts: &Map) -> Res<PretrainConfig> {
             }
         }
     }
-    serde_json::from_value(merged).map_err(|e| {
+    let mut config: PretrainConfig = serde_json::from_value(merged).map_err(|e| {
         Box::new(EvalAltResult::ErrorRuntime(
             format!("bad options for train::pretrain: {e}").into(),
             Position::NONE,
         ))
-    })
+    })?;
+    config.fit_defaults(|key| opts.contains_key(key), data_len);
+    Ok(config)
 }
 
 fn train_module(state: &Rc<HostState>) -> Module {
@@ -579,12 +582,12 @@ fn train_module(state: &Rc<HostState>) -> Module {
     let st = state.clone();
     register!(m, "pretrain", move |opts: Map| -> Res<RunHandle> {
         options::check("train::pretrain", &opts, api::PRETRAIN)?;
-        let config = resolved_config(&opts)?;
         let Some(data) = opts.get("data").map(|d| d.clone().cast::<Dataset>()) else {
             return fail(
                 "train::pretrain needs `data` (e.g. #{ data: data::synthetic(#{ n: 5000 }) })",
             );
         };
+        let config = resolved_config(&opts, data.len())?;
         let probe = opts.get("probe").map(|d| d.clone().cast::<Dataset>());
         let aug = aug_option(opts.get("aug"))?;
         let tags = opts
@@ -874,6 +877,46 @@ fn table(rows: Array, opts: Map) -> Res<String> {
     Ok(text)
 }
 
+fn compare(rows: Array, opts: Map) -> Res<Array> {
+    options::check("report::compare", &opts, api::COMPARE)?;
+    let text = |k: &str| match opts.get(k).and_then(|v| v.clone().into_string().ok()) {
+        Some(v) => Ok(v),
+        None => fail(format!(
+            "report::compare needs `{k}` (e.g. #{{ group: \"setting\", value: \"knn\", pairs: [[\"adainf\", \"none\"]] }})"
+        )),
+    };
+    let (group, value) = (text("group")?, text("value")?);
+    let Some(pairs) = opts.get("pairs").and_then(|p| p.clone().into_array().ok()) else {
+        return fail("report::compare needs `pairs`, e.g. [[\"adainf\", \"none\"]]");
+    };
+    let pairs: Vec<(String, String)> = pairs
+        .iter()
+        .filter_map(|p| p.clone().into_array().ok())
+        .map(|p| (p[0].to_string(), p[1].to_string()))
+        .collect();
+    let out = core(report::compare(&rows_of(&rows)?, &group, &value, &pairs))?;
+    if opts
+        .get("print")
+        .and_then(|p| p.as_bool().ok())
+        .unwrap_or(true)
+    {
+        println!(
+            "{}",
+            report::markdown(&out, &report::columns_of(&out, None), &[])
+        );
+    }
+    Ok(out
+        .iter()
+        .map(|row| {
+            Dynamic::from_map(
+                row.iter()
+                    .map(|(k, v)| (k.as_str().into(), cell_to_dynamic(v)))
+                    .collect(),
+            )
+        })
+        .collect())
+}
+
 fn save_csv(st: &HostState, rows: Array, path: &str, opts: Map) -> Res<()> {
     options::check("report::save_csv", &opts, api::CSV)?;
     let rows = rows_of(&rows)?;
@@ -915,6 +958,9 @@ fn report_module(state: &Rc<HostState>) -> Module {
     });
     register!(m, "table", |rows: Array| -> Res<String> {
         table(rows, Map::new())
+    });
+    register!(m, "compare", |rows: Array, opts: Map| -> Res<Array> {
+        compare(rows, opts)
     });
     let st = state.clone();
     register!(m, "save_csv", move |rows: Array,

@@ -22,6 +22,8 @@ pub enum Kind {
     Map,
     /// Array of strings.
     Strings,
+    /// Array of two-string arrays, e.g. `[["vanilla", "none"], ["adainf", "none"]]`.
+    Pairs,
 }
 
 impl Kind {
@@ -36,6 +38,7 @@ impl Kind {
             Kind::Aug => "an augmentation (aug::preset(..)), a preset name, or [view1, view2]",
             Kind::Map => "a map #{...}",
             Kind::Strings => "an array of strings",
+            Kind::Pairs => "an array of [string, string] pairs",
         }
     }
 }
@@ -82,6 +85,13 @@ pub fn fits(kind: Kind, v: &Dynamic) -> bool {
                     .into_array()
                     .map_or(false, |a| a.iter().all(|x| x.is_string()))
         }
+        Kind::Pairs => v.clone().into_array().is_ok_and(|a| {
+            a.iter().all(|p| {
+                p.clone()
+                    .into_array()
+                    .is_ok_and(|p| p.len() == 2 && p.iter().all(|x| x.is_string()))
+            })
+        }),
         Kind::Dataset => v.is::<crate::data::Dataset>(),
         Kind::Aug => {
             v.is::<crate::augment::ViewPair>()

@@ -180,6 +180,28 @@ mod tests {
     use super::*;
     use burn::tensor::Distribution;
 
+    /// The official CIFAR stem pads by 2, so a 32×32 image gives 34×34 maps, then 17, 9 and 5
+    /// after the stride-2 stages (padding 1 would give 32, 16, 8, 4).
+    #[test]
+    fn spatial_sizes_follow_the_padding_2_stem() {
+        let device = Device::flex();
+        let model = ResNetConfig::named("resnet18", 4).unwrap().init(&device);
+        let x: Tensor<4> = Tensor::zeros([1, 3, 32, 32], &device);
+        let mut x = relu(model.stem_bn.forward(model.stem.forward(x)));
+        let mut sizes = vec![x.dims()[2..].to_vec()];
+        for (i, block) in model.blocks.iter().enumerate() {
+            x = block.forward(x, FloatDType::F32);
+            if i % 2 == 1 {
+                sizes.push(x.dims()[2..].to_vec());
+            }
+        }
+        assert_eq!(
+            sizes,
+            vec![vec![34, 34], vec![34, 34], vec![17, 17], vec![9, 9], vec![5, 5]]
+        );
+        assert_eq!(x.dims()[1], 32, "8 × width channels at the end");
+    }
+
     #[test]
     fn resnet18_shapes_and_parameter_count() {
         let device = Device::flex();

@@ -108,6 +108,60 @@ mod tests {
         assert!(got2[0] < got[0]);
     }
 
+    /// The official rule, transcribed in f64 for one matrix step from a zero momentum buffer.
+    fn reference_step(p: &[f64], g: &[f64], lr: f64, eta: f64, wd: f64) -> Vec<f64> {
+        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let (pn, gn) = (norm(p), norm(g));
+        let scale = if pn > 0.0 && gn > 0.0 {
+            (eta * pn / (gn + wd * pn + 1e-8) / lr).min(1.0)
+        } else {
+            1.0
+        };
+        p.iter()
+            .zip(g)
+            .map(|(p, g)| p - lr * (g + wd * p) * scale)
+            .collect()
+    }
+
+    fn step_once(p: &[f32], g: &[f32], lr: f64, eta: f64, wd: f64) -> Vec<f32> {
+        let device = Device::flex();
+        let (new, _) = Lars::new(eta, wd, 0.9).step(lr, t2(p, &device), t2(g, &device), None);
+        crate::tensor::read_floats(new)
+    }
+
+    #[test]
+    fn the_clip_binds_when_the_trust_ratio_exceeds_the_learning_rate() {
+        // ‖p‖ = 5, ‖g‖ = 0.01: eta·‖p‖/‖g‖ ≈ 9.95 ≫ lr = 0.1, so the clip sets the scale to 1
+        // and the step is plain SGD with weight decay. Without the clip the step would be
+        // about 100× larger.
+        let (p, g) = ([3.0f32, 4.0], [0.006f32, 0.008]);
+        let (lr, eta, wd) = (0.1, 0.02, 1e-4);
+        let got = step_once(&p, &g, lr, eta, wd);
+        let want = reference_step(&[3.0, 4.0], &[0.006, 0.008], lr, eta, wd);
+        for (a, b) in got.iter().zip(&want) {
+            assert!((*a as f64 - b).abs() < 1e-6, "{got:?} vs {want:?}");
+        }
+        let plain: Vec<f64> = [3.0f64, 4.0]
+            .iter()
+            .zip([0.006, 0.008])
+            .map(|(p, g)| p - lr * (g + wd * p))
+            .collect();
+        assert!((got[0] as f64 - plain[0]).abs() < 1e-6, "{got:?} vs {plain:?}");
+    }
+
+    #[test]
+    fn a_zero_gradient_or_zero_weight_is_not_scaled() {
+        let (lr, eta, wd) = (0.5, 0.02, 0.1);
+        // Zero gradient: the weight-decay term alone moves p, unscaled (trust would be
+        // eta / wd = 0.2 < 1 if it were applied).
+        let got = step_once(&[3.0, 4.0], &[0.0, 0.0], lr, eta, wd);
+        let want = reference_step(&[3.0, 4.0], &[0.0, 0.0], lr, eta, wd);
+        assert!((got[0] as f64 - want[0]).abs() < 1e-6 && (got[0] - 2.85).abs() < 1e-6, "{got:?}");
+        // Zero weight: the gradient step is unscaled too (trust would be 0).
+        let got = step_once(&[0.0, 0.0], &[0.6, 0.8], lr, eta, wd);
+        assert!((got[0] + 0.3).abs() < 1e-6 && (got[1] + 0.4).abs() < 1e-6, "{got:?}");
+    }
+
     #[test]
     fn vectors_get_plain_momentum_sgd_without_decay() {
         let device = Device::flex();

@@ -64,6 +64,88 @@ fn mean_std(values: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
+/// Rows with equal values in the `by` columns, in first-seen order.
+fn group_rows<'a>(rows: &'a [Row], by: &[String]) -> Vec<(Vec<String>, Vec<&'a Row>)> {
+    let mut groups: Vec<(Vec<String>, Vec<&Row>)> = Vec::new();
+    for r in rows {
+        let key: Vec<String> = by.iter().map(|g| get(r, g).render()).collect();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(r),
+            None => groups.push((key, vec![r])),
+        }
+    }
+    groups
+}
+
+/// The numbers in column `column` of `rows` (other cells skipped).
+fn numbers(rows: &[&Row], column: &str) -> Vec<f64> {
+    rows.iter()
+        .filter_map(|r| match get(r, column) {
+            Cell::Number(v) => Some(*v),
+            _ => None,
+        })
+        .collect()
+}
+
+/// For each pair `(a, b)` of values of the `group` column: the difference of the means of
+/// `value` (a − b), its standard error `sqrt(s_a²/n_a + s_b²/n_b)` (sample standard
+/// deviations over each group's rows, e.g. seeds), and whether |difference| ≥ 2 standard
+/// errors. A group with one row counts as exact (a deterministic baseline such as kNN on raw
+/// pixels); two one-row groups have no standard error.
+pub fn compare(rows: &[Row], group: &str, value: &str, pairs: &[(String, String)]) -> Result<Vec<Row>> {
+    let groups = group_rows(rows, &[group.to_string()]);
+    let stats = |name: &str| -> Result<(f64, f64, usize)> {
+        let members = groups
+            .iter()
+            .find(|(k, _)| k[0] == name)
+            .map(|(_, m)| m.as_slice())
+            .ok_or_else(|| {
+                Error::Data(format!(
+                    "no row has {group} = \"{name}\"; the groups are {}",
+                    groups
+                        .iter()
+                        .map(|(k, _)| format!("\"{}\"", k[0]))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        let nums = numbers(members, value);
+        if nums.is_empty() {
+            return Err(Error::Data(format!(
+                "the rows with {group} = \"{name}\" have no number in column `{value}`"
+            )));
+        }
+        let (m, s) = mean_std(&nums);
+        Ok((m, s, nums.len()))
+    };
+    pairs
+        .iter()
+        .map(|(a, b)| {
+            let (ma, sa, na) = stats(a)?;
+            let (mb, sb, nb) = stats(b)?;
+            let diff = ma - mb;
+            let mut row: Row = vec![
+                ("comparison".into(), Cell::Text(format!("{a} − {b}"))),
+                ("difference".into(), Cell::Number(diff)),
+                ("n".into(), Cell::Text(format!("{na}, {nb}"))),
+            ];
+            if na > 1 || nb > 1 {
+                let se = (sa * sa / na as f64 + sb * sb / nb as f64).sqrt();
+                let beyond = diff.abs() >= 2.0 * se;
+                row.push(("std_error".into(), Cell::Number(se)));
+                row.push((
+                    "beyond_2_se".into(),
+                    Cell::Text(if beyond { "yes" } else { "no" }.into()),
+                ));
+            } else {
+                row.push(("std_error".into(), Cell::Empty));
+                row.push(("beyond_2_se".into(), Cell::Text("n/a (one row)".into())));
+            }
+            Ok(row)
+        })
+        .collect()
+}
+
 /// A markdown table. With `group_by`, rows with equal values in those columns are merged:
 /// numeric columns show `mean ± std (n)` (sample std), text columns their common value.
 pub fn markdown(rows: &[Row], columns: &[String], group_by: &[String]) -> String {
@@ -72,30 +154,13 @@ pub fn markdown(rows: &[Row], columns: &[String], group_by: &[String]) -> String
             .map(|r| columns.iter().map(|c| get(r, c).render()).collect())
             .collect()
     } else {
-        let mut groups: Vec<(Vec<String>, Vec<&Row>)> = Vec::new();
-        for r in rows {
-            let key: Vec<String> = group_by.iter().map(|g| get(r, g).render()).collect();
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, members)) => members.push(r),
-                None => groups.push((key, vec![r])),
-            }
-        }
-        groups
+        group_rows(rows, group_by)
             .iter()
             .map(|(_, members)| {
                 columns
                     .iter()
                     .map(|c| {
-                        let nums: Vec<f64> = members
-                            .iter()
-                            .filter_map(|r| {
-                                if let Cell::Number(v) = get(r, c) {
-                                    Some(*v)
-                                } else {
-                                    None
-                                }
-                            })
-                            .collect();
+                        let nums = numbers(members, c);
                         if group_by.contains(c) || nums.len() != members.len() || nums.is_empty() {
                             get(members[0], c).render()
                         } else if members.len() == 1 || nums.iter().all(|v| *v == nums[0]) {
@@ -246,6 +311,49 @@ mod tests {
             ("seed".into(), Cell::Number(seed)),
             ("acc".into(), Cell::Number(acc)),
         ]
+    }
+
+    #[test]
+    fn compare_gives_the_difference_of_means_and_its_standard_error() {
+        let rows = vec![
+            row("none", 0.0, 0.50),
+            row("none", 1.0, 0.70),
+            row("none", 2.0, 0.60),
+            row("adainf", 0.0, 0.90),
+            row("adainf", 1.0, 0.80),
+            row("adainf", 2.0, 1.00),
+            row("one", 0.0, 0.2),
+        ];
+        let pairs = [
+            ("adainf".to_string(), "none".to_string()),
+            ("none".to_string(), "one".to_string()),
+        ];
+        let out = compare(&rows, "setting", "acc", &pairs).unwrap();
+        // Means 0.9 and 0.6; sample variances 0.01 each: SE = sqrt(0.01/3 + 0.01/3).
+        let se = (0.02f64 / 3.0).sqrt();
+        match (get(&out[0], "difference"), get(&out[0], "std_error")) {
+            (Cell::Number(d), Cell::Number(s)) => {
+                assert!((d - 0.3).abs() < 1e-12 && (s - se).abs() < 1e-12, "{d} {s}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // 0.3 / 0.0816 = 3.7 standard errors.
+        assert_eq!(get(&out[0], "beyond_2_se"), &Cell::Text("yes".into()));
+        // A group of one counts as exact: SE = s_none / sqrt(3).
+        match get(&out[1], "std_error") {
+            Cell::Number(s) => assert!((s - (0.01f64 / 3.0).sqrt()).abs() < 1e-12, "{s}"),
+            other => panic!("{other:?}"),
+        }
+        let single = vec![row("a", 0.0, 0.5), row("b", 0.0, 0.4)];
+        let out = compare(&single, "setting", "acc", &[("a".into(), "b".into())]).unwrap();
+        assert_eq!(get(&out[0], "std_error"), &Cell::Empty);
+        let tight = vec![row("a", 0.0, 0.5), row("a", 1.0, 0.7), row("b", 0.0, 0.55), row("b", 1.0, 0.75)];
+        let out = compare(&tight, "setting", "acc", &[("a".into(), "b".into())]).unwrap();
+        assert_eq!(get(&out[0], "beyond_2_se"), &Cell::Text("no".into()));
+        let e = compare(&rows, "setting", "acc", &[("vanilla".into(), "none".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("vanilla") && e.contains("\"adainf\""), "{e}");
     }
 
     #[test]

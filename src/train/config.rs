@@ -151,8 +151,8 @@ impl Default for PretrainConfig {
             classifier_lr: 0.1,
             optimizer: "lars".into(),
             weight_decay: 1e-4,
-            warmup: 100,
-            warmup_start: 3e-5,
+            warmup: WARMUP,
+            warmup_start: WARMUP_START,
             temperature: 0.2,
             proj_hidden: 2048,
             proj_dim: 256,
@@ -171,7 +171,36 @@ impl Default for PretrainConfig {
     }
 }
 
+/// Official values of the defaults that must fit the run they are used in.
+const WARMUP: usize = 100;
+const WARMUP_START: f64 = 3e-5;
+const QUEUE_SIZE: usize = 32768;
+
 impl PretrainConfig {
+    /// Fits the defaults that depend on the rest of the run to it, leaving every option the
+    /// user set (`given`) alone, so a default never makes a run invalid: the warm-up is at most
+    /// a tenth of the steps (the official 100 from 1,000 steps on), the warm-up start at most
+    /// the learning rate, MoCo's queue the largest multiple of the batch up to 32,768 keys, and
+    /// the batch at most the number of training items. An explicit bad value still fails
+    /// `validate`.
+    pub fn fit_defaults(&mut self, given: impl Fn(&str) -> bool, data_len: usize) {
+        if !given("batch") && data_len >= 2 {
+            self.batch = self.batch.min(data_len);
+        }
+        if !given("warmup") {
+            self.warmup = WARMUP.min(self.steps / 10);
+        }
+        if !given("warmup_start") {
+            self.warmup_start = WARMUP_START.min(self.lr);
+        }
+        if !given("queue_size") {
+            if let Some(q) = self.queue_size.as_mut() {
+                let batch = self.batch.max(1);
+                *q = (QUEUE_SIZE / batch).max(1) * batch;
+            }
+        }
+    }
+
     /// The official settings of a method (reference §5.3; learning rates are the effective
     /// ones of the official runs at global batch 512).
     pub fn for_method(method: Method) -> Self {
@@ -185,7 +214,7 @@ impl PretrainConfig {
                 classifier_lr: 0.3,
                 ema_base: Some(0.99),
                 ema_final: Some(0.999),
-                queue_size: Some(32768),
+                queue_size: Some(QUEUE_SIZE),
                 ..base
             },
             Method::Byol => PretrainConfig {
@@ -426,5 +455,47 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("warmup"), "{e}");
+    }
+
+    #[test]
+    fn defaults_fit_the_run_and_given_values_are_kept() {
+        let nothing_given = |_: &str| false;
+        // A short run: the warm-up shrinks with it instead of failing validation.
+        let mut short = PretrainConfig {
+            steps: 12,
+            ..Default::default()
+        };
+        short.fit_defaults(nothing_given, 1000);
+        assert_eq!(short.warmup, 1);
+        assert!(short.validate().is_ok());
+        // From 1,000 steps on, the official 100.
+        let mut long = PretrainConfig::default();
+        long.fit_defaults(nothing_given, 100_000);
+        assert_eq!((long.warmup, long.batch), (100, 256));
+        // A learning rate below the official warm-up start; a dataset smaller than the batch.
+        let mut small = PretrainConfig {
+            lr: 1e-5,
+            ..Default::default()
+        };
+        small.fit_defaults(nothing_given, 100);
+        assert_eq!((small.warmup_start, small.batch), (1e-5, 100));
+        assert!(small.validate().is_ok());
+        // MoCo's queue follows a batch that does not divide 32,768.
+        let mut moco = PretrainConfig {
+            batch: 100,
+            ..PretrainConfig::for_method(Method::Mocov2)
+        };
+        moco.fit_defaults(|k| k == "batch", 10_000);
+        assert_eq!(moco.queue_size, Some(32_700));
+        assert!(moco.validate().is_ok());
+        // What the user set stays, and a bad explicit value is still an error.
+        let mut explicit = PretrainConfig {
+            steps: 12,
+            warmup: 100,
+            ..Default::default()
+        };
+        explicit.fit_defaults(|k| k == "warmup", 1000);
+        assert_eq!(explicit.warmup, 100);
+        assert!(explicit.validate().unwrap_err().to_string().contains("warmup"));
     }
 }

@@ -18,8 +18,9 @@ use crate::error::{Error, Result};
 
 /// Bump when training semantics change, so old cached runs are not reused. (2: momentum targets
 /// no longer share tensors with the online encoder, which had frozen it for MoCo and BYOL.
-/// 3: initial weights come from the seeded host generator on every device.)
-const FORMAT: u32 = 3;
+/// 3: initial weights come from the seeded host generator on every device. 4: hue jitter is
+/// torchvision's HSV shift instead of a YIQ rotation.)
+const FORMAT: u32 = 4;
 
 /// What a dataset contributes to a run's identity and record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

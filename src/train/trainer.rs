@@ -379,7 +379,7 @@ mod tests {
     use super::*;
     use crate::augment::{batch, preset};
     use crate::data::batches::{Batches, Placement};
-    use crate::data::loader::{Sampler, gather};
+    use crate::data::loader::{HostBatch, Sampler, gather};
     use crate::data::synthetic::{SyntheticSpec, synthetic};
     use crate::train::config::Precision;
 
@@ -473,6 +473,118 @@ mod tests {
         cfg.precision = precision;
         let t = Trainer::new(&cfg, &preset("symmetric").unwrap(), 10, &Device::flex()).unwrap();
         (t, cfg)
+    }
+
+    /// Every trainable backbone parameter, flattened.
+    fn backbone_values(t: &Trainer) -> Vec<f32> {
+        struct Collect(Vec<f32>);
+        impl burn::module::ModuleVisitor for Collect {
+            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+                self.0.extend(read_floats(p.val()));
+            }
+        }
+        let mut c = Collect(Vec::new());
+        t.encoder.backbone.visit(&mut c);
+        c.0
+    }
+
+    fn first_batch(data: &Dataset, cfg: &PretrainConfig) -> HostBatch {
+        gather(
+            data,
+            &Sampler::new(data.len(), cfg.batch, cfg.seed)
+                .unwrap()
+                .next_batch(),
+        )
+    }
+
+    /// The probe trains on detached features: hiding every label of a batch (probe loss 0)
+    /// must leave the encoder's update exactly as it was. Dropping the `detach` lets the
+    /// probe's cross-entropy into the backbone and breaks this.
+    #[test]
+    fn probe_labels_never_reach_the_encoder() {
+        let data = tiny_data();
+        let (mut labelled, cfg) = simclr_trainer(Precision::F32);
+        let (mut hidden, _) = simclr_trainer(Precision::F32);
+        let batch = first_batch(&data, &cfg);
+        let mut unlabelled = batch.clone();
+        unlabelled.labels.fill(-1);
+        labelled.step(batch, 0);
+        hidden.step(unlabelled, 0);
+        assert_eq!(backbone_values(&labelled), backbone_values(&hidden));
+        // The labels did train the probe itself.
+        let probe = |t: &Trainer| read_floats(t.probe.weight.val());
+        assert_ne!(probe(&labelled), probe(&hidden));
+    }
+
+    /// MoCo v2+ as solo-learn wires it: loss = (ℓ(q1, k2, queue of view 2) + ℓ(q2, k1, queue
+    /// of view 1)) / 2, keys from the momentum encoder without gradient, then k1 and k2 are
+    /// written into their own view's queue. Swapping the queues (or the keys) changes the loss
+    /// by far more than the tolerance, which the test checks too.
+    #[test]
+    fn moco_pairs_each_query_with_the_other_views_key_and_queue() {
+        let data = tiny_data();
+        let cfg = tiny("mocov2");
+        let mut t = Trainer::new(&cfg, &preset("symmetric").unwrap(), 10, &Device::flex()).unwrap();
+        let batch = first_batch(&data, &cfg);
+        let [v1, v2] = t.views(batch.clone().into(), 0);
+        let f32_ = FloatDType::F32;
+        let z1 = l2_normalize(t.encoder.project(v1.clone(), f32_).1);
+        let z2 = l2_normalize(t.encoder.project(v2.clone(), f32_).1);
+        let (k1, k2) = t.target_projections(&v1, &v2);
+        let (k1, k2) = (l2_normalize(k1), l2_normalize(k2));
+        let [queue1, queue2] = t.queue.as_ref().unwrap().keys.clone();
+        let temp = cfg.temperature;
+        let loss = |a: Tensor<2>, b: Tensor<2>| {
+            read_floats(
+                (moco_infonce(z1.clone(), k2.clone(), a, temp)
+                    + moco_infonce(z2.clone(), k1.clone(), b, temp))
+                .div_scalar(2.0),
+            )[0] as f64
+        };
+        let want = loss(queue2.clone(), queue1.clone());
+        let swapped = loss(queue1, queue2);
+        let got = read_floats(t.step(batch, 0))[0] as f64;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        assert!((swapped - want).abs() > 1e-3, "the queues are too alike to tell apart");
+        // The step wrote each view's keys into that view's queue (its first `batch` rows).
+        let queue = t.queue.as_ref().unwrap();
+        let rows = |x: &Tensor<2>| read_floats(x.clone().narrow(0, 0, cfg.batch));
+        for (written, keys) in [(&queue.keys[0], &k1), (&queue.keys[1], &k2)] {
+            let (a, b) = (rows(written), read_floats(keys.clone()));
+            assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6));
+        }
+    }
+
+    /// BYOL's target network normalises with the statistics of the batch it sees (train-mode
+    /// batch norm, as the official code runs it), not with running statistics: the step's loss
+    /// matches a reference computed that way and not one with the target in eval mode.
+    #[test]
+    fn byol_target_batch_norm_uses_batch_statistics() {
+        let data = tiny_data();
+        let cfg = tiny("byol");
+        let mut t =
+            Trainer::new(&cfg, &preset("asymmetric").unwrap(), 10, &Device::flex()).unwrap();
+        let batch = first_batch(&data, &cfg);
+        let [v1, v2] = t.views(batch.clone().into(), 0);
+        let f32_ = FloatDType::F32;
+        let predictor = t.encoder.predictor.clone().unwrap();
+        let p1 = predictor.forward(t.encoder.project(v1.clone(), f32_).1);
+        let p2 = predictor.forward(t.encoder.project(v2.clone(), f32_).1);
+        let loss = |t1: Tensor<2>, t2: Tensor<2>| {
+            read_floats(byol_loss(p1.clone(), t2) + byol_loss(p2.clone(), t1))[0] as f64
+        };
+        let (t1, t2) = t.target_projections(&v1, &v2);
+        let want = loss(t1, t2);
+        let eval_target = t.target.as_ref().unwrap().valid();
+        let eval_projection = |v: &Tensor<4>| {
+            let z = eval_target.project(v.clone(), f32_).1;
+            let dims = z.dims();
+            floats(read_floats(z), dims, &t.autodiff)
+        };
+        let eval = loss(eval_projection(&v1), eval_projection(&v2));
+        let got = read_floats(t.step(batch, 0))[0] as f64;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        assert!((eval - want).abs() > 1e-3, "eval-mode targets are indistinguishable");
     }
 
     #[test]
