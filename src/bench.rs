@@ -14,6 +14,7 @@ use crate::data::batches::{Batches, Placement};
 use crate::data::loader::{Sampler, gather};
 use crate::data::synthetic::{SyntheticSpec, synthetic};
 use crate::error::Result;
+use crate::model::Backbone;
 use crate::rng::Rng;
 use crate::tensor::read_floats;
 use crate::train::config::Precision;
@@ -24,7 +25,7 @@ pub struct BenchConfig {
     pub width: usize,
     pub batch: usize,
     pub size: usize,
-    pub backbone: String,
+    pub backbone: Backbone,
     pub warmup_steps: usize,
     pub steps: usize,
     pub device_name: String,
@@ -36,7 +37,7 @@ pub struct BenchConfig {
 pub struct BenchLine {
     pub bench: &'static str,
     pub device: String,
-    pub backbone: String,
+    pub backbone: &'static str,
     pub width: usize,
     pub batch: usize,
     pub size: usize,
@@ -63,7 +64,7 @@ impl BenchLine {
         BenchLine {
             bench,
             device: cfg.device_name.clone(),
-            backbone: cfg.backbone.clone(),
+            backbone: cfg.backbone.name(),
             width: cfg.width,
             batch: cfg.batch,
             size: cfg.size,
@@ -95,7 +96,7 @@ fn simclr_trainer(
         split: "train".into(),
     })?;
     let tc = PretrainConfig {
-        backbone: cfg.backbone.clone(),
+        backbone: cfg.backbone,
         width: cfg.width,
         batch: cfg.batch,
         steps,
@@ -118,14 +119,14 @@ fn simclr_trainer(
 /// step (at the default LARS rate of 0.4 two devices drift apart by 1e-3 within six steps).
 pub fn losses(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
     let base = PretrainConfig {
-        optimizer: "sgd".into(),
+        optimizer: crate::optim::OptimizerKind::Sgd,
         lr: 0.05,
         ..Default::default()
     };
     let (mut trainer, mut batches) = simclr_trainer(cfg, cfg.steps, base, device)?;
     let t = Instant::now();
     let losses = (0..cfg.steps)
-        .map(|step| read_floats(trainer.step(batches.next(), step))[0] as f64)
+        .map(|step| read_floats(trainer.step(batches.next_batch(), step))[0] as f64)
         .collect();
     Ok(BenchLine {
         placement: Some(batches.placement().name()),
@@ -141,7 +142,7 @@ pub fn train_step(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
     let mut run = |batches: &mut Batches, steps: usize, offset: usize| {
         let mut last = None;
         for s in 0..steps {
-            last = Some(trainer.step(batches.next(), offset + s));
+            last = Some(trainer.step(batches.next_batch(), offset + s));
         }
         // One read at the end waits for the queued work.
         last.map(read_floats);

@@ -49,10 +49,10 @@ impl DeviceSpec {
     /// `wgpu: llvmpipe (LLVM 15.0.6, 256 bits)`.
     pub fn describe(&self, device: &Device) -> String {
         #[cfg(any(feature = "wgpu", feature = "cuda"))]
-        if !matches!(self, DeviceSpec::Flex) {
-            if let Ok(Some(identity)) = without_panics(|| device.identity()) {
-                return format!("{}: {}", self.name(), identity.name);
-            }
+        if !matches!(self, DeviceSpec::Flex)
+            && let Ok(Some(identity)) = without_panics(|| device.identity())
+        {
+            return format!("{}: {}", self.name(), identity.name);
         }
         let _ = device;
         self.name()

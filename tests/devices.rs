@@ -130,3 +130,37 @@ fn vulkan_without_a_driver_is_one_clear_error() {
         "{stderr}"
     );
 }
+
+/// Reduced precision on a GPU backend: f16 convolutions on lavapipe (its Vulkan driver has
+/// shaderFloat16; WGSL has no bf16) give the same first-step loss as f32 on flex, within the
+/// rounding of f16 inputs and weights, and not exactly the same (the f16 path really ran).
+#[cfg(feature = "wgpu")]
+#[test]
+fn f16_on_vulkan_tracks_f32_on_flex() {
+    let first_loss = |device: &str, precision: &str| -> Option<f64> {
+        let out = bin()
+            .args(["bench", "--suite", "losses", "--steps", "1", "--width", "8"])
+            .args(["--batch", "16", "--size", "16", "--placement", "device"])
+            .args(["--device", device, "--precision", precision])
+            .env("CUBECL_AUTOTUNE_LEVEL", "minimal")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        if !out.status.success() {
+            assert!(stderr.contains("not supported"), "{stderr}");
+            return None;
+        }
+        let line: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        Some(line["losses"][0].as_f64().unwrap())
+    };
+    let reference = first_loss("flex", "f32").unwrap();
+    let Some(half) = first_loss("vulkan", "f16") else {
+        eprintln!("skipped: this Vulkan device has no f16 support");
+        return;
+    };
+    let rel = (half - reference).abs() / reference;
+    assert!(
+        rel < 1e-2 && rel > 1e-8,
+        "f16 on vulkan {half} vs f32 on flex {reference}"
+    );
+}

@@ -5,10 +5,14 @@
 //!   batch/feature-map sizes that take both the one-image and the many-images-per-gemm paths;
 //! - training-mode batch norm (`src/ops/batch_norm.rs`): output, batch statistics and the
 //!   gradients of input, gamma and beta, for 4-D and 2-D inputs.
+//!
+//! Most cases run in f32; a selection also runs in f64 (its own kernel instantiation) and in
+//! f16 and bf16 (computed through f32, rounded on the way in and out), each against the same
+//! f64 reference taken on the inputs as rounded to that precision.
 
 use burn::tensor::module::{batch_norm_train, conv2d};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 
 struct Case {
     batch: usize,
@@ -67,6 +71,8 @@ struct Reference {
     db: Vec<f64>,
 }
 
+// A direct transcription of the convolution sum: indices read like the formula.
+#[allow(clippy::needless_range_loop)]
 fn reference(c: &Case, x: &[f32], w: &[f32], b: &[f32], dy: &[f32]) -> Reference {
     let [h, wd] = c.size;
     let [oh, ow] = c.out();
@@ -114,54 +120,136 @@ fn reference(c: &Case, x: &[f32], w: &[f32], b: &[f32], dy: &[f32]) -> Reference
     r
 }
 
-fn tensor<const D: usize>(v: &[f32], shape: [usize; D], device: &Device) -> Tensor<D> {
-    Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
+/// A float type under test and the largest error allowed, relative to the largest magnitude
+/// of the expected values.
+#[derive(Clone, Copy)]
+struct Precision {
+    dtype: DType,
+    tolerance: f64,
 }
 
-fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_into_vec_as::<f32>().expect("f32 tensor")
+const F32: Precision = Precision {
+    dtype: DType::F32,
+    tolerance: 1e-4,
+};
+/// f64 sums in f64: only the reference's own order differs.
+const F64: Precision = Precision {
+    dtype: DType::F64,
+    tolerance: 1e-10,
+};
+/// Half precision sums in f32 and rounds the result: 11 (f16) and 8 (bf16) significant bits.
+const F16: Precision = Precision {
+    dtype: DType::F16,
+    tolerance: 2e-3,
+};
+const BF16: Precision = Precision {
+    dtype: DType::BF16,
+    tolerance: 1.6e-2,
+};
+
+/// `v` as the precision stores it (so the reference sees the same inputs).
+fn rounded(v: &[f32], p: Precision) -> Vec<f32> {
+    TensorData::new(v.to_vec(), [v.len()])
+        .convert_dtype(p.dtype)
+        .convert_dtype(DType::F32)
+        .try_to_vec::<f32>()
+        .expect("f32 values")
 }
 
-fn assert_close(what: &str, got: &[f32], want: &[f64]) {
+fn tensor_in<const D: usize>(
+    v: &[f32],
+    shape: [usize; D],
+    p: Precision,
+    device: &Device,
+) -> Tensor<D> {
+    let data = TensorData::new(v.to_vec(), shape).convert_dtype(p.dtype);
+    let t = Tensor::<D>::from_data(data, (device, p.dtype));
+    assert_eq!(t.dtype(), p.dtype);
+    t
+}
+
+/// The values of `t` (any float type) as f64, exactly.
+fn read<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    t.cast(FloatDType::F64)
+        .into_data()
+        .try_into_vec::<f64>()
+        .expect("f64 values")
+}
+
+fn assert_close_to(what: &str, got: &[f64], want: &[f64], tolerance: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         assert!(
-            (g as f64 - w).abs() <= 1e-4 * scale,
+            (g - w).abs() <= tolerance * scale,
             "{what}[{i}]: got {g}, want {w}"
         );
     }
 }
 
 fn check(c: &Case) {
+    check_in(c, F32);
+}
+
+fn check_in(c: &Case, p: Precision) {
     let device = Device::flex().autodiff();
     let [h, w] = c.size;
     let [oh, ow] = c.out();
-    let x = values(c.batch * c.c_in * h * w, 1);
-    let wt = values(c.c_out * (c.c_in / c.groups) * c.kernel[0] * c.kernel[1], 2);
-    let b = values(c.c_out, 3);
-    let dy = values(c.batch * c.c_out * oh * ow, 4);
+    let x = rounded(&values(c.batch * c.c_in * h * w, 1), p);
+    let wt = rounded(
+        &values(c.c_out * (c.c_in / c.groups) * c.kernel[0] * c.kernel[1], 2),
+        p,
+    );
+    let b = rounded(&values(c.c_out, 3), p);
+    let dy = rounded(&values(c.batch * c.c_out * oh * ow, 4), p);
     let want = reference(c, &x, &wt, &b, &dy);
 
-    let xt = tensor(&x, [c.batch, c.c_in, h, w], &device).require_grad();
+    let xt = tensor_in(&x, [c.batch, c.c_in, h, w], p, &device).require_grad();
     let wt_shape = [c.c_out, c.c_in / c.groups, c.kernel[0], c.kernel[1]];
-    let wt_t = tensor(&wt, wt_shape, &device).require_grad();
-    let bt = tensor(&b, [c.c_out], &device).require_grad();
+    let wt_t = tensor_in(&wt, wt_shape, p, &device).require_grad();
+    let bt = tensor_in(&b, [c.c_out], p, &device).require_grad();
     let options = ConvOptions::new_with_padding(c.stride, c.padding, c.dilation, c.groups);
     let y = conv2d(xt.clone(), wt_t.clone(), Some(bt.clone()), options);
     assert_eq!(y.dims(), [c.batch, c.c_out, oh, ow]);
-    assert_close("y", &read(y.clone()), &want.y);
-    let grads = (y * tensor(&dy, [c.batch, c.c_out, oh, ow], &device))
+    assert_eq!(y.dtype(), p.dtype);
+    let close = |what: &str, got: &[f64], want: &[f64]| {
+        assert_close_to(&format!("{what} ({:?})", p.dtype), got, want, p.tolerance)
+    };
+    close("y", &read(y.clone()), &want.y);
+    let grads = (y * tensor_in(&dy, [c.batch, c.c_out, oh, ow], p, &device))
         .sum()
         .backward();
     let grad = |t: &Tensor<4>| read(t.grad(&grads).expect("gradient"));
-    assert_close("dx", &grad(&xt), &want.dx);
-    assert_close("dw", &grad(&wt_t), &want.dw);
-    assert_close(
+    close("dx", &grad(&xt), &want.dx);
+    close("dw", &grad(&wt_t), &want.dw);
+    close(
         "db",
         &read(bt.grad(&grads).expect("bias gradient")),
         &want.db,
     );
+}
+
+#[test]
+fn f64_and_half_precision_paths() {
+    let cases = [
+        Case::new(3, 5, 7, 4, 3),
+        Case {
+            stride: [2, 2],
+            ..Case::new(2, 6, 9, 8, 3)
+        },
+        Case::new(1, 8, 20, 6, 1),
+        Case {
+            padding: [(2, 2); 2],
+            dilation: [2, 2],
+            groups: 2,
+            ..Case::new(2, 4, 9, 6, 3)
+        },
+    ];
+    for p in [F64, F16, BF16] {
+        for c in &cases {
+            check_in(c, p);
+        }
+    }
 }
 
 #[test]
@@ -339,38 +427,68 @@ fn batch_norm_reference(
 }
 
 fn check_batch_norm<const D: usize>(dims: [usize; D]) {
+    check_batch_norm_in(dims, F32);
+}
+
+fn check_batch_norm_in<const D: usize>(dims: [usize; D], p: Precision) {
     let device = Device::flex().autodiff();
     let (n, c) = (dims[0], dims[1]);
     let inner: usize = dims[2..].iter().product();
     let len = n * c * inner;
     // An offset mean and a spread other than 1, to exercise the centring.
-    let x: Vec<f32> = values(len, 5).iter().map(|v| 3.0 + 2.5 * v).collect();
-    let gamma: Vec<f32> = values(c, 6).iter().map(|v| 1.0 + 0.5 * v).collect();
-    let beta = values(c, 7);
-    let dy = values(len, 8);
+    let x: Vec<f32> = rounded(
+        &values(len, 5)
+            .iter()
+            .map(|v| 3.0 + 2.5 * v)
+            .collect::<Vec<_>>(),
+        p,
+    );
+    let gamma: Vec<f32> = rounded(
+        &values(c, 6)
+            .iter()
+            .map(|v| 1.0 + 0.5 * v)
+            .collect::<Vec<_>>(),
+        p,
+    );
+    let beta = rounded(&values(c, 7), p);
+    let dy = rounded(&values(len, 8), p);
     let eps = 1e-5;
     let [y, mean, var, dx, dgamma, dbeta] =
         batch_norm_reference([n, c, inner], &x, &gamma, &beta, &dy, eps);
 
-    let xt = tensor(&x, dims, &device).require_grad();
-    let gt = tensor(&gamma, [c], &device).require_grad();
-    let bt = tensor(&beta, [c], &device).require_grad();
+    let xt = tensor_in(&x, dims, p, &device).require_grad();
+    let gt = tensor_in(&gamma, [c], p, &device).require_grad();
+    let bt = tensor_in(&beta, [c], p, &device).require_grad();
     let out = batch_norm_train(xt.clone(), gt.clone(), bt.clone(), eps);
-    assert_close("bn y", &read(out.output.clone()), &y);
-    assert_close("bn mean", &read(out.mean), &mean);
-    assert_close("bn variance", &read(out.variance), &var);
-    let grads = (out.output * tensor(&dy, dims, &device)).sum().backward();
-    assert_close("bn dx", &read(xt.grad(&grads).expect("x gradient")), &dx);
-    assert_close(
+    assert_eq!(out.output.dtype(), p.dtype);
+    let close = |what: &str, got: &[f64], want: &[f64]| {
+        assert_close_to(&format!("{what} ({:?})", p.dtype), got, want, p.tolerance)
+    };
+    close("bn y", &read(out.output.clone()), &y);
+    close("bn mean", &read(out.mean), &mean);
+    close("bn variance", &read(out.variance), &var);
+    let grads = (out.output * tensor_in(&dy, dims, p, &device))
+        .sum()
+        .backward();
+    close("bn dx", &read(xt.grad(&grads).expect("x gradient")), &dx);
+    close(
         "bn dgamma",
         &read(gt.grad(&grads).expect("gamma gradient")),
         &dgamma,
     );
-    assert_close(
+    close(
         "bn dbeta",
         &read(bt.grad(&grads).expect("beta gradient")),
         &dbeta,
     );
+}
+
+#[test]
+fn batch_norm_in_f64_and_half_precision() {
+    for p in [F64, F16, BF16] {
+        check_batch_norm_in([3, 4, 5, 7], p);
+        check_batch_norm_in([6, 5], p);
+    }
 }
 
 #[test]

@@ -37,6 +37,8 @@ pub fn to_device(batch: HostBatch, device: &Device) -> Tensor<4> {
 /// A u8 batch made ready for augmentation on a device. On the CPU backend the images stay in
 /// host memory and each view comes from the fused per-image pipeline (`super::host`); on other
 /// devices the batch is uploaded once and each view is computed there with batched tensor ops.
+/// (One per step, moved once: boxing the larger variant would buy nothing.)
+#[allow(clippy::large_enum_variant)]
 pub enum Staged {
     Host { batch: HostBatch, device: Device },
     OnDevice(Tensor<4>),
@@ -338,7 +340,10 @@ fn color_jitter(mut x: Tensor<4>, params: &[ViewParams]) -> Tensor<4> {
         let mut contrast = Vec::with_capacity(params.len());
         let mut hue = Vec::with_capacity(params.len());
         for p in params {
-            let op = p.jitter.as_ref().map(|ops| color_op(ops[position].0, ops[position].1));
+            let op = p
+                .jitter
+                .as_ref()
+                .map(|ops| color_op(ops[position].0, ops[position].1));
             let (m, c, h) = match op {
                 Some(ColorOp::Matrix(m, c)) => (m, c, None),
                 Some(ColorOp::Hue(f)) => (IDENTITY, None, Some(f)),
@@ -623,8 +628,14 @@ mod tests {
         // A shift of a whole turn is the identity (up to rounding); red + 1/3 turn is green.
         let px = [0.7, 0.2, 0.5];
         let back = shift_hue_pixel(px, 1.0);
-        assert!(px.iter().zip(back).all(|(a, b)| (a - b).abs() < 1e-6), "{back:?}");
+        assert!(
+            px.iter().zip(back).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{back:?}"
+        );
         let green = shift_hue_pixel([0.8, 0.1, 0.1], 1.0 / 3.0);
-        assert!((green[1] - 0.8).abs() < 1e-5 && green[0] < 0.11, "{green:?}");
+        assert!(
+            (green[1] - 0.8).abs() < 1e-5 && green[0] < 0.11,
+            "{green:?}"
+        );
     }
 }

@@ -381,11 +381,41 @@ mod tests {
         let half = [0.4, 0.4, 0.4, 0.1];
         let asym = [0.4, 0.4, 0.2, 0.1];
         let expected = [
-            ("symmetric", [spec(0.08, 0.8, strong, 0.5, 0.0), spec(0.08, 0.8, strong, 0.5, 0.0)]),
-            ("symmetric_adainf", [spec(0.2, 0.4, half, 0.5, 0.0), spec(0.2, 0.4, half, 0.5, 0.0)]),
-            ("symmetric_weak", [spec(0.08, 0.8, half, 0.5, 0.0), spec(0.08, 0.8, half, 0.5, 0.0)]),
-            ("asymmetric", [spec(0.08, 0.8, asym, 0.0, 0.0), spec(0.08, 0.8, asym, 0.0, 0.2)]),
-            ("asymmetric_adainf", [spec(0.2, 0.4, asym, 0.0, 0.0), spec(0.2, 0.4, asym, 0.0, 0.2)]),
+            (
+                "symmetric",
+                [
+                    spec(0.08, 0.8, strong, 0.5, 0.0),
+                    spec(0.08, 0.8, strong, 0.5, 0.0),
+                ],
+            ),
+            (
+                "symmetric_adainf",
+                [
+                    spec(0.2, 0.4, half, 0.5, 0.0),
+                    spec(0.2, 0.4, half, 0.5, 0.0),
+                ],
+            ),
+            (
+                "symmetric_weak",
+                [
+                    spec(0.08, 0.8, half, 0.5, 0.0),
+                    spec(0.08, 0.8, half, 0.5, 0.0),
+                ],
+            ),
+            (
+                "asymmetric",
+                [
+                    spec(0.08, 0.8, asym, 0.0, 0.0),
+                    spec(0.08, 0.8, asym, 0.0, 0.2),
+                ],
+            ),
+            (
+                "asymmetric_adainf",
+                [
+                    spec(0.2, 0.4, asym, 0.0, 0.0),
+                    spec(0.2, 0.4, asym, 0.0, 0.2),
+                ],
+            ),
         ];
         assert_eq!(expected.len(), PRESETS.len());
         for (name, views) in expected {
@@ -412,7 +442,11 @@ mod tests {
         assert!(fractions.iter().all(|f| *f > 0.2 * 0.93 && *f < 0.6 * 1.07));
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         // Uniform area: mean 0.4; log-uniform ratio: mean log 0 (symmetric range).
-        assert!((mean(&fractions) - 0.4).abs() < 0.005, "{}", mean(&fractions));
+        assert!(
+            (mean(&fractions) - 0.4).abs() < 0.005,
+            "{}",
+            mean(&fractions)
+        );
         assert!(mean(&log_ratios).abs() < 0.005, "{}", mean(&log_ratios));
         // Area uniform, not (say) side length uniform: a quarter of the draws below 0.3.
         let below = fractions.iter().filter(|f| **f < 0.3).count() as f64 / 20_000.0;
@@ -420,7 +454,10 @@ mod tests {
         // A box that can never fit (half or more of a 64×1 image, at a ratio near 1) falls
         // back to torchvision's centre crop with the ratio clamped to 3/4: the full width, a
         // height of round(1 / 0.75) = 1, centred at row (64 − 1) / 2 = 31.
-        assert_eq!(sample_crop(&mut rng, 64, 1, (0.5, 1.0)), [0.0, 31.0, 1.0, 1.0]);
+        assert_eq!(
+            sample_crop(&mut rng, 64, 1, (0.5, 1.0)),
+            [0.0, 31.0, 1.0, 1.0]
+        );
     }
 
     #[test]

@@ -36,7 +36,10 @@ struct Case {
 }
 
 fn fixture() -> Fixture {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/color_fixtures.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/color_fixtures.json"
+    );
     let text = std::fs::read_to_string(path).expect("the fixture file is in the repository");
     serde_json::from_str(&text).expect("the fixture file parses")
 }

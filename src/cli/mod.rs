@@ -17,6 +17,7 @@ use crate::bench::{self, BenchConfig};
 use crate::data::batches::Placement;
 use crate::device::DeviceSpec;
 use crate::host::{Host, HostConfig, api};
+use crate::model::Backbone;
 use crate::train::config::Precision;
 use crate::train::{CancelFlag, Progress, Silent};
 
@@ -278,12 +279,16 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Bench(b) => {
-            let (precision, placement) = match (
-                Precision::parse(&b.precision),
-                Placement::parse(&b.placement),
-            ) {
-                (Ok(p), Ok(l)) => (p, l),
-                (Err(e), _) | (_, Err(e)) => return report(&e.to_string(), 2),
+            let parsed = Precision::parse(&b.precision).and_then(|p| {
+                Ok((
+                    p,
+                    Placement::parse(&b.placement)?,
+                    Backbone::parse(&b.backbone)?,
+                ))
+            });
+            let (precision, placement, backbone) = match parsed {
+                Ok(v) => v,
+                Err(e) => return report(&e.to_string(), 2),
             };
             let (device, device_name) = match open_device(&b.device) {
                 Ok(d) => d,
@@ -293,7 +298,7 @@ pub fn main() -> ExitCode {
                 width: b.width,
                 batch: b.batch,
                 size: b.size,
-                backbone: b.backbone,
+                backbone,
                 warmup_steps: b.warmup,
                 steps: b.steps,
                 device_name,

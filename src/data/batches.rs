@@ -57,7 +57,8 @@ impl Placement {
     }
 }
 
-/// The batch stream of one run.
+/// The batch stream of one run (one per run: its variants' sizes do not matter).
+#[allow(clippy::large_enum_variant)]
 pub enum Batches {
     Streamed(Prefetcher),
     Resident {
@@ -104,9 +105,9 @@ impl Batches {
     }
 
     /// The next batch.
-    pub fn next(&mut self) -> Batch {
+    pub fn next_batch(&mut self) -> Batch {
         match self {
-            Batches::Streamed(p) => Batch::Host(p.next()),
+            Batches::Streamed(p) => Batch::Host(p.next_batch()),
             Batches::Resident { data, sampler } => {
                 let (images, labels) = data.gather(&sampler.next_batch());
                 Batch::Device { images, labels }

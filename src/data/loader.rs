@@ -99,7 +99,8 @@ impl HostBatch {
 }
 
 /// One training batch: u8 images in host memory (streamed), or float images gathered on the
-/// device from a resident copy of the dataset (`super::resident`).
+/// device from a resident copy of the dataset (`super::resident`). One per step, moved once.
+#[allow(clippy::large_enum_variant)]
 pub enum Batch {
     Host(HostBatch),
     /// NCHW images in [0, 1] (what `augment::batch::to_device` makes of a host batch).

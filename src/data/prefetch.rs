@@ -52,7 +52,7 @@ impl Prefetcher {
     }
 
     /// The next batch, waiting for the producer if it is behind.
-    pub fn next(&mut self) -> HostBatch {
+    pub fn next_batch(&mut self) -> HostBatch {
         let started = Instant::now();
         let batch = self
             .batches
@@ -98,7 +98,7 @@ mod tests {
             Prefetcher::start(&data, Sampler::new(data.len(), 16, 7).unwrap(), 2).unwrap();
         for _ in 0..6 {
             let expected = gather(&data, &direct.next_batch());
-            let got = ahead.next();
+            let got = ahead.next_batch();
             assert_eq!(got.labels, expected.labels);
             assert_eq!(got.pixels, expected.pixels);
         }

@@ -334,15 +334,13 @@ impl Scene {
                 let t = (0.5 + 0.7 * ((fx - 0.5) * gc + (fy - 0.5) * gs)).clamp(0.0, 1.0);
                 let stripe =
                     amp * (std::f64::consts::TAU * freq * (fx * dc + fy * ds) + phase).sin();
-                let mut c = [0.0; 3];
-                for ch in 0..3 {
-                    c[ch] = self.bg0[ch] * (1.0 - t) + self.bg1[ch] * t + stripe;
-                }
+                let mut c: [f64; 3] =
+                    std::array::from_fn(|ch| self.bg0[ch] * (1.0 - t) + self.bg1[ch] * t + stripe);
                 if let Some((qx, qy, r, color)) = self.clutter {
                     let dist = ((fx - qx).powi(2) + (fy - qy).powi(2)).sqrt() - r;
                     let a = (0.5 - dist / px).clamp(0.0, 1.0);
-                    for ch in 0..3 {
-                        c[ch] = c[ch] * (1.0 - a) + color[ch] * a;
+                    for (v, col) in c.iter_mut().zip(color) {
+                        *v = *v * (1.0 - a) + col * a;
                     }
                 }
                 let (dx, dy) = ((fx - self.cx) / self.scale, (fy - self.cy) / self.scale);

@@ -117,7 +117,8 @@ mod tests {
         let train = floats(vec![0.999, 0.0447, 0.8, 0.6, 0.8, -0.6], [3, 2], &device);
         let labels = [1, 0, 0];
         let test = floats(vec![1.0, 0.0], [1, 2], &device);
-        let acc = |t: f64| knn_accuracy(train.clone(), &labels, test.clone(), &[1], 3, t, 2).unwrap();
+        let acc =
+            |t: f64| knn_accuracy(train.clone(), &labels, test.clone(), &[1], 3, t, 2).unwrap();
         assert_eq!(acc(0.07), 1.0);
         // At a large temperature the weights flatten and the two class-0 votes win.
         assert_eq!(acc(100.0), 0.0);

@@ -48,7 +48,7 @@ pub fn linear_probe_accuracy(
             "the linear probe needs labelled training items, but there are none".into(),
         ));
     }
-    if cfg.epochs == 0 || cfg.batch == 0 || !(cfg.lr > 0.0) {
+    if cfg.epochs == 0 || cfg.batch == 0 || cfg.lr.is_nan() || cfg.lr <= 0.0 {
         return Err(Error::config(
             "epochs",
             "epochs, batch and lr must be positive",

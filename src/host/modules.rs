@@ -73,7 +73,10 @@ macro_rules! register {
             .with_comments(api::doc_comments(MODULE, $name))
             .with_params_info(api::params_info(MODULE, $name, &[]))
             .set_into_module(&mut $module, move |ctx: NativeCallContext| -> $ret {
-                placed(&ctx, (|| -> $ret { $body })())
+                // The body runs in a closure called on the spot, so it can use `?` and `return`.
+                #[allow(clippy::redundant_closure_call)]
+                let result = (|| -> $ret { $body })();
+                placed(&ctx, result)
             });
     };
     ($module:expr, $name:literal, $(move)? |$($arg:ident : $ty:ty),*| -> $ret:ty $body:block) => {
@@ -82,7 +85,9 @@ macro_rules! register {
             .with_comments(api::doc_comments(MODULE, $name))
             .with_params_info(api::params_info(MODULE, $name, &[$(concat!(stringify!($arg), ": ", stringify!($ty))),*]))
             .set_into_module(&mut $module, move |ctx: NativeCallContext, $($arg: $ty),*| -> $ret {
-                placed(&ctx, (|| -> $ret { $body })())
+                #[allow(clippy::redundant_closure_call)]
+                let result = (|| -> $ret { $body })();
+                placed(&ctx, result)
             });
     };
 }
@@ -302,10 +307,9 @@ fn data_module(state: &Rc<HostState>) -> Module {
         if let Some(reference) = opts
             .get("reference")
             .and_then(|r| r.clone().try_cast::<Dataset>())
+            && let Some(warning) = readers::npz::channel_order_warning(&d, &reference)
         {
-            if let Some(warning) = readers::npz::channel_order_warning(&d, &reference) {
-                eprintln!("warning: {warning}");
-            }
+            eprintln!("warning: {warning}");
         }
         Ok(d)
     };

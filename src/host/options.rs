@@ -77,13 +77,13 @@ pub fn fits(kind: Kind, v: &Dynamic) -> bool {
             v.is_array()
                 && v.clone()
                     .into_array()
-                    .map_or(false, |a| a.iter().all(|x| x.is_int() || x.is_float()))
+                    .is_ok_and(|a| a.iter().all(|x| x.is_int() || x.is_float()))
         }
         Kind::Strings => {
             v.is_array()
                 && v.clone()
                     .into_array()
-                    .map_or(false, |a| a.iter().all(|x| x.is_string()))
+                    .is_ok_and(|a| a.iter().all(|x| x.is_string()))
         }
         Kind::Pairs => v.clone().into_array().is_ok_and(|a| {
             a.iter().all(|p| {
@@ -96,7 +96,7 @@ pub fn fits(kind: Kind, v: &Dynamic) -> bool {
         Kind::Aug => {
             v.is::<crate::augment::ViewPair>()
                 || v.is_string()
-                || v.clone().into_array().map_or(false, |a| {
+                || v.clone().into_array().is_ok_and(|a| {
                     a.len() == 2 && a.iter().all(|x| x.is::<crate::augment::ViewPair>())
                 })
         }
@@ -152,7 +152,7 @@ pub fn check(function: &str, map: &Map, known: &[Opt]) -> Result<(), String> {
             Some(o) if !fits(o.kind, value) => {
                 return Err(wrong_kind_message(function, key, o.kind, &type_name(value)));
             }
-            Some(o) if o.kind == Kind::Int && value.as_int().map_or(false, |i| i < 0) => {
+            Some(o) if o.kind == Kind::Int && value.as_int().is_ok_and(|i| i < 0) => {
                 return Err(format!(
                     "option `{key}` of {function} must not be negative, got {}",
                     value.as_int().unwrap_or(0)

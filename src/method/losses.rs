@@ -147,6 +147,8 @@ mod tests {
             / q.len() as f64
     }
 
+    // A direct transcription of the formula: indices read like the paper.
+    #[allow(clippy::needless_range_loop)]
     fn barlow_ref(z1: &M, z2: &M, lambda: f64, scale: f64) -> f64 {
         let (n, d) = (z1.len(), z1[0].len());
         let std = |z: &M| -> M {

@@ -19,8 +19,10 @@ pub const METHODS: [&str; 4] = ["simclr", "mocov2", "byol", "barlow"];
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     Simclr,
+    #[serde(alias = "mocov2plus", alias = "moco")]
     Mocov2,
     Byol,
+    #[serde(alias = "barlow_twins")]
     Barlow,
 }
 
@@ -39,6 +41,10 @@ impl Method {
                 ),
             )),
         }
+    }
+
+    pub fn name(self) -> &'static str {
+        METHODS[self as usize]
     }
 
     /// Does the method keep a momentum (EMA) copy of the encoder?

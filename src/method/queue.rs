@@ -16,7 +16,7 @@ pub struct KeyQueue {
 
 impl KeyQueue {
     pub fn new(size: usize, dim: usize, batch: usize, device: &Device) -> Result<Self> {
-        if size == 0 || size % batch != 0 {
+        if size == 0 || !size.is_multiple_of(batch) {
             return Err(Error::config(
                 "queue_size",
                 format!("must be a positive multiple of the batch ({batch}), got {size}"),

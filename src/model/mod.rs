@@ -3,7 +3,7 @@
 pub mod resnet;
 pub mod safetensors;
 
-pub use resnet::{ResNet, ResNetConfig};
+pub use resnet::{Backbone, ResNet, ResNetConfig};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};

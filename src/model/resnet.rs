@@ -14,6 +14,47 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The backbone architectures (serialised by these names in configs and run ids).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backbone {
+    /// The paper's ResNet-18: two BasicBlocks per stage.
+    #[default]
+    Resnet18,
+    /// One BasicBlock per stage: a CPU-sized variant, not in the paper.
+    Resnet10,
+}
+
+impl Backbone {
+    pub const NAMES: [&'static str; 2] = ["resnet18", "resnet10"];
+
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "resnet18" => Ok(Backbone::Resnet18),
+            "resnet10" => Ok(Backbone::Resnet10),
+            other => Err(Error::config(
+                "backbone",
+                format!(
+                    "unknown backbone \"{other}\"; use one of {}",
+                    Self::NAMES.join(", ")
+                ),
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// BasicBlocks per stage.
+    pub fn blocks(self) -> [usize; 4] {
+        match self {
+            Backbone::Resnet18 => [2, 2, 2, 2],
+            Backbone::Resnet10 => [1, 1, 1, 1],
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResNetConfig {
     /// Channels of the first stage (64 = standard).
@@ -23,19 +64,9 @@ pub struct ResNetConfig {
 }
 
 impl ResNetConfig {
-    /// `backbone` name → blocks: "resnet18" = [2,2,2,2]; "resnet10" = [1,1,1,1] (a CPU-sized
-    /// variant, not in the paper).
-    pub fn named(backbone: &str, width: usize) -> Result<Self> {
-        let blocks = match backbone {
-            "resnet18" => [2, 2, 2, 2],
-            "resnet10" => [1, 1, 1, 1],
-            other => {
-                return Err(Error::config(
-                    "backbone",
-                    format!("unknown backbone \"{other}\"; use \"resnet18\" or \"resnet10\""),
-                ));
-            }
-        };
+    /// The ResNet of `backbone` at `width` channels in its first stage.
+    pub fn new(backbone: Backbone, width: usize) -> Result<Self> {
+        let blocks = backbone.blocks();
         if width == 0 || width > 1024 {
             return Err(Error::config(
                 "width",
@@ -185,7 +216,9 @@ mod tests {
     #[test]
     fn spatial_sizes_follow_the_padding_2_stem() {
         let device = Device::flex();
-        let model = ResNetConfig::named("resnet18", 4).unwrap().init(&device);
+        let model = ResNetConfig::new(Backbone::Resnet18, 4)
+            .unwrap()
+            .init(&device);
         let x: Tensor<4> = Tensor::zeros([1, 3, 32, 32], &device);
         let mut x = relu(model.stem_bn.forward(model.stem.forward(x)));
         let mut sizes = vec![x.dims()[2..].to_vec()];
@@ -197,7 +230,13 @@ mod tests {
         }
         assert_eq!(
             sizes,
-            vec![vec![34, 34], vec![34, 34], vec![17, 17], vec![9, 9], vec![5, 5]]
+            vec![
+                vec![34, 34],
+                vec![34, 34],
+                vec![17, 17],
+                vec![9, 9],
+                vec![5, 5]
+            ]
         );
         assert_eq!(x.dims()[1], 32, "8 × width channels at the end");
     }
@@ -205,16 +244,23 @@ mod tests {
     #[test]
     fn resnet18_shapes_and_parameter_count() {
         let device = Device::flex();
-        let cfg = ResNetConfig::named("resnet18", 64).unwrap();
+        let cfg = ResNetConfig::new(Backbone::Resnet18, 64).unwrap();
         let model = cfg.init(&device);
         // torchvision resnet18 without fc has 11,176,512 parameters; the CIFAR stem's conv1 is
         // 3×3 instead of 7×7, i.e. 64·3·(49 − 9) fewer. burn's count also includes the batch
         // norms' running mean and variance: 2 × 4,800 channels.
         assert_eq!(model.num_params(), 11_176_512 - 64 * 3 * 40 + 2 * 4_800);
-        let small = ResNetConfig::named("resnet18", 8).unwrap().init(&device);
+        let small = ResNetConfig::new(Backbone::Resnet18, 8)
+            .unwrap()
+            .init(&device);
         let x: Tensor<4> = Tensor::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
         assert_eq!(small.forward(x).dims(), [2, 64]);
-        assert!(ResNetConfig::named("vgg", 8).is_err());
-        assert!(ResNetConfig::named("resnet18", 0).is_err());
+        assert!(
+            Backbone::parse("vgg")
+                .unwrap_err()
+                .to_string()
+                .contains("resnet10")
+        );
+        assert!(ResNetConfig::new(Backbone::Resnet18, 0).is_err());
     }
 }

@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn names_follow_torchvision_and_the_file_parses() {
-        let cfg = ResNetConfig::named("resnet18", 4).unwrap();
+        let cfg = ResNetConfig::new(crate::model::Backbone::Resnet18, 4).unwrap();
         let model = cfg.init(&Device::flex());
         let path =
             std::env::temp_dir().join(format!("adainf-st-{}.safetensors", std::process::id()));

@@ -146,7 +146,10 @@ mod tests {
             .zip([0.006, 0.008])
             .map(|(p, g)| p - lr * (g + wd * p))
             .collect();
-        assert!((got[0] as f64 - plain[0]).abs() < 1e-6, "{got:?} vs {plain:?}");
+        assert!(
+            (got[0] as f64 - plain[0]).abs() < 1e-6,
+            "{got:?} vs {plain:?}"
+        );
     }
 
     #[test]
@@ -156,10 +159,16 @@ mod tests {
         // eta / wd = 0.2 < 1 if it were applied).
         let got = step_once(&[3.0, 4.0], &[0.0, 0.0], lr, eta, wd);
         let want = reference_step(&[3.0, 4.0], &[0.0, 0.0], lr, eta, wd);
-        assert!((got[0] as f64 - want[0]).abs() < 1e-6 && (got[0] - 2.85).abs() < 1e-6, "{got:?}");
+        assert!(
+            (got[0] as f64 - want[0]).abs() < 1e-6 && (got[0] - 2.85).abs() < 1e-6,
+            "{got:?}"
+        );
         // Zero weight: the gradient step is unscaled too (trust would be 0).
         let got = step_once(&[0.0, 0.0], &[0.6, 0.8], lr, eta, wd);
-        assert!((got[0] + 0.3).abs() < 1e-6 && (got[1] + 0.4).abs() < 1e-6, "{got:?}");
+        assert!(
+            (got[0] + 0.3).abs() < 1e-6 && (got[1] + 0.4).abs() < 1e-6,
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -16,7 +16,22 @@ pub enum OptimizerKind {
     Sgd,
 }
 
+/// How the learning rates follow the batch size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrScaling {
+    /// `lr · batch / 256` (the official rule, applied to `lr` and `classifier_lr`).
+    Linear,
+}
+
 impl OptimizerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Lars => "lars",
+            OptimizerKind::Sgd => "sgd",
+        }
+    }
+
     pub fn parse(name: &str) -> Result<Self> {
         match name {
             "lars" => Ok(OptimizerKind::Lars),

@@ -92,7 +92,12 @@ fn numbers(rows: &[&Row], column: &str) -> Vec<f64> {
 /// deviations over each group's rows, e.g. seeds), and whether |difference| ≥ 2 standard
 /// errors. A group with one row counts as exact (a deterministic baseline such as kNN on raw
 /// pixels); two one-row groups have no standard error.
-pub fn compare(rows: &[Row], group: &str, value: &str, pairs: &[(String, String)]) -> Result<Vec<Row>> {
+pub fn compare(
+    rows: &[Row],
+    group: &str,
+    value: &str,
+    pairs: &[(String, String)],
+) -> Result<Vec<Row>> {
     let groups = group_rows(rows, &[group.to_string()]);
     let stats = |name: &str| -> Result<(f64, f64, usize)> {
         let members = groups
@@ -261,8 +266,8 @@ pub fn run_row(run: &FinishedRun) -> Row {
     let c = &run.spec.config;
     let mut row: Row = vec![
         ("id".into(), Cell::Text(run.result.id.clone())),
-        ("method".into(), Cell::Text(c.method.clone())),
-        ("backbone".into(), Cell::Text(c.backbone.clone())),
+        ("method".into(), Cell::Text(c.method.name().into())),
+        ("backbone".into(), Cell::Text(c.backbone.name().into())),
         ("width".into(), Cell::Number(c.width as f64)),
         ("aug".into(), Cell::Text(run.spec.aug.name.clone())),
         ("data".into(), Cell::Text(run.spec.data.description.clone())),
@@ -347,12 +352,22 @@ mod tests {
         let single = vec![row("a", 0.0, 0.5), row("b", 0.0, 0.4)];
         let out = compare(&single, "setting", "acc", &[("a".into(), "b".into())]).unwrap();
         assert_eq!(get(&out[0], "std_error"), &Cell::Empty);
-        let tight = vec![row("a", 0.0, 0.5), row("a", 1.0, 0.7), row("b", 0.0, 0.55), row("b", 1.0, 0.75)];
+        let tight = vec![
+            row("a", 0.0, 0.5),
+            row("a", 1.0, 0.7),
+            row("b", 0.0, 0.55),
+            row("b", 1.0, 0.75),
+        ];
         let out = compare(&tight, "setting", "acc", &[("a".into(), "b".into())]).unwrap();
         assert_eq!(get(&out[0], "beyond_2_se"), &Cell::Text("no".into()));
-        let e = compare(&rows, "setting", "acc", &[("vanilla".into(), "none".into())])
-            .unwrap_err()
-            .to_string();
+        let e = compare(
+            &rows,
+            "setting",
+            "acc",
+            &[("vanilla".into(), "none".into())],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("vanilla") && e.contains("\"adainf\""), "{e}");
     }
 

@@ -29,7 +29,9 @@ pub type Series = Vec<(String, Vec<(f64, f64, f64, usize)>)>;
 
 /// Groups rows into series; rows without a numeric x or y are skipped.
 pub fn series(rows: &[Row], spec: &PlotSpec) -> Series {
-    let mut groups: Vec<(String, Vec<(f64, Vec<f64>)>)> = Vec::new();
+    /// Per group: each x with the y values seen at it.
+    type Collected = Vec<(String, Vec<(f64, Vec<f64>)>)>;
+    let mut groups: Collected = Vec::new();
     for r in rows {
         let (Cell::Number(x), Cell::Number(y)) = (get(r, &spec.x), get(r, &spec.y)) else {
             continue;

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::method::Method;
-use crate::model::ResNetConfig;
-use crate::optim::OptimizerKind;
+use crate::model::{Backbone, ResNetConfig};
+use crate::optim::{LrScaling, OptimizerKind};
 
 /// The float type the backbone's convolutions compute in. Master weights, batch norm, the
 /// losses, the probe and the optimisers are f32 in every case (mixed precision as PyTorch's
@@ -82,9 +82,9 @@ impl Precision {
 #[serde(deny_unknown_fields, default)]
 pub struct PretrainConfig {
     /// "simclr", "mocov2", "byol" or "barlow".
-    pub method: String,
+    pub method: Method,
     /// "resnet18" (or "resnet10", a CPU-sized variant).
-    pub backbone: String,
+    pub backbone: Backbone,
     /// Channels of the first ResNet stage; 64 = standard ResNet-18.
     pub width: usize,
     pub steps: usize,
@@ -95,7 +95,7 @@ pub struct PretrainConfig {
     /// Online linear probe learning rate (official effective value 0.1).
     pub classifier_lr: f64,
     /// "lars" or "sgd".
-    pub optimizer: String,
+    pub optimizer: OptimizerKind,
     pub weight_decay: f64,
     /// Linear warm-up steps (official: 1000 of 100k).
     pub warmup: usize,
@@ -132,7 +132,7 @@ pub struct PretrainConfig {
     /// "linear": `lr` and `classifier_lr` are multiplied by batch/256 (the official rule,
     /// `lr · batch_size · n_devices / 256`); unset: used as given.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub lr_scaling: Option<String>,
+    pub lr_scaling: Option<LrScaling>,
     /// The backbone's convolutions in f32, bf16 or f16 (see `Precision`). Left out of the
     /// serialised config (and so of the run id) when f32, so f32 runs keep their ids.
     #[serde(skip_serializing_if = "Precision::is_f32")]
@@ -142,14 +142,14 @@ pub struct PretrainConfig {
 impl Default for PretrainConfig {
     fn default() -> Self {
         PretrainConfig {
-            method: "simclr".into(),
-            backbone: "resnet18".into(),
+            method: Method::Simclr,
+            backbone: Backbone::Resnet18,
             width: 64,
             steps: 1000,
             batch: 256,
             lr: 0.4,
             classifier_lr: 0.1,
-            optimizer: "lars".into(),
+            optimizer: OptimizerKind::Lars,
             weight_decay: 1e-4,
             warmup: WARMUP,
             warmup_start: WARMUP_START,
@@ -193,11 +193,11 @@ impl PretrainConfig {
         if !given("warmup_start") {
             self.warmup_start = WARMUP_START.min(self.lr);
         }
-        if !given("queue_size") {
-            if let Some(q) = self.queue_size.as_mut() {
-                let batch = self.batch.max(1);
-                *q = (QUEUE_SIZE / batch).max(1) * batch;
-            }
+        if !given("queue_size")
+            && let Some(q) = self.queue_size.as_mut()
+        {
+            let batch = self.batch.max(1);
+            *q = (QUEUE_SIZE / batch).max(1) * batch;
         }
     }
 
@@ -208,8 +208,8 @@ impl PretrainConfig {
         match method {
             Method::Simclr => base,
             Method::Mocov2 => PretrainConfig {
-                method: "mocov2".into(),
-                optimizer: "sgd".into(),
+                method: Method::Mocov2,
+                optimizer: OptimizerKind::Sgd,
                 lr: 0.3,
                 classifier_lr: 0.3,
                 ema_base: Some(0.99),
@@ -218,7 +218,7 @@ impl PretrainConfig {
                 ..base
             },
             Method::Byol => PretrainConfig {
-                method: "byol".into(),
+                method: Method::Byol,
                 lr: 1.0,
                 weight_decay: 1e-5,
                 proj_hidden: 4096,
@@ -228,7 +228,7 @@ impl PretrainConfig {
                 ..base
             },
             Method::Barlow => PretrainConfig {
-                method: "barlow".into(),
+                method: Method::Barlow,
                 lr: 0.3,
                 proj_hidden: 2048,
                 proj_dim: 2048,
@@ -241,23 +241,26 @@ impl PretrainConfig {
 
     /// Learning rates after the scaling rule: (encoder, probe).
     pub fn effective_lrs(&self) -> (f64, f64) {
-        match self.lr_scaling.as_deref() {
-            Some("linear") => {
+        match self.lr_scaling {
+            Some(LrScaling::Linear) => {
                 let k = self.batch as f64 / 256.0;
                 (self.lr * k, self.classifier_lr * k)
             }
-            _ => (self.lr, self.classifier_lr),
+            None => (self.lr, self.classifier_lr),
         }
     }
 
     /// Checks ranges and names, naming the offending key.
     pub fn validate(&self) -> Result<()> {
-        let method = Method::parse(&self.method)?;
+        let method = self.method;
         let only_for = |key: &str, set: bool, wanted: bool, methods: &str| {
             if set && !wanted {
                 Err(Error::config(
                     key,
-                    format!("only applies to {methods}, not to \"{}\"", self.method),
+                    format!(
+                        "only applies to {methods}, not to \"{}\"",
+                        self.method.name()
+                    ),
                 ))
             } else {
                 Ok(())
@@ -301,33 +304,24 @@ impl PretrainConfig {
             "barlow",
         )?;
         for (key, v) in [("ema_base", self.ema_base), ("ema_final", self.ema_final)] {
-            if let Some(v) = v {
-                if !(0.0..=1.0).contains(&v) {
-                    return Err(Error::config(key, format!("must be in [0, 1], got {v}")));
-                }
+            if let Some(v) = v
+                && !(0.0..=1.0).contains(&v)
+            {
+                return Err(Error::config(key, format!("must be in [0, 1], got {v}")));
             }
         }
-        if let Some(q) = self.queue_size {
-            if q == 0 || q % self.batch.max(1) != 0 {
-                return Err(Error::config(
-                    "queue_size",
-                    format!(
-                        "must be a positive multiple of the batch ({}), got {q}",
-                        self.batch
-                    ),
-                ));
-            }
+        if let Some(q) = self.queue_size
+            && (q == 0 || !q.is_multiple_of(self.batch.max(1)))
+        {
+            return Err(Error::config(
+                "queue_size",
+                format!(
+                    "must be a positive multiple of the batch ({}), got {q}",
+                    self.batch
+                ),
+            ));
         }
-        if let Some(rule) = &self.lr_scaling {
-            if rule != "linear" {
-                return Err(Error::config(
-                    "lr_scaling",
-                    format!("must be \"linear\" (or unset), got \"{rule}\""),
-                ));
-            }
-        }
-        OptimizerKind::parse(&self.optimizer)?;
-        ResNetConfig::named(&self.backbone, self.width)?;
+        ResNetConfig::new(self.backbone, self.width)?;
         let positive = |key: &str, v: f64| {
             if v > 0.0 && v.is_finite() {
                 Ok(())
@@ -383,7 +377,7 @@ impl PretrainConfig {
     }
 
     pub fn method(&self) -> Method {
-        Method::parse(&self.method).unwrap_or(Method::Simclr)
+        self.method
     }
 
     /// Projector layer sizes from the backbone's feature size.
@@ -393,11 +387,8 @@ impl PretrainConfig {
             _ => vec![features, self.proj_hidden, self.proj_dim],
         }
     }
-    pub fn optimizer_kind(&self) -> OptimizerKind {
-        OptimizerKind::parse(&self.optimizer).unwrap_or(OptimizerKind::Lars)
-    }
     pub fn backbone_config(&self) -> Result<ResNetConfig> {
-        ResNetConfig::named(&self.backbone, self.width)
+        ResNetConfig::new(self.backbone, self.width)
     }
 }
 
@@ -416,14 +407,27 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("`lr`"), "{e}");
-        let e = PretrainConfig {
-            method: "dino".into(),
-            ..Default::default()
+        // Unknown names are errors that list the valid ones (no silent fallback).
+        for (key, bad) in [
+            ("method", "dino"),
+            ("optimizer", "adam"),
+            ("backbone", "vgg"),
+            ("lr_scaling", "sqrt"),
+        ] {
+            let json = serde_json::json!({ key: bad });
+            let e = serde_json::from_value::<PretrainConfig>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(bad) && e.contains("expected"), "{e}");
         }
-        .validate()
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("dino") && e.contains("byol"), "{e}");
+        let e = serde_json::from_value::<PretrainConfig>(serde_json::json!({ "method": "dino" }))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("byol") && e.contains("barlow"), "{e}");
+        // The old spellings the official configs use still parse.
+        let moco: PretrainConfig =
+            serde_json::from_value(serde_json::json!({ "method": "mocov2plus" })).unwrap();
+        assert_eq!(moco.method, Method::Mocov2);
         for m in crate::method::METHODS {
             let cfg = PretrainConfig::for_method(Method::parse(m).unwrap());
             assert!(cfg.validate().is_ok(), "{m}");
@@ -440,7 +444,7 @@ mod tests {
         let json = serde_json::to_string(&PretrainConfig::default()).unwrap();
         assert!(!json.contains("ema_base") && !json.contains("queue_size"));
         let scaled = PretrainConfig {
-            lr_scaling: Some("linear".into()),
+            lr_scaling: Some(LrScaling::Linear),
             batch: 512,
             lr: 0.2,
             ..Default::default()
@@ -496,6 +500,12 @@ mod tests {
         };
         explicit.fit_defaults(|k| k == "warmup", 1000);
         assert_eq!(explicit.warmup, 100);
-        assert!(explicit.validate().unwrap_err().to_string().contains("warmup"));
+        assert!(
+            explicit
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("warmup")
+        );
     }
 }

@@ -131,7 +131,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
         if ctx.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        let batch = batches.next();
+        let batch = batches.next_batch();
         interval_images += batch.len();
         let loss = trainer.step(batch, step);
 
@@ -268,7 +268,7 @@ mod tests {
             classifier_lr: 1.0,
             lr: 1e-6,
             warmup_start: 0.0,
-            optimizer: "sgd".into(),
+            optimizer: crate::optim::OptimizerKind::Sgd,
             ..Default::default()
         };
         let aug = ViewPair::symmetric("none", AugSpec::identity());

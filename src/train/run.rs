@@ -237,6 +237,46 @@ mod tests {
         );
     }
 
+    /// Run ids of a few configs, pinned: a refactor of the config types (enums for strings,
+    /// new fields with skipped defaults) must not move them, or every cached run is lost.
+    #[test]
+    fn run_ids_are_pinned() {
+        use crate::method::Method;
+        let data = Dataset::from_store(tiny_store(4, 2, 0));
+        let id = |config: PretrainConfig, aug: &str| {
+            RunSpec::new(config, &data, preset(aug).unwrap(), None).id()
+        };
+        let ids = [
+            id(PretrainConfig::default(), "symmetric"),
+            id(PretrainConfig::for_method(Method::Mocov2), "symmetric"),
+            id(PretrainConfig::for_method(Method::Byol), "asymmetric"),
+            id(
+                PretrainConfig::for_method(Method::Barlow),
+                "asymmetric_adainf",
+            ),
+            id(
+                PretrainConfig {
+                    backbone: crate::model::Backbone::Resnet10,
+                    optimizer: crate::optim::OptimizerKind::Sgd,
+                    lr_scaling: Some(crate::optim::LrScaling::Linear),
+                    width: 8,
+                    ..Default::default()
+                },
+                "symmetric_adainf",
+            ),
+        ];
+        assert_eq!(ids, PINNED_IDS);
+    }
+
+    /// Computed with run format 4 before the config fields became typed enums.
+    const PINNED_IDS: [&str; 5] = [
+        "8a5d17bf4cfd7912eecbcc9b",
+        "521396cd6ee5dbea4129b797",
+        "bbe55941ef9d7705716d742e",
+        "bbc915eee916f784f37d33e3",
+        "7c12229dee16e457f1a6c07b",
+    ];
+
     #[test]
     fn files_round_trip_and_unfinished_runs_are_not_loaded() {
         let dir = std::env::temp_dir().join(format!("adainf-run-test-{}", std::process::id()));

@@ -150,8 +150,8 @@ impl Trainer {
             target,
             queue,
             probe,
-            encoder_opt: cfg.optimizer_kind().build(cfg.weight_decay),
-            probe_opt: cfg.optimizer_kind().build(0.0),
+            encoder_opt: cfg.optimizer.build(cfg.weight_decay),
+            probe_opt: cfg.optimizer.build(0.0),
             lr_encoder: schedule(lr),
             lr_probe: schedule(classifier_lr),
             aug: aug.clone(),
@@ -467,7 +467,7 @@ mod tests {
     /// step to step) with the full `symmetric` augmentation.
     fn simclr_trainer(precision: Precision) -> (Trainer, PretrainConfig) {
         let mut cfg = tiny("simclr");
-        cfg.optimizer = "sgd".into();
+        cfg.optimizer = crate::optim::OptimizerKind::Sgd;
         cfg.lr = 0.05;
         cfg.width = 8;
         cfg.precision = precision;
@@ -545,7 +545,10 @@ mod tests {
         let swapped = loss(queue1, queue2);
         let got = read_floats(t.step(batch, 0))[0] as f64;
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
-        assert!((swapped - want).abs() > 1e-3, "the queues are too alike to tell apart");
+        assert!(
+            (swapped - want).abs() > 1e-3,
+            "the queues are too alike to tell apart"
+        );
         // The step wrote each view's keys into that view's queue (its first `batch` rows).
         let queue = t.queue.as_ref().unwrap();
         let rows = |x: &Tensor<2>| read_floats(x.clone().narrow(0, 0, cfg.batch));
@@ -584,7 +587,10 @@ mod tests {
         let eval = loss(eval_projection(&v1), eval_projection(&v2));
         let got = read_floats(t.step(batch, 0))[0] as f64;
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
-        assert!((eval - want).abs() > 1e-3, "eval-mode targets are indistinguishable");
+        assert!(
+            (eval - want).abs() > 1e-3,
+            "eval-mode targets are indistinguishable"
+        );
     }
 
     #[test]
@@ -601,7 +607,7 @@ mod tests {
         for step in 0..6 {
             // Same items in the same order, the same pixels and labels.
             let (Batch::Device { images, labels }, Batch::Host(host)) =
-                (resident.next(), streamed.next())
+                (resident.next_batch(), streamed.next_batch())
             else {
                 panic!("each stream yields its own kind of batch");
             };
@@ -666,7 +672,7 @@ mod tests {
         for method in ["simclr", "simclr-sgd", "mocov2", "byol"] {
             let mut cfg = tiny(method.trim_end_matches("-sgd"));
             if method.ends_with("-sgd") {
-                cfg.optimizer = "sgd".into();
+                cfg.optimizer = crate::optim::OptimizerKind::Sgd;
             }
             let aug = preset("symmetric").unwrap();
             let device = Device::flex();

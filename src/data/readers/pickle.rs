@@ -135,28 +135,24 @@ fn reduce(callable: Value, args: Value) -> Value {
 
 /// BUILD: for a reconstructed ndarray, the state is (version, shape, dtype, fortran, data).
 fn build(obj: Value, state: Value) -> Value {
-    if let Value::Object { callable, .. } = &obj {
-        if matches!(callable.as_ref(), Value::Global(g) if g.ends_with("_reconstruct")) {
-            if let Value::Tuple(s) = &state {
-                if let (Some(Value::Tuple(shape)), Some(Value::Dtype(dtype)), Some(data)) =
-                    (s.get(1), s.get(2), s.get(4))
-                {
-                    let shape: Option<Vec<usize>> = shape
-                        .iter()
-                        .map(|d| {
-                            if let Value::Int(i) = d {
-                                Some(*i as usize)
-                            } else {
-                                None
-                            }
-                        })
-                        .collect();
-                    if let (Some(shape), Some(bytes), true) = (shape, bytes_of(data), dtype == "u1")
-                    {
-                        return Value::Array { bytes, shape };
-                    }
+    if let Value::Object { callable, .. } = &obj
+        && matches!(callable.as_ref(), Value::Global(g) if g.ends_with("_reconstruct"))
+        && let Value::Tuple(s) = &state
+        && let (Some(Value::Tuple(shape)), Some(Value::Dtype(dtype)), Some(data)) =
+            (s.get(1), s.get(2), s.get(4))
+    {
+        let shape: Option<Vec<usize>> = shape
+            .iter()
+            .map(|d| {
+                if let Value::Int(i) = d {
+                    Some(*i as usize)
+                } else {
+                    None
                 }
-            }
+            })
+            .collect();
+        if let (Some(shape), Some(bytes), true) = (shape, bytes_of(data), dtype == "u1") {
+            return Value::Array { bytes, shape };
         }
     }
     match obj {

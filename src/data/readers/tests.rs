@@ -462,8 +462,8 @@ fn png_folders_with_and_without_classes() {
     let d = Dir::new("folder");
     let flat = d.path("gen");
     std::fs::create_dir_all(&flat).unwrap();
-    write_png(&flat.join("a.png"), 8, 8, &vec![200; 8 * 8 * 3]);
-    write_png(&flat.join("b.png"), 16, 16, &vec![10; 16 * 16 * 3]);
+    write_png(&flat.join("a.png"), 8, 8, &[200; 8 * 8 * 3]);
+    write_png(&flat.join("b.png"), 16, 16, &[10; 16 * 16 * 3]);
     std::fs::write(flat.join("notes.txt"), "ignored").unwrap();
     let ds = read_folder(&flat, 8).unwrap();
     assert_eq!(
@@ -475,12 +475,7 @@ fn png_folders_with_and_without_classes() {
     let classes = d.path("classes");
     for (k, c) in ["cat", "dog"].iter().enumerate() {
         std::fs::create_dir_all(classes.join(c)).unwrap();
-        write_png(
-            &classes.join(c).join("x.png"),
-            4,
-            4,
-            &vec![k as u8 * 100; 48],
-        );
+        write_png(&classes.join(c).join("x.png"), 4, 4, &[k as u8 * 100; 48]);
     }
     let ds = read_folder(&classes, 4).unwrap();
     assert_eq!(
