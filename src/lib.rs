@@ -14,6 +14,7 @@ pub mod host;
 pub mod method;
 pub mod model;
 pub mod optim;
+pub mod png;
 pub mod report;
 pub mod rng;
 pub mod tensor;

@@ -19,12 +19,11 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::{ConvOptions, GridSampleOptions, GridSamplePaddingMode, InterpolateMode};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::{AugSpec, JitterOp, ViewParams};
+use super::color::{ColorOp, GRAY, IDENTITY, Mat3, blur_kernel, blur_radius, color_op};
+use super::{AugSpec, ViewParams};
 use crate::data::loader::HostBatch;
 use crate::rng::Rng;
 use crate::tensor::floats;
-
-pub(super) const GRAY: [f32; 3] = [0.299, 0.587, 0.114];
 
 /// Uploads a u8 NHWC batch and returns it as float NCHW in [0, 1].
 pub fn to_device(batch: HostBatch, device: &Device) -> Tensor<4> {
@@ -35,7 +34,7 @@ pub fn to_device(batch: HostBatch, device: &Device) -> Tensor<4> {
 }
 
 /// A u8 batch made ready for augmentation on a device. On the CPU backend the images stay in
-/// host memory and each view comes from the fused per-image pipeline (`super::host`); on other
+/// host memory and each view comes from the fused per-image pipeline (`super::fused`); on other
 /// devices the batch is uploaded once and each view is computed there with batched tensor ops.
 /// (One per step, moved once: boxing the larger variant would buy nothing.)
 #[allow(clippy::large_enum_variant)]
@@ -72,7 +71,7 @@ impl Staged {
         match self {
             Staged::Host { batch, device } => {
                 let [h, w, _] = batch.shape;
-                let values = super::host::augment_and_normalize(batch, params, spec);
+                let values = super::fused::augment_and_normalize(batch, params, spec);
                 floats(values, [batch.len(), 3, h, w], device)
             }
             Staged::OnDevice(x) => augment_and_normalize(x.clone(), params, spec),
@@ -168,58 +167,6 @@ fn crop_and_flip(x: Tensor<4>, params: &[ViewParams]) -> Tensor<4> {
     x.grid_sample_2d(grid, options)
 }
 
-pub(super) type Mat3 = [[f32; 3]; 3];
-const IDENTITY: Mat3 = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
-
-/// s·I + (1 − s)·1·grayᵀ: blend with the grayscale image.
-fn saturation_matrix(s: f32) -> Mat3 {
-    let mut m = [[0.0; 3]; 3];
-    for (r, row) in m.iter_mut().enumerate() {
-        for (c, v) in row.iter_mut().enumerate() {
-            *v = (1.0 - s) * GRAY[c] + if r == c { s } else { 0.0 };
-        }
-    }
-    m
-}
-
-/// torchvision's hue shift of one RGB pixel in [0, 1] (`adjust_hue` on float tensors:
-/// `_rgb2hsv`, `h ← (h + factor) mod 1`, `_hsv2rgb`), step for step. The fused host path
-/// calls it per pixel; `shift_hue` is the same with tensor ops.
-pub(super) fn shift_hue_pixel([r, g, b]: [f32; 3], factor: f32) -> [f32; 3] {
-    let maxc = r.max(g).max(b);
-    let minc = r.min(g).min(b);
-    let eqc = maxc == minc;
-    let cr = maxc - minc;
-    let s = cr / if eqc { 1.0 } else { maxc };
-    let crd = if eqc { 1.0 } else { cr };
-    let (rc, gc, bc) = ((maxc - r) / crd, (maxc - g) / crd, (maxc - b) / crd);
-    let h = if maxc == r {
-        bc - gc
-    } else if maxc == g {
-        2.0 + rc - bc
-    } else {
-        4.0 + gc - rc
-    };
-    let h = h / 6.0 + 1.0;
-    let h = h - h.floor();
-    let h = h + factor;
-    let h = h - h.floor();
-    let v = maxc;
-    let i = (h * 6.0).floor();
-    let f = h * 6.0 - i;
-    let p = (v * (1.0 - s)).clamp(0.0, 1.0);
-    let q = (v * (1.0 - s * f)).clamp(0.0, 1.0);
-    let t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0);
-    match (i as i64).rem_euclid(6) {
-        0 => [v, t, p],
-        1 => [q, v, p],
-        2 => [p, v, t],
-        3 => [p, q, v],
-        4 => [t, p, v],
-        _ => [v, p, q],
-    }
-}
-
 /// `shift_hue_pixel` on a batch: sample k's hue moves by `factors[k]`; samples whose factor is
 /// `None` are left exactly as they are.
 fn shift_hue(x: Tensor<4>, factors: &[Option<f32>]) -> Tensor<4> {
@@ -313,24 +260,6 @@ fn apply_color_matrices(x: Tensor<4>, mats: &[Mat3], contrast: Option<&[f32]>) -
     y.clamp(0.0, 1.0).reshape([b, c, h, w])
 }
 
-/// One jitter op: brightness, contrast and saturation are linear in the pixel (a colour
-/// matrix, plus the contrast offset, which depends on the image's mean gray level); hue is
-/// torchvision's HSV shift.
-pub(super) enum ColorOp {
-    Matrix(Mat3, Option<f32>),
-    Hue(f32),
-}
-
-pub(super) fn color_op(op: JitterOp, factor: f64) -> ColorOp {
-    let scaled = IDENTITY.map(|row| row.map(|v| v * factor as f32));
-    match op {
-        JitterOp::Brightness => ColorOp::Matrix(scaled, None),
-        JitterOp::Contrast => ColorOp::Matrix(scaled, Some(factor as f32)),
-        JitterOp::Saturation => ColorOp::Matrix(saturation_matrix(factor as f32), None),
-        JitterOp::Hue => ColorOp::Hue(factor as f32),
-    }
-}
-
 fn color_jitter(mut x: Tensor<4>, params: &[ViewParams]) -> Tensor<4> {
     if params.iter().all(|p| p.jitter.is_none()) {
         return x;
@@ -374,32 +303,6 @@ fn grayscale(x: Tensor<4>, params: &[ViewParams]) -> Tensor<4> {
         .map(|p| if p.gray { to_gray } else { IDENTITY })
         .collect();
     apply_color_matrices(x, &mats, None)
-}
-
-/// The blur radius of a batch: 3σ of its largest σ, rounded up (0 = no image is blurred).
-pub(super) fn blur_radius(params: &[ViewParams]) -> usize {
-    let max_sigma = params.iter().map(|p| p.blur_sigma).fold(0.0, f64::max);
-    if max_sigma <= 0.0 {
-        0
-    } else {
-        (3.0 * max_sigma).ceil() as usize
-    }
-}
-
-/// Normalised Gaussian taps of σ `sigma` over `2·radius + 1` pixels (a unit impulse for σ 0).
-pub(super) fn blur_kernel(sigma: f64, radius: usize) -> Vec<f32> {
-    let k = 2 * radius + 1;
-    if sigma <= 0.0 {
-        return (0..k)
-            .map(|i| if i == radius { 1.0 } else { 0.0 })
-            .collect();
-    }
-    let s2 = 2.0 * sigma * sigma;
-    let raw: Vec<f64> = (0..k)
-        .map(|i| (-((i as f64 - radius as f64).powi(2)) / s2).exp())
-        .collect();
-    let total: f64 = raw.iter().sum();
-    raw.iter().map(|v| (v / total) as f32).collect()
 }
 
 fn blur(x: Tensor<4>, params: &[ViewParams]) -> Tensor<4> {
@@ -616,26 +519,5 @@ mod tests {
             };
             assert!((o - expect).abs() < 1e-5);
         }
-    }
-
-    #[test]
-    fn saturation_preserves_gray_and_hue_leaves_gray_alone() {
-        for row in saturation_matrix(0.3) {
-            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6, "{row:?}");
-        }
-        // A gray pixel has no hue: any shift leaves it as it is.
-        assert_eq!(shift_hue_pixel([0.4, 0.4, 0.4], 0.3), [0.4, 0.4, 0.4]);
-        // A shift of a whole turn is the identity (up to rounding); red + 1/3 turn is green.
-        let px = [0.7, 0.2, 0.5];
-        let back = shift_hue_pixel(px, 1.0);
-        assert!(
-            px.iter().zip(back).all(|(a, b)| (a - b).abs() < 1e-6),
-            "{back:?}"
-        );
-        let green = shift_hue_pixel([0.8, 0.1, 0.1], 1.0 / 3.0);
-        assert!(
-            (green[1] - 0.8).abs() < 1e-5 && green[0] < 0.11,
-            "{green:?}"
-        );
     }
 }

@@ -3,7 +3,8 @@
 //! in `batch`; `preview` renders a PNG grid of views.
 
 pub mod batch;
-pub mod host;
+pub mod color;
+pub mod fused;
 pub mod preview;
 #[cfg(test)]
 mod reference_tests;

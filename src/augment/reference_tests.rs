@@ -2,7 +2,7 @@
 //! computed once with torchvision's functional transforms on float tensors and stored with the
 //! script that made them (`tests/fixtures/make_color_fixtures.py` →
 //! `tests/fixtures/color_fixtures.json`). Both implementations are checked: the batched tensor
-//! path that GPUs run (`batch`) and the fused per-image path of the CPU backend (`host`).
+//! path that GPUs run (`batch`) and the fused per-image path of the CPU backend (`fused`).
 //!
 //! Where adainf differs from torchvision by design, the test says how: blur replicates edge
 //! pixels (torchvision reflects), so blur is compared away from the border; grayscale weighs
@@ -11,7 +11,7 @@
 use burn::tensor::Device;
 use serde::Deserialize;
 
-use super::{AugSpec, JitterOp, ViewParams, batch, host};
+use super::{AugSpec, JitterOp, ViewParams, batch, fused};
 use crate::data::loader::HostBatch;
 use crate::tensor::read_floats;
 
@@ -103,7 +103,7 @@ fn ours(fx: &Fixture, params: &ViewParams) -> [Vec<f32>; 2] {
         std: [1.0; 3],
         ..AugSpec::identity()
     };
-    let fused = host::augment_and_normalize(&hb, std::slice::from_ref(params), &unnormalised);
+    let fused = fused::augment_and_normalize(&hb, std::slice::from_ref(params), &unnormalised);
     [batched, fused]
 }
 

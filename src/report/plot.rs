@@ -9,7 +9,6 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use super::{Cell, Row, get};
-use crate::augment::preview::write_png;
 use crate::error::{Error, Result};
 
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSansMono.ttf");
@@ -163,7 +162,7 @@ pub fn plot(rows: &[Row], spec: &PlotSpec, path: &Path) -> Result<()> {
             .map_err(|e| draw_error(e.to_string()))?;
         root.present().map_err(|e| draw_error(e.to_string()))?;
     }
-    write_png(path, &rgb, w as usize, h as usize)
+    crate::png::write_rgb(path, &rgb, w as usize, h as usize)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! periodic metrics and probe evaluation, the run folder, and loading a finished run's encoder
 //! back for evaluation.
 
+pub mod checkpoint;
 pub mod config;
 pub mod progress;
 pub mod run;

@@ -1,23 +1,18 @@
 //! One run's training state and step: the online encoder (backbone, projector, BYOL's
 //! predictor), the momentum target (MoCo v2+, BYOL), MoCo's key queues, the online linear
-//! probe, the optimisers and the schedules. `step` is one optimisation step on one batch;
-//! `save_checkpoint` / `load_checkpoint` capture everything a resumed run needs (the sampler
-//! and the augmentation randomness are functions of the step, so they need no state).
-
-use std::path::Path;
+//! probe, the optimisers and the schedules. `step` is one optimisation step on one batch.
+//! Saving and restoring this state is `super::checkpoint`.
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, FloatDType, Tensor};
-use serde::{Deserialize, Serialize};
 
 use super::config::PretrainConfig;
-use super::run::write_json;
 use crate::augment::{ViewPair, batch};
 use crate::data::Dataset;
 use crate::data::loader::Batch;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::eval::probe_accuracy;
 use crate::method::Method;
 use crate::method::heads::Mlp;
@@ -28,7 +23,7 @@ use crate::method::queue::KeyQueue;
 use crate::model::{ResNet, init_seeded};
 use crate::optim::schedule::WarmupCosine;
 use crate::rng::Rng;
-use crate::tensor::{floats, ints, read_floats};
+use crate::tensor::ints;
 
 /// The trainable self-supervised model: backbone, projection head and (BYOL) predictor.
 #[derive(Module, Debug)]
@@ -47,55 +42,20 @@ impl Encoder {
 }
 
 pub struct Trainer {
-    cfg: PretrainConfig,
-    method: Method,
-    encoder: Encoder,
-    target: Option<Encoder>,
-    queue: Option<KeyQueue>,
-    probe: Linear,
-    encoder_opt: ModuleOptimizer,
-    probe_opt: ModuleOptimizer,
-    lr_encoder: WarmupCosine,
-    lr_probe: WarmupCosine,
-    aug: ViewPair,
+    pub(super) cfg: PretrainConfig,
+    pub(super) method: Method,
+    pub(super) encoder: Encoder,
+    pub(super) target: Option<Encoder>,
+    pub(super) queue: Option<KeyQueue>,
+    pub(super) probe: Linear,
+    pub(super) encoder_opt: ModuleOptimizer,
+    pub(super) probe_opt: ModuleOptimizer,
+    pub(super) lr_encoder: WarmupCosine,
+    pub(super) lr_probe: WarmupCosine,
+    pub(super) aug: ViewPair,
     /// The plain (non-autodiff) device: inputs and augmentation live here.
-    plain: Device,
-    autodiff: Device,
-}
-
-/// `checkpoint/state.json`.
-#[derive(Serialize, Deserialize)]
-pub struct CheckpointState {
-    /// Steps completed.
-    pub step: usize,
-    pub queue_ptr: Option<usize>,
-}
-
-fn save_module<M: Module>(module: M, dir: &Path, name: &str) -> Result<()> {
-    let path = dir.join(format!("{name}.bpk"));
-    module
-        .save_file(&path)
-        .map_err(|e| Error::file(&path, format!("cannot save weights: {e}")))
-}
-
-fn load_module<M: Module>(fresh: M, dir: &Path, name: &str) -> Result<M> {
-    let path = dir.join(format!("{name}.bpk"));
-    fresh
-        .try_load_file(&path)
-        .map_err(|e| Error::file(&path, format!("cannot load ({e})")))
-}
-
-fn write_floats(path: &Path, values: &[f32]) -> Result<()> {
-    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(path, bytes).map_err(|e| Error::file(path, e))
-}
-
-fn read_floats_file(path: &Path) -> Result<Vec<f32>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    pub(super) plain: Device,
+    pub(super) autodiff: Device,
 }
 
 impl Trainer {
@@ -274,104 +234,6 @@ impl Trainer {
             &self.plain,
         )
     }
-
-    /// The final weights of a finished run: `backbone.bpk`, `projector.bpk`, `probe.bpk`
-    /// (burn writes each file to a temporary name and renames it), and `backbone.safetensors`
-    /// with torchvision key names, for PyTorch.
-    pub fn save_weights(&self, dir: &Path) -> Result<()> {
-        let encoder = self.encoder.valid();
-        crate::model::safetensors::save_backbone(
-            &encoder.backbone,
-            &self.cfg.backbone_config()?,
-            &dir.join("backbone.safetensors"),
-        )?;
-        save_module(encoder.backbone, dir, "backbone")?;
-        save_module(encoder.projector, dir, "projector")?;
-        save_module(self.probe.valid(), dir, "probe")
-    }
-
-    /// Writes `checkpoint/` atomically: into `checkpoint.tmp/`, then renames (the previous
-    /// checkpoint stays until the new one is complete).
-    pub fn save_checkpoint(&self, run_dir: &Path, steps_done: usize) -> Result<()> {
-        let tmp = run_dir.join("checkpoint.tmp");
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
-        save_module(self.encoder.clone(), &tmp, "encoder")?;
-        save_module(self.probe.clone(), &tmp, "probe")?;
-        if let Some(target) = &self.target {
-            save_module(target.clone(), &tmp, "target")?;
-        }
-        let opt = |o: &ModuleOptimizer, name: &str| {
-            let path = tmp.join(format!("{name}.bpk"));
-            o.save(&path)
-                .map_err(|e| Error::file(&path, format!("cannot save optimizer state: {e}")))
-        };
-        opt(&self.encoder_opt, "encoder_optim")?;
-        opt(&self.probe_opt, "probe_optim")?;
-        if let Some(q) = &self.queue {
-            write_floats(&tmp.join("queue0.f32"), &read_floats(q.keys[0].clone()))?;
-            write_floats(&tmp.join("queue1.f32"), &read_floats(q.keys[1].clone()))?;
-        }
-        write_json(
-            &tmp.join("state.json"),
-            &CheckpointState {
-                step: steps_done,
-                queue_ptr: self.queue.as_ref().map(|q| q.ptr),
-            },
-        )?;
-        let current = run_dir.join("checkpoint");
-        let old = run_dir.join("checkpoint.old");
-        let _ = std::fs::remove_dir_all(&old);
-        if current.exists() {
-            std::fs::rename(&current, &old).map_err(|e| Error::file(&current, e))?;
-        }
-        std::fs::rename(&tmp, &current).map_err(|e| Error::file(&current, e))?;
-        let _ = std::fs::remove_dir_all(&old);
-        Ok(())
-    }
-
-    /// The newest complete checkpoint folder of a run, if any.
-    pub fn checkpoint_dir(run_dir: &Path) -> Option<std::path::PathBuf> {
-        ["checkpoint", "checkpoint.old"]
-            .iter()
-            .map(|n| run_dir.join(n))
-            .find(|d| d.join("state.json").exists())
-    }
-
-    /// Restores the state saved by `save_checkpoint`; returns the number of steps done.
-    pub fn load_checkpoint(&mut self, dir: &Path) -> Result<usize> {
-        let state_path = dir.join("state.json");
-        let text = std::fs::read_to_string(&state_path).map_err(|e| Error::file(&state_path, e))?;
-        let state: CheckpointState =
-            serde_json::from_str(&text).map_err(|e| Error::file(&state_path, e))?;
-        self.encoder = load_module(self.encoder.clone(), dir, "encoder")?;
-        self.probe = load_module(self.probe.clone(), dir, "probe")?;
-        if let Some(target) = self.target.take() {
-            self.target = Some(load_module(target, dir, "target")?.no_grad());
-        }
-        let opt = |o: ModuleOptimizer, name: &str| {
-            let path = dir.join(format!("{name}.bpk"));
-            o.load(&path)
-                .map_err(|e| Error::file(&path, format!("cannot load optimizer state: {e}")))
-        };
-        self.encoder_opt = opt(self.encoder_opt.clone(), "encoder_optim")?;
-        self.probe_opt = opt(self.probe_opt.clone(), "probe_optim")?;
-        if let Some(q) = self.queue.as_mut() {
-            for (k, slot) in q.keys.iter_mut().enumerate() {
-                let dims = slot.dims();
-                let values = read_floats_file(&dir.join(format!("queue{k}.f32")))?;
-                if values.len() != dims[0] * dims[1] {
-                    return Err(Error::file(
-                        dir.join(format!("queue{k}.f32")),
-                        "has the wrong size for this run's queue",
-                    ));
-                }
-                *slot = floats(values, dims, &self.plain);
-            }
-            q.ptr = state.queue_ptr.unwrap_or(0);
-        }
-        Ok(state.step)
-    }
 }
 
 #[cfg(test)]
@@ -381,6 +243,7 @@ mod tests {
     use crate::data::batches::{Batches, Placement};
     use crate::data::loader::{HostBatch, Sampler, gather};
     use crate::data::synthetic::{SyntheticSpec, synthetic};
+    use crate::tensor::{floats, read_floats};
     use crate::train::config::Precision;
 
     fn tiny(method: &str) -> PretrainConfig {

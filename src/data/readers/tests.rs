@@ -454,7 +454,7 @@ fn idx_raw_and_gz() {
 }
 
 fn write_png(path: &Path, w: u32, h: u32, rgb: &[u8]) {
-    crate::augment::preview::write_png(path, rgb, w as usize, h as usize).unwrap();
+    crate::png::write_rgb(path, rgb, w as usize, h as usize).unwrap();
 }
 
 #[test]

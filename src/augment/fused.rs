@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::batch::{ColorOp, GRAY, Mat3, blur_kernel, blur_radius, color_op, shift_hue_pixel};
+use super::color::{ColorOp, GRAY, Mat3, blur_kernel, blur_radius, color_op, shift_hue_pixel};
 use super::{AugSpec, ViewParams};
 use crate::data::loader::HostBatch;
 
