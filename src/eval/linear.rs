@@ -13,9 +13,11 @@ use crate::method::probe::masked_cross_entropy;
 use crate::rng::Rng;
 use crate::tensor::{ints, read_ints};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LinearProbeConfig {
     pub epochs: usize,
+    /// Adam learning rate.
     pub lr: f64,
     pub batch: usize,
     pub seed: u64,

@@ -1,9 +1,10 @@
 //! Evaluation of frozen encoders: feature extraction on un-augmented, normalised images,
 //! weighted kNN (solo-learn's `WeightedKNNClassifier`), an offline linear probe, and the
-//! accuracy of the online probe.
+//! accuracy of the online probe; `runs` evaluates finished runs and caches the results.
 
 pub mod knn;
 pub mod linear;
+pub mod runs;
 
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};

@@ -19,13 +19,11 @@ use crate::data::batches::Placement;
 use crate::data::readers::{self, cifar::Variant, npz::NpzOptions};
 use crate::data::synthetic::{GeneratorSpec, SyntheticSpec, synthetic, synthetic_generator};
 use crate::device::DeviceSpec;
-use crate::eval::knn::knn_accuracy;
-use crate::eval::linear::{LinearProbeConfig, linear_probe_accuracy};
-use crate::eval::{features, labelled_rows};
+use crate::eval::linear::LinearProbeConfig;
+use crate::eval::runs::{self, Encoder, KnnConfig};
 use crate::generator::{Gmm, GmmConfig, fit_gmm, frechet};
 use crate::method::Method;
 use crate::report::{self, Cell, Row};
-use crate::tensor::floats;
 use crate::train::{self, FinishedRun, PretrainConfig, PretrainRequest, TrainContext};
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
@@ -657,83 +655,33 @@ fn train_module(state: &Rc<HostState>) -> Module {
 
 /// Evaluations of a run are cached in its folder (`evals/<key>.json`), keyed by the kind, the
 /// datasets' fingerprints and the options, so a re-run script does not recompute them.
-fn cached_eval(
-    r: &RunHandle,
-    kind: &str,
-    train_set: &Dataset,
-    test: &Dataset,
+/// Options map → config struct (defaults on the struct), errors with the call's position.
+fn parsed<T: for<'de> serde::Deserialize<'de>>(
+    function: &str,
     opts: &Map,
     known: &[options::Opt],
-    compute: impl FnOnce() -> Res<f64>,
-) -> Res<f64> {
-    let key = crate::data::hash_hex(&[
-        kind,
-        train_set.fingerprint(),
-        test.fingerprint(),
-        &options::to_json(opts, known).to_string(),
-    ]);
-    let path = r.run.dir.join("evals").join(format!("{key}.json"));
-    if let Some(v) = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|j| j["value"].as_f64())
-    {
-        return Ok(v);
-    }
-    let value = compute()?;
-    let _ = std::fs::create_dir_all(path.parent().unwrap_or(&r.run.dir));
-    let record = serde_json::json!({ "kind": kind, "train": train_set.description(), "test": test.description(), "value": value });
-    core(train::run::write_json(&path, &record))?;
-    Ok(value)
+) -> Res<T> {
+    options::parse(function, opts, known)
+        .map_err(|m| Box::new(EvalAltResult::ErrorRuntime(m.into(), Position::NONE)))
 }
 
 fn eval_module(state: &Rc<HostState>) -> Module {
     const MODULE: &str = "eval";
     let mut m = Module::new();
-    let knn_with = |st: &Rc<HostState>,
-                    backbone: &crate::model::ResNet,
-                    norm: &AugSpec,
-                    train_set: &Dataset,
-                    test: &Dataset,
-                    opts: &Map|
-     -> Res<f64> {
-        let (tr, trl) = features(backbone, train_set, norm, &st.device);
-        let (tr, trl) = labelled_rows(tr, &trl);
-        let (te, tel) = features(backbone, test, norm, &st.device);
-        let classes = train_set.classes().max(test.classes());
-        core(knn_accuracy(
-            tr,
-            &trl,
-            te,
-            &tel,
-            int_or(opts, "k", 20) as usize,
-            float_or(opts, "temperature", 0.07),
-            classes,
+    let knn = |st: &HostState,
+               r: &RunHandle,
+               train_set: &Dataset,
+               test: &Dataset,
+               opts: &Map,
+               encoder| {
+        let function = match encoder {
+            Encoder::Trained => "eval::knn",
+            Encoder::RandomInit => "eval::knn_random",
+        };
+        let cfg: KnnConfig = parsed(function, opts, api::KNN)?;
+        core(runs::knn(
+            &r.run, encoder, train_set, test, &cfg, &st.device,
         ))
-    };
-    // kNN on a run's encoder (trained, or freshly initialised for the random baseline), cached.
-    let run_knn = move |st: &Rc<HostState>,
-                        r: &RunHandle,
-                        train_set: &Dataset,
-                        test: &Dataset,
-                        opts: &Map,
-                        random: bool| {
-        let kind = if random { "knn_random" } else { "knn" };
-        cached_eval(r, kind, train_set, test, opts, api::KNN, || {
-            let encoder = core(if random {
-                train::random_backbone(&r.run, &st.device)
-            } else {
-                train::load_backbone(&r.run, &st.device)
-            })?;
-            knn_with(
-                st,
-                &encoder,
-                &r.run.spec.aug.views[0],
-                train_set,
-                test,
-                opts,
-            )
-        })
     };
     let st = state.clone();
     register!(m, "knn", move |r: RunHandle,
@@ -741,15 +689,14 @@ fn eval_module(state: &Rc<HostState>) -> Module {
                               test: Dataset,
                               opts: Map|
           -> Res<f64> {
-        options::check("eval::knn", &opts, api::KNN)?;
-        run_knn(&st, &r, &train_set, &test, &opts, false)
+        knn(&st, &r, &train_set, &test, &opts, Encoder::Trained)
     });
     let st = state.clone();
     register!(m, "knn", move |r: RunHandle,
                               train_set: Dataset,
                               test: Dataset|
           -> Res<f64> {
-        run_knn(&st, &r, &train_set, &test, &Map::new(), false)
+        knn(&st, &r, &train_set, &test, &Map::new(), Encoder::Trained)
     });
     let st = state.clone();
     register!(m, "knn_random", move |r: RunHandle,
@@ -757,41 +704,15 @@ fn eval_module(state: &Rc<HostState>) -> Module {
                                      test: Dataset,
                                      opts: Map|
           -> Res<f64> {
-        options::check("eval::knn_random", &opts, api::KNN)?;
-        run_knn(&st, &r, &train_set, &test, &opts, true)
+        knn(&st, &r, &train_set, &test, &opts, Encoder::RandomInit)
     });
     let st = state.clone();
     register!(m, "knn_pixels", move |train_set: Dataset,
                                      test: Dataset,
                                      opts: Map|
           -> Res<f64> {
-        options::check("eval::knn_pixels", &opts, api::KNN)?;
-        let pixels = |d: &Dataset| -> (burn::tensor::Tensor<2>, Vec<i32>) {
-            let per: usize = d.shape().iter().product();
-            let mut v = Vec::with_capacity(d.len() * per);
-            let mut labels = Vec::with_capacity(d.len());
-            for i in 0..d.len() {
-                let mut rgb = Vec::with_capacity(per);
-                let item = d.item(i);
-                item.extend_rgb(&mut rgb);
-                v.extend(rgb.iter().map(|p| *p as f32 / 255.0 - 0.5));
-                labels.push(item.label);
-            }
-            (floats(v, [d.len(), per], &st.device), labels)
-        };
-        let (tr, trl) = pixels(&train_set);
-        let (tr, trl) = labelled_rows(tr, &trl);
-        let (te, tel) = pixels(&test);
-        let classes = train_set.classes().max(test.classes());
-        core(knn_accuracy(
-            tr,
-            &trl,
-            te,
-            &tel,
-            int_or(&opts, "k", 20) as usize,
-            float_or(&opts, "temperature", 0.07),
-            classes,
-        ))
+        let cfg: KnnConfig = parsed("eval::knn_pixels", &opts, api::KNN)?;
+        core(runs::knn_pixels(&train_set, &test, &cfg, &st.device))
     });
     let st = state.clone();
     register!(m, "linear", move |r: RunHandle,
@@ -799,24 +720,8 @@ fn eval_module(state: &Rc<HostState>) -> Module {
                                  test: Dataset,
                                  opts: Map|
           -> Res<f64> {
-        options::check("eval::linear", &opts, api::LINEAR)?;
-        cached_eval(&r, "linear", &train_set, &test, &opts, api::LINEAR, || {
-            let backbone = core(train::load_backbone(&r.run, &st.device))?;
-            let norm = &r.run.spec.aug.views[0];
-            let (tr, trl) = features(&backbone, &train_set, norm, &st.device);
-            let (tr, trl) = labelled_rows(tr, &trl);
-            let (te, tel) = features(&backbone, &test, norm, &st.device);
-            let cfg = LinearProbeConfig {
-                epochs: int_or(&opts, "epochs", 20) as usize,
-                lr: float_or(&opts, "lr", 1e-3),
-                batch: int_or(&opts, "batch", 256) as usize,
-                seed: int_or(&opts, "seed", 0) as u64,
-            };
-            let classes = train_set.classes().max(test.classes());
-            core(linear_probe_accuracy(
-                tr, &trl, te, &tel, classes, &cfg, &st.device,
-            ))
-        })
+        let cfg: LinearProbeConfig = parsed("eval::linear", &opts, api::LINEAR)?;
+        core(runs::linear(&r.run, &train_set, &test, &cfg, &st.device))
     });
     m
 }
