@@ -45,6 +45,9 @@ enum Command {
         /// Also write Rhai definition files (`.d.rhai`) for the Rhai language server here.
         #[arg(long)]
         defs: Option<PathBuf>,
+        /// Print the reference as markdown (what docs/api.md holds).
+        #[arg(long)]
+        markdown: bool,
     },
     /// Measure train-step and augmentation throughput (JSON lines).
     Bench(BenchArgs),
@@ -250,8 +253,12 @@ pub fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        Command::Api { defs } => {
-            print!("{}", api::render());
+        Command::Api { defs, markdown } => {
+            if markdown {
+                print!("{}", api::render_markdown());
+            } else {
+                print!("{}", api::render());
+            }
             if let Some(dir) = defs {
                 let host = match offline_host() {
                     Ok(h) => h,

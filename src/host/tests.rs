@@ -208,3 +208,53 @@ fn a_device_named_by_the_script_is_checked_with_position() {
     std::fs::remove_dir_all(&dir).ok();
     r.unwrap();
 }
+
+/// The other direction: everything the engine registers for scripts (module functions, and
+/// methods and getters on the host's types) is in the catalogue, so `adainf api`, `adainf check`
+/// and the definition files list it.
+#[test]
+fn every_registered_function_is_in_the_catalogue() {
+    let dir = std::env::temp_dir();
+    let h = host(&dir);
+    let listed: Vec<&str> = api::catalogue().iter().map(|e| e.path).collect();
+    let mut missing = Vec::new();
+    for sig in h.engine().gen_fn_signatures(true) {
+        let (name, rest) = sig.split_once('(').unwrap_or((&sig, ""));
+        let path = if let Some((module, f)) = name.split_once("::") {
+            if !["data", "gen", "aug", "train", "eval", "report"].contains(&module) {
+                continue;
+            }
+            format!("{module}::{f}")
+        } else {
+            let Some(ty) = ["Run", "Dataset", "Aug", "Generator"]
+                .into_iter()
+                .find(|t| rest.starts_with(&format!("_: &mut {t}")))
+            else {
+                continue; // Rhai's own functions
+            };
+            let name = name.trim_start_matches("get$");
+            if name == "to_string" || name == "to_debug" {
+                continue; // printing, not API
+            }
+            format!("{ty}.{name}")
+        };
+        if !listed.contains(&path.as_str()) {
+            missing.push(path);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "registered but not in the catalogue: {missing:?}"
+    );
+}
+
+/// docs/api.md is the generated reference, current with the catalogue.
+#[test]
+fn the_api_reference_in_docs_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md");
+    let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        on_disk == api::render_markdown(),
+        "docs/api.md is out of date: run `adainf api --markdown > docs/api.md`"
+    );
+}
