@@ -1,6 +1,6 @@
 //! adainf: contrastive learning with generated data ("data inflation", AdaInf), as a library.
-//! The core (data, augment, model, method, optim, train, eval, report) knows burn but not Rhai;
-//! `host` adapts it to Rhai scripts; `device` maps device names to burn devices.
+//! The core (data, augment, model, method, optim, train, eval, report, theory) knows burn but
+//! not Rhai; `host` adapts it to Rhai scripts; `device` maps device names to burn devices.
 
 pub mod augment;
 pub mod bench;
@@ -11,6 +11,7 @@ pub mod error;
 pub mod eval;
 pub mod generator;
 pub mod host;
+pub mod linalg;
 pub mod method;
 pub mod model;
 pub mod optim;
@@ -18,6 +19,7 @@ pub mod png;
 pub mod report;
 pub mod rng;
 pub mod tensor;
+pub mod theory;
 pub mod train;
 
 pub use error::{Error, Result};

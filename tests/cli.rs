@@ -508,3 +508,27 @@ fn an_interrupted_sweep_resumes_where_it_stopped() {
         "{stdout}"
     );
 }
+
+/// The theory script at a tiny size: every (n, r, seed) row, the three plots and the trend
+/// lines.
+#[test]
+fn theory_script_runs_small() {
+    let ws = Workspace::new("theory");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = ws.0.join("theory_fig5.rhai");
+    std::fs::copy(root.join("scripts/theory_fig5.rhai"), &script).unwrap();
+    let out = ws.run(
+        &script,
+        &["--", "seeds=2", "ns=30,60", "r_steps=6", "out=fig"],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let csv = std::fs::read_to_string(ws.0.join("fig.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 * 2 * 6, "{csv}");
+    for plot in ["fig_lambda.png", "fig_alpha.png", "fig_best_r.png"] {
+        assert!(ws.0.join(plot).is_file(), "{plot} missing");
+    }
+    for trend in ["trend 1:", "trend 2:", "trend 3:"] {
+        assert!(stdout.contains(trend), "{stdout}");
+    }
+}

@@ -58,6 +58,7 @@ impl Dataset {
             description,
             fingerprint,
             attributes,
+            Some((real.clone(), generated.clone())),
         ))
     }
 
@@ -96,6 +97,7 @@ impl Dataset {
             description,
             fingerprint,
             self.inner.attributes.clone(),
+            None,
         )
     }
 

@@ -170,6 +170,8 @@ struct Inner {
     fingerprint: String,
     /// Recipe attributes shown in reports (e.g. `dup`, `n_real`, `n_generated`).
     attributes: Vec<(String, String)>,
+    /// For an inflated set: the real and the generated set it was made of.
+    inflated_from: Option<(Dataset, Dataset)>,
 }
 
 /// One view of an item: where its pixels are and its (possibly masked) label.
@@ -220,6 +222,7 @@ impl Dataset {
             description,
             fingerprint,
             vec![],
+            None,
         )
     }
 
@@ -228,6 +231,7 @@ impl Dataset {
         description: String,
         fingerprint: String,
         attributes: Vec<(String, String)>,
+        inflated_from: Option<(Dataset, Dataset)>,
     ) -> Dataset {
         let mut ends = Vec::with_capacity(parts.len());
         let mut total = 0;
@@ -242,8 +246,14 @@ impl Dataset {
                 description,
                 fingerprint,
                 attributes,
+                inflated_from,
             }),
         }
+    }
+
+    /// The real and the generated set of an inflated set (`Dataset::inflate`).
+    pub fn inflated_from(&self) -> Option<(&Dataset, &Dataset)> {
+        self.inner.inflated_from.as_ref().map(|(r, g)| (r, g))
     }
 
     pub fn len(&self) -> usize {

@@ -6,16 +6,14 @@
 //! can hurt. `frechet` gives a documented quality number: the Fréchet distance between two sets
 //! in the PCA space of the first (the FID formula without an Inception network).
 
-pub mod linalg;
-
 use burn::tensor::{Device, Tensor};
 
 use crate::data::loader::{gather, sequential_batches};
 use crate::data::{Dataset, ImageStore, UNLABELED, hash_hex};
 use crate::error::{Error, Result};
+use crate::linalg::{matmul, orthonormalize_columns, sqrt_psd, symmetric_eigen, transpose};
 use crate::rng::Rng;
 use crate::tensor::{floats, read_floats};
-use linalg::{matmul, orthonormalize_columns, sqrt_psd, symmetric_eigen, transpose};
 
 #[derive(Clone, Debug)]
 pub struct GmmConfig {

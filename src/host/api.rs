@@ -12,6 +12,10 @@ pub struct ApiEntry {
     pub options: &'static [Opt],
 }
 
+/// The script modules, in the order `adainf api` lists them; registration, `adainf check` and
+/// the catalogue test read this list.
+pub const MODULES: [&str; 7] = ["data", "gen", "aug", "train", "eval", "theory", "report"];
+
 pub const SYNTHETIC: &[Opt] = &[
     opt("n", Kind::Int, "number of images (default 5000)"),
     opt("seed", Kind::Int, "random seed (default 0)"),
@@ -98,6 +102,29 @@ pub const GMM: &[Opt] = &[
 ];
 
 pub const SAMPLE: &[Opt] = &[opt("seed", Kind::Int, "random seed (default 0)")];
+
+pub const GAP: &[Opt] = &[
+    opt(
+        "max_images",
+        Kind::Int,
+        "images of each set compared (default 1000)",
+    ),
+    opt(
+        "k",
+        Kind::Int,
+        "neighbours that vote real or generated, odd (default 5)",
+    ),
+    opt(
+        "dims",
+        Kind::Int,
+        "PCA dimensions of the Fréchet distance (default 32)",
+    ),
+    opt(
+        "seed",
+        Kind::Int,
+        "random seed of the subsample (default 0)",
+    ),
+];
 
 pub const FRECHET: &[Opt] = &[
     opt(
@@ -295,6 +322,55 @@ pub const PRETRAIN: &[Opt] = &[
     ),
 ];
 
+pub const TOY: &[Opt] = &[
+    opt("n", Kind::Int, "natural samples, 3 to 2000 (default 400)"),
+    opt(
+        "r",
+        Kind::Float,
+        "radius of the augmentation disc, the augmentation strength (default 0.5)",
+    ),
+    opt("seed", Kind::Int, "random seed of the samples (default 0)"),
+    opt(
+        "variance",
+        Kind::Float,
+        "variance per axis of each Gaussian (default 0.7, the paper's)",
+    ),
+    opt(
+        "separation",
+        Kind::Float,
+        "distance between the two means (default 2: (-1, 0) and (1, 0))",
+    ),
+];
+
+pub const ESTIMATE: &[Opt] = &[
+    opt(
+        "n",
+        Kind::Int,
+        "labelled images per resample (default 1000)",
+    ),
+    opt(
+        "views",
+        Kind::Int,
+        "augmented views per image, alternating the pair's two views (default 2)",
+    ),
+    opt(
+        "neighbours",
+        Kind::Int,
+        "nearest views each view is joined to in the graph (default 10)",
+    ),
+    opt(
+        "judge_k",
+        Kind::Int,
+        "nearest un-augmented images whose labels judge a view's class (default 10)",
+    ),
+    opt(
+        "resamples",
+        Kind::Int,
+        "independent draws of images and views; mean and std over them (default 3)",
+    ),
+    opt("seed", Kind::Int, "random seed (default 0)"),
+];
+
 pub const KNN: &[Opt] = &[
     opt("k", Kind::Int, "neighbours (default 20)"),
     opt(
@@ -447,9 +523,15 @@ pub fn catalogue() -> Vec<ApiEntry> {
             FRECHET,
         ),
         e(
+            "gen::gap",
+            "gen::gap(real, generated, opts) -> map",
+            "the generator gap without labels: #{ tv, accuracy, frechet, images }; tv = max(0, 2·accuracy − 1) from a leave-one-out kNN real-vs-generated classifier on pixels (a lower bound on the total-variation distance), frechet as gen::frechet",
+            GAP,
+        ),
+        e(
             "Generator.info",
             "generator.info() -> map",
-            "components, pca_dims, explained variance, mean log-likelihood",
+            "components, pca_dims, explained variance, mean log-likelihood, and `gap` (gen::gap of 1000 samples against the images it was fitted on)",
             &[],
         ),
         e("Dataset.len", "data.len() -> int", "number of images", &[]),
@@ -462,7 +544,7 @@ pub fn catalogue() -> Vec<ApiEntry> {
         e(
             "Dataset.info",
             "data.info() -> map",
-            "n, shape, source, labelled, channel mean/std, recipe attributes",
+            "n, shape, source, labelled, channel mean/std, recipe attributes; an inflated set adds `generator_gap` (gen::gap of its generated part against its real part, when each has more than 32 images)",
             &[],
         ),
         e(
@@ -585,6 +667,18 @@ pub fn catalogue() -> Vec<ApiEntry> {
             "eval::linear(run, train, test, opts) -> float",
             "offline linear probe on frozen features",
             LINEAR,
+        ),
+        e(
+            "theory::toy",
+            "theory::toy(opts) -> map",
+            "the paper's 2-D toy, exact: two Gaussians, disc augmentation of radius r; returns #{ alpha, alpha_population, lambda_k1, lambda, bound, n, r, k } (λ_{k+1} of the normalised Laplacian of the augmentation graph, bound = α/λ_{k+1} + α)",
+            TOY,
+        ),
+        e(
+            "theory::estimate",
+            "theory::estimate(data, aug, opts) -> map",
+            "estimates on labelled images, in normalised-pixel space: α (how often an augmented view's nearest un-augmented images vote another class; `alpha_clean` is that judge's error without augmentation) and λ_{k+1} of the normalised Laplacian of the k-nearest-neighbour graph over augmented views (sparse eigensolver); #{ k, alpha, alpha_std, alpha_clean, lambda_k1, lambda_k1_std, lambda, converged }",
+            ESTIMATE,
         ),
         e(
             "report::table",

@@ -5,10 +5,8 @@
 
 use rhai::{AST, ASTNode, Expr};
 
-use super::api::ApiEntry;
+use super::api::{ApiEntry, MODULES};
 use super::options::{Kind, unknown_key_message, wrong_kind_message};
-
-const MODULES: [&str; 6] = ["data", "gen", "aug", "train", "eval", "report"];
 
 fn literal_kind_ok(kind: Kind, e: &Expr) -> Option<(bool, &'static str)> {
     let (ok, name) = match e {

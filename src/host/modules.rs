@@ -24,6 +24,12 @@ use crate::eval::runs::{self, Encoder, KnnConfig};
 use crate::generator::{Gmm, GmmConfig, fit_gmm, frechet};
 use crate::method::Method;
 use crate::report::{self, Cell, Row};
+use crate::theory::{
+    self,
+    estimate::EstimateConfig,
+    gap::{Gap, GapConfig, generator_gap},
+    toy::{ToyConfig, toy},
+};
 use crate::train::{self, FinishedRun, PretrainConfig, PretrainRequest, TrainContext};
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
@@ -91,13 +97,20 @@ macro_rules! register {
 }
 
 pub(super) fn register_all(engine: &mut Engine, state: &Rc<HostState>) {
-    register_types(engine);
-    engine.register_static_module("data", data_module(state).into());
-    engine.register_static_module("gen", gen_module(state).into());
-    engine.register_static_module("aug", aug_module(state).into());
-    engine.register_static_module("train", train_module(state).into());
-    engine.register_static_module("eval", eval_module(state).into());
-    engine.register_static_module("report", report_module(state).into());
+    register_types(engine, state);
+    for name in api::MODULES {
+        let module = match name {
+            "data" => data_module(state),
+            "gen" => gen_module(state),
+            "aug" => aug_module(state),
+            "train" => train_module(state),
+            "eval" => eval_module(state),
+            "theory" => theory_module(),
+            "report" => report_module(state),
+            other => unreachable!("api::MODULES names `{other}`, which has no registration"),
+        };
+        engine.register_static_module(name, module.into());
+    }
 }
 
 fn info_map(d: &Dataset) -> Map {
@@ -135,6 +148,15 @@ fn info_map(d: &Dataset) -> Map {
     m
 }
 
+fn gap_map(gap: &Gap) -> Map {
+    let mut m = Map::new();
+    m.insert("tv".into(), gap.tv.into());
+    m.insert("accuracy".into(), gap.accuracy.into());
+    m.insert("frechet".into(), gap.frechet.into());
+    m.insert("images".into(), (gap.images as i64).into());
+    m
+}
+
 fn cell_to_dynamic(c: &Cell) -> Dynamic {
     match c {
         Cell::Text(s) => s.clone().into(),
@@ -155,11 +177,24 @@ fn run_row_map(h: &RunHandle) -> Map {
     m
 }
 
-fn register_types(engine: &mut Engine) {
+fn register_types(engine: &mut Engine, state: &Rc<HostState>) {
     engine.register_type_with_name::<Dataset>("Dataset");
     engine.register_fn("len", |d: &mut Dataset| d.len() as i64);
     engine.register_fn("classes", |d: &mut Dataset| d.classes() as i64);
-    engine.register_fn("info", |d: &mut Dataset| info_map(d));
+    let st = state.clone();
+    engine.register_fn("info", move |d: &mut Dataset| -> Res<Map> {
+        let mut m = info_map(d);
+        // An inflated set reports how far its generated part is from its real part.
+        let cfg = GapConfig::default();
+        if let Some((real, generated)) = d
+            .inflated_from()
+            .filter(|(r, g)| theory::gap::measurable(r, g, &cfg))
+        {
+            let gap = core(generator_gap(real, generated, &cfg, &st.device))?;
+            m.insert("generator_gap".into(), gap_map(&gap).into());
+        }
+        Ok(m)
+    });
     engine.register_fn("to_string", |d: &mut Dataset| {
         format!("Dataset({} images: {})", d.len(), d.description())
     });
@@ -168,16 +203,24 @@ fn register_types(engine: &mut Engine) {
     });
 
     engine.register_type_with_name::<GeneratorHandle>("Generator");
-    engine.register_fn("info", |g: &mut GeneratorHandle| -> Map {
+    let st = state.clone();
+    engine.register_fn("info", move |g: &mut GeneratorHandle| -> Res<Map> {
         let mut m = Map::new();
-        m.insert("components".into(), (g.0.weights.len() as i64).into());
-        m.insert("pca_dims".into(), (g.0.pca.dims as i64).into());
-        m.insert("explained_variance".into(), g.0.pca.explained.into());
-        m.insert("log_likelihood".into(), g.0.log_likelihood.into());
-        m
+        // Its samples against the images it was fitted on.
+        let cfg = GapConfig::default();
+        let samples = core(g.gmm.sample(cfg.max_images, cfg.seed, &st.device))?;
+        if theory::gap::measurable(&g.real, &samples, &cfg) {
+            let gap = core(generator_gap(&g.real, &samples, &cfg, &st.device))?;
+            m.insert("gap".into(), gap_map(&gap).into());
+        }
+        m.insert("components".into(), (g.gmm.weights.len() as i64).into());
+        m.insert("pca_dims".into(), (g.gmm.pca.dims as i64).into());
+        m.insert("explained_variance".into(), g.gmm.pca.explained.into());
+        m.insert("log_likelihood".into(), g.gmm.log_likelihood.into());
+        Ok(m)
     });
     engine.register_fn("to_string", |g: &mut GeneratorHandle| {
-        format!("Generator(gmm, {} components)", g.0.weights.len())
+        format!("Generator(gmm, {} components)", g.gmm.weights.len())
     });
 
     engine.register_type_with_name::<ViewPair>("Aug");
@@ -398,7 +441,11 @@ fn data_module(state: &Rc<HostState>) -> Module {
 
 /// A fitted generator as a script handle.
 #[derive(Clone)]
-pub struct GeneratorHandle(Rc<Gmm>);
+pub struct GeneratorHandle {
+    gmm: Rc<Gmm>,
+    /// The images it was fitted on: its gap is measured against them.
+    real: Dataset,
+}
 
 fn gen_module(state: &Rc<HostState>) -> Module {
     const MODULE: &str = "gen";
@@ -416,9 +463,10 @@ fn gen_module(state: &Rc<HostState>) -> Module {
             iterations: int_or(&opts, "iterations", d.iterations as i64) as usize,
             max_images: int_or(&opts, "max_images", d.max_images as i64) as usize,
         };
-        Ok(GeneratorHandle(Rc::new(core(fit_gmm(
-            &real, &cfg, &st.device,
-        ))?)))
+        Ok(GeneratorHandle {
+            gmm: Rc::new(core(fit_gmm(&real, &cfg, &st.device))?),
+            real,
+        })
     });
     let st = state.clone();
     register!(m, "sample", move |g: GeneratorHandle,
@@ -426,7 +474,7 @@ fn gen_module(state: &Rc<HostState>) -> Module {
                                  opts: Map|
           -> Res<Dataset> {
         options::check("gen::sample", &opts, api::SAMPLE)?;
-        core(g.0.sample(
+        core(g.gmm.sample(
             n.max(0) as usize,
             int_or(&opts, "seed", 0) as u64,
             &st.device,
@@ -436,7 +484,17 @@ fn gen_module(state: &Rc<HostState>) -> Module {
     register!(m, "sample", move |g: GeneratorHandle,
                                  n: i64|
           -> Res<Dataset> {
-        core(g.0.sample(n.max(0) as usize, 0, &st.device))
+        core(g.gmm.sample(n.max(0) as usize, 0, &st.device))
+    });
+    let st = state.clone();
+    register!(m, "gap", move |real: Dataset,
+                              generated: Dataset,
+                              opts: Map|
+          -> Res<Map> {
+        let cfg: GapConfig = parsed("gen::gap", &opts, api::GAP)?;
+        Ok(gap_map(&core(generator_gap(
+            &real, &generated, &cfg, &st.device,
+        ))?))
     });
     let st = state.clone();
     register!(m, "frechet", move |a: Dataset,
@@ -722,6 +780,69 @@ fn eval_module(state: &Rc<HostState>) -> Module {
           -> Res<f64> {
         let cfg: LinearProbeConfig = parsed("eval::linear", &opts, api::LINEAR)?;
         core(runs::linear(&r.run, &train_set, &test, &cfg, &st.device))
+    });
+    m
+}
+
+fn theory_module() -> Module {
+    const MODULE: &str = "theory";
+    let mut m = Module::new();
+    register!(m, "toy", |opts: Map| -> Res<Map> {
+        let cfg: ToyConfig = parsed("theory::toy", &opts, api::TOY)?;
+        let out = core(toy(&cfg))?;
+        let mut map = Map::new();
+        map.insert("n".into(), Dynamic::from_int(out.n as i64));
+        map.insert("r".into(), Dynamic::from_float(out.r));
+        map.insert("k".into(), Dynamic::from_int(out.k as i64));
+        map.insert("alpha".into(), Dynamic::from_float(out.alpha));
+        map.insert(
+            "alpha_population".into(),
+            Dynamic::from_float(out.alpha_population),
+        );
+        map.insert("lambda_k1".into(), Dynamic::from_float(out.lambda_k1));
+        map.insert(
+            "lambda".into(),
+            Dynamic::from_array(out.lambda.iter().map(|&v| Dynamic::from_float(v)).collect()),
+        );
+        map.insert("bound".into(), Dynamic::from_float(out.bound));
+        Ok(map)
+    });
+    let estimate = |data: &Dataset, aug: &ViewPair, opts: &Map| -> Res<Map> {
+        let cfg: EstimateConfig = parsed("theory::estimate", opts, api::ESTIMATE)?;
+        let out = core(theory::estimate::estimate(data, aug, &cfg))?;
+        let floats =
+            |v: &[f64]| Dynamic::from_array(v.iter().map(|&x| Dynamic::from_float(x)).collect());
+        let mut map = Map::new();
+        map.insert("k".into(), Dynamic::from_int(out.k as i64));
+        map.insert("alpha".into(), Dynamic::from_float(out.alpha));
+        map.insert("alpha_std".into(), Dynamic::from_float(out.alpha_std));
+        map.insert("alpha_clean".into(), Dynamic::from_float(out.alpha_clean));
+        map.insert("lambda_k1".into(), Dynamic::from_float(out.lambda_k1));
+        map.insert(
+            "lambda_k1_std".into(),
+            Dynamic::from_float(out.lambda_k1_std),
+        );
+        // The spectrum of each resample, and whether every solve converged.
+        map.insert(
+            "lambda".into(),
+            Dynamic::from_array(out.samples.iter().map(|s| floats(&s.lambda)).collect()),
+        );
+        map.insert(
+            "converged".into(),
+            Dynamic::from_bool(out.samples.iter().all(|s| s.converged)),
+        );
+        Ok(map)
+    };
+    register!(m, "estimate", move |data: Dataset,
+                                   aug: ViewPair,
+                                   opts: Map|
+          -> Res<Map> {
+        estimate(&data, &aug, &opts)
+    });
+    register!(m, "estimate", move |data: Dataset,
+                                   aug: ViewPair|
+          -> Res<Map> {
+        estimate(&data, &aug, &Map::new())
     });
     m
 }

@@ -91,6 +91,11 @@ fn datasets_views_and_info_work_from_scripts() {
         if mix.len() != 97 { throw "len " + mix.len(); }
         let info = mix.info();
         if info.labelled != 90 || info.dup != 3 { throw "info " + info; }
+        if "generator_gap" in info { throw "a gap measured on 7 generated images"; }
+        let gap = data::inflate(data::synthetic(#{ n: 40, size: 8 }),
+                                data::synthetic_generator(#{ n: 40, size: 8, fidelity: 0.2 }), #{})
+                      .info().generator_gap;
+        if gap.images != 40 || gap.tv < 0.0 || gap.tv > 1.0 || gap.frechet <= 0.0 { throw "gap " + gap; }
         let few = data::subset(real, #{ per_class: 2, seed: 1 });
         if few.len() != 20 || few.classes() != 10 { throw "subset"; }
         let a = aug::preset("symmetric").strength(0.5);
@@ -221,7 +226,7 @@ fn every_registered_function_is_in_the_catalogue() {
     for sig in h.engine().gen_fn_signatures(true) {
         let (name, rest) = sig.split_once('(').unwrap_or((&sig, ""));
         let path = if let Some((module, f)) = name.split_once("::") {
-            if !["data", "gen", "aug", "train", "eval", "report"].contains(&module) {
+            if !api::MODULES.contains(&module) {
                 continue;
             }
             format!("{module}::{f}")
