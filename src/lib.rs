@@ -18,6 +18,7 @@ pub mod optim;
 pub mod png;
 pub mod report;
 pub mod rng;
+pub mod runs;
 pub mod tensor;
 pub mod theory;
 pub mod train;

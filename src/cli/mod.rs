@@ -18,8 +18,11 @@ use crate::data::batches::Placement;
 use crate::device::DeviceSpec;
 use crate::host::{Host, HostConfig, api};
 use crate::model::Backbone;
+use crate::runs::{
+    self, Executor, execute, local::Workers, request::RunRequest, slurm::SlurmOptions,
+};
 use crate::train::config::Precision;
-use crate::train::{CancelFlag, Progress, Silent};
+use crate::train::{CancelFlag, PretrainRequest, Progress, Silent, TrainContext};
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +56,52 @@ enum Command {
     Bench(BenchArgs),
     /// Try every compute device this build has and print what each opens (JSON lines).
     Devices,
+    /// List the run cache: each run's state, method, key options, tags and metrics; or one
+    /// run in detail.
+    Runs(RunsArgs),
+    /// Train run requests written by a driver (`--jobs`, `--executor slurm`); not for direct
+    /// use.
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+#[derive(Args)]
+struct RunsArgs {
+    /// The runs folder.
+    #[arg(default_value = "runs")]
+    dir: PathBuf,
+    /// Show this run (an id or the start of one) in detail.
+    #[arg(long)]
+    id: Option<String>,
+    /// One JSON object per run.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    /// Request files (`runs/<id>/request.json`).
+    requests: Vec<PathBuf>,
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    #[arg(long, default_value = "flex")]
+    device: String,
+    /// A file listing request paths, one per line; with --index, train line INDEX (Slurm
+    /// array tasks).
+    #[arg(long, requires = "index")]
+    list: Option<PathBuf>,
+    #[arg(long)]
+    index: Option<usize>,
+    #[arg(long)]
+    retry_failed: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExecutorKind {
+    /// This machine: in the script's process, or in --jobs worker processes.
+    Local,
+    /// Slurm job arrays (sbatch); the runs folder must be on a shared filesystem.
+    Slurm,
 }
 
 #[derive(Args)]
@@ -73,6 +122,40 @@ struct RunArgs {
     /// Script operation budget (a runaway loop stops with an error).
     #[arg(long, default_value_t = 50_000_000)]
     max_operations: u64,
+    /// Train up to N runs of a `train::pretrain_all` batch at once, in worker processes.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// GPUs the local workers share (worker i gets cuda:i mod N; with --device cuda).
+    #[arg(long, default_value_t = 1)]
+    gpus: usize,
+    /// Where runs are trained.
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+    executor: ExecutorKind,
+    /// Train runs again whose earlier attempt failed.
+    #[arg(long)]
+    retry_failed: bool,
+    /// Slurm partition (--executor slurm).
+    #[arg(long)]
+    slurm_partition: Option<String>,
+    /// GPUs per Slurm task (`--gres=gpu:N`).
+    #[arg(long)]
+    slurm_gpus: Option<usize>,
+    /// Time limit per Slurm task (e.g. 4:00:00).
+    #[arg(long)]
+    slurm_time: Option<String>,
+    /// Slurm account.
+    #[arg(long)]
+    slurm_account: Option<String>,
+    /// CPUs per Slurm task.
+    #[arg(long)]
+    slurm_cpus: Option<usize>,
+    /// At most this many array tasks at once.
+    #[arg(long)]
+    slurm_throttle: Option<usize>,
+    /// An extra line for the job script: `--qos=long` becomes `#SBATCH --qos=long`, anything
+    /// else runs before the worker (e.g. `module load cuda`). Repeatable.
+    #[arg(long)]
+    slurm_extra: Vec<String>,
     /// Script parameters `key=value`, available as the map `params`.
     #[arg(last = true)]
     params: Vec<String>,
@@ -151,10 +234,13 @@ fn make_host(args: &RunArgs, cancel: CancelFlag) -> Result<Host, (String, u8)> {
     if !quiet && device_name != "flex" {
         eprintln!("device {device_name}");
     }
+    let (executor, runs_dir) = executor_of(args).map_err(|e| (e, 2))?;
     let config = HostConfig {
         device,
         device_name,
-        runs_dir: args.runs_dir.clone(),
+        runs_dir,
+        executor,
+        retry_failed: args.retry_failed,
         max_operations: args.max_operations,
         params,
         lib_dirs: args.lib.clone(),
@@ -172,6 +258,133 @@ fn make_host(args: &RunArgs, cancel: CancelFlag) -> Result<Host, (String, u8)> {
     ))
 }
 
+/// The executor the flags ask for, and the runs folder (absolute for Slurm, whose tasks run
+/// elsewhere).
+fn executor_of(args: &RunArgs) -> Result<(Executor, PathBuf), String> {
+    let binary = || {
+        std::env::current_exe()
+            .map_err(|e| format!("cannot find the adainf binary for worker processes: {e}"))
+    };
+    if args.jobs == 0 {
+        return Err("--jobs must be at least 1".into());
+    }
+    match args.executor {
+        ExecutorKind::Slurm => {
+            let runs_dir = std::fs::create_dir_all(&args.runs_dir)
+                .and_then(|_| std::fs::canonicalize(&args.runs_dir))
+                .map_err(|e| {
+                    format!(
+                        "{}: cannot create the runs folder: {e}",
+                        args.runs_dir.display()
+                    )
+                })?;
+            let options = SlurmOptions {
+                partition: args.slurm_partition.clone(),
+                gpus: args.slurm_gpus,
+                time: args.slurm_time.clone(),
+                account: args.slurm_account.clone(),
+                cpus_per_task: args.slurm_cpus,
+                throttle: args.slurm_throttle,
+                extra: args.slurm_extra.clone(),
+            };
+            Ok((
+                Executor::Slurm {
+                    options,
+                    binary: binary()?,
+                    device: args.device.clone(),
+                },
+                runs_dir,
+            ))
+        }
+        ExecutorKind::Local if args.jobs > 1 => {
+            let devices = if args.device.starts_with("cuda") {
+                (0..args.gpus.max(1)).map(|i| format!("cuda:{i}")).collect()
+            } else {
+                vec![args.device.clone()]
+            };
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            Ok((
+                Executor::Local(Workers {
+                    binary: binary()?,
+                    jobs: args.jobs,
+                    devices,
+                    threads: (!args.device.starts_with("cuda") && !args.device.starts_with("wgpu"))
+                        .then(|| (cores / args.jobs).max(1)),
+                    retry_failed: args.retry_failed,
+                }),
+                args.runs_dir.clone(),
+            ))
+        }
+        ExecutorKind::Local => Ok((Executor::InProcess, args.runs_dir.clone())),
+    }
+}
+
+/// `adainf worker`: trains each request under its claim.
+fn worker(args: WorkerArgs) -> ExitCode {
+    let mut requests = args.requests.clone();
+    if let (Some(list), Some(index)) = (&args.list, args.index) {
+        let text = match std::fs::read_to_string(list) {
+            Ok(t) => t,
+            Err(e) => {
+                return report(
+                    &format!("{}: cannot read the request list: {e}", list.display()),
+                    1,
+                );
+            }
+        };
+        match text.lines().filter(|l| !l.trim().is_empty()).nth(index) {
+            Some(line) => requests.push(PathBuf::from(line.trim())),
+            None => {
+                return report(
+                    &format!("{}: no request at index {index}", list.display()),
+                    1,
+                );
+            }
+        }
+    }
+    let (device, _) = match open_device(&args.device) {
+        Ok(d) => d,
+        Err(e) => return report(&e, 1),
+    };
+    let cancel = CancelFlag::new();
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, cancel.flag());
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, cancel.flag());
+    let mut failed = 0;
+    for path in &requests {
+        let outcome = RunRequest::read(path).and_then(|req| {
+            let (data, probe) = req.datasets(&device)?;
+            let mut progress = progress::Terminal::new();
+            execute::pretrain_claimed(
+                PretrainRequest {
+                    config: req.config.clone(),
+                    data: &data,
+                    aug: &req.aug,
+                    probe: probe.as_ref(),
+                    checkpoint_every: req.checkpoint_every,
+                },
+                TrainContext {
+                    device: &device,
+                    placement: req.placement,
+                    runs_dir: &args.runs_dir,
+                    progress: &mut progress,
+                    cancel: &cancel,
+                },
+                Some(&req),
+                args.retry_failed,
+            )
+        });
+        if let Err(e) = outcome {
+            eprintln!("error: {}: {e}", path.display());
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// A host that runs nothing (for `check` and `api`): CPU device, no parameters.
 fn offline_host() -> Result<Host, (String, u8)> {
     let args = RunArgs {
@@ -182,6 +395,17 @@ fn offline_host() -> Result<Host, (String, u8)> {
         lib: vec![],
         max_operations: 1,
         params: vec![],
+        jobs: 1,
+        gpus: 1,
+        executor: ExecutorKind::Local,
+        retry_failed: false,
+        slurm_partition: None,
+        slurm_gpus: None,
+        slurm_time: None,
+        slurm_account: None,
+        slurm_cpus: None,
+        slurm_throttle: None,
+        slurm_extra: vec![],
     };
     make_host(&args, CancelFlag::new())
 }
@@ -278,6 +502,31 @@ pub fn main() -> ExitCode {
                 eprintln!("wrote Rhai definition files to {}", dir.display());
             }
             ExitCode::SUCCESS
+        }
+        Command::Worker(args) => worker(args),
+        Command::Runs(args) => {
+            if let Some(id) = &args.id {
+                return match runs::listing::detail(&args.dir, id) {
+                    Ok(text) => {
+                        print!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => report(&e.to_string(), 1),
+                };
+            }
+            match runs::listing::list(&args.dir) {
+                Ok(entries) if args.json => {
+                    for e in &entries {
+                        println!("{}", serde_json::to_string(e).unwrap_or_default());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Ok(entries) => {
+                    print!("{}", runs::listing::render(&entries));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => report(&e.to_string(), 1),
+            }
         }
         Command::Devices => {
             for line in crate::device::probe_all() {

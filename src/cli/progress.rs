@@ -91,6 +91,13 @@ impl Progress for Terminal {
         }
     }
 
+    fn note(&mut self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(message),
+            None => eprintln!("{message}"),
+        }
+    }
+
     fn finish(&mut self, summary: &str) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();

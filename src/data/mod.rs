@@ -7,6 +7,7 @@ pub mod inflate;
 pub mod loader;
 pub mod prefetch;
 pub mod readers;
+pub mod recipe;
 pub mod resident;
 pub mod synthetic;
 
@@ -160,6 +161,8 @@ impl Part {
 #[derive(Clone)]
 pub struct Dataset {
     inner: Arc<Inner>,
+    /// How to make this set again in another process (`recipe::Recipe::build`).
+    recipe: Option<Arc<recipe::Recipe>>,
 }
 
 struct Inner {
@@ -240,6 +243,7 @@ impl Dataset {
             ends.push(total);
         }
         Dataset {
+            recipe: None,
             inner: Arc::new(Inner {
                 parts,
                 ends,
@@ -249,6 +253,17 @@ impl Dataset {
                 inflated_from,
             }),
         }
+    }
+
+    /// This set with the recipe that makes it again.
+    pub fn with_recipe(mut self, recipe: recipe::Recipe) -> Dataset {
+        self.recipe = Some(Arc::new(recipe));
+        self
+    }
+
+    /// How to make this set again, when it was made through `recipe::Recipe::build`.
+    pub fn recipe(&self) -> Option<&recipe::Recipe> {
+        self.recipe.as_deref()
     }
 
     /// The real and the generated set of an inflated set (`Dataset::inflate`).

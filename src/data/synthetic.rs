@@ -30,7 +30,7 @@ pub const CLASS_NAMES: [&str; CLASSES] = [
     "disk", "square", "triangle", "ring", "plus", "x", "bars", "ell", "crescent", "frame",
 ];
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SyntheticSpec {
     pub n: usize,
     pub seed: u64,
@@ -39,7 +39,7 @@ pub struct SyntheticSpec {
     pub split: String,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GeneratorSpec {
     pub n: usize,
     pub seed: u64,

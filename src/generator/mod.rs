@@ -15,7 +15,7 @@ use crate::linalg::{matmul, orthonormalize_columns, sqrt_psd, symmetric_eigen, t
 use crate::rng::Rng;
 use crate::tensor::{floats, read_floats};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GmmConfig {
     pub components: usize,
     pub pca_dims: usize,

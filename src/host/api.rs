@@ -590,6 +590,12 @@ pub fn catalogue() -> Vec<ApiEntry> {
             PRETRAIN,
         ),
         e(
+            "train::pretrain_all",
+            "train::pretrain_all([opts, ...]) -> array",
+            "trains (or loads) a batch of runs and returns them in order: one after another by default, in parallel with `adainf run --jobs N` (worker processes) or `--executor slurm` (one job array); each run is trained exactly once across every process sharing the runs folder",
+            PRETRAIN,
+        ),
+        e(
             "train::load",
             "train::load(dir) -> Run",
             "a finished run from its folder (for eval::* and reports)",

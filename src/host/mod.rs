@@ -33,6 +33,10 @@ pub struct HostConfig {
     /// `--lib DIR`s searched for `import "name"` after the script's own folder.
     pub lib_dirs: Vec<PathBuf>,
     pub cancel: CancelFlag,
+    /// Where runs are trained: in this process, in local workers or on Slurm.
+    pub executor: crate::runs::Executor,
+    /// Train runs whose earlier attempt failed again (`--retry-failed`).
+    pub retry_failed: bool,
 }
 
 /// Shared state the registered functions close over.
@@ -46,6 +50,8 @@ pub(crate) struct HostState {
     /// Generated datasets by recipe, kept for the life of the host: `adainf watch` re-runs a
     /// script without rendering its synthetic data again.
     pub datasets: RefCell<std::collections::HashMap<String, crate::data::Dataset>>,
+    pub executor: crate::runs::Executor,
+    pub retry_failed: bool,
 }
 
 impl HostState {
@@ -154,6 +160,8 @@ impl Host {
             cancel: config.cancel,
             script_dir: RefCell::new(PathBuf::from(".")),
             datasets: RefCell::new(std::collections::HashMap::new()),
+            executor: config.executor,
+            retry_failed: config.retry_failed,
         });
         let mut engine = Engine::new();
         engine.set_optimization_level(OptimizationLevel::None);

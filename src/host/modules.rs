@@ -17,13 +17,15 @@ use crate::augment::{AugSpec, ViewPair, preset};
 use crate::data::Dataset;
 use crate::data::batches::Placement;
 use crate::data::readers::{self, cifar::Variant, npz::NpzOptions};
-use crate::data::synthetic::{GeneratorSpec, SyntheticSpec, synthetic, synthetic_generator};
+use crate::data::recipe::{self, Recipe};
+use crate::data::synthetic::{GeneratorSpec, SyntheticSpec};
 use crate::device::DeviceSpec;
 use crate::eval::linear::LinearProbeConfig;
 use crate::eval::runs::{self, Encoder, KnnConfig};
 use crate::generator::{Gmm, GmmConfig, fit_gmm, frechet};
 use crate::method::Method;
 use crate::report::{self, Cell, Row};
+use crate::runs::{Executor, execute, local, request::RunRequest, slurm};
 use crate::theory::{
     self,
     estimate::EstimateConfig,
@@ -290,11 +292,7 @@ fn data_module(state: &Rc<HostState>) -> Module {
     register!(m, "cifar10", move |dir: &str,
                                   split: &str|
           -> Res<Dataset> {
-        core(readers::cifar::read_cifar(
-            &st.resolve(dir),
-            Variant::Cifar10,
-            split,
-        ))
+        core(cifar_recipe(&st, dir, Variant::Cifar10, split).build(&st.device))
     });
     let st = state.clone();
     register!(m, "cifar100", move |dir: &str,
@@ -306,21 +304,13 @@ fn data_module(state: &Rc<HostState>) -> Module {
             .get("coarse")
             .and_then(|v| v.as_bool().ok())
             .unwrap_or(false);
-        core(readers::cifar::read_cifar(
-            &st.resolve(dir),
-            Variant::Cifar100 { coarse },
-            split,
-        ))
+        core(cifar_recipe(&st, dir, Variant::Cifar100 { coarse }, split).build(&st.device))
     });
     let st = state.clone();
     register!(m, "cifar100", move |dir: &str,
                                    split: &str|
           -> Res<Dataset> {
-        core(readers::cifar::read_cifar(
-            &st.resolve(dir),
-            Variant::Cifar100 { coarse: false },
-            split,
-        ))
+        core(cifar_recipe(&st, dir, Variant::Cifar100 { coarse: false }, split).build(&st.device))
     });
     let st = state.clone();
     let npz = move |path: &str, opts: Map| -> Res<Dataset> {
@@ -344,7 +334,13 @@ fn data_module(state: &Rc<HostState>) -> Module {
                 .and_then(|v| v.as_int().ok())
                 .map(|c| c as usize),
         };
-        let d = core(readers::npz::read_npz(&st.resolve(path), &o))?;
+        let d = core(
+            Recipe::Npz {
+                path: st.resolve(path),
+                options: o,
+            }
+            .build(&st.device),
+        )?;
         if let Some(reference) = opts
             .get("reference")
             .and_then(|r| r.clone().try_cast::<Dataset>())
@@ -365,22 +361,34 @@ fn data_module(state: &Rc<HostState>) -> Module {
     register!(m, "idx", move |images: &str,
                               labels: &str|
           -> Res<Dataset> {
-        core(readers::idx::read_idx(
-            &st.resolve(images),
-            &st.resolve(labels),
-        ))
+        core(
+            Recipe::Idx {
+                images: st.resolve(images),
+                labels: st.resolve(labels),
+            }
+            .build(&st.device),
+        )
     });
     let st = state.clone();
     register!(m, "folder", move |path: &str, opts: Map| -> Res<Dataset> {
         options::check("data::folder", &opts, api::FOLDER)?;
-        core(readers::folder::read_folder(
-            &st.resolve(path),
-            int_or(&opts, "size", 32) as usize,
-        ))
+        core(
+            Recipe::Folder {
+                path: st.resolve(path),
+                size: int_or(&opts, "size", 32) as usize,
+            }
+            .build(&st.device),
+        )
     });
     let st = state.clone();
     register!(m, "folder", move |path: &str| -> Res<Dataset> {
-        core(readers::folder::read_folder(&st.resolve(path), 32))
+        core(
+            Recipe::Folder {
+                path: st.resolve(path),
+                size: 32,
+            }
+            .build(&st.device),
+        )
     });
     let st = state.clone();
     register!(m, "save_npz", move |d: Dataset, path: &str| -> Res<()> {
@@ -395,7 +403,9 @@ fn data_module(state: &Rc<HostState>) -> Module {
             size: int_or(&opts, "size", 32) as usize,
             split: str_or(&opts, "split", "train"),
         };
-        st.memo(format!("{spec:?}"), || core(synthetic(&spec)))
+        st.memo(format!("{spec:?}"), || {
+            core(Recipe::Synthetic(spec.clone()).build(&st.device))
+        })
     });
     let st = state.clone();
     register!(m, "synthetic_generator", move |opts: Map| -> Res<Dataset> {
@@ -406,14 +416,16 @@ fn data_module(state: &Rc<HostState>) -> Module {
             size: int_or(&opts, "size", 32) as usize,
             fidelity: float_or(&opts, "fidelity", 0.7),
         };
-        st.memo(format!("{spec:?}"), || core(synthetic_generator(&spec)))
+        st.memo(format!("{spec:?}"), || {
+            core(Recipe::SyntheticGenerator(spec.clone()).build(&st.device))
+        })
     });
     register!(m, "inflate", |real: Dataset,
                              generated: Dataset,
                              opts: Map|
      -> Res<Dataset> {
         options::check("data::inflate", &opts, api::INFLATE)?;
-        core(Dataset::inflate(
+        core(recipe::inflate(
             &real,
             &generated,
             int_or(&opts, "dup", 1) as usize,
@@ -422,15 +434,23 @@ fn data_module(state: &Rc<HostState>) -> Module {
     register!(m, "inflate", |real: Dataset,
                              generated: Dataset|
      -> Res<Dataset> {
-        core(Dataset::inflate(&real, &generated, 1))
+        core(recipe::inflate(&real, &generated, 1))
     });
     register!(m, "subset", |d: Dataset, opts: Map| -> Res<Dataset> {
         options::check("data::subset", &opts, api::SUBSET)?;
         let seed = int_or(&opts, "seed", 0) as u64;
         match (opts.get("per_class"), opts.get("n")) {
             (Some(_), Some(_)) => fail("data::subset takes either `per_class` or `n`, not both"),
-            (Some(p), None) => core(d.subset_per_class(p.as_int().unwrap_or(0) as usize, seed)),
-            (None, Some(n)) => core(d.subset_random(n.as_int().unwrap_or(0) as usize, seed)),
+            (Some(p), None) => core(recipe::subset_per_class(
+                &d,
+                p.as_int().unwrap_or(0) as usize,
+                seed,
+            )),
+            (None, Some(n)) => core(recipe::subset_random(
+                &d,
+                n.as_int().unwrap_or(0) as usize,
+                seed,
+            )),
             (None, None) => {
                 fail("data::subset needs `per_class` (e.g. #{ per_class: 500 }) or `n`")
             }
@@ -445,6 +465,31 @@ pub struct GeneratorHandle {
     gmm: Rc<Gmm>,
     /// The images it was fitted on: its gap is measured against them.
     real: Dataset,
+    config: GmmConfig,
+}
+
+impl GeneratorHandle {
+    /// `n` samples, with the recipe (fit and sample) when the fitted set has one.
+    fn sample(&self, n: usize, seed: u64, device: &burn::tensor::Device) -> Res<Dataset> {
+        let made = core(self.gmm.sample(n, seed, device))?;
+        Ok(match self.real.recipe() {
+            Some(real) => made.with_recipe(Recipe::GmmSample {
+                real: Box::new(real.clone()),
+                config: self.config.clone(),
+                n,
+                seed,
+            }),
+            None => made,
+        })
+    }
+}
+
+fn cifar_recipe(st: &HostState, dir: &str, variant: Variant, split: &str) -> Recipe {
+    Recipe::Cifar {
+        dir: st.resolve(dir),
+        variant,
+        split: split.to_string(),
+    }
 }
 
 fn gen_module(state: &Rc<HostState>) -> Module {
@@ -466,6 +511,7 @@ fn gen_module(state: &Rc<HostState>) -> Module {
         Ok(GeneratorHandle {
             gmm: Rc::new(core(fit_gmm(&real, &cfg, &st.device))?),
             real,
+            config: cfg,
         })
     });
     let st = state.clone();
@@ -474,17 +520,17 @@ fn gen_module(state: &Rc<HostState>) -> Module {
                                  opts: Map|
           -> Res<Dataset> {
         options::check("gen::sample", &opts, api::SAMPLE)?;
-        core(g.gmm.sample(
+        g.sample(
             n.max(0) as usize,
             int_or(&opts, "seed", 0) as u64,
             &st.device,
-        ))
+        )
     });
     let st = state.clone();
     register!(m, "sample", move |g: GeneratorHandle,
                                  n: i64|
           -> Res<Dataset> {
-        core(g.gmm.sample(n.max(0) as usize, 0, &st.device))
+        g.sample(n.max(0) as usize, 0, &st.device)
     });
     let st = state.clone();
     register!(m, "gap", move |real: Dataset,
@@ -636,53 +682,187 @@ fn resolved_config(opts: &Map, data_len: usize) -> Res<PretrainConfig> {
     Ok(config)
 }
 
+/// One run a script asked for, with everything resolved.
+struct Prepared {
+    config: PretrainConfig,
+    data: Dataset,
+    probe: Option<Dataset>,
+    aug: ViewPair,
+    tags: Map,
+    device: burn::tensor::Device,
+    placement: Placement,
+    checkpoint_every: usize,
+}
+
+fn prepare(function: &str, st: &HostState, opts: &Map) -> Res<Prepared> {
+    options::check(function, opts, api::PRETRAIN)?;
+    let Some(data) = opts.get("data").map(|d| d.clone().cast::<Dataset>()) else {
+        return fail(format!(
+            "{function} needs `data` (e.g. #{{ data: data::synthetic(#{{ n: 5000 }}) }})"
+        ));
+    };
+    let config = resolved_config(opts, data.len())?;
+    let device = match opts.get("device") {
+        Some(name) => core(DeviceSpec::parse(&name.to_string()).and_then(|d| d.open()))?,
+        None => st.device.clone(),
+    };
+    let placement = match opts.get("placement") {
+        Some(name) => core(Placement::parse(&name.to_string()))?,
+        None => Placement::Auto,
+    };
+    Ok(Prepared {
+        config,
+        probe: opts.get("probe").map(|d| d.clone().cast::<Dataset>()),
+        aug: aug_option(opts.get("aug"))?,
+        tags: opts
+            .get("tags")
+            .and_then(|t| t.clone().try_cast::<Map>())
+            .unwrap_or_default(),
+        device,
+        placement,
+        checkpoint_every: int_or(opts, "checkpoint_every", 0) as usize,
+        data,
+    })
+}
+
+impl Prepared {
+    fn request(&self) -> PretrainRequest<'_> {
+        PretrainRequest {
+            config: self.config.clone(),
+            data: &self.data,
+            aug: &self.aug,
+            probe: self.probe.as_ref(),
+            checkpoint_every: self.checkpoint_every,
+        }
+    }
+
+    fn run_request(&self) -> Res<RunRequest> {
+        let tags = self
+            .tags
+            .iter()
+            .map(|(k, v)| {
+                let value = match cell_of(v) {
+                    Cell::Number(x) => serde_json::json!(x),
+                    Cell::Text(t) => serde_json::Value::String(t),
+                    Cell::Empty => serde_json::Value::Null,
+                };
+                (k.to_string(), value)
+            })
+            .collect();
+        core(RunRequest::new(&self.request(), self.placement, tags))
+    }
+}
+
+/// Trains (or loads) the runs in order, through the host's executor: in this process one
+/// after another, or in local workers, or as a Slurm array; each run exactly once across every
+/// process sharing the runs folder.
+fn pretrain_batch(st: &HostState, runs: Vec<Prepared>) -> Res<Vec<RunHandle>> {
+    let handle = |p: &Prepared, run: FinishedRun| RunHandle {
+        run: Rc::new(run),
+        tags: p.tags.clone(),
+    };
+    let requests = match &st.executor {
+        Executor::InProcess => None,
+        // A single run gains nothing from a local worker.
+        Executor::Local(_) if runs.len() == 1 => None,
+        _ => Some(
+            runs.iter()
+                .map(Prepared::run_request)
+                .collect::<Res<Vec<_>>>()?,
+        ),
+    };
+    let Some(requests) = requests else {
+        let mut out = Vec::with_capacity(runs.len());
+        for p in &runs {
+            let mut progress = (st.progress)();
+            let run = core(execute::pretrain_claimed(
+                p.request(),
+                TrainContext {
+                    device: &p.device,
+                    placement: p.placement,
+                    runs_dir: &st.runs_dir,
+                    progress: progress.as_mut(),
+                    cancel: &st.cancel,
+                },
+                None,
+                st.retry_failed,
+            ))?;
+            out.push(handle(p, run));
+        }
+        return Ok(out);
+    };
+    let mut progress = (st.progress)();
+    match &st.executor {
+        Executor::Local(workers) => core(local::run_workers(
+            &requests,
+            &st.runs_dir,
+            workers,
+            progress.as_mut(),
+            &st.cancel,
+        ))?,
+        Executor::Slurm {
+            options,
+            binary,
+            device,
+        } => core(slurm::run_array(
+            &requests,
+            &slurm::Submission {
+                binary,
+                runs_dir: &st.runs_dir,
+                device,
+                retry_failed: st.retry_failed,
+                options,
+                marker_timeout: std::time::Duration::from_secs(120),
+            },
+            progress.as_mut(),
+            &st.cancel,
+        ))?,
+        Executor::InProcess => {}
+    }
+    let mut out = Vec::with_capacity(runs.len());
+    let mut failures = Vec::new();
+    for (p, r) in runs.iter().zip(&requests) {
+        match execute::collect(&st.runs_dir, &r.id) {
+            Ok(run) => out.push(handle(p, run)),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    if !failures.is_empty() {
+        return fail(format!(
+            "{} of {} run(s) did not finish (the others are in the run cache):\n{}",
+            failures.len(),
+            runs.len(),
+            failures.join("\n")
+        ));
+    }
+    Ok(out)
+}
+
 fn train_module(state: &Rc<HostState>) -> Module {
     const MODULE: &str = "train";
     let mut m = Module::new();
     let st = state.clone();
     register!(m, "pretrain", move |opts: Map| -> Res<RunHandle> {
-        options::check("train::pretrain", &opts, api::PRETRAIN)?;
-        let Some(data) = opts.get("data").map(|d| d.clone().cast::<Dataset>()) else {
-            return fail(
-                "train::pretrain needs `data` (e.g. #{ data: data::synthetic(#{ n: 5000 }) })",
-            );
-        };
-        let config = resolved_config(&opts, data.len())?;
-        let probe = opts.get("probe").map(|d| d.clone().cast::<Dataset>());
-        let aug = aug_option(opts.get("aug"))?;
-        let tags = opts
-            .get("tags")
-            .and_then(|t| t.clone().try_cast::<Map>())
-            .unwrap_or_default();
-        let device = match opts.get("device") {
-            Some(name) => core(DeviceSpec::parse(&name.to_string()).and_then(|d| d.open()))?,
-            None => st.device.clone(),
-        };
-        let placement = match opts.get("placement") {
-            Some(name) => core(Placement::parse(&name.to_string()))?,
-            None => Placement::Auto,
-        };
-        let mut progress = (st.progress)();
-        let run = core(train::pretrain(
-            PretrainRequest {
-                config,
-                data: &data,
-                aug: &aug,
-                probe: probe.as_ref(),
-                checkpoint_every: int_or(&opts, "checkpoint_every", 0) as usize,
-            },
-            TrainContext {
-                device: &device,
-                placement,
-                runs_dir: &st.runs_dir,
-                progress: progress.as_mut(),
-                cancel: &st.cancel,
-            },
-        ))?;
-        Ok(RunHandle {
-            run: Rc::new(run),
-            tags,
-        })
+        let prepared = prepare("train::pretrain", &st, &opts)?;
+        Ok(pretrain_batch(&st, vec![prepared])?.remove(0))
+    });
+    let st = state.clone();
+    register!(m, "pretrain_all", move |configs: Array| -> Res<Array> {
+        let prepared = configs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c.clone().try_cast::<Map>() {
+                Some(opts) => prepare("train::pretrain_all", &st, &opts),
+                None => fail(format!(
+                    "train::pretrain_all takes an array of option maps; item {i} is {}",
+                    options::type_name(c)
+                )),
+            })
+            .collect::<Res<Vec<_>>>()?;
+        Ok(pretrain_batch(&st, prepared)?
+            .into_iter()
+            .map(Dynamic::from)
+            .collect())
     });
     register!(m, "defaults", |method: &str| -> Res<Map> {
         defaults_map(method)

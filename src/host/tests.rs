@@ -12,6 +12,8 @@ fn host(dir: &Path) -> Host {
         params: Map::new(),
         lib_dirs: vec![],
         cancel: CancelFlag::new(),
+        executor: Default::default(),
+        retry_failed: false,
     };
     Host::new(config, Box::new(|| Box::new(Silent)))
 }

@@ -16,6 +16,8 @@ pub trait Progress {
     fn probe(&mut self, step: usize, accuracy: f64);
     /// The run ended.
     fn finish(&mut self, summary: &str);
+    /// A line about what the run is waiting for (another process's claim, workers).
+    fn note(&mut self, _message: &str) {}
 }
 
 /// A progress sink that ignores everything (tests, `--quiet`).

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 const HW: usize = 32 * 32;
 const RECORD_PIXELS: usize = 3 * HW;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Variant {
     Cifar10,
     Cifar100 { coarse: bool },

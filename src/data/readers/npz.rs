@@ -15,7 +15,7 @@ use super::{check_labels, file_fingerprint, gray_to_rgb};
 use crate::data::{Dataset, ImageStore, Pixels, UNLABELED};
 use crate::error::{Error, Result};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NpzOptions {
     pub image_key: String,
     pub label_key: String,

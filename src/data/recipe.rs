@@ -1,0 +1,201 @@
+//! Datasets as recipes: how a set was made (reader and path and options, synthetic spec,
+//! subset, inflation, generator fit and sample), so another process — a local worker or a
+//! Slurm array task — can make the same set again from a run's request instead of receiving
+//! pixels. Every script-facing constructor goes through `Recipe::build`, which attaches the
+//! recipe to the set it returns. Files keep their fingerprint (path, size, modification time):
+//! a worker compares the rebuilt set's fingerprint with the one the driver saw, so a file that
+//! changed in between is an error, never silently used.
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use super::Dataset;
+use super::readers::{self, cifar::Variant, npz::NpzOptions};
+use super::synthetic::{GeneratorSpec, SyntheticSpec, synthetic, synthetic_generator};
+use crate::error::{Error, Result};
+use crate::generator::{GmmConfig, fit_gmm};
+
+/// How a dataset is made. Paths are absolute (resolved by the script host).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Recipe {
+    Synthetic(SyntheticSpec),
+    SyntheticGenerator(GeneratorSpec),
+    Cifar {
+        dir: PathBuf,
+        variant: Variant,
+        split: String,
+    },
+    Npz {
+        path: PathBuf,
+        options: NpzOptions,
+    },
+    Idx {
+        images: PathBuf,
+        labels: PathBuf,
+    },
+    Folder {
+        path: PathBuf,
+        size: usize,
+    },
+    Inflate {
+        real: Box<Recipe>,
+        generated: Box<Recipe>,
+        dup: usize,
+    },
+    SubsetPerClass {
+        of: Box<Recipe>,
+        per_class: usize,
+        seed: u64,
+    },
+    SubsetRandom {
+        of: Box<Recipe>,
+        n: usize,
+        seed: u64,
+    },
+    /// `n` samples (seed `seed`) of a Gaussian mixture fitted with `config` on `real`.
+    GmmSample {
+        real: Box<Recipe>,
+        config: GmmConfig,
+        n: usize,
+        seed: u64,
+    },
+}
+
+impl Recipe {
+    /// Makes the set; it carries this recipe.
+    pub fn build(&self, device: &Device) -> Result<Dataset> {
+        let made = match self {
+            Recipe::Synthetic(spec) => synthetic(spec)?,
+            Recipe::SyntheticGenerator(spec) => synthetic_generator(spec)?,
+            Recipe::Cifar {
+                dir,
+                variant,
+                split,
+            } => readers::cifar::read_cifar(dir, *variant, split)?,
+            Recipe::Npz { path, options } => readers::npz::read_npz(path, options)?,
+            Recipe::Idx { images, labels } => readers::idx::read_idx(images, labels)?,
+            Recipe::Folder { path, size } => readers::folder::read_folder(path, *size)?,
+            Recipe::Inflate {
+                real,
+                generated,
+                dup,
+            } => Dataset::inflate(&real.build(device)?, &generated.build(device)?, *dup)?,
+            Recipe::SubsetPerClass {
+                of,
+                per_class,
+                seed,
+            } => of.build(device)?.subset_per_class(*per_class, *seed)?,
+            Recipe::SubsetRandom { of, n, seed } => of.build(device)?.subset_random(*n, *seed)?,
+            Recipe::GmmSample {
+                real,
+                config,
+                n,
+                seed,
+            } => fit_gmm(&real.build(device)?, config, device)?.sample(*n, *seed, device)?,
+        };
+        Ok(made.with_recipe(self.clone()))
+    }
+
+    /// The recipe of a set that is about to be sent to another process, or an error naming
+    /// the set when it was made some other way.
+    pub fn of(data: &Dataset) -> Result<Recipe> {
+        data.recipe().cloned().ok_or_else(|| {
+            Error::Data(format!(
+                "{} has no recipe, so another process cannot make it again; make it with a data:: \
+                 or gen:: function, or train it in this process (without --jobs or --executor)",
+                data.description()
+            ))
+        })
+    }
+}
+
+/// `Dataset::inflate` with the recipe attached when both parts have one.
+pub fn inflate(real: &Dataset, generated: &Dataset, dup: usize) -> Result<Dataset> {
+    let made = Dataset::inflate(real, generated, dup)?;
+    Ok(match (real.recipe(), generated.recipe()) {
+        (Some(r), Some(g)) => made.with_recipe(Recipe::Inflate {
+            real: Box::new(r.clone()),
+            generated: Box::new(g.clone()),
+            dup,
+        }),
+        _ => made,
+    })
+}
+
+/// A subset with the recipe attached when the whole has one.
+pub fn subset_per_class(data: &Dataset, per_class: usize, seed: u64) -> Result<Dataset> {
+    let made = data.subset_per_class(per_class, seed)?;
+    Ok(match data.recipe() {
+        Some(of) => made.with_recipe(Recipe::SubsetPerClass {
+            of: Box::new(of.clone()),
+            per_class,
+            seed,
+        }),
+        None => made,
+    })
+}
+
+/// A random subset with the recipe attached when the whole has one.
+pub fn subset_random(data: &Dataset, n: usize, seed: u64) -> Result<Dataset> {
+    let made = data.subset_random(n, seed)?;
+    Ok(match data.recipe() {
+        Some(of) => made.with_recipe(Recipe::SubsetRandom {
+            of: Box::new(of.clone()),
+            n,
+            seed,
+        }),
+        None => made,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recipe survives JSON and makes a set with the same fingerprint and pixels.
+    #[test]
+    fn recipes_rebuild_the_same_set() {
+        let device = Device::flex();
+        let real = Recipe::Synthetic(SyntheticSpec {
+            n: 50,
+            seed: 1,
+            size: 8,
+            split: "train".into(),
+        });
+        let generated = Recipe::SyntheticGenerator(GeneratorSpec {
+            n: 30,
+            seed: 2,
+            size: 8,
+            fidelity: 0.5,
+        });
+        let a = real.build(&device).unwrap();
+        let g = generated.build(&device).unwrap();
+        let mixed = subset_random(&inflate(&a, &g, 3).unwrap(), 40, 7).unwrap();
+        let json = serde_json::to_string(&Recipe::of(&mixed).unwrap()).unwrap();
+        let again: Recipe = serde_json::from_str(&json).unwrap();
+        let rebuilt = again.build(&device).unwrap();
+        assert_eq!(rebuilt.fingerprint(), mixed.fingerprint());
+        assert_eq!(rebuilt.len(), mixed.len());
+        let pixels =
+            |d: &Dataset| crate::data::loader::gather(d, &(0..d.len()).collect::<Vec<_>>());
+        assert_eq!(pixels(&rebuilt).pixels, pixels(&mixed).pixels);
+        assert_eq!(pixels(&rebuilt).labels, pixels(&mixed).labels);
+        // A set made without a recipe says so.
+        let bare = synthetic(&SyntheticSpec {
+            n: 5,
+            seed: 0,
+            size: 8,
+            split: "train".into(),
+        })
+        .unwrap();
+        assert!(
+            Recipe::of(&bare)
+                .unwrap_err()
+                .to_string()
+                .contains("no recipe")
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! `--executor slurm` on a real Slurm: a sweep of four tiny runs as one job array, one array
+//! task requeued mid-run (it resumes from its checkpoint), and results equal to a local
+//! sequential run of the same script. Needs a running Slurm whose nodes share this machine's
+//! filesystem: CI starts one (scripts/slurm-local.sh) and sets ADAINF_SLURM_TEST=1; elsewhere
+//! the test says it did not run.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn sweep() -> &'static str {
+    r#"
+    let real = data::synthetic(#{ n: 64, seed: 3, size: 8 });
+    let base = #{ data: real, probe: real, width: 4, batch: 16, steps: 600, optimizer: "sgd",
+                  lr: 0.05, warmup: 2, proj_hidden: 32, proj_dim: 16, eval_every: 0, log_every: 10,
+                  checkpoint_every: 20 };
+    let configs = [];
+    for s in 0..4 { let c = base; c.seed = s; configs.push(c); }
+    for r in train::pretrain_all(configs) {
+        print(`id=${r.id} loss=${r.metrics[r.metrics.len() - 1].loss} acc=${r.accuracy}`);
+    }
+    "#
+}
+
+fn results(stdout: &str) -> Vec<(String, f64, String)> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("id="))
+        .map(|l| {
+            (
+                value(l, "id"),
+                value(l, "loss").parse().unwrap(),
+                value(l, "acc"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_sweep_runs_as_a_job_array_and_a_requeued_task_resumes() {
+    if std::env::var("ADAINF_SLURM_TEST").as_deref() != Ok("1") {
+        eprintln!("not run: set ADAINF_SLURM_TEST=1 with a running Slurm (scripts/slurm-local.sh)");
+        return;
+    }
+    let ws = Workspace::new("slurm");
+    let script = ws.script("s.rhai", sweep());
+    let local = bin()
+        .arg("run")
+        .arg(&script)
+        .arg("--runs-dir")
+        .arg(ws.0.join("local"))
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    let (local_out, local_err) = text(&local);
+    assert!(local.status.success(), "{local_err}");
+
+    let runs = ws.0.join("runs");
+    let driver = bin()
+        .arg("run")
+        .arg(&script)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .args(["--executor", "slurm", "--slurm-throttle", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Requeue the first task seen past its checkpoint at step 40.
+    let started = Instant::now();
+    let task = loop {
+        let found = std::fs::read_dir(&runs).ok().and_then(|entries| {
+            entries.flatten().find_map(|e| {
+                let state = std::fs::read_to_string(e.path().join("checkpoint/state.json")).ok()?;
+                let past = !state.contains("\"step\": 20,") && state.contains("\"step\"");
+                let claim = std::fs::read_to_string(e.path().join("claim.json")).ok()?;
+                let task = claim
+                    .split("\"slurm\":\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()?
+                    .to_string();
+                (past && !e.path().join("result.json").exists()).then_some(task)
+            })
+        });
+        if let Some(t) = found {
+            break t;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no task reached a checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let requeue = Command::new("scontrol")
+        .args(["requeue", &task])
+        .output()
+        .unwrap();
+    assert!(
+        requeue.status.success(),
+        "{}",
+        String::from_utf8_lossy(&requeue.stderr)
+    );
+    // Slurm delays a requeued task by two minutes; let it start again at once.
+    let _ = Command::new("scontrol")
+        .args(["update", &format!("JobId={task}"), "BeginTime=now"])
+        .output();
+    let out = driver.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("as Slurm array job"), "{stderr}");
+    let (a, b) = (results(&stdout), results(&local_out));
+    assert_eq!(a.len(), 4, "{stdout}");
+    for ((id_a, loss_a, acc_a), (id_b, loss_b, acc_b)) in a.iter().zip(&b) {
+        assert_eq!(id_a, id_b);
+        assert!(
+            (loss_a - loss_b).abs() <= 1e-4 * loss_b.abs().max(1.0),
+            "slurm {loss_a} vs local {loss_b}"
+        );
+        assert_eq!(acc_a, acc_b);
+    }
+    let index = task.rsplit('_').next().unwrap();
+    let logs: String = std::fs::read_dir(runs.join(".slurm"))
+        .unwrap()
+        .flatten()
+        .filter_map(|d| std::fs::read_to_string(d.path().join(format!("task-{index}.log"))).ok())
+        .collect();
+    assert!(
+        logs.contains("resuming from the checkpoint at step"),
+        "{logs}"
+    );
+}
