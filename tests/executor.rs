@@ -25,12 +25,16 @@ fn sweep(n: usize, steps: usize, lr: &str) -> String {
     )
 }
 
-fn results(stdout: &str) -> Vec<(String, String, String)> {
-    stdout
-        .lines()
-        .filter(|l| l.starts_with("id="))
-        .map(|l| (value(l, "id"), value(l, "loss"), value(l, "acc")))
-        .collect()
+/// `adainf runs DIR` with the claim timeout of the test.
+fn listing(runs: &Path) -> String {
+    let out = bin()
+        .arg("runs")
+        .arg(runs)
+        .env("ADAINF_CLAIM_TIMEOUT", "3")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    text(&out).0
 }
 
 fn run_in(ws: &Workspace, script: &Path, runs: &str, extra: &[&str]) -> std::process::Output {
@@ -57,15 +61,14 @@ fn workers_reproduce_the_in_process_runs() {
     let (out_b, err_b) = text(&workers);
     assert!(workers.status.success(), "{err_b}");
     assert!(err_b.contains("in 2 worker process(es)"), "{err_b}");
-    let (a, b) = (results(&out_a), results(&out_b));
+    let (a, b) = (run_results(&out_a), run_results(&out_b));
     assert_eq!(a.len(), 3);
+    // The same computation in another process: equal to the last digit.
     assert_eq!(a, b, "in-process vs workers");
     for (i, line) in out_b.lines().filter(|l| l.starts_with("id=")).enumerate() {
         assert_eq!(value(line, "k"), i.to_string(), "order: {out_b}");
     }
-    let listing = bin().arg("runs").arg(ws.0.join("b")).output().unwrap();
-    let (list, _) = text(&listing);
-    assert!(listing.status.success());
+    let list = listing(&ws.0.join("b"));
     assert!(list.contains("3 run(s): 3 done"), "{list}");
     assert!(list.contains("k=2"), "{list}");
     let json = bin()
@@ -112,14 +115,14 @@ fn racing_drivers_train_each_run_once() {
     let ((out1, err1), (out2, err2)) = (text(&o1), text(&o2));
     assert!(o1.status.success(), "{err1}");
     assert!(o2.status.success(), "{err2}");
-    assert_eq!(results(&out1), results(&out2));
+    assert_eq!(run_results(&out1), run_results(&out2));
     let mut logs = format!("{err1}\n{err2}");
     for entry in std::fs::read_dir(&runs).unwrap().flatten() {
         if let Ok(log) = std::fs::read_to_string(entry.path().join("worker.log")) {
             logs.push_str(&log);
         }
     }
-    for (id, _, _) in results(&out1) {
+    for (id, _, _) in run_results(&out1) {
         let trained = logs
             .lines()
             .filter(|l| l.contains(&format!("run {id}: training")))
@@ -256,17 +259,9 @@ fn a_killed_workers_claim_expires_and_the_run_resumes() {
         log.contains("resuming from the checkpoint at step"),
         "{log}"
     );
-    let (a, b) = (results(&out), results(&ref_out));
+    let (a, b) = (run_results(&out), run_results(&ref_out));
     assert_eq!(a.len(), 2);
-    for ((id_a, loss_a, acc_a), (id_b, loss_b, acc_b)) in a.iter().zip(&b) {
-        assert_eq!(id_a, id_b);
-        let (x, y): (f64, f64) = (loss_a.parse().unwrap(), loss_b.parse().unwrap());
-        assert!(
-            (x - y).abs() <= 1e-4 * y.abs().max(1.0),
-            "resumed {x} vs uninterrupted {y}"
-        );
-        assert_eq!(acc_a, acc_b);
-    }
+    assert_same_runs(&a, &b, "resumed vs uninterrupted");
 }
 
 /// A run that fails (its loss overflows) is recorded with its error; the driver names it,
@@ -286,8 +281,7 @@ fn a_failed_run_is_reported_with_its_error() {
         );
         assert!(err.contains("--retry-failed"), "{err}");
     }
-    let listing = bin().arg("runs").arg(ws.0.join("runs")).output().unwrap();
-    let (list, _) = text(&listing);
+    let list = listing(&ws.0.join("runs"));
     assert!(list.contains("2 failed"), "{list}");
     let retry = run_in(&ws, &script, "runs", &["--retry-failed"]);
     let (_, err) = text(&retry);

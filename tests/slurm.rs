@@ -103,10 +103,25 @@ fn a_sweep_runs_as_a_job_array_and_a_requeued_task_resumes() {
         "{}",
         String::from_utf8_lossy(&requeue.stderr)
     );
-    // Slurm delays a requeued task by two minutes; let it start again at once.
-    let _ = Command::new("scontrol")
-        .args(["update", &format!("JobId={task}"), "BeginTime=now"])
-        .output();
+    // Slurm delays a requeued task by two minutes; let it start again at once (StartTime; the update is
+    // refused until the requeue has completed, so try for a while).
+    for _ in 0..60 {
+        let pending = Command::new("squeue")
+            .args(["-h", "-j", &task, "-o", "%T %r"])
+            .output()
+            .unwrap();
+        let state = String::from_utf8_lossy(&pending.stdout).to_string();
+        if state.contains("PENDING") {
+            let update = Command::new("scontrol")
+                .args(["update", &format!("JobId={task}"), "StartTime=now"])
+                .output()
+                .unwrap();
+            if update.status.success() {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let out = driver.wait_with_output().unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");

@@ -264,6 +264,18 @@ fn sample_crop(rng: &mut Rng, h: usize, w: usize, scale: (f64, f64)) -> [f64; 4]
 }
 
 impl ViewParams {
+    /// The parameters that leave an h×w image as it is (the whole frame, no colour op).
+    pub fn identity(h: usize, w: usize) -> ViewParams {
+        ViewParams {
+            crop: [0.0, 0.0, w as f64, h as f64],
+            flip: false,
+            jitter: None,
+            gray: false,
+            blur_sigma: 0.0,
+            solarize: false,
+        }
+    }
+
     pub fn sample(spec: &AugSpec, rng: &mut Rng, h: usize, w: usize) -> ViewParams {
         let crop = sample_crop(rng, h, w, (spec.crop_min, spec.crop_max));
         let jitter = rng.bernoulli(spec.jitter_prob).then(|| {

@@ -46,14 +46,7 @@ fn fixture() -> Fixture {
 
 /// Parameters that apply exactly one op of the case (everything else the identity).
 fn params_of(case: &Case, h: usize, w: usize) -> ViewParams {
-    let mut p = ViewParams {
-        crop: [0.0, 0.0, w as f64, h as f64],
-        flip: false,
-        jitter: None,
-        gray: false,
-        blur_sigma: 0.0,
-        solarize: false,
-    };
+    let mut p = ViewParams::identity(h, w);
     let jitter = |op: JitterOp, factor: f64| {
         let neutral = [
             (JitterOp::Brightness, 1.0),

@@ -265,6 +265,18 @@ fn start_heartbeat(path: PathBuf, owner: Owner, timeout: Duration) -> Claim {
 mod tests {
     use super::*;
 
+    /// Writes a claim of a process on another machine, as a dead owner would leave it.
+    fn leave_remote_claim(dir: &Path) -> Owner {
+        let dead = Owner {
+            host: "elsewhere".into(),
+            pid: 1,
+            slurm: None,
+            since: 0,
+        };
+        fs::write(dir.join(CLAIM_FILE), serde_json::to_string(&dead).unwrap()).unwrap();
+        dead
+    }
+
     fn folder(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("adainf-claim-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -301,13 +313,7 @@ mod tests {
     #[test]
     fn a_stale_claim_is_taken_over() {
         let dir = folder("stale");
-        let dead = Owner {
-            host: "elsewhere".into(),
-            pid: 1,
-            slurm: None,
-            since: 0,
-        };
-        fs::write(dir.join(CLAIM_FILE), serde_json::to_string(&dead).unwrap()).unwrap();
+        let dead = leave_remote_claim(&dir);
         let timeout = Duration::from_millis(400);
         match try_claim(&dir, timeout).unwrap() {
             Claimed::Other(Some(o)) => assert_eq!(o, dead),
@@ -324,13 +330,7 @@ mod tests {
     #[test]
     fn racing_takers_get_one_claim() {
         let dir = folder("race");
-        let dead = Owner {
-            host: "elsewhere".into(),
-            pid: 1,
-            slurm: None,
-            since: 0,
-        };
-        fs::write(dir.join(CLAIM_FILE), serde_json::to_string(&dead).unwrap()).unwrap();
+        leave_remote_claim(&dir);
         std::thread::sleep(Duration::from_millis(300));
         let timeout = Duration::from_millis(200);
         let winners: Vec<bool> = std::thread::scope(|s| {

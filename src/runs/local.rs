@@ -44,26 +44,22 @@ pub fn write_request(runs_dir: &Path, request: &RunRequest) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// One line about the runs in flight: their step and loss from `metrics.jsonl`.
-pub fn live_line(runs_dir: &Path, ids: &[&str]) -> String {
+/// One line per run in flight: its step of its total and its last loss, from its
+/// `metrics.jsonl` (runs that have not logged yet say so).
+pub fn live_lines(runs_dir: &Path, ids: &[&str]) -> Vec<String> {
     ids.iter()
         .map(|id| {
             let dir = run_dir(runs_dir, id);
             let last = read_metrics(&dir.join("metrics.jsonl"))
                 .ok()
                 .and_then(|m| m.last().cloned());
+            let short = &id[..id.len().min(12)];
             match last {
-                Some(m) => format!(
-                    "{} step {} loss {:.3}",
-                    &id[..id.len().min(12)],
-                    m.step,
-                    m.loss
-                ),
-                None => format!("{} starting", &id[..id.len().min(12)]),
+                Some(m) => format!("  run {short}: step {} · loss {:.4}", m.step, m.loss),
+                None => format!("  run {short}: starting"),
             }
         })
-        .collect::<Vec<_>>()
-        .join(" · ")
+        .collect()
 }
 
 /// Trains the requests that need it in worker processes and returns when every worker has
@@ -122,10 +118,10 @@ pub fn run_workers(
         }
         if last_line.elapsed() >= Duration::from_secs(10) {
             let live: Vec<&str> = slots.iter().flatten().map(|(_, id)| id.as_str()).collect();
-            progress.note(&format!(
-                "{finished}/{total} done · {}",
-                live_line(runs_dir, &live)
-            ));
+            progress.note(&format!("{finished} of {total} run(s) done; running:"));
+            for line in live_lines(runs_dir, &live) {
+                progress.note(&line);
+            }
             last_line = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::execute::failure;
-use super::local::{live_line, needs_training, write_request};
+use super::local::{live_lines, needs_training, write_request};
 use super::request::RunRequest;
 use crate::data::hash_hex;
 use crate::error::{Error, Result};
@@ -317,12 +317,14 @@ pub fn run_array(
         if last_line.elapsed() >= Duration::from_secs(10) {
             let ids: Vec<&str> = pending.iter().map(|s| s.as_str()).collect();
             progress.note(&format!(
-                "{} of {} run(s) left; {} task(s) queued or running · {}",
+                "{} of {} run(s) left; {} task(s) queued or running:",
                 pending.len(),
                 watched.len(),
-                live.len(),
-                live_line(runs_dir, &ids)
+                live.len()
             ));
+            for line in live_lines(runs_dir, &ids) {
+                progress.note(&line);
+            }
             last_line = Instant::now();
         }
         std::thread::sleep(Duration::from_secs(1));

@@ -175,15 +175,8 @@ fn resample(
     let labels = batch.labels.clone();
     let dim = 3 * h * w;
     // Un-augmented images, normalised like the first view.
-    let plain = ViewParams {
-        crop: [0.0, 0.0, w as f64, h as f64],
-        flip: false,
-        jitter: None,
-        gray: false,
-        blur_sigma: 0.0,
-        solarize: false,
-    };
-    let clean = augment_and_normalize(&batch, &vec![plain; cfg.n], &aug.views[0]);
+    let plain = vec![ViewParams::identity(h, w); cfg.n];
+    let clean = augment_and_normalize(&batch, &plain, &aug.views[0]);
     // Views: view v of image i is row v·n + i.
     let mut views = Vec::with_capacity(cfg.n * cfg.views * dim);
     for v in 0..cfg.views {

@@ -78,7 +78,7 @@ pub fn generator_gap(
             generated.shape()
         )));
     }
-    if cfg.k == 0 || cfg.k % 2 == 0 {
+    if cfg.k.is_multiple_of(2) {
         return Err(Error::config("k", format!("is {} but must be odd", cfg.k)));
     }
     let m = images_compared(real, generated, cfg);

@@ -55,3 +55,33 @@ pub fn value(stdout: &str, key: &str) -> String {
         .unwrap_or_else(|| panic!("{key} missing in {stdout}"))
         .to_string()
 }
+
+/// The `id=… loss=… acc=…` lines a sweep script prints, in order.
+pub fn run_results(stdout: &str) -> Vec<(String, f64, String)> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("id="))
+        .map(|l| {
+            (
+                value(l, "id"),
+                value(l, "loss").parse().unwrap(),
+                value(l, "acc"),
+            )
+        })
+        .collect()
+}
+
+/// Two executions of one sweep agree: the same run ids in the same order, final losses within
+/// 1e-4 (relative; a run resumed from a checkpoint repeats the same steps) and the same probe
+/// accuracies.
+pub fn assert_same_runs(a: &[(String, f64, String)], b: &[(String, f64, String)], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: {a:?} vs {b:?}");
+    for ((id_a, loss_a, acc_a), (id_b, loss_b, acc_b)) in a.iter().zip(b) {
+        assert_eq!(id_a, id_b, "{what}");
+        assert!(
+            (loss_a - loss_b).abs() <= 1e-4 * loss_b.abs().max(1.0),
+            "{what}: loss {loss_a} vs {loss_b}"
+        );
+        assert_eq!(acc_a, acc_b, "{what}");
+    }
+}
