@@ -229,7 +229,13 @@ fn open_device(name: &str) -> Result<(burn::tensor::Device, String), String> {
 
 fn make_host(args: &RunArgs, cancel: CancelFlag) -> Result<Host, (String, u8)> {
     let params = parse_params(&args.params).map_err(|e| (e, 2))?;
-    let (device, device_name) = open_device(&args.device).map_err(|e| (e, 1))?;
+    // With Slurm the runs train on the cluster's nodes; the driver (often on a login node
+    // without a GPU) keeps its own work — evaluation, reports — on the CPU.
+    let driver_device = match args.executor {
+        ExecutorKind::Slurm => "flex",
+        ExecutorKind::Local => args.device.as_str(),
+    };
+    let (device, device_name) = open_device(driver_device).map_err(|e| (e, 1))?;
     let quiet = args.quiet;
     if !quiet && device_name != "flex" {
         eprintln!("device {device_name}");
@@ -268,6 +274,21 @@ fn executor_of(args: &RunArgs) -> Result<(Executor, PathBuf), String> {
     if args.jobs == 0 {
         return Err("--jobs must be at least 1".into());
     }
+    if args.executor == ExecutorKind::Slurm && (args.jobs != 1 || args.gpus != 1) {
+        return Err(
+            "--jobs and --gpus are for the local executor; with --executor slurm, --slurm-throttle limits the tasks running at once and --slurm-gpus sets each task's GPUs".into(),
+        );
+    }
+    let slurm_flags = args.slurm_partition.is_some()
+        || args.slurm_gpus.is_some()
+        || args.slurm_time.is_some()
+        || args.slurm_account.is_some()
+        || args.slurm_cpus.is_some()
+        || args.slurm_throttle.is_some()
+        || !args.slurm_extra.is_empty();
+    if args.executor == ExecutorKind::Local && slurm_flags {
+        return Err("--slurm-* options need --executor slurm".into());
+    }
     match args.executor {
         ExecutorKind::Slurm => {
             let runs_dir = std::fs::create_dir_all(&args.runs_dir)
@@ -297,8 +318,10 @@ fn executor_of(args: &RunArgs) -> Result<(Executor, PathBuf), String> {
             ))
         }
         ExecutorKind::Local if args.jobs > 1 => {
-            let devices = if args.device.starts_with("cuda") {
-                (0..args.gpus.max(1)).map(|i| format!("cuda:{i}")).collect()
+            // --gpus G spreads the workers over cuda:0..G-1; with one GPU the device given
+            // (e.g. cuda:1) is used as is.
+            let devices = if args.device.starts_with("cuda") && args.gpus > 1 {
+                (0..args.gpus).map(|i| format!("cuda:{i}")).collect()
             } else {
                 vec![args.device.clone()]
             };
@@ -352,7 +375,30 @@ fn worker(args: WorkerArgs) -> ExitCode {
     let mut failed = 0;
     for path in &requests {
         let outcome = RunRequest::read(path).and_then(|req| {
-            let (data, probe) = req.datasets(&device)?;
+            let dir = crate::train::run::run_dir(&args.runs_dir, &req.id);
+            // A run another live process trains is left to it: a worker does not sit on a
+            // GPU (or a Slurm slot) waiting; the driver watches the run folder.
+            if let Some(held) = runs::claim::state(&dir)
+                && held.is_live(runs::claim::timeout())
+                && !dir.join("result.json").exists()
+            {
+                eprintln!(
+                    "run {}: being trained by {}; leaving it to that process",
+                    req.id,
+                    held.owner
+                        .map_or("another process".to_string(), |o| o.to_string())
+                );
+                return Ok(());
+            }
+            let (data, probe) = match req.datasets(&device) {
+                Ok(sets) => sets,
+                Err(e) => {
+                    // Recorded, so the driver reports it instead of resubmitting forever.
+                    std::fs::create_dir_all(&dir).ok();
+                    let _ = execute::record_failure(&dir, &e);
+                    return Err(e);
+                }
+            };
             let mut progress = progress::Terminal::new();
             execute::pretrain_claimed(
                 PretrainRequest {
@@ -372,6 +418,7 @@ fn worker(args: WorkerArgs) -> ExitCode {
                 Some(&req),
                 args.retry_failed,
             )
+            .map(|_| ())
         });
         if let Err(e) = outcome {
             eprintln!("error: {}: {e}", path.display());

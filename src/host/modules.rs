@@ -822,7 +822,7 @@ fn pretrain_batch(st: &HostState, runs: Vec<Prepared>) -> Res<Vec<RunHandle>> {
     let mut out = Vec::with_capacity(runs.len());
     let mut failures = Vec::new();
     for (p, r) in runs.iter().zip(&requests) {
-        match execute::collect(&st.runs_dir, &r.id) {
+        match execute::collect(&st.runs_dir, &r.id, &st.cancel) {
             Ok(run) => out.push(handle(p, run)),
             Err(e) => failures.push(e.to_string()),
         }

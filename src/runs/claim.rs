@@ -121,6 +121,23 @@ pub fn state(dir: &Path) -> Option<ClaimState> {
     Some(ClaimState { owner, age })
 }
 
+impl ClaimState {
+    /// Whether a live process holds this claim: its heartbeat is younger than `timeout` and
+    /// its owner is not a process of this machine that has exited.
+    pub fn is_live(&self, timeout: Duration) -> bool {
+        self.age < timeout
+            && !self
+                .owner
+                .as_ref()
+                .is_some_and(|o| o.gone_from(&Owner::me()))
+    }
+}
+
+/// Whether a live process holds the claim on the run folder `dir`.
+pub fn held_live(dir: &Path) -> bool {
+    state(dir).is_some_and(|s| s.is_live(timeout()))
+}
+
 /// A claim this process holds; dropping it ends the heartbeat and removes the file.
 pub struct Claim {
     path: PathBuf,
@@ -182,7 +199,7 @@ pub fn try_claim(dir: &Path, timeout: Duration) -> Result<Claimed> {
                 if held.age < timeout && !expired {
                     return Ok(Claimed::Other(held.owner));
                 }
-                if !take_over(dir, timeout, expired)? {
+                if !take_over(dir, timeout, held.owner.as_ref(), expired)? {
                     return Ok(Claimed::Other(held.owner));
                 }
             }
@@ -194,10 +211,11 @@ pub fn try_claim(dir: &Path, timeout: Duration) -> Result<Claimed> {
     Ok(Claimed::Other(state(dir).and_then(|s| s.owner)))
 }
 
-/// Removes a stale claim under the takeover lock (`expired`: its owner is known to be gone,
-/// whatever its age). False when another process is taking it over or the claim turned out to
-/// be alive.
-fn take_over(dir: &Path, timeout: Duration, expired: bool) -> Result<bool> {
+/// Removes the stale claim of `seen` under the takeover lock (`expired`: that owner is known to
+/// be gone, whatever its age). Under the lock the claim is read again and removed only if it
+/// is still `seen`'s and still stale: a claim made meanwhile by another process is never
+/// removed. False when another process holds the lock or the claim is not removable.
+fn take_over(dir: &Path, timeout: Duration, seen: Option<&Owner>, expired: bool) -> Result<bool> {
     let lock = dir.join(TAKEOVER_LOCK);
     if let Err(e) = fs::create_dir(&lock) {
         if e.kind() != std::io::ErrorKind::AlreadyExists {
@@ -217,14 +235,19 @@ fn take_over(dir: &Path, timeout: Duration, expired: bool) -> Result<bool> {
         }
         return Ok(false);
     }
-    // Under the lock: only claim files made by create_new can appear, so a stale one seen
-    // now is the one to remove.
-    let stale = state(dir).is_none_or(|s| s.age >= timeout || expired);
-    if stale {
+    // Under the lock nobody else removes claims; a new one can only appear by create_new
+    // where none is. So the claim read now is removed only when it is the one judged stale.
+    let removable = match state(dir) {
+        None => true, // gone meanwhile: create_new decides
+        Some(now) => {
+            now.owner.as_ref() == seen && (now.age >= timeout || (expired && now.owner.is_some()))
+        }
+    };
+    if removable {
         let _ = fs::remove_file(dir.join(CLAIM_FILE));
     }
     let _ = fs::remove_dir(&lock);
-    Ok(stale)
+    Ok(removable)
 }
 
 fn start_heartbeat(path: PathBuf, owner: Owner, timeout: Duration) -> Claim {
@@ -241,11 +264,13 @@ fn start_heartbeat(path: PathBuf, owner: Owner, timeout: Duration) -> Claim {
                 continue;
             }
             waited = Duration::ZERO;
-            let still_ours = fs::read_to_string(&file)
+            // Stop only when another owner is actually read (a takeover); a failed read (a
+            // network filesystem's hiccup) keeps the heartbeat going.
+            let other_owner = fs::read_to_string(&file)
                 .ok()
                 .and_then(|t| serde_json::from_str::<Owner>(&t).ok())
-                .is_some_and(|o| o.same_process(&me));
-            if !still_ours {
+                .is_some_and(|o| !o.same_process(&me));
+            if other_owner {
                 return;
             }
             if let Ok(f) = fs::OpenOptions::new().write(true).open(&file) {
@@ -374,5 +399,23 @@ mod tests {
             try_claim(&dir, Duration::from_secs(3600)).unwrap(),
             Claimed::Mine(_)
         ));
+    }
+
+    /// A taker that judged an old owner dead must not remove a claim another process made
+    /// after that owner's was gone (the takeover re-reads the claim under its lock).
+    #[test]
+    fn a_takeover_never_removes_a_newer_claim() {
+        let dir = folder("newer");
+        let dead = leave_remote_claim(&dir);
+        let newer = Owner {
+            host: "another".into(),
+            pid: 2,
+            slurm: None,
+            since: 1,
+        };
+        fs::write(dir.join(CLAIM_FILE), serde_json::to_string(&newer).unwrap()).unwrap();
+        assert!(!take_over(&dir, Duration::from_secs(3600), Some(&dead), true).unwrap());
+        let still = state(&dir).and_then(|s| s.owner);
+        assert_eq!(still, Some(newer));
     }
 }

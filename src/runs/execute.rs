@@ -72,6 +72,17 @@ pub fn pretrain_claimed(
             .map_err(|e| Error::file(&dir, format!("cannot create the run folder: {e}")))?;
         match claim::try_claim(&dir, timeout)? {
             Claimed::Mine(held) => {
+                // Another process may have finished or failed the run between the looks above
+                // and the claim.
+                if let Some(run) = load_finished(&dir)? {
+                    drop(held);
+                    ctx.progress.start(&id, run.result.steps, true);
+                    return Ok(run);
+                }
+                if !retry_failed && let Some(f) = failure(&dir) {
+                    drop(held);
+                    return Err(failed_error(&id, &dir, &f));
+                }
                 let _ = std::fs::remove_file(dir.join(FAILED_FILE));
                 if let Some(r) = request {
                     write_json(&dir.join(REQUEST_FILE), r)?;
@@ -80,11 +91,7 @@ pub fn pretrain_claimed(
                 if let Err(e) = &result
                     && !matches!(e, Error::Cancelled)
                 {
-                    let record = Failure {
-                        error: e.to_string(),
-                        owner: claim::Owner::me(),
-                    };
-                    write_json(&dir.join(FAILED_FILE), &record)?;
+                    record_failure(&dir, e)?;
                 }
                 drop(held);
                 return result;
@@ -106,14 +113,37 @@ pub fn pretrain_claimed(
     }
 }
 
-/// A run that a worker was asked to train: finished, or the error that says why not.
-pub fn collect(runs_dir: &Path, id: &str) -> Result<FinishedRun> {
+/// Records that the run in `dir` failed with `error` (`failed.json`).
+pub fn record_failure(dir: &Path, error: &Error) -> Result<()> {
+    let record = Failure {
+        error: error.to_string(),
+        owner: claim::Owner::me(),
+    };
+    write_json(&dir.join(FAILED_FILE), &record)
+}
+
+/// A run that a worker was asked to train: finished, or the error that says why not. A run
+/// that another live process is training (its claim is fresh) is waited for.
+pub fn collect(
+    runs_dir: &Path,
+    id: &str,
+    cancel: &crate::train::CancelFlag,
+) -> Result<FinishedRun> {
     let dir = run_dir(runs_dir, id);
-    if let Some(run) = load_finished(&dir)? {
-        return Ok(run);
-    }
-    if let Some(f) = failure(&dir) {
-        return Err(failed_error(id, &dir, &f));
+    loop {
+        if let Some(run) = load_finished(&dir)? {
+            return Ok(run);
+        }
+        if let Some(f) = failure(&dir) {
+            return Err(failed_error(id, &dir, &f));
+        }
+        if !claim::held_live(&dir) {
+            break;
+        }
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        std::thread::sleep(POLL);
     }
     let log = dir.join(WORKER_LOG);
     Err(Error::Data(format!(

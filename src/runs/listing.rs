@@ -83,7 +83,7 @@ pub fn entry(dir: &Path) -> Option<RunEntry> {
     let state = if result.is_some() {
         RunState::Done
     } else if let Some(h) = &held {
-        if h.age < claim::timeout() {
+        if h.is_live(claim::timeout()) {
             RunState::Running
         } else {
             RunState::Claimed

@@ -160,6 +160,10 @@ fn spawn(
     if let Some(t) = workers.threads {
         cmd.env("RAYON_NUM_THREADS", t.to_string());
     }
+    // A driver inside a Slurm array task must not hand its task identity to its workers: a
+    // claim with that identity is taken back at once as a requeued task's own.
+    cmd.env_remove("SLURM_ARRAY_JOB_ID")
+        .env_remove("SLURM_ARRAY_TASK_ID");
     cmd.spawn().map_err(|e| {
         Error::file(
             &workers.binary,

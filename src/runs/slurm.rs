@@ -85,29 +85,32 @@ fn job_script(sub: &Submission, batch_dir: &Path, requests: &[PathBuf]) -> Strin
     if let Some(c) = o.cpus_per_task {
         lines.push(format!("#SBATCH --cpus-per-task={c}"));
     }
-    for extra in &o.extra {
-        if extra.starts_with("--") {
-            lines.push(format!("#SBATCH {extra}"));
-        } else {
-            lines.push(extra.clone());
-        }
+    // Every directive before the first command (sbatch ignores #SBATCH lines after one).
+    for extra in o.extra.iter().filter(|e| e.starts_with("--")) {
+        lines.push(format!("#SBATCH {extra}"));
     }
     lines.push("set -e".into());
+    lines.extend(o.extra.iter().filter(|e| !e.starts_with("--")).cloned());
     // CPU threads: the task's share, not the node's.
     lines.push(
         "export RAYON_NUM_THREADS=\"${RAYON_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}\"".into(),
     );
+    let batch = batch_dir.display().to_string();
     lines.push(format!(
-        "hostname > {}/started.$SLURM_ARRAY_TASK_ID",
-        batch_dir.display()
+        "hostname > {}",
+        shell_quote(&format!("{batch}/started.")) + "$SLURM_ARRAY_TASK_ID"
     ));
     lines.push(format!(
-        "exec {} worker --runs-dir {} --device {} --list {}/requests.txt --index \"$SLURM_ARRAY_TASK_ID\"{}",
+        "exec {} worker --runs-dir {} --device {} --list {} --index \"$SLURM_ARRAY_TASK_ID\"{}",
         shell_quote(&sub.binary.display().to_string()),
         shell_quote(&sub.runs_dir.display().to_string()),
         shell_quote(sub.device),
-        batch_dir.display(),
-        if sub.retry_failed { " --retry-failed" } else { "" }
+        shell_quote(&format!("{batch}/requests.txt")),
+        if sub.retry_failed {
+            " --retry-failed"
+        } else {
+            ""
+        }
     ));
     lines.join("\n") + "\n"
 }
@@ -128,20 +131,40 @@ fn command_error(what: &str, e: std::io::Error) -> Error {
     ))
 }
 
-/// Array task id → state, of the tasks of `job` that Slurm still knows.
-fn live_tasks(job: &str) -> Result<BTreeMap<usize, String>> {
+/// Array task id → state, of the tasks of `job` (or of the one task `JOB_TASK`) that Slurm
+/// still knows; None when squeue could not answer (a controller timeout), which is not taken
+/// to mean the tasks are gone.
+fn live_tasks(job: &str) -> Result<Option<BTreeMap<usize, String>>> {
     let out = Command::new("squeue")
         .args(["-h", "-r", "-j", job, "-o", "%K %T"])
         .output()
         .map_err(|e| command_error("squeue", e))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        // A job Slurm has forgotten is gone; anything else is a failure to ask.
+        return Ok(err.contains("Invalid job id").then(BTreeMap::new));
+    }
     let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text
-        .lines()
-        .filter_map(|l| {
-            let (k, state) = l.trim().split_once(' ')?;
-            Some((k.parse().ok()?, state.to_string()))
-        })
-        .collect())
+    Ok(Some(
+        text.lines()
+            .filter_map(|l| {
+                let (k, state) = l.trim().split_once(' ')?;
+                Some((k.parse().ok()?, state.to_string()))
+            })
+            .collect(),
+    ))
+}
+
+/// A run's Slurm task (`JOB_TASK`), recorded when it was submitted.
+const TASK_FILE: &str = "slurm_task";
+
+/// Whether the Slurm task recorded for the run in `dir` is still queued or running.
+fn task_alive(dir: &Path) -> Result<bool> {
+    let Ok(task) = std::fs::read_to_string(dir.join(TASK_FILE)) else {
+        return Ok(false);
+    };
+    // When squeue cannot answer, count the task alive rather than submit the run twice.
+    Ok(live_tasks(task.trim())?.is_none_or(|tasks| !tasks.is_empty()))
 }
 
 /// Submits the runs of `requests` that need training as one array job and waits for them.
@@ -226,6 +249,11 @@ pub fn run_array(
             .next()
             .unwrap_or_default()
             .to_string();
+        for (k, id) in ids.iter().enumerate() {
+            let path = run_dir(runs_dir, id).join(TASK_FILE);
+            std::fs::write(&path, format!("{job}_{k}\n"))
+                .map_err(|e| Error::file(&path, format!("cannot record the task: {e}")))?;
+        }
         progress.note(&format!(
             "submitted {} run(s) as Slurm array job {job} (script {})",
             ids.len(),
@@ -256,10 +284,12 @@ pub fn run_array(
         if pending.is_empty() {
             return Ok(());
         }
-        let live = match &job {
+        let answer = match &job {
             Some(job) => live_tasks(job)?,
-            None => BTreeMap::new(),
+            None => Some(BTreeMap::new()),
         };
+        let unknown = answer.is_none();
+        let live = answer.unwrap_or_default();
         // The shared-folder check: a running task writes its marker first.
         if let Some(batch_dir) = &batch_dir {
             for (task, state) in &live {
@@ -280,14 +310,38 @@ pub fn run_array(
                 }
             }
         }
-        let claimed_elsewhere = pending.iter().any(|id| {
-            super::claim::state(&run_dir(runs_dir, id))
-                .is_some_and(|s| s.age < super::claim::timeout())
-        });
-        if live.is_empty() && !claimed_elsewhere {
+        // Only once this driver's tasks are gone: are the remaining runs someone else's?
+        let mut elsewhere = false;
+        if live.is_empty() && !unknown {
+            for id in &pending {
+                let dir = run_dir(runs_dir, id);
+                if super::claim::held_live(&dir) || (!ids.contains(id) && task_alive(&dir)?) {
+                    elsewhere = true;
+                    break;
+                }
+            }
+        }
+        if live.is_empty() && !elsewhere && !unknown {
             // Files can lag behind the queue on network filesystems: give them a moment.
             let since = *gone_since.get_or_insert_with(Instant::now);
             if since.elapsed() > Duration::from_secs(10) {
+                if let Some(batch_dir) = &batch_dir {
+                    let markers = std::fs::read_dir(batch_dir)
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .any(|f| f.file_name().to_string_lossy().starts_with("started."));
+                    if !markers {
+                        return Err(Error::config(
+                            "runs-dir",
+                            format!(
+                                "the Slurm tasks ended without starting: none wrote its marker in {}. Usually the runs folder is not on a filesystem the compute nodes share (the same path on every node), or the adainf binary ({}) is not there; Slurm's own logs on the nodes say which",
+                                batch_dir.display(),
+                                sub.binary.display()
+                            ),
+                        ));
+                    }
+                }
                 let mut report = Vec::new();
                 for id in &pending {
                     let log = batch_dir.as_ref().and_then(|b| {

@@ -130,6 +130,12 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
     let mut last_checkpoint = first_step;
     for step in first_step..cfg.steps {
         if ctx.cancel.is_cancelled() {
+            // Ctrl-C, a watch reload, or a pre-empted Slurm task (SIGTERM): keep what was
+            // computed, so running again resumes here.
+            if step > last_checkpoint {
+                drop(batches);
+                trainer.save_checkpoint(&dir, step)?;
+            }
             return Err(Error::Cancelled);
         }
         let batch = batches.next_batch();

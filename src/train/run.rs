@@ -121,8 +121,12 @@ pub fn run_dir(runs_dir: &Path, id: &str) -> PathBuf {
 }
 
 /// Writes `contents` to `path` atomically (temporary file, then rename).
+/// Writes `path` through a temporary file renamed into place. The temporary name is unique to
+/// the process and the call, so two processes writing the same file never share it.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
     fs::write(&tmp, contents).map_err(|e| Error::file(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
 }
