@@ -219,25 +219,13 @@ fn a_killed_workers_claim_expires_and_the_run_resumes() {
         text_claim.replace(&format!("\"host\":\"{host}\""), "\"host\":\"another-node\""),
     )
     .unwrap();
-    let listing = bin()
-        .arg("runs")
-        .arg(&runs)
-        .env("ADAINF_CLAIM_TIMEOUT", "3")
-        .output()
-        .unwrap();
-    let (list, _) = text(&listing);
+    let list = listing(&runs);
     assert!(
         list.contains("running"),
         "a fresh claim lists as running:\n{list}"
     );
     std::thread::sleep(Duration::from_millis(3500));
-    let listing = bin()
-        .arg("runs")
-        .arg(&runs)
-        .env("ADAINF_CLAIM_TIMEOUT", "3")
-        .output()
-        .unwrap();
-    let (list, _) = text(&listing);
+    let list = listing(&runs);
     assert!(
         list.contains("claimed"),
         "an expired claim lists as claimed:\n{list}"

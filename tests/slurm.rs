@@ -24,20 +24,6 @@ fn sweep() -> &'static str {
     "#
 }
 
-fn results(stdout: &str) -> Vec<(String, f64, String)> {
-    stdout
-        .lines()
-        .filter(|l| l.starts_with("id="))
-        .map(|l| {
-            (
-                value(l, "id"),
-                value(l, "loss").parse().unwrap(),
-                value(l, "acc"),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn a_sweep_runs_as_a_job_array_and_a_requeued_task_resumes() {
     if std::env::var("ADAINF_SLURM_TEST").as_deref() != Ok("1") {
@@ -126,16 +112,9 @@ fn a_sweep_runs_as_a_job_array_and_a_requeued_task_resumes() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("as Slurm array job"), "{stderr}");
-    let (a, b) = (results(&stdout), results(&local_out));
+    let (a, b) = (run_results(&stdout), run_results(&local_out));
     assert_eq!(a.len(), 4, "{stdout}");
-    for ((id_a, loss_a, acc_a), (id_b, loss_b, acc_b)) in a.iter().zip(&b) {
-        assert_eq!(id_a, id_b);
-        assert!(
-            (loss_a - loss_b).abs() <= 1e-4 * loss_b.abs().max(1.0),
-            "slurm {loss_a} vs local {loss_b}"
-        );
-        assert_eq!(acc_a, acc_b);
-    }
+    assert_same_runs(&a, &b, "Slurm vs local sequential");
     let index = task.rsplit('_').next().unwrap();
     let logs: String = std::fs::read_dir(runs.join(".slurm"))
         .unwrap()

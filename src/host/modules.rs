@@ -741,10 +741,16 @@ impl Prepared {
             .tags
             .iter()
             .map(|(k, v)| {
-                let value = match cell_of(v) {
-                    Cell::Number(x) => serde_json::json!(x),
-                    Cell::Text(t) => serde_json::Value::String(t),
-                    Cell::Empty => serde_json::Value::Null,
+                let value = if let Ok(i) = v.as_int() {
+                    serde_json::json!(i)
+                } else if let Ok(x) = v.as_float() {
+                    serde_json::json!(x)
+                } else if let Ok(b) = v.as_bool() {
+                    serde_json::json!(b)
+                } else if v.is_unit() {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::Value::String(v.to_string())
                 };
                 (k.to_string(), value)
             })
