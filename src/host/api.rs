@@ -682,8 +682,8 @@ pub fn catalogue() -> Vec<ApiEntry> {
         ),
         e(
             "theory::estimate",
-            "theory::estimate(data, aug, opts) -> map",
-            "estimates on labelled images, in normalised-pixel space: α (how often an augmented view's nearest un-augmented images vote another class; `alpha_clean` is that judge's error without augmentation) and λ_{k+1} of the normalised Laplacian of the k-nearest-neighbour graph over augmented views (sparse eigensolver); #{ k, alpha, alpha_std, alpha_clean, lambda_k1, lambda_k1_std, lambda, converged }",
+            "theory::estimate([run,] data, aug, opts) -> map",
+            "estimates on labelled images, in normalised-pixel space or, given a run, in its frozen encoder's space (L2-normalised features): α (how often an augmented view's nearest un-augmented images vote another class; `alpha_clean` is that judge's error without augmentation) and λ_{k+1} of the normalised Laplacian of the k-nearest-neighbour graph over augmented views (sparse eigensolver); #{ k, alpha, alpha_std, alpha_clean, lambda_k1, lambda_k1_std, lambda, converged }",
             ESTIMATE,
         ),
         e(

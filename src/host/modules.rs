@@ -28,7 +28,7 @@ use crate::report::{self, Cell, Row};
 use crate::runs::{Executor, execute, local, request::RunRequest, slurm};
 use crate::theory::{
     self,
-    estimate::EstimateConfig,
+    estimate::{EstimateConfig, Space},
     gap::{Gap, GapConfig, generator_gap},
     toy::{ToyConfig, toy},
 };
@@ -107,7 +107,7 @@ pub(super) fn register_all(engine: &mut Engine, state: &Rc<HostState>) {
             "aug" => aug_module(state),
             "train" => train_module(state),
             "eval" => eval_module(state),
-            "theory" => theory_module(),
+            "theory" => theory_module(state),
             "report" => report_module(state),
             other => unreachable!("api::MODULES names `{other}`, which has no registration"),
         };
@@ -970,7 +970,7 @@ fn eval_module(state: &Rc<HostState>) -> Module {
     m
 }
 
-fn theory_module() -> Module {
+fn theory_module(state: &Rc<HostState>) -> Module {
     const MODULE: &str = "theory";
     let mut m = Module::new();
     register!(m, "toy", |opts: Map| -> Res<Map> {
@@ -993,9 +993,9 @@ fn theory_module() -> Module {
         map.insert("bound".into(), Dynamic::from_float(out.bound));
         Ok(map)
     });
-    let estimate = |data: &Dataset, aug: &ViewPair, opts: &Map| -> Res<Map> {
+    let estimate = |data: &Dataset, aug: &ViewPair, opts: &Map, space: &Space| -> Res<Map> {
         let cfg: EstimateConfig = parsed("theory::estimate", opts, api::ESTIMATE)?;
-        let out = core(theory::estimate::estimate(data, aug, &cfg))?;
+        let out = core(theory::estimate::estimate_in(data, aug, &cfg, space))?;
         let floats =
             |v: &[f64]| Dynamic::from_array(v.iter().map(|&x| Dynamic::from_float(x)).collect());
         let mut map = Map::new();
@@ -1023,12 +1023,26 @@ fn theory_module() -> Module {
                                    aug: ViewPair,
                                    opts: Map|
           -> Res<Map> {
-        estimate(&data, &aug, &opts)
+        estimate(&data, &aug, &opts, &Space::Pixels)
     });
     register!(m, "estimate", move |data: Dataset,
                                    aug: ViewPair|
           -> Res<Map> {
-        estimate(&data, &aug, &Map::new())
+        estimate(&data, &aug, &Map::new(), &Space::Pixels)
+    });
+    // In a trained run's encoder space.
+    let st = state.clone();
+    register!(m, "estimate", move |run: RunHandle,
+                                   data: Dataset,
+                                   aug: ViewPair,
+                                   opts: Map|
+          -> Res<Map> {
+        let backbone = core(train::load_backbone(&run.run, &st.device))?;
+        let space = Space::Encoder {
+            backbone: &backbone,
+            device: &st.device,
+        };
+        estimate(&data, &aug, &opts, &space)
     });
     m
 }

@@ -265,3 +265,24 @@ fn the_api_reference_in_docs_is_current() {
         "docs/api.md is out of date: run `adainf api --markdown > docs/api.md`"
     );
 }
+
+/// `theory::estimate` in a trained run's encoder space: with the identity augmentation every
+/// view is its own un-augmented image, so α must equal the judge's own error exactly; with a
+/// real augmentation the spectrum is computed and the solver converges.
+#[test]
+fn theory_estimate_in_an_encoder_space() {
+    run_script(
+        "estimate",
+        r#"
+        let real = data::synthetic(#{ n: 80, size: 8 });
+        let plain = aug::simclr(#{ crop_min: 1.0, flip_prob: 0, jitter_prob: 0, gray_prob: 0, blur_prob: 0 });
+        let run = train::pretrain(#{ data: real, aug: plain, width: 4, batch: 16, steps: 3,
+                                     optimizer: "sgd", proj_hidden: 16, proj_dim: 8 });
+        let same = theory::estimate(run, real, plain, #{ n: 60, resamples: 1, neighbours: 4, judge_k: 5 });
+        if same.alpha != same.alpha_clean { throw `identity views: alpha ${same.alpha} vs ${same.alpha_clean}`; }
+        let sym = theory::estimate(run, real, aug::preset("symmetric"), #{ n: 60, resamples: 2, neighbours: 4, judge_k: 5 });
+        if !sym.converged || sym.lambda_k1 < 0.0 || sym.lambda_k1 > 2.0 || sym.k != 10 { throw `estimate ${sym}`; }
+        "#,
+    )
+    .unwrap();
+}

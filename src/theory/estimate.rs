@@ -126,13 +126,64 @@ impl EstimateConfig {
     }
 }
 
-/// Estimates α and λ_{k+1} of `aug` on the labelled images of `data`.
+/// The feature space the views are compared in.
+pub enum Space<'a> {
+    /// Normalised pixels.
+    Pixels,
+    /// A frozen encoder's features (L2-normalised, so distances follow cosine similarity, as
+    /// `eval::knn` compares them), computed on `device`.
+    Encoder {
+        backbone: &'a crate::model::ResNet,
+        device: &'a burn::tensor::Device,
+    },
+}
+
+impl Space<'_> {
+    /// Rows of `dim` normalised NCHW floats (`h`×`w` images) → rows of this space, and their
+    /// width.
+    fn embed(&self, rows: Vec<f32>, h: usize, w: usize) -> (Vec<f32>, usize) {
+        let dim = 3 * h * w;
+        match self {
+            Space::Pixels => (rows, dim),
+            Space::Encoder { backbone, device } => {
+                let n = rows.len() / dim;
+                let mut out = Vec::new();
+                let mut width = 0;
+                for chunk in rows.chunks(256 * dim) {
+                    let b = chunk.len() / dim;
+                    let x = crate::tensor::floats(chunk.to_vec(), [b, 3, h, w], device);
+                    let f = backbone.forward(x);
+                    width = f.dims()[1];
+                    out.extend(crate::tensor::read_floats(f));
+                }
+                for row in out.chunks_mut(width.max(1)) {
+                    let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                    row.iter_mut().for_each(|v| *v /= norm);
+                }
+                debug_assert_eq!(out.len(), n * width);
+                (out, width)
+            }
+        }
+    }
+}
+
+/// Estimates α and λ_{k+1} of `aug` on the labelled images of `data`, in pixel space.
 pub fn estimate(data: &Dataset, aug: &ViewPair, cfg: &EstimateConfig) -> Result<Estimate> {
+    estimate_in(data, aug, cfg, &Space::Pixels)
+}
+
+/// Estimates α and λ_{k+1} of `aug` on the labelled images of `data`, in `space`.
+pub fn estimate_in(
+    data: &Dataset,
+    aug: &ViewPair,
+    cfg: &EstimateConfig,
+    space: &Space,
+) -> Result<Estimate> {
     cfg.validate(data)?;
     let k = data.classes();
     let labelled: Vec<usize> = (0..data.len()).filter(|&i| data.label(i) >= 0).collect();
     let samples: Vec<Sample> = (0..cfg.resamples)
-        .map(|r| resample(data, &labelled, aug, cfg, k, r as u64))
+        .map(|r| resample(data, &labelled, aug, cfg, k, r as u64, space))
         .collect();
     let stats = |f: &dyn Fn(&Sample) -> f64| {
         let values: Vec<f64> = samples.iter().map(f).collect();
@@ -165,6 +216,7 @@ fn resample(
     cfg: &EstimateConfig,
     k: usize,
     r: u64,
+    space: &Space,
 ) -> Sample {
     let mut rng = Rng::derive(cfg.seed, &[r]);
     let mut pool = labelled.to_vec();
@@ -173,12 +225,11 @@ fn resample(
     let batch = gather(data, &pool);
     let [h, w, _] = batch.shape;
     let labels = batch.labels.clone();
-    let dim = 3 * h * w;
     // Un-augmented images, normalised like the first view.
     let plain = vec![ViewParams::identity(h, w); cfg.n];
-    let clean = augment_and_normalize(&batch, &plain, &aug.views[0]);
+    let (clean, dim) = space.embed(augment_and_normalize(&batch, &plain, &aug.views[0]), h, w);
     // Views: view v of image i is row v·n + i.
-    let mut views = Vec::with_capacity(cfg.n * cfg.views * dim);
+    let mut views = Vec::with_capacity(cfg.n * cfg.views * 3 * h * w);
     for v in 0..cfg.views {
         let spec: &AugSpec = &aug.views[v % 2];
         let params: Vec<ViewParams> = (0..cfg.n)
@@ -186,6 +237,7 @@ fn resample(
             .collect();
         views.extend(augment_and_normalize(&batch, &params, spec));
     }
+    let (views, _) = space.embed(views, h, w);
     let m = cfg.n * cfg.views;
 
     // α: each view judged by the nearest un-augmented other images.
