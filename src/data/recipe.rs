@@ -112,43 +112,46 @@ impl Recipe {
     }
 }
 
+/// `made` with `recipe` attached, when its ingredients had recipes (`recipe` is None when one
+/// did not: the set is then made only in this process).
+pub fn attach(made: Dataset, recipe: Option<Recipe>) -> Dataset {
+    match recipe {
+        Some(r) => made.with_recipe(r),
+        None => made,
+    }
+}
+
 /// `Dataset::inflate` with the recipe attached when both parts have one.
 pub fn inflate(real: &Dataset, generated: &Dataset, dup: usize) -> Result<Dataset> {
-    let made = Dataset::inflate(real, generated, dup)?;
-    Ok(match (real.recipe(), generated.recipe()) {
-        (Some(r), Some(g)) => made.with_recipe(Recipe::Inflate {
+    let recipe = real
+        .recipe()
+        .zip(generated.recipe())
+        .map(|(r, g)| Recipe::Inflate {
             real: Box::new(r.clone()),
             generated: Box::new(g.clone()),
             dup,
-        }),
-        _ => made,
-    })
+        });
+    Ok(attach(Dataset::inflate(real, generated, dup)?, recipe))
 }
 
 /// A subset with the recipe attached when the whole has one.
 pub fn subset_per_class(data: &Dataset, per_class: usize, seed: u64) -> Result<Dataset> {
-    let made = data.subset_per_class(per_class, seed)?;
-    Ok(match data.recipe() {
-        Some(of) => made.with_recipe(Recipe::SubsetPerClass {
-            of: Box::new(of.clone()),
-            per_class,
-            seed,
-        }),
-        None => made,
-    })
+    let recipe = data.recipe().map(|of| Recipe::SubsetPerClass {
+        of: Box::new(of.clone()),
+        per_class,
+        seed,
+    });
+    Ok(attach(data.subset_per_class(per_class, seed)?, recipe))
 }
 
 /// A random subset with the recipe attached when the whole has one.
 pub fn subset_random(data: &Dataset, n: usize, seed: u64) -> Result<Dataset> {
-    let made = data.subset_random(n, seed)?;
-    Ok(match data.recipe() {
-        Some(of) => made.with_recipe(Recipe::SubsetRandom {
-            of: Box::new(of.clone()),
-            n,
-            seed,
-        }),
-        None => made,
-    })
+    let recipe = data.recipe().map(|of| Recipe::SubsetRandom {
+        of: Box::new(of.clone()),
+        n,
+        seed,
+    });
+    Ok(attach(data.subset_random(n, seed)?, recipe))
 }
 
 #[cfg(test)]

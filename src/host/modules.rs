@@ -471,16 +471,16 @@ pub struct GeneratorHandle {
 impl GeneratorHandle {
     /// `n` samples, with the recipe (fit and sample) when the fitted set has one.
     fn sample(&self, n: usize, seed: u64, device: &burn::tensor::Device) -> Res<Dataset> {
-        let made = core(self.gmm.sample(n, seed, device))?;
-        Ok(match self.real.recipe() {
-            Some(real) => made.with_recipe(Recipe::GmmSample {
-                real: Box::new(real.clone()),
-                config: self.config.clone(),
-                n,
-                seed,
-            }),
-            None => made,
-        })
+        let recipe = self.real.recipe().map(|real| Recipe::GmmSample {
+            real: Box::new(real.clone()),
+            config: self.config.clone(),
+            n,
+            seed,
+        });
+        Ok(recipe::attach(
+            core(self.gmm.sample(n, seed, device))?,
+            recipe,
+        ))
     }
 }
 
@@ -818,7 +818,7 @@ fn pretrain_batch(st: &HostState, runs: Vec<Prepared>) -> Res<Vec<RunHandle>> {
                 device,
                 retry_failed: st.retry_failed,
                 options,
-                marker_timeout: std::time::Duration::from_secs(120),
+                marker_timeout: slurm::MARKER_TIMEOUT,
             },
             progress.as_mut(),
             &st.cancel,

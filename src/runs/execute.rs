@@ -60,28 +60,33 @@ pub fn pretrain_claimed(
     let dir = run_dir(ctx.runs_dir, &id);
     let timeout = claim::timeout();
     let mut waiting_told = false;
-    loop {
-        if let Some(run) = load_finished(&dir)? {
-            ctx.progress.start(&id, run.result.steps, true);
-            return Ok(run);
+    // A run that is finished (loaded), or failed and not to be retried (its error).
+    let settled = |progress: &mut dyn crate::train::Progress| -> Option<Result<FinishedRun>> {
+        match load_finished(&dir) {
+            Ok(Some(run)) => {
+                progress.start(&id, run.result.steps, true);
+                return Some(Ok(run));
+            }
+            Err(e) => return Some(Err(e)),
+            Ok(None) => {}
         }
-        if !retry_failed && let Some(f) = failure(&dir) {
-            return Err(failed_error(&id, &dir, &f));
+        failure(&dir)
+            .filter(|_| !retry_failed)
+            .map(|f| Err(failed_error(&id, &dir, &f)))
+    };
+    loop {
+        if let Some(outcome) = settled(ctx.progress) {
+            return outcome;
         }
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::file(&dir, format!("cannot create the run folder: {e}")))?;
         match claim::try_claim(&dir, timeout)? {
             Claimed::Mine(held) => {
-                // Another process may have finished or failed the run between the looks above
+                // Another process may have finished or failed the run between the look above
                 // and the claim.
-                if let Some(run) = load_finished(&dir)? {
+                if let Some(outcome) = settled(ctx.progress) {
                     drop(held);
-                    ctx.progress.start(&id, run.result.steps, true);
-                    return Ok(run);
-                }
-                if !retry_failed && let Some(f) = failure(&dir) {
-                    drop(held);
-                    return Err(failed_error(&id, &dir, &f));
+                    return outcome;
                 }
                 let _ = std::fs::remove_file(dir.join(FAILED_FILE));
                 if let Some(r) = request {

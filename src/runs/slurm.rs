@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::execute::failure;
 use super::local::{live_lines, needs_training, write_request};
 use super::request::RunRequest;
 use crate::data::hash_hex;
@@ -40,6 +39,10 @@ pub struct SlurmOptions {
     /// (module loads).
     pub extra: Vec<String>,
 }
+
+/// How long a task may run without its `started` marker before the runs folder is declared
+/// not shared (the driver's default).
+pub const MARKER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the driver needs to submit and watch a batch.
 pub struct Submission<'a> {
@@ -274,12 +277,10 @@ pub fn run_array(
             }
             return Err(Error::Cancelled);
         }
+        // Runs neither finished nor failed (a retry's old failure was cleared at submission).
         let pending: Vec<&String> = watched
             .iter()
-            .filter(|id| {
-                let dir = run_dir(runs_dir, id);
-                !dir.join("result.json").is_file() && failure(&dir).is_none()
-            })
+            .filter(|id| needs_training(runs_dir, id, false))
             .collect();
         if pending.is_empty() {
             return Ok(());
