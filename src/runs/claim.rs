@@ -302,6 +302,16 @@ mod tests {
         dead
     }
 
+    /// Sets the claim's heartbeat `age` into the past (instead of sleeping, so the tests do
+    /// not depend on how busy the machine is).
+    fn age_claim(dir: &Path, age: Duration) {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join(CLAIM_FILE))
+            .unwrap();
+        file.set_modified(SystemTime::now() - age).unwrap();
+    }
+
     fn folder(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("adainf-claim-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -312,14 +322,15 @@ mod tests {
     #[test]
     fn a_claim_is_exclusive_kept_alive_and_released() {
         let dir = folder("exclusive");
-        let timeout = Duration::from_millis(600);
+        // Generous against a busy machine: the heartbeat ticks every 250 ms.
+        let timeout = Duration::from_millis(1500);
         let Claimed::Mine(claim) = try_claim(&dir, timeout).unwrap() else {
             panic!("the first claim must succeed");
         };
         // Held: a second claim (this process, another attempt) is refused while the heartbeat
         // keeps it fresh, well past the timeout.
         for _ in 0..4 {
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(Duration::from_millis(800));
             assert!(matches!(
                 try_claim(&dir, timeout).unwrap(),
                 Claimed::Other(Some(_))
@@ -339,37 +350,38 @@ mod tests {
     fn a_stale_claim_is_taken_over() {
         let dir = folder("stale");
         let dead = leave_remote_claim(&dir);
-        let timeout = Duration::from_millis(400);
+        let timeout = Duration::from_secs(30);
+        age_claim(&dir, timeout / 2);
         match try_claim(&dir, timeout).unwrap() {
             Claimed::Other(Some(o)) => assert_eq!(o, dead),
-            _ => panic!("a fresh claim must be respected"),
+            _ => panic!("a claim younger than the timeout must be respected"),
         }
-        std::thread::sleep(Duration::from_millis(500));
+        age_claim(&dir, timeout + Duration::from_secs(1));
         assert!(matches!(
             try_claim(&dir, timeout).unwrap(),
             Claimed::Mine(_)
         ));
     }
 
-    /// Many threads race for one stale claim: exactly one wins.
+    /// Many threads race for one stale claim: exactly one wins. The winner keeps its claim
+    /// until every thread has tried (a barrier, not a sleep: on a busy machine a sleeping
+    /// winner could release before a slow thread tries, which would then rightly win too).
     #[test]
     fn racing_takers_get_one_claim() {
+        const TAKERS: usize = 8;
         let dir = folder("race");
         leave_remote_claim(&dir);
-        std::thread::sleep(Duration::from_millis(300));
-        let timeout = Duration::from_millis(200);
+        let timeout = Duration::from_secs(30);
+        age_claim(&dir, timeout + Duration::from_secs(1));
+        let all_tried = std::sync::Barrier::new(TAKERS);
         let winners: Vec<bool> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8)
+            let handles: Vec<_> = (0..TAKERS)
                 .map(|_| {
-                    let dir = dir.clone();
-                    s.spawn(move || match try_claim(&dir, timeout).unwrap() {
-                        // Keep the claim until every thread has tried.
-                        Claimed::Mine(c) => {
-                            std::thread::sleep(Duration::from_millis(150));
-                            drop(c);
-                            true
-                        }
-                        Claimed::Other(_) => false,
+                    let (dir, all_tried) = (dir.clone(), &all_tried);
+                    s.spawn(move || {
+                        let outcome = try_claim(&dir, timeout).unwrap();
+                        all_tried.wait();
+                        matches!(outcome, Claimed::Mine(_))
                     })
                 })
                 .collect();
