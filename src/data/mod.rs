@@ -255,6 +255,25 @@ impl Dataset {
         }
     }
 
+    /// This set with more report attributes (the same items, fingerprint and recipe): how a
+    /// choice was made, e.g. adaptive inflation's inputs.
+    pub fn with_attributes(self, extra: Vec<(String, String)>) -> Dataset {
+        let inner = &self.inner;
+        let mut attributes = inner.attributes.clone();
+        attributes.extend(extra);
+        Dataset {
+            recipe: self.recipe.clone(),
+            inner: Arc::new(Inner {
+                parts: inner.parts.clone(),
+                ends: inner.ends.clone(),
+                description: inner.description.clone(),
+                fingerprint: inner.fingerprint.clone(),
+                attributes,
+                inflated_from: inner.inflated_from.clone(),
+            }),
+        }
+    }
+
     /// This set with the recipe that makes it again.
     pub fn with_recipe(mut self, recipe: recipe::Recipe) -> Dataset {
         self.recipe = Some(Arc::new(recipe));

@@ -16,6 +16,7 @@ use super::readers::{self, cifar::Variant, npz::NpzOptions};
 use super::synthetic::{GeneratorSpec, SyntheticSpec, synthetic, synthetic_generator};
 use crate::error::{Error, Result};
 use crate::generator::{GmmConfig, fit_gmm};
+use crate::theory::adapt::AutoChoice;
 
 /// How a dataset is made. Paths are absolute (resolved by the script host).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,6 +45,10 @@ pub enum Recipe {
         real: Box<Recipe>,
         generated: Box<Recipe>,
         dup: usize,
+        /// `dup: "auto"`: what the rule measured and chose (`dup` is its choice), so the set
+        /// is made again without measuring.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        auto: Option<AutoChoice>,
     },
     SubsetPerClass {
         of: Box<Recipe>,
@@ -82,7 +87,11 @@ impl Recipe {
                 real,
                 generated,
                 dup,
-            } => Dataset::inflate(&real.build(device)?, &generated.build(device)?, *dup)?,
+                auto,
+            } => {
+                let made = Dataset::inflate(&real.build(device)?, &generated.build(device)?, *dup)?;
+                with_choice(made, auto.as_ref())
+            }
             Recipe::SubsetPerClass {
                 of,
                 per_class,
@@ -97,6 +106,14 @@ impl Recipe {
             } => fit_gmm(&real.build(device)?, config, device)?.sample(*n, *seed, device)?,
         };
         Ok(made.with_recipe(self.clone()))
+    }
+
+    /// The adaptive choice recorded by `dup: "auto"`, when this is such an inflation.
+    pub fn auto_choice(&self) -> Option<&AutoChoice> {
+        match self {
+            Recipe::Inflate { auto, .. } => auto.as_ref(),
+            _ => None,
+        }
     }
 
     /// The recipe of a set that is about to be sent to another process, or an error naming
@@ -123,6 +140,17 @@ pub fn attach(made: Dataset, recipe: Option<Recipe>) -> Dataset {
 
 /// `Dataset::inflate` with the recipe attached when both parts have one.
 pub fn inflate(real: &Dataset, generated: &Dataset, dup: usize) -> Result<Dataset> {
+    inflate_recorded(real, generated, dup, None)
+}
+
+/// `Dataset::inflate` that records the adaptive choice `auto` (which chose `dup`) in the set's
+/// attributes and recipe (`theory::adapt::inflate_auto`).
+pub fn inflate_recorded(
+    real: &Dataset,
+    generated: &Dataset,
+    dup: usize,
+    auto: Option<AutoChoice>,
+) -> Result<Dataset> {
     let recipe = real
         .recipe()
         .zip(generated.recipe())
@@ -130,8 +158,18 @@ pub fn inflate(real: &Dataset, generated: &Dataset, dup: usize) -> Result<Datase
             real: Box::new(r.clone()),
             generated: Box::new(g.clone()),
             dup,
+            auto: auto.clone(),
         });
-    Ok(attach(Dataset::inflate(real, generated, dup)?, recipe))
+    let made = with_choice(Dataset::inflate(real, generated, dup)?, auto.as_ref());
+    Ok(attach(made, recipe))
+}
+
+/// An inflated set with the adaptive choice that made it among its attributes.
+fn with_choice(made: Dataset, auto: Option<&AutoChoice>) -> Dataset {
+    match auto {
+        Some(choice) => made.with_attributes(choice.attributes()),
+        None => made,
+    }
 }
 
 /// A subset with the recipe attached when the whole has one.

@@ -40,8 +40,14 @@ pub const GENERATOR: &[Opt] = &[
 
 pub const INFLATE: &[Opt] = &[opt(
     "dup",
-    Kind::Int,
-    "copies of the real data before the generated data (default 1)",
+    Kind::IntOrAuto,
+    "copies of the real data before the generated data (default 1); \"auto\": chosen from the generator gap by the adaptive rule (docs/adaptive.md), reported in info()",
+)];
+
+pub const AUG_AUTO: &[Opt] = &[opt(
+    "preset",
+    Kind::Str,
+    "the augmentation to scale (default \"symmetric\"; \"asymmetric\" for BYOL and Barlow Twins)",
 )];
 
 pub const NPZ: &[Opt] = &[
@@ -560,6 +566,12 @@ pub fn catalogue() -> Vec<ApiEntry> {
             AUG,
         ),
         e(
+            "aug::auto",
+            "aug::auto(data, opts) -> Aug",
+            "the preset at the strength the adaptive rule gives `data` (docs/adaptive.md): the choice recorded by dup \"auto\", measured for a set inflated with a fixed dup, 1 for real data alone; named e.g. \"symmetric×0.7 (auto)\"",
+            AUG_AUTO,
+        ),
+        e(
             "aug::pair",
             "aug::pair(view1, view2) -> Aug",
             "an asymmetric augmentation from two symmetric ones",
@@ -806,6 +818,7 @@ pub fn render_markdown() -> String {
 fn kind_short(k: Kind) -> &'static str {
     match k {
         Kind::Int => "int",
+        Kind::IntOrAuto => "int | \"auto\"",
         Kind::Float => "float",
         Kind::Str => "string",
         Kind::Bool => "bool",

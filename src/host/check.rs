@@ -10,8 +10,15 @@ use super::options::{Kind, unknown_key_message, wrong_kind_message};
 
 fn literal_kind_ok(kind: Kind, e: &Expr) -> Option<(bool, &'static str)> {
     let (ok, name) = match e {
-        Expr::IntegerConstant(..) => (matches!(kind, Kind::Int | Kind::Float), "integer"),
+        Expr::IntegerConstant(..) => (
+            matches!(kind, Kind::Int | Kind::IntOrAuto | Kind::Float),
+            "integer",
+        ),
         Expr::FloatConstant(..) => (kind == Kind::Float, "float"),
+        Expr::StringConstant(s, _) if kind == Kind::IntOrAuto => (
+            s.as_str() == super::options::AUTO,
+            "string other than \"auto\"",
+        ),
         Expr::StringConstant(..) => (matches!(kind, Kind::Str | Kind::Aug), "string"),
         Expr::BoolConstant(..) => (kind == Kind::Bool, "bool"),
         _ => return None,

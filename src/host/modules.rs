@@ -420,16 +420,22 @@ fn data_module(state: &Rc<HostState>) -> Module {
             core(Recipe::SyntheticGenerator(spec.clone()).build(&st.device))
         })
     });
-    register!(m, "inflate", |real: Dataset,
-                             generated: Dataset,
-                             opts: Map|
-     -> Res<Dataset> {
+    let st = state.clone();
+    register!(m, "inflate", move |real: Dataset,
+                                  generated: Dataset,
+                                  opts: Map|
+          -> Res<Dataset> {
         options::check("data::inflate", &opts, api::INFLATE)?;
-        core(recipe::inflate(
-            &real,
-            &generated,
-            int_or(&opts, "dup", 1) as usize,
-        ))
+        match opts.get("dup") {
+            Some(d) if d.is_string() => {
+                core(theory::adapt::inflate_auto(&real, &generated, &st.device))
+            }
+            _ => core(recipe::inflate(
+                &real,
+                &generated,
+                int_or(&opts, "dup", 1) as usize,
+            )),
+        }
     });
     register!(m, "inflate", |real: Dataset,
                              generated: Dataset|
@@ -590,6 +596,19 @@ fn aug_module(state: &Rc<HostState>) -> Module {
     register!(m, "simclr", |opts: Map| -> Res<ViewPair> {
         Ok(ViewPair::symmetric("custom", aug_spec_from(&opts)?))
     });
+    let st = state.clone();
+    register!(m, "auto", move |d: Dataset, opts: Map| -> Res<ViewPair> {
+        options::check("aug::auto", &opts, api::AUG_AUTO)?;
+        let name = opts
+            .get("preset")
+            .and_then(|p| p.clone().into_string().ok())
+            .unwrap_or_else(|| "symmetric".into());
+        auto_strength(&d, &name, &st.device)
+    });
+    let st = state.clone();
+    register!(m, "auto", move |d: Dataset| -> Res<ViewPair> {
+        auto_strength(&d, "symmetric", &st.device)
+    });
     register!(m, "pair", |a: ViewPair, b: ViewPair| -> Res<ViewPair> {
         if !a.is_symmetric() || !b.is_symmetric() {
             return fail("aug::pair takes two symmetric augmentations (one per view)");
@@ -624,6 +643,16 @@ fn aug_module(state: &Rc<HostState>) -> Module {
         core(write_preview(&d, &a, &st.resolve(path), 8, 0, &st.device))
     });
     m
+}
+
+/// `aug::auto`: the preset `name` at the strength the adaptive rule gives `data`.
+fn auto_strength(data: &Dataset, name: &str, device: &burn::tensor::Device) -> Res<ViewPair> {
+    let choice = core(theory::adapt::strength_for(data, device))?;
+    let scaled = strength(&core(preset(name))?, choice.strength)?;
+    Ok(ViewPair {
+        name: format!("{} (auto)", scaled.name),
+        ..scaled
+    })
 }
 
 fn aug_option(v: Option<&Dynamic>) -> Res<ViewPair> {

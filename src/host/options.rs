@@ -7,10 +7,15 @@
 use rhai::{Dynamic, Map};
 use serde_json::Value;
 
+/// The value of an option that asks the tool to choose (`dup: "auto"`).
+pub const AUTO: &str = "auto";
+
 /// The kind of value an option takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Int,
+    /// A non-negative integer or the string "auto" (a value the tool chooses).
+    IntOrAuto,
     Float,
     Str,
     Bool,
@@ -30,6 +35,7 @@ impl Kind {
     pub fn describe(self) -> &'static str {
         match self {
             Kind::Int => "an integer",
+            Kind::IntOrAuto => "an integer or \"auto\"",
             Kind::Float => "a number",
             Kind::Str => "a string",
             Kind::Bool => "a bool (true/false)",
@@ -70,6 +76,7 @@ pub fn type_name(v: &Dynamic) -> String {
 pub fn fits(kind: Kind, v: &Dynamic) -> bool {
     match kind {
         Kind::Int => v.is_int(),
+        Kind::IntOrAuto => v.is_int() || v.clone().into_string().is_ok_and(|s| s == AUTO),
         Kind::Float => v.is_int() || v.is_float(),
         Kind::Str => v.is_string(),
         Kind::Bool => v.is_bool(),
@@ -152,7 +159,10 @@ pub fn check(function: &str, map: &Map, known: &[Opt]) -> Result<(), String> {
             Some(o) if !fits(o.kind, value) => {
                 return Err(wrong_kind_message(function, key, o.kind, &type_name(value)));
             }
-            Some(o) if o.kind == Kind::Int && value.as_int().is_ok_and(|i| i < 0) => {
+            Some(o)
+                if matches!(o.kind, Kind::Int | Kind::IntOrAuto)
+                    && value.as_int().is_ok_and(|i| i < 0) =>
+            {
                 return Err(format!(
                     "option `{key}` of {function} must not be negative, got {}",
                     value.as_int().unwrap_or(0)

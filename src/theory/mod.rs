@@ -2,8 +2,10 @@
 //! graph, its connectivity λ_{k+1} (the (k+1)-th smallest eigenvalue of the normalised
 //! Laplacian) and the augmentation's labeling error α. `toy` computes them exactly on the
 //! paper's two-Gaussian toy; `estimate` estimates them on images; `gap` measures the
-//! distribution gap between real and generated images without labels.
+//! distribution gap between real and generated images without labels; `adapt` is the rule of
+//! adaptive inflation that chooses dup and augmentation strength from such measurements.
 
+pub mod adapt;
 pub mod estimate;
 pub mod gap;
 pub mod toy;
