@@ -108,6 +108,49 @@ fn datasets_views_and_info_work_from_scripts() {
     .unwrap();
 }
 
+/// `dup: "auto"` reports its choice and inputs; the choice follows the documented rule (an
+/// independent transcription here); `aug::auto` reads it; wrong values and sets too small to
+/// measure are errors that say what to do.
+#[test]
+fn adaptive_inflation_reports_its_choice() {
+    run_script(
+        "auto",
+        r#"
+        let real = data::synthetic(#{ n: 200, size: 8 });
+        let gen = data::synthetic_generator(#{ n: 600, size: 8, fidelity: 0.1 });
+        let mix = data::inflate(real, gen, #{ dup: "auto" });
+        let i = mix.info();
+        if i.dup_rule != "auto" { throw "rule " + i; }
+        let tv = parse_float(i.generator_tv);
+        if tv < 0.0 || tv > 1.0 { throw "tv " + tv; }
+        let capped = if tv > 0.95 { 0.95 } else { tv };
+        let dup = (1.0 / (1.0 - capped)).round().to_int();
+        if i.dup != dup || mix.len() != 200 * dup + 600 { throw `dup ${i.dup}, expected ${dup}`; }
+        let n_eff = 200.0 + (1.0 - tv) * 600.0;
+        let strength = ((n_eff / 200.0) ** (-1.0 / 6.0) * 100.0).round() / 100.0;
+        let a = aug::auto(mix);
+        if a.name != `symmetric×${strength} (auto)` { throw `aug ${a.name}, expected strength ${strength}`; }
+        if aug::auto(real, #{ preset: "asymmetric" }).name != "asymmetric×1 (auto)" { throw "real alone"; }
+        "#,
+    )
+    .unwrap();
+    let wrong = run_script(
+        "auto_wrong",
+        r#"data::inflate(data::synthetic(#{ n: 50, size: 8 }), data::synthetic_generator(#{ n: 50, size: 8 }), #{ dup: "many" });"#,
+    )
+    .unwrap_err();
+    assert!(
+        wrong.contains("`dup`") && wrong.contains("\"auto\""),
+        "{wrong}"
+    );
+    let small = run_script(
+        "auto_small",
+        r#"data::inflate(data::synthetic(#{ n: 20, size: 8 }), data::synthetic_generator(#{ n: 50, size: 8 }), #{ dup: "auto" });"#,
+    )
+    .unwrap_err();
+    assert!(small.contains("give dup as a number"), "{small}");
+}
+
 #[test]
 fn check_reports_every_unknown_function_and_key() {
     let dir = std::env::temp_dir().join(format!("adainf-check-{}", std::process::id()));
@@ -128,6 +171,25 @@ fn check_reports_every_unknown_function_and_key() {
             .iter()
             .any(|p| p.contains("`lr`") && p.contains("a number"))
     );
+}
+
+#[test]
+fn check_accepts_auto_and_numbers_for_dup_and_nothing_else() {
+    let dir = std::env::temp_dir().join(format!("adainf-check-auto-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("c.rhai");
+    std::fs::write(
+        &path,
+        "let r = data::synthetic(#{ n: 5 });\n\
+         data::inflate(r, r, #{ dup: \"auto\" });\n\
+         data::inflate(r, r, #{ dup: 3 });\n\
+         data::inflate(r, r, #{ dup: \"many\" });\n",
+    )
+    .unwrap();
+    let problems = host(&dir).check_file(&path);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("c.rhai:4:") && problems[0].contains("\"auto\""));
 }
 
 #[test]

@@ -160,6 +160,59 @@ mod tests {
         assert!(attrs.contains(&("auto_strength".into(), "0.78".into())));
     }
 
+    /// The choice travels in the recipe: another process makes the same set, with the same
+    /// attributes, from the recorded choice (a tampered record shows it is read, not measured
+    /// again).
+    #[test]
+    fn the_choice_travels_in_the_recipe() {
+        use crate::data::synthetic::{GeneratorSpec, SyntheticSpec};
+        let device = Device::flex();
+        let real = Recipe::Synthetic(SyntheticSpec {
+            n: 120,
+            seed: 0,
+            size: 8,
+            split: "train".into(),
+        })
+        .build(&device)
+        .unwrap();
+        let generated = Recipe::SyntheticGenerator(GeneratorSpec {
+            n: 300,
+            seed: 1,
+            size: 8,
+            fidelity: 0.2,
+        })
+        .build(&device)
+        .unwrap();
+        let mix = inflate_auto(&real, &generated, &device).unwrap();
+        let choice = strength_for(&mix, &device).unwrap();
+        assert_eq!(choice, measure(&real, &generated, &device).unwrap());
+        assert_eq!(mix.len(), 120 * choice.dup + 300);
+        let json = serde_json::to_string(&Recipe::of(&mix).unwrap()).unwrap();
+        let rebuilt = serde_json::from_str::<Recipe>(&json)
+            .unwrap()
+            .build(&device)
+            .unwrap();
+        assert_eq!(rebuilt.fingerprint(), mix.fingerprint());
+        assert_eq!(rebuilt.attributes(), mix.attributes());
+        let tampered = json.replace(
+            &format!("\"strength\":{}", choice.strength),
+            "\"strength\":0.123",
+        );
+        assert_ne!(tampered, json);
+        let read = serde_json::from_str::<Recipe>(&tampered)
+            .unwrap()
+            .build(&device)
+            .unwrap();
+        assert_eq!(strength_for(&read, &device).unwrap().strength, 0.123);
+        // A fixed-dup inflation has no record; its strength is measured.
+        let fixed = recipe::inflate(&real, &generated, 4).unwrap();
+        assert!(fixed.recipe().unwrap().auto_choice().is_none());
+        assert_eq!(
+            strength_for(&fixed, &device).unwrap().strength,
+            choice.strength
+        );
+    }
+
     /// Monotone where the derivation says so: a larger gap never lowers dup nor raises the
     /// strength; more generated data never raises the strength.
     #[test]
