@@ -1,26 +1,10 @@
-//! adainf: contrastive learning with generated data ("data inflation", AdaInf), as a library.
-//! The core (data, augment, model, method, optim, train, eval, report, theory) knows burn but
-//! not Rhai; `host` adapts it to Rhai scripts; `device` maps device names to burn devices.
+//! adainf: contrastive learning with generated data ("data inflation", AdaInf). This package is
+//! the program: the command line (`cli`, with watch mode) and `bench`. The core library is
+//! `adainf-core` (re-exported here, so `adainf::data::Dataset` and the like keep working) and
+//! the Rhai host is `adainf-script` (re-exported as `host`).
 
-pub mod augment;
 pub mod bench;
 pub mod cli;
-pub mod data;
-pub mod device;
-pub mod error;
-pub mod eval;
-pub mod generator;
-pub mod host;
-pub mod linalg;
-pub mod method;
-pub mod model;
-pub mod optim;
-pub mod png;
-pub mod report;
-pub mod rng;
-pub mod runs;
-pub mod tensor;
-pub mod theory;
-pub mod train;
 
-pub use error::{Error, Result};
+pub use adainf_core::*;
+pub use adainf_script as host;

@@ -1,0 +1,480 @@
+//! Datasets: immutable u8 image stores (N×H×W×C, RGB, labels with -1 = unlabeled) and cheap
+//! index views over them (subsets, inflation mixtures). Views never copy pixels: they hold
+//! `Arc`s to stores plus row lists, so replicating real data ×10 costs a few bytes.
+
+pub mod batches;
+pub mod inflate;
+pub mod loader;
+pub mod prefetch;
+pub mod readers;
+pub mod recipe;
+pub mod resident;
+pub mod synthetic;
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// Label value of an unlabeled image (generated data).
+pub const UNLABELED: i32 = -1;
+
+/// Where a store's pixel bytes (N×H×W×C, u8) live.
+pub enum Pixels {
+    /// Bytes held in memory.
+    Owned(Vec<u8>),
+    /// A read-only memory map of a file; the pixels are `len` bytes from `offset`.
+    Mapped {
+        /// The mapped file.
+        map: memmap2::Mmap,
+        /// Byte offset of the first pixel in the file.
+        offset: usize,
+        /// Number of pixel bytes.
+        len: usize,
+    },
+}
+
+impl Pixels {
+    /// The N×H×W×C pixel bytes, wherever they live.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Pixels::Owned(v) => v,
+            Pixels::Mapped { map, offset, len } => &map[*offset..*offset + *len],
+        }
+    }
+}
+
+impl Pixels {
+    /// Drops this process's mapping of file pages already read (they stay in the page cache and
+    /// are mapped again on the next access). Keeps the resident set of a long run over a large
+    /// memory-mapped file from growing toward the file's size.
+    pub fn release_mapped_pages(&self) {
+        #[cfg(unix)]
+        if let Pixels::Mapped { map, .. } = self {
+            // SAFETY: the map is a read-only mapping of a file; after MADV_DONTNEED its pages
+            // are read back from the file on access, with the same contents.
+            let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+}
+
+impl From<Vec<u8>> for Pixels {
+    fn from(v: Vec<u8>) -> Self {
+        Pixels::Owned(v)
+    }
+}
+
+/// Pixels and labels of one physical image collection.
+pub struct ImageStore {
+    /// Human-readable origin, e.g. `synthetic(n=5000, seed=0)`.
+    pub source: String,
+    /// Content fingerprint (hash of the generating recipe or of the file).
+    pub fingerprint: String,
+    /// Image height in pixels.
+    pub height: usize,
+    /// Image width in pixels.
+    pub width: usize,
+    /// Channels per pixel, one byte each.
+    pub channels: usize,
+    /// Number of classes of the labeled task this store belongs to (0 when unknown).
+    pub classes: usize,
+    /// Channel order is B, G, R (files written by OpenCV); gathering swaps to RGB.
+    pub bgr: bool,
+    pixels: Pixels,
+    labels: Vec<i32>,
+}
+
+impl ImageStore {
+    /// Builds a store from HWC u8 pixels. Checks sizes and label range.
+    pub fn new(
+        source: String,
+        fingerprint: String,
+        [height, width, channels]: [usize; 3],
+        classes: usize,
+        pixels: impl Into<Pixels>,
+        labels: Vec<i32>,
+    ) -> Result<Self> {
+        let pixels = pixels.into();
+        let per = height * width * channels;
+        if per == 0 || pixels.bytes().len() != per * labels.len() {
+            return Err(Error::Data(format!(
+                "{source}: {} pixel bytes do not make {} images of {height}×{width}×{channels}",
+                pixels.bytes().len(),
+                labels.len()
+            )));
+        }
+        if let Some(bad) = labels
+            .iter()
+            .find(|&&l| l < UNLABELED || (l >= 0 && l as usize >= classes.max(1) && classes > 0))
+        {
+            return Err(Error::Data(format!(
+                "{source}: label {bad} is outside 0..{classes} (and not -1)"
+            )));
+        }
+        Ok(ImageStore {
+            source,
+            fingerprint,
+            height,
+            width,
+            channels,
+            classes,
+            bgr: false,
+            pixels,
+            labels,
+        })
+    }
+
+    /// Marks the store's channel order as B, G, R.
+    pub fn with_bgr(mut self, bgr: bool) -> Self {
+        self.bgr = bgr;
+        self
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    /// Whether the store holds no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+    /// The H×W×C bytes of image `row`, in the store's channel order (see `bgr`). Panics if
+    /// `row` is out of range.
+    pub fn image(&self, row: usize) -> &[u8] {
+        let per = self.height * self.width * self.channels;
+        &self.pixels.bytes()[row * per..(row + 1) * per]
+    }
+    /// The stored label of image `row` (-1 = unlabeled). Panics if `row` is out of range.
+    pub fn label(&self, row: usize) -> i32 {
+        self.labels[row]
+    }
+}
+
+/// A contiguous piece of a dataset view: some rows of one store.
+#[derive(Clone)]
+struct Part {
+    store: Arc<ImageStore>,
+    /// `None` = every row of the store, in order.
+    rows: Option<Arc<[u32]>>,
+    /// Replace every label of this part by -1 (generated data in a mixture).
+    unlabeled: bool,
+}
+
+impl Part {
+    fn len(&self) -> usize {
+        self.rows.as_ref().map_or(self.store.len(), |r| r.len())
+    }
+    fn row(&self, i: usize) -> usize {
+        self.rows.as_ref().map_or(i, |r| r[i] as usize)
+    }
+}
+
+/// A dataset as scripts see it: an index view over one or more stores. Cheap to clone.
+#[derive(Clone)]
+pub struct Dataset {
+    inner: Arc<Inner>,
+    /// How to make this set again in another process (`recipe::Recipe::build`).
+    recipe: Option<Arc<recipe::Recipe>>,
+}
+
+struct Inner {
+    parts: Vec<Part>,
+    /// Cumulative lengths: `ends[k]` = number of items in parts 0..=k.
+    ends: Vec<usize>,
+    description: String,
+    fingerprint: String,
+    /// Recipe attributes shown in reports (e.g. `dup`, `n_real`, `n_generated`).
+    attributes: Vec<(String, String)>,
+    /// For an inflated set: the real and the generated set it was made of.
+    inflated_from: Option<(Dataset, Dataset)>,
+}
+
+/// One view of an item: where its pixels are and its (possibly masked) label.
+pub struct Item<'a> {
+    /// H×W×C bytes in the store's channel order (see `bgr`).
+    pub pixels: &'a [u8],
+    /// Class label; -1 = unlabeled (or masked: a generated item of a mixture).
+    pub label: i32,
+    /// `pixels` are in B, G, R order (`extend_rgb` swaps them).
+    pub bgr: bool,
+}
+
+impl Item<'_> {
+    /// Appends the pixels in R, G, B order.
+    pub fn extend_rgb(&self, out: &mut Vec<u8>) {
+        if self.bgr {
+            for px in self.pixels.chunks_exact(3) {
+                out.extend_from_slice(&[px[2], px[1], px[0]]);
+            }
+        } else {
+            out.extend_from_slice(self.pixels);
+        }
+    }
+}
+
+/// Fingerprint of `parts`: SHA-256 over each part followed by a NUL byte, first 12 bytes as
+/// 24 lowercase hex digits.
+pub fn hash_hex(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Dataset {
+    /// The whole of one store.
+    pub fn from_store(store: ImageStore) -> Dataset {
+        let description = store.source.clone();
+        let fingerprint = store.fingerprint.clone();
+        Dataset::from_parts(
+            vec![Part {
+                store: Arc::new(store),
+                rows: None,
+                unlabeled: false,
+            }],
+            description,
+            fingerprint,
+            vec![],
+            None,
+        )
+    }
+
+    fn from_parts(
+        parts: Vec<Part>,
+        description: String,
+        fingerprint: String,
+        attributes: Vec<(String, String)>,
+        inflated_from: Option<(Dataset, Dataset)>,
+    ) -> Dataset {
+        let mut ends = Vec::with_capacity(parts.len());
+        let mut total = 0;
+        for p in &parts {
+            total += p.len();
+            ends.push(total);
+        }
+        Dataset {
+            recipe: None,
+            inner: Arc::new(Inner {
+                parts,
+                ends,
+                description,
+                fingerprint,
+                attributes,
+                inflated_from,
+            }),
+        }
+    }
+
+    /// This set with more report attributes (the same items, fingerprint and recipe): how a
+    /// choice was made, e.g. adaptive inflation's inputs.
+    pub fn with_attributes(self, extra: Vec<(String, String)>) -> Dataset {
+        let inner = &self.inner;
+        let mut attributes = inner.attributes.clone();
+        attributes.extend(extra);
+        Dataset {
+            recipe: self.recipe.clone(),
+            inner: Arc::new(Inner {
+                parts: inner.parts.clone(),
+                ends: inner.ends.clone(),
+                description: inner.description.clone(),
+                fingerprint: inner.fingerprint.clone(),
+                attributes,
+                inflated_from: inner.inflated_from.clone(),
+            }),
+        }
+    }
+
+    /// This set with the recipe that makes it again.
+    pub fn with_recipe(mut self, recipe: recipe::Recipe) -> Dataset {
+        self.recipe = Some(Arc::new(recipe));
+        self
+    }
+
+    /// How to make this set again, when it was made through `recipe::Recipe::build`.
+    pub fn recipe(&self) -> Option<&recipe::Recipe> {
+        self.recipe.as_deref()
+    }
+
+    /// The real and the generated set of an inflated set (`Dataset::inflate`).
+    pub fn inflated_from(&self) -> Option<(&Dataset, &Dataset)> {
+        self.inner.inflated_from.as_ref().map(|(r, g)| (r, g))
+    }
+
+    /// Number of items in the view (each replica of an inflated set counts).
+    pub fn len(&self) -> usize {
+        self.inner.ends.last().copied().unwrap_or(0)
+    }
+    /// Whether the view holds no items.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Human-readable account of how the set was made, e.g. `subset(n=40, seed=7) of ...`.
+    pub fn description(&self) -> &str {
+        &self.inner.description
+    }
+    /// Content fingerprint, derived from the stores' fingerprints and how the view was made.
+    pub fn fingerprint(&self) -> &str {
+        &self.inner.fingerprint
+    }
+    /// Name–value pairs shown in reports (e.g. `dup`, `n_real`, `n_generated`).
+    pub fn attributes(&self) -> &[(String, String)] {
+        &self.inner.attributes
+    }
+    /// (height, width, channels) shared by every image.
+    pub fn shape(&self) -> [usize; 3] {
+        let s = &self.inner.parts[0].store;
+        [s.height, s.width, s.channels]
+    }
+    /// Number of classes of the labeled task (max over stores).
+    pub fn classes(&self) -> usize {
+        self.inner
+            .parts
+            .iter()
+            .map(|p| p.store.classes)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The item at position `i` of the view. Panics if out of range (callers index within len).
+    pub fn item(&self, i: usize) -> Item<'_> {
+        let k = self.inner.ends.partition_point(|&end| end <= i);
+        let start = if k == 0 { 0 } else { self.inner.ends[k - 1] };
+        let part = &self.inner.parts[k];
+        let row = part.row(i - start);
+        let label = if part.unlabeled {
+            UNLABELED
+        } else {
+            part.store.label(row)
+        };
+        Item {
+            pixels: part.store.image(row),
+            label,
+            bgr: part.store.bgr,
+        }
+    }
+
+    /// The label of item `i` (-1 = unlabeled or masked). Panics if out of range.
+    pub fn label(&self, i: usize) -> i32 {
+        self.item(i).label
+    }
+
+    /// See `Pixels::release_mapped_pages`; called by the training loop after each batch.
+    pub fn release_mapped_pages(&self) {
+        for part in &self.inner.parts {
+            part.store.pixels.release_mapped_pages();
+        }
+    }
+
+    /// Where every item's pixels live: the distinct stores the view reads, and for each item
+    /// (in order) the index of its store in that list and its row there. Used to upload a
+    /// dataset to a device once (`resident`).
+    pub fn locations(&self) -> (Vec<Arc<ImageStore>>, Vec<(u32, u32)>) {
+        let mut stores: Vec<Arc<ImageStore>> = Vec::new();
+        let mut out = Vec::with_capacity(self.len());
+        for part in &self.inner.parts {
+            let s = match stores.iter().position(|s| Arc::ptr_eq(s, &part.store)) {
+                Some(s) => s,
+                None => {
+                    stores.push(part.store.clone());
+                    stores.len() - 1
+                }
+            };
+            out.extend((0..part.len()).map(|i| (s as u32, part.row(i) as u32)));
+        }
+        (stores, out)
+    }
+
+    /// Number of items with a label (>= 0).
+    pub fn labeled_count(&self) -> usize {
+        (0..self.len()).filter(|&i| self.label(i) >= 0).count()
+    }
+
+    /// Per-channel mean and standard deviation in [0, 1] units, over at most `max_items`
+    /// evenly spaced items.
+    pub fn channel_stats(&self, max_items: usize) -> (Vec<f64>, Vec<f64>) {
+        let c = self.shape()[2];
+        let n = self.len();
+        let take = n.min(max_items.max(1));
+        let mut sum = vec![0.0f64; c];
+        let mut sq = vec![0.0f64; c];
+        let mut count = 0usize;
+        for k in 0..take {
+            let i = k * n / take;
+            let item = self.item(i);
+            for px in item.pixels.chunks_exact(c) {
+                for ch in 0..c {
+                    let source = if item.bgr { c - 1 - ch } else { ch };
+                    let v = px[source] as f64 / 255.0;
+                    sum[ch] += v;
+                    sq[ch] += v * v;
+                }
+                count += 1;
+            }
+        }
+        let count = count.max(1) as f64;
+        let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
+        let std = sq
+            .iter()
+            .zip(&mean)
+            .map(|(q, m)| (q / count - m * m).max(0.0).sqrt())
+            .collect();
+        (mean, std)
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn tiny_store(n: usize, classes: usize, seed: u8) -> ImageStore {
+    let pixels: Vec<u8> = (0..n * 4 * 4 * 3)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    let labels = (0..n).map(|i| (i % classes) as i32).collect();
+    ImageStore::new(
+        format!("tiny{seed}"),
+        format!("fp{seed}"),
+        [4, 4, 3],
+        classes,
+        pixels,
+        labels,
+    )
+    .unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_rejects_wrong_sizes_and_labels() {
+        assert!(
+            ImageStore::new("s".into(), "f".into(), [2, 2, 3], 2, vec![0; 11], vec![0]).is_err()
+        );
+        let e = ImageStore::new("s".into(), "f".into(), [2, 2, 3], 2, vec![0; 12], vec![5])
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("label 5"), "{e}");
+        assert!(
+            ImageStore::new("s".into(), "f".into(), [2, 2, 3], 2, vec![0; 12], vec![-1]).is_ok()
+        );
+    }
+
+    #[test]
+    fn dataset_items_and_stats() {
+        let d = Dataset::from_store(tiny_store(6, 3, 0));
+        assert_eq!(d.len(), 6);
+        assert_eq!(d.shape(), [4, 4, 3]);
+        assert_eq!(d.classes(), 3);
+        assert_eq!(d.label(4), 1);
+        assert_eq!(d.item(1).pixels.len(), 48);
+        let (mean, std) = d.channel_stats(100);
+        assert_eq!(mean.len(), 3);
+        assert!(mean.iter().all(|m| (0.0..=1.0).contains(m)));
+        assert!(std.iter().all(|s| *s > 0.0));
+    }
+}

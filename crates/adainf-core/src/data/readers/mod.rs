@@ -1,0 +1,75 @@
+//! Readers for image files on disk: CIFAR-10/100 (binary and python releases), the AdaInf npz
+//! format (memory-mapped when stored uncompressed) and its writer, MNIST-style IDX files, and
+//! folders of PNG/JPEG images. Every reader checks sizes and labels and fails with a message
+//! naming the file and what is wrong; none returns a partial dataset.
+
+pub mod cifar;
+pub mod folder;
+pub mod idx;
+pub mod npy;
+pub mod npz;
+mod pickle;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+use super::hash_hex;
+use crate::error::{Error, Result};
+
+/// A cheap fingerprint of a file: its canonical path, size and modification time. Reading a
+/// 3 GB file to hash it would defeat memory-mapping; a changed file changes size or mtime.
+pub fn file_fingerprint(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::file(path, e))?;
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Ok(hash_hex(&[
+        "file",
+        &canonical.display().to_string(),
+        &meta.len().to_string(),
+        &mtime.to_string(),
+    ]))
+}
+
+/// The whole file; the error names the file when it cannot be read.
+pub fn read_all(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))
+}
+
+/// N×H×W×1 → N×H×W×3 by repeating the single channel (grey images stay grey, and every
+/// augmentation and model works on them unchanged).
+pub fn gray_to_rgb(gray: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(gray.len() * 3);
+    for &g in gray {
+        out.extend_from_slice(&[g, g, g]);
+    }
+    out
+}
+
+/// Channel-planar records (C×H×W each, as CIFAR stores them) → H×W×C.
+pub fn planar_to_hwc(planar: &[u8], channels: usize, hw: usize, out: &mut Vec<u8>) {
+    for p in 0..hw {
+        for c in 0..channels {
+            out.push(planar[c * hw + p]);
+        }
+    }
+}
+
+/// Checks that labels lie in 0..classes (or are -1), naming the file.
+pub fn check_labels(path: &Path, labels: &[i32], classes: usize) -> Result<()> {
+    if let Some((i, l)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, l)| **l < -1 || (**l >= 0 && **l as usize >= classes))
+    {
+        return Err(Error::file(
+            path,
+            format!("label {l} of image {i} is outside 0..{classes} (and not -1)"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! Self-supervised methods on top of a backbone: SimCLR, MoCo v2+, BYOL and Barlow Twins.
+//! Heads (`heads`), losses (`losses`), the momentum target and its schedule (`momentum`), the
+//! MoCo key queue (`queue`) and the online linear probe's loss (`probe`). The official
+//! per-method settings (reference §5.3) are the defaults of `train::PretrainConfig::for_method`.
+
+pub mod heads;
+pub mod losses;
+pub mod momentum;
+pub mod probe;
+pub mod queue;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Canonical method names, in `Method` variant order.
+pub const METHODS: [&str; 4] = ["simclr", "mocov2", "byol", "barlow"];
+
+/// A self-supervised pretraining method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// SimCLR: NT-Xent loss, the rest of the batch as negatives.
+    Simclr,
+    /// MoCo v2+: contrastive loss against a momentum encoder and a queue of keys.
+    #[serde(alias = "mocov2plus", alias = "moco")]
+    Mocov2,
+    /// BYOL: a predictor regresses the momentum target's projection, no negatives.
+    Byol,
+    /// Barlow Twins: pushes the views' cross-correlation matrix toward the identity.
+    #[serde(alias = "barlow_twins")]
+    Barlow,
+}
+
+impl Method {
+    /// Parses a method name or alias (`mocov2plus`, `moco`, `barlow_twins`).
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "simclr" => Ok(Method::Simclr),
+            "mocov2" | "mocov2plus" | "moco" => Ok(Method::Mocov2),
+            "byol" => Ok(Method::Byol),
+            "barlow" | "barlow_twins" => Ok(Method::Barlow),
+            other => Err(Error::config(
+                "method",
+                format!(
+                    "unknown method \"{other}\"; use one of {}",
+                    METHODS.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// The canonical name, as in `METHODS`.
+    pub fn name(self) -> &'static str {
+        METHODS[self as usize]
+    }
+
+    /// Does the method keep a momentum (EMA) copy of the encoder?
+    pub fn has_momentum_target(self) -> bool {
+        matches!(self, Method::Mocov2 | Method::Byol)
+    }
+
+    /// Projector hidden layers use batch norm (BYOL, Barlow Twins) or not (SimCLR, MoCo).
+    pub fn projector_batch_norm(self) -> bool {
+        matches!(self, Method::Byol | Method::Barlow)
+    }
+}

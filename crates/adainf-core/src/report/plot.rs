@@ -1,0 +1,228 @@
+//! `report::plot`: a PNG line plot of `y` against `x`, one line per `group`, with the mean over
+//! rows that share (group, x) (e.g. seeds) and error bars of ± one sample standard deviation.
+//! Text is drawn with the DejaVu Sans Mono font compiled into the binary (`assets/`).
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use super::{Cell, Row, get};
+use crate::error::{Error, Result};
+
+static FONT: &[u8] = include_bytes!("../../../../assets/DejaVuSansMono.ttf");
+static REGISTER: Once = Once::new();
+
+/// What to plot: the columns for x, y and the lines, and the axis and title options.
+#[derive(Clone, Debug)]
+pub struct PlotSpec {
+    /// Column for the x axis; rows without a number there are skipped.
+    pub x: String,
+    /// Column for the y axis; rows without a number there are skipped.
+    pub y: String,
+    /// Column whose (rendered) value names each row's line; None = one line, named after `y`.
+    pub group: Option<String>,
+    /// Plot title; None = "<y> vs <x>".
+    pub title: Option<String>,
+    /// Log10 x axis (x values are clamped to at least 1e-12).
+    pub log_x: bool,
+}
+
+/// (group name, [(x, mean, std, n)]) sorted by x.
+pub type Series = Vec<(String, Vec<(f64, f64, f64, usize)>)>;
+
+/// Groups rows into series; rows without a numeric x or y are skipped.
+pub fn series(rows: &[Row], spec: &PlotSpec) -> Series {
+    /// Per group: each x with the y values seen at it.
+    type Collected = Vec<(String, Vec<(f64, Vec<f64>)>)>;
+    let mut groups: Collected = Vec::new();
+    for r in rows {
+        let (Cell::Number(x), Cell::Number(y)) = (get(r, &spec.x), get(r, &spec.y)) else {
+            continue;
+        };
+        let name = spec
+            .group
+            .as_ref()
+            .map_or_else(|| spec.y.clone(), |g| get(r, g).render());
+        let idx = match groups.iter().position(|(n, _)| *n == name) {
+            Some(i) => i,
+            None => {
+                groups.push((name, Vec::new()));
+                groups.len() - 1
+            }
+        };
+        let points = &mut groups[idx].1;
+        match points.iter_mut().find(|(px, _)| px == x) {
+            Some((_, ys)) => ys.push(*y),
+            None => points.push((*x, vec![*y])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(name, mut points)| {
+            points.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+            let stats = points
+                .into_iter()
+                .map(|(x, ys)| {
+                    let n = ys.len();
+                    let mean = ys.iter().sum::<f64>() / n as f64;
+                    let var = if n > 1 {
+                        ys.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+                    } else {
+                        0.0
+                    };
+                    (x, mean, var.sqrt(), n)
+                })
+                .collect();
+            (name, stats)
+        })
+        .collect()
+}
+
+/// Draws `series(rows, spec)` as an 800×520 PNG at `path` (creating its folder); an error
+/// when no row has numbers in both the x and the y column.
+pub fn plot(rows: &[Row], spec: &PlotSpec, path: &Path) -> Result<()> {
+    let data = series(rows, spec);
+    if data.iter().all(|(_, p)| p.is_empty()) {
+        return Err(Error::Data(format!(
+            "nothing to plot: no row has numbers in both `{}` and `{}`",
+            spec.x, spec.y
+        )));
+    }
+    REGISTER.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+    let (w, h) = (800u32, 520u32);
+    let mut rgb = vec![255u8; (w * h * 3) as usize];
+    let draw_error = |e: String| Error::file(path, format!("cannot draw the plot: {e}"));
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw_error(e.to_string()))?;
+        let xs = data.iter().flat_map(|(_, p)| p.iter().map(|q| q.0));
+        let (mut x0, mut x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+        let ys = data
+            .iter()
+            .flat_map(|(_, p)| p.iter().flat_map(|q| [q.1 - q.2, q.1 + q.2]));
+        let (mut y0, mut y1) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
+            (a.min(y), b.max(y))
+        });
+        if x0 == x1 {
+            (x0, x1) = (x0 - 1.0, x1 + 1.0);
+        }
+        if y0 == y1 {
+            (y0, y1) = (y0 - 0.5, y1 + 0.5);
+        }
+        let pad = 0.08 * (y1 - y0);
+        let title = spec
+            .title
+            .clone()
+            .unwrap_or_else(|| format!("{} vs {}", spec.y, spec.x));
+        let to_x = |x: f64| if spec.log_x { x.max(1e-12).log10() } else { x };
+        let (lx0, lx1) = (to_x(x0), to_x(x1));
+        let xpad = 0.04 * (lx1 - lx0);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(lx0 - xpad..lx1 + xpad, y0 - pad..y1 + pad)
+            .map_err(|e| draw_error(e.to_string()))?;
+        let x_desc = if spec.log_x {
+            format!("{} (log10)", spec.x)
+        } else {
+            spec.x.clone()
+        };
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(spec.y.clone())
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| draw_error(e.to_string()))?;
+        for (k, (name, points)) in data.iter().enumerate() {
+            let color = Palette99::pick(k).to_rgba();
+            let line: Vec<(f64, f64)> = points.iter().map(|p| (to_x(p.0), p.1)).collect();
+            chart
+                .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
+                .map_err(|e| draw_error(e.to_string()))?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(points.iter().map(|p| {
+                    ErrorBar::new_vertical(to_x(p.0), p.1 - p.2, p.1, p.1 + p.2, color.filled(), 8)
+                }))
+                .map_err(|e| draw_error(e.to_string()))?;
+            chart
+                .draw_series(line.iter().map(|p| Circle::new(*p, 4, color.filled())))
+                .map_err(|e| draw_error(e.to_string()))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(|e| draw_error(e.to_string()))?;
+        root.present().map_err(|e| draw_error(e.to_string()))?;
+    }
+    crate::png::write_rgb(path, &rgb, w as usize, h as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(g: &str, x: f64, y: f64) -> Row {
+        vec![
+            ("g".into(), Cell::Text(g.into())),
+            ("x".into(), Cell::Number(x)),
+            ("y".into(), Cell::Number(y)),
+        ]
+    }
+
+    #[test]
+    fn series_average_over_seeds_and_the_png_is_written() {
+        let rows = vec![
+            row("a", 1.0, 0.5),
+            row("a", 1.0, 0.7),
+            row("a", 10.0, 0.9),
+            row("b", 1.0, 0.2),
+        ];
+        let spec = PlotSpec {
+            x: "x".into(),
+            y: "y".into(),
+            group: Some("g".into()),
+            title: None,
+            log_x: true,
+        };
+        let s = series(&rows, &spec);
+        assert_eq!(s.len(), 2);
+        let (x, mean, std, n) = s[0].1[0];
+        assert_eq!((x, n), (1.0, 2));
+        assert!((mean - 0.6).abs() < 1e-12 && (std - 0.1414).abs() < 1e-3);
+        let path = std::env::temp_dir().join(format!("adainf-plot-{}.png", std::process::id()));
+        plot(&rows, &spec, &path).unwrap();
+        let info = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()))
+            .read_info()
+            .unwrap()
+            .info()
+            .clone();
+        assert_eq!((info.width, info.height), (800, 520));
+        std::fs::remove_file(path).unwrap();
+        let bad = PlotSpec {
+            y: "nope".into(),
+            ..spec
+        };
+        assert!(
+            plot(&rows, &bad, &std::env::temp_dir().join("x.png"))
+                .unwrap_err()
+                .to_string()
+                .contains("nothing to plot")
+        );
+    }
+}

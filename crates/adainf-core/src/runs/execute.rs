@@ -1,0 +1,165 @@
+//! Training one run under its claim: the run cache first (a finished run is loaded), then a
+//! recorded failure (reported, unless a retry is asked for), then the claim. A process that
+//! finds the run claimed by a live process waits for it to finish (or for the claim to go
+//! stale, and then takes it over and resumes from the checkpoint). A failure is written to
+//! `failed.json` with its error; nothing else in the folder is removed.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::claim::{self, Claimed};
+use super::request::RunRequest;
+use super::{FAILED_FILE, REQUEST_FILE, WORKER_LOG, tail};
+use crate::error::{Error, Result};
+use crate::train::run::{load_finished, run_dir, write_json};
+use crate::train::{self, FinishedRun, PretrainRequest, RunSpec, TrainContext};
+
+/// What `failed.json` holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Failure {
+    /// The error message the run failed with.
+    pub error: String,
+    /// The process the run failed in.
+    pub owner: claim::Owner,
+}
+
+/// How long a waiting process sleeps between looks at a run claimed by another.
+const POLL: Duration = Duration::from_millis(500);
+
+/// The recorded failure of a run folder, if any.
+pub fn failure(dir: &Path) -> Option<Failure> {
+    let text = std::fs::read_to_string(dir.join(FAILED_FILE)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The error that reports a recorded failure.
+pub fn failed_error(id: &str, dir: &Path, failure: &Failure) -> Error {
+    let log = dir.join(WORKER_LOG);
+    let log_tail = if log.is_file() {
+        format!("\nlast lines of {}:\n{}", log.display(), tail(&log, 10))
+    } else {
+        String::new()
+    };
+    Error::Data(format!(
+        "run {id} failed ({}): {}\nIts folder {} is kept; run the script again with --retry-failed to train it again.{log_tail}",
+        failure.owner,
+        failure.error,
+        dir.display()
+    ))
+}
+
+/// Trains `req` (or loads it from the cache, or waits for the process that trains it),
+/// exactly once across every process sharing `ctx.runs_dir`.
+pub fn pretrain_claimed(
+    req: PretrainRequest,
+    ctx: TrainContext,
+    request: Option<&RunRequest>,
+    retry_failed: bool,
+) -> Result<FinishedRun> {
+    let id = RunSpec::new(req.config.clone(), req.data, req.aug.clone(), req.probe).id();
+    let dir = run_dir(ctx.runs_dir, &id);
+    let timeout = claim::timeout();
+    let mut waiting_told = false;
+    // A run that is finished (loaded), or failed and not to be retried (its error).
+    let settled = |progress: &mut dyn crate::train::Progress| -> Option<Result<FinishedRun>> {
+        match load_finished(&dir) {
+            Ok(Some(run)) => {
+                progress.start(&id, run.result.steps, true);
+                return Some(Ok(run));
+            }
+            Err(e) => return Some(Err(e)),
+            Ok(None) => {}
+        }
+        failure(&dir)
+            .filter(|_| !retry_failed)
+            .map(|f| Err(failed_error(&id, &dir, &f)))
+    };
+    loop {
+        if let Some(outcome) = settled(ctx.progress) {
+            return outcome;
+        }
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::file(&dir, format!("cannot create the run folder: {e}")))?;
+        match claim::try_claim(&dir, timeout)? {
+            Claimed::Mine(held) => {
+                // Another process may have finished or failed the run between the look above
+                // and the claim.
+                if let Some(outcome) = settled(ctx.progress) {
+                    drop(held);
+                    return outcome;
+                }
+                let _ = std::fs::remove_file(dir.join(FAILED_FILE));
+                if let Some(r) = request {
+                    write_json(&dir.join(REQUEST_FILE), r)?;
+                }
+                let result = train::pretrain(req, ctx);
+                if let Err(e) = &result
+                    && !matches!(e, Error::Cancelled)
+                {
+                    record_failure(&dir, e)?;
+                }
+                drop(held);
+                return result;
+            }
+            Claimed::Other(owner) => {
+                if !waiting_told {
+                    let who = owner.map_or("another process".to_string(), |o| o.to_string());
+                    ctx.progress.note(&format!(
+                        "run {id} is being trained by {who}; waiting for it"
+                    ));
+                    waiting_told = true;
+                }
+                if ctx.cancel.is_cancelled() {
+                    return Err(Error::Cancelled);
+                }
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+}
+
+/// Records that the run in `dir` failed with `error` (`failed.json`).
+pub fn record_failure(dir: &Path, error: &Error) -> Result<()> {
+    let record = Failure {
+        error: error.to_string(),
+        owner: claim::Owner::me(),
+    };
+    write_json(&dir.join(FAILED_FILE), &record)
+}
+
+/// A run that a worker was asked to train: finished, or the error that says why not. A run
+/// that another live process is training (its claim is fresh) is waited for.
+pub fn collect(
+    runs_dir: &Path,
+    id: &str,
+    cancel: &crate::train::CancelFlag,
+) -> Result<FinishedRun> {
+    let dir = run_dir(runs_dir, id);
+    loop {
+        if let Some(run) = load_finished(&dir)? {
+            return Ok(run);
+        }
+        if let Some(f) = failure(&dir) {
+            return Err(failed_error(id, &dir, &f));
+        }
+        if !claim::held_live(&dir) {
+            break;
+        }
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        std::thread::sleep(POLL);
+    }
+    let log = dir.join(WORKER_LOG);
+    Err(Error::Data(format!(
+        "run {id} did not finish: its worker stopped without a result or an error; its checkpoint (if any) is kept in {}; run the script again to resume it.{}",
+        dir.display(),
+        if log.is_file() {
+            format!("\nlast lines of {}:\n{}", log.display(), tail(&log, 10))
+        } else {
+            String::new()
+        }
+    )))
+}

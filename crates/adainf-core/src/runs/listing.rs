@@ -1,0 +1,266 @@
+//! `adainf runs [DIR]`: the run cache at a glance. Each run folder's state — done (finished),
+//! running (claimed, heartbeat fresh), claimed (claim left by a process that stopped; the next
+//! driver takes it over), failed (with its error), partial (a checkpoint, nobody training it),
+//! requested (a request, nothing trained yet) — with its method, key options, tags and metrics;
+//! one run in detail; JSON lines for tools.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::claim;
+use super::execute::failure;
+use super::request::RunRequest;
+use super::{REQUEST_FILE, WORKER_LOG, tail};
+use crate::error::{Error, Result};
+use crate::train::run::{RunResult, RunSpec, read_metrics};
+
+/// Where a run folder stands, judged from its files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Finished: `result.json` exists.
+    Done,
+    /// Claimed by a live process (fresh heartbeat).
+    Running,
+    /// Claimed by a process that stopped (stale heartbeat, or exited); a driver takes it over.
+    Claimed,
+    /// A failure is recorded (`failed.json`) and no claim is held.
+    Failed,
+    /// A checkpoint exists but nobody is training the run.
+    Partial,
+    /// Requested or configured, nothing trained yet.
+    Requested,
+}
+
+impl RunState {
+    fn name(self) -> &'static str {
+        match self {
+            RunState::Done => "done",
+            RunState::Running => "running",
+            RunState::Claimed => "claimed",
+            RunState::Failed => "failed",
+            RunState::Partial => "partial",
+            RunState::Requested => "requested",
+        }
+    }
+}
+
+/// One row of the listing.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunEntry {
+    /// The run id (the folder's name).
+    pub id: String,
+    /// The run's state.
+    pub state: RunState,
+    /// Training method (`simclr`, `mocov2`, `byol` or `barlow`).
+    pub method: String,
+    /// Backbone, lower-cased (`resnet18` or `resnet10`).
+    pub backbone: String,
+    /// Channels of the first ResNet stage.
+    pub width: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Learning rate of the config.
+    pub lr: f64,
+    /// Random seed of the config.
+    pub seed: u64,
+    /// Steps done (last logged) and asked for.
+    pub step: usize,
+    /// Steps asked for (the config's `steps`).
+    pub steps: usize,
+    /// Loss at the last logged step (None before the first log).
+    pub loss: Option<f64>,
+    /// Final probe accuracy from `result.json` (None until done, or without a probe set).
+    pub accuracy: Option<f64>,
+    /// Description of the training set.
+    pub data: String,
+    /// The script's report columns, from the request (empty without one).
+    pub tags: serde_json::Map<String, serde_json::Value>,
+    /// The claim's owner, for running and claimed runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The error of the recorded failure, if the folder has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// The entry of one run folder (None when it is not a run folder).
+pub fn entry(dir: &Path) -> Option<RunEntry> {
+    let spec: Option<RunSpec> = read_json(&dir.join("config.json"));
+    let request: Option<RunRequest> = read_json(&dir.join(REQUEST_FILE));
+    let (config, data) = match (&spec, &request) {
+        (Some(s), _) => (s.config.clone(), s.data.description.clone()),
+        (None, Some(r)) => (r.config.clone(), r.data.description.clone()),
+        (None, None) => return None,
+    };
+    let result: Option<RunResult> = read_json(&dir.join("result.json"));
+    let held = claim::state(dir);
+    let failed = failure(dir);
+    let state = if result.is_some() {
+        RunState::Done
+    } else if let Some(h) = &held {
+        if h.is_live(claim::timeout()) {
+            RunState::Running
+        } else {
+            RunState::Claimed
+        }
+    } else if failed.is_some() {
+        RunState::Failed
+    } else if dir.join("checkpoint").is_dir() {
+        RunState::Partial
+    } else {
+        RunState::Requested
+    };
+    let last = read_metrics(&dir.join("metrics.jsonl"))
+        .ok()
+        .and_then(|m| m.last().cloned());
+    Some(RunEntry {
+        id: dir.file_name()?.to_string_lossy().into_owned(),
+        state,
+        method: config.method.name().to_string(),
+        backbone: format!("{:?}", config.backbone).to_lowercase(),
+        width: config.width,
+        batch: config.batch,
+        lr: config.lr,
+        seed: config.seed,
+        step: last.as_ref().map_or(0, |m| m.step),
+        steps: config.steps,
+        loss: last.as_ref().map(|m| m.loss),
+        accuracy: result.as_ref().and_then(|r| r.accuracy),
+        data,
+        tags: request.map(|r| r.tags).unwrap_or_default(),
+        owner: held.and_then(|h| h.owner).map(|o| o.to_string()),
+        error: failed.map(|f| f.error),
+    })
+}
+
+/// Every run folder of `runs_dir`, sorted by id.
+pub fn list(runs_dir: &Path) -> Result<Vec<RunEntry>> {
+    let dirs = std::fs::read_dir(runs_dir).map_err(|e| {
+        Error::file(
+            runs_dir,
+            format!(
+                "cannot read the runs folder ({e}); pass the folder a script's --runs-dir named"
+            ),
+        )
+    })?;
+    let mut out: Vec<RunEntry> = dirs
+        .flatten()
+        .filter(|d| !d.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|d| entry(&d.path()))
+        .collect();
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+/// The listing as a table.
+pub fn render(entries: &[RunEntry]) -> String {
+    let mut out = String::from(
+        "| id | state | method | backbone | width | batch | lr | seed | steps | loss | accuracy | tags |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for e in entries {
+        let tags = e
+            .tags
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {} | {} | {} |\n",
+            &e.id[..e.id.len().min(12)],
+            e.state.name(),
+            e.method,
+            e.backbone,
+            e.width,
+            e.batch,
+            e.lr,
+            e.seed,
+            e.step,
+            e.steps,
+            e.loss.map_or("–".into(), |l| format!("{l:.4}")),
+            e.accuracy.map_or("–".into(), |a| format!("{a:.4}")),
+            tags
+        ));
+    }
+    let count = |s: RunState| entries.iter().filter(|e| e.state == s).count();
+    out.push_str(&format!(
+        "\n{} run(s): {} done, {} running, {} claimed, {} failed, {} partial, {} requested\n",
+        entries.len(),
+        count(RunState::Done),
+        count(RunState::Running),
+        count(RunState::Claimed),
+        count(RunState::Failed),
+        count(RunState::Partial),
+        count(RunState::Requested)
+    ));
+    out
+}
+
+/// One run in detail: its entry, its config, its last metrics and the end of its log.
+pub fn detail(runs_dir: &Path, id_prefix: &str) -> Result<String> {
+    let entries = list(runs_dir)?;
+    let matching: Vec<&RunEntry> = entries
+        .iter()
+        .filter(|e| e.id.starts_with(id_prefix))
+        .collect();
+    let e = match matching.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(Error::Data(format!(
+                "no run in {} starts with `{id_prefix}`; `adainf runs {}` lists them",
+                runs_dir.display(),
+                runs_dir.display()
+            )));
+        }
+        many => {
+            return Err(Error::Data(format!(
+                "{} runs start with `{id_prefix}`; give more of the id",
+                many.len()
+            )));
+        }
+    };
+    let dir = runs_dir.join(&e.id);
+    let mut out = format!(
+        "run {}\nstate: {}{}\nfolder: {}\ndata: {}\n",
+        e.id,
+        e.state.name(),
+        e.owner
+            .as_ref()
+            .map_or(String::new(), |o| format!(" ({o})")),
+        dir.display(),
+        e.data
+    );
+    if let Some(err) = &e.error {
+        out.push_str(&format!("error: {err}\n"));
+    }
+    if let Ok(config) = std::fs::read_to_string(dir.join("config.json")) {
+        out.push_str(&format!("config.json:\n{config}\n"));
+    }
+    if let Ok(metrics) = read_metrics(&dir.join("metrics.jsonl")) {
+        out.push_str("last metrics:\n");
+        for m in metrics.iter().rev().take(5).rev() {
+            out.push_str(&format!(
+                "  step {} loss {:.4} lr {:.4}{}\n",
+                m.step,
+                m.loss,
+                m.lr,
+                m.probe_acc
+                    .map_or(String::new(), |a| format!(" probe {a:.4}"))
+            ));
+        }
+    }
+    let log = dir.join(WORKER_LOG);
+    if log.is_file() {
+        out.push_str(&format!(
+            "last lines of {}:\n{}\n",
+            log.display(),
+            tail(&log, 10)
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,175 @@
+//! `--jobs N`: the runs of a batch in up to N worker processes on this machine (`adainf worker
+//! REQUEST`), each under its run's claim, so two drivers on one sweep never train a run twice.
+//! A worker's output goes to its run's `worker.log`. On a GPU device, worker slot i gets
+//! device i mod the number of GPUs; on flex the CPU threads are divided between the workers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::execute::failure;
+use super::request::RunRequest;
+use super::{REQUEST_FILE, WORKER_LOG};
+use crate::error::{Error, Result};
+use crate::train::run::{read_metrics, run_dir, write_json};
+use crate::train::{CancelFlag, Progress};
+
+/// How the workers are started.
+#[derive(Clone, Debug)]
+pub struct Workers {
+    /// The adainf binary the workers run (the driver's own).
+    pub binary: PathBuf,
+    /// Most worker processes running at once (`--jobs N`).
+    pub jobs: usize,
+    /// Device of each worker slot, used round-robin (`["flex"]`, or `cuda:0`, `cuda:1`, …).
+    pub devices: Vec<String>,
+    /// CPU threads per worker (`RAYON_NUM_THREADS`), for CPU devices.
+    pub threads: Option<usize>,
+    /// Train runs with a recorded failure again (passes `--retry-failed` to the workers).
+    pub retry_failed: bool,
+}
+
+/// Whether a run still has to be trained by someone (not finished, and not a recorded
+/// failure that is not to be retried).
+pub fn needs_training(runs_dir: &Path, id: &str, retry_failed: bool) -> bool {
+    let dir = run_dir(runs_dir, id);
+    !dir.join("result.json").is_file() && (retry_failed || failure(&dir).is_none())
+}
+
+/// Writes each request into its run folder and returns the path.
+pub fn write_request(runs_dir: &Path, request: &RunRequest) -> Result<PathBuf> {
+    let dir = run_dir(runs_dir, &request.id);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::file(&dir, format!("cannot create the run folder: {e}")))?;
+    let path = dir.join(REQUEST_FILE);
+    write_json(&path, request)?;
+    Ok(path)
+}
+
+/// One line per run in flight: its step of its total and its last loss, from its
+/// `metrics.jsonl` (runs that have not logged yet say so).
+pub fn live_lines(runs_dir: &Path, ids: &[&str]) -> Vec<String> {
+    ids.iter()
+        .map(|id| {
+            let dir = run_dir(runs_dir, id);
+            let last = read_metrics(&dir.join("metrics.jsonl"))
+                .ok()
+                .and_then(|m| m.last().cloned());
+            let short = &id[..id.len().min(12)];
+            match last {
+                Some(m) => format!("  run {short}: step {} · loss {:.4}", m.step, m.loss),
+                None => format!("  run {short}: starting"),
+            }
+        })
+        .collect()
+}
+
+/// Trains the requests that need it in worker processes and returns when every worker has
+/// exited (the caller then collects each run from its folder).
+pub fn run_workers(
+    requests: &[RunRequest],
+    runs_dir: &Path,
+    workers: &Workers,
+    progress: &mut dyn Progress,
+    cancel: &CancelFlag,
+) -> Result<()> {
+    let mut queue: Vec<(String, PathBuf)> = Vec::new();
+    for r in requests {
+        if needs_training(runs_dir, &r.id, workers.retry_failed)
+            && !queue.iter().any(|(id, _)| *id == r.id)
+        {
+            queue.push((r.id.clone(), write_request(runs_dir, r)?));
+        }
+    }
+    if queue.is_empty() {
+        return Ok(());
+    }
+    let total = queue.len();
+    let jobs = workers.jobs.max(1).min(total);
+    progress.note(&format!(
+        "{total} run(s) to train in {jobs} worker process(es); logs in each run's {WORKER_LOG}"
+    ));
+    queue.reverse();
+    let mut slots: Vec<Option<(Child, String)>> = (0..jobs).map(|_| None).collect();
+    let mut finished = 0usize;
+    let mut last_line = Instant::now();
+    loop {
+        if cancel.is_cancelled() {
+            for (child, _) in slots.iter_mut().flatten() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            return Err(Error::Cancelled);
+        }
+        for (slot, entry) in slots.iter_mut().enumerate() {
+            if let Some((child, _)) = entry
+                && let Ok(Some(_status)) = child.try_wait()
+            {
+                *entry = None;
+                finished += 1;
+            }
+            if entry.is_none()
+                && let Some((id, path)) = queue.pop()
+            {
+                let device = &workers.devices[slot % workers.devices.len().max(1)];
+                *entry = Some((spawn(workers, runs_dir, &id, &path, device)?, id));
+            }
+        }
+        if slots.iter().all(Option::is_none) && queue.is_empty() {
+            return Ok(());
+        }
+        if last_line.elapsed() >= Duration::from_secs(10) {
+            let live: Vec<&str> = slots.iter().flatten().map(|(_, id)| id.as_str()).collect();
+            progress.note(&format!("{finished} of {total} run(s) done; running:"));
+            for line in live_lines(runs_dir, &live) {
+                progress.note(&line);
+            }
+            last_line = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn spawn(
+    workers: &Workers,
+    runs_dir: &Path,
+    id: &str,
+    request: &Path,
+    device: &str,
+) -> Result<Child> {
+    let log_path = run_dir(runs_dir, id).join(WORKER_LOG);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| Error::file(&log_path, format!("cannot open the worker log: {e}")))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| Error::file(&log_path, format!("cannot open the worker log: {e}")))?;
+    let mut cmd = Command::new(&workers.binary);
+    cmd.arg("worker")
+        .arg("--runs-dir")
+        .arg(runs_dir)
+        .arg("--device")
+        .arg(device)
+        .arg(request)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    if workers.retry_failed {
+        cmd.arg("--retry-failed");
+    }
+    if let Some(t) = workers.threads {
+        cmd.env("RAYON_NUM_THREADS", t.to_string());
+    }
+    // A driver inside a Slurm array task must not hand its task identity to its workers: a
+    // claim with that identity is taken back at once as a requeued task's own.
+    cmd.env_remove("SLURM_ARRAY_JOB_ID")
+        .env_remove("SLURM_ARRAY_TASK_ID");
+    cmd.spawn().map_err(|e| {
+        Error::file(
+            &workers.binary,
+            format!("cannot start a worker process: {e}"),
+        )
+    })
+}

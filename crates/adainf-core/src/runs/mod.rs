@@ -1,0 +1,46 @@
+//! The run cache as the place where runs coordinate. A run a script asks for becomes a
+//! `request` (config + datasets as recipes) that any process can execute; `claim` makes sure
+//! exactly one process trains it (an atomic claim file kept alive by a heartbeat, taken over
+//! when it goes stale); `execute` trains a request under its claim and records failures;
+//! `local` runs requests in worker processes on this machine, `slurm` as a job array;
+//! `listing` shows the cache (`adainf runs`).
+
+pub mod claim;
+pub mod execute;
+pub mod listing;
+pub mod local;
+pub mod request;
+pub mod slurm;
+
+/// A run's file that marks it failed (with the error), until a retry is asked for.
+pub const FAILED_FILE: &str = "failed.json";
+/// A run's request, as the driver wrote it.
+pub const REQUEST_FILE: &str = "request.json";
+/// A worker's output (local workers and Slurm tasks).
+pub const WORKER_LOG: &str = "worker.log";
+
+/// The last `n` lines of a text file (empty when it cannot be read).
+pub fn tail(path: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Where the runs a script asks for are trained.
+#[derive(Clone, Debug, Default)]
+pub enum Executor {
+    /// In the script's process, one after another (the default).
+    #[default]
+    InProcess,
+    /// In worker processes on this machine (`--jobs N`).
+    Local(local::Workers),
+    /// As Slurm job arrays (`--executor slurm`).
+    Slurm {
+        /// Options passed through to `sbatch`.
+        options: slurm::SlurmOptions,
+        /// The adainf binary the tasks run (on a path every node sees).
+        binary: std::path::PathBuf,
+        /// The device the tasks open.
+        device: String,
+    },
+}

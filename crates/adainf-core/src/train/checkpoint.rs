@@ -1,0 +1,152 @@
+//! A trainer's files: the final weights of a finished run (burn's format and, for the
+//! backbone, safetensors with torchvision's names), and checkpoints that capture everything a
+//! resumed run needs (every module, both optimisers' states, MoCo's queues and the step; the
+//! sampler and the augmentation randomness are functions of the seed and the step, so they need
+//! no state). A checkpoint is written to `checkpoint.tmp/` and renamed into place.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use serde::{Deserialize, Serialize};
+
+use super::run::write_json;
+use super::trainer::Trainer;
+use crate::error::{Error, Result};
+use crate::tensor::{floats, read_floats};
+
+/// `checkpoint/state.json`.
+#[derive(Serialize, Deserialize)]
+pub struct CheckpointState {
+    /// Steps completed.
+    pub step: usize,
+    /// MoCo v2+: the queues' write position (next row to overwrite); None for other methods.
+    pub queue_ptr: Option<usize>,
+}
+
+fn save_module<M: Module>(module: M, dir: &Path, name: &str) -> Result<()> {
+    let path = dir.join(format!("{name}.bpk"));
+    module
+        .save_file(&path)
+        .map_err(|e| Error::file(&path, format!("cannot save weights: {e}")))
+}
+
+fn load_module<M: Module>(fresh: M, dir: &Path, name: &str) -> Result<M> {
+    let path = dir.join(format!("{name}.bpk"));
+    fresh
+        .try_load_file(&path)
+        .map_err(|e| Error::file(&path, format!("cannot load ({e})")))
+}
+
+fn write_floats(path: &Path, values: &[f32]) -> Result<()> {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(path, bytes).map_err(|e| Error::file(path, e))
+}
+
+fn read_floats_file(path: &Path) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+impl Trainer {
+    /// The final weights of a finished run: `backbone.bpk`, `projector.bpk`, `probe.bpk`
+    /// (burn writes each file to a temporary name and renames it), and `backbone.safetensors`
+    /// with torchvision key names, for PyTorch.
+    pub fn save_weights(&self, dir: &Path) -> Result<()> {
+        let encoder = self.encoder.valid();
+        crate::model::safetensors::save_backbone(
+            &encoder.backbone,
+            &self.cfg.backbone_config()?,
+            &dir.join("backbone.safetensors"),
+        )?;
+        save_module(encoder.backbone, dir, "backbone")?;
+        save_module(encoder.projector, dir, "projector")?;
+        save_module(self.probe.valid(), dir, "probe")
+    }
+
+    /// Writes `checkpoint/` atomically: into `checkpoint.tmp/`, then renames (the previous
+    /// checkpoint stays until the new one is complete).
+    pub fn save_checkpoint(&self, run_dir: &Path, steps_done: usize) -> Result<()> {
+        let tmp = run_dir.join("checkpoint.tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
+        save_module(self.encoder.clone(), &tmp, "encoder")?;
+        save_module(self.probe.clone(), &tmp, "probe")?;
+        if let Some(target) = &self.target {
+            save_module(target.clone(), &tmp, "target")?;
+        }
+        let opt = |o: &ModuleOptimizer, name: &str| {
+            let path = tmp.join(format!("{name}.bpk"));
+            o.save(&path)
+                .map_err(|e| Error::file(&path, format!("cannot save optimizer state: {e}")))
+        };
+        opt(&self.encoder_opt, "encoder_optim")?;
+        opt(&self.probe_opt, "probe_optim")?;
+        if let Some(q) = &self.queue {
+            write_floats(&tmp.join("queue0.f32"), &read_floats(q.keys[0].clone()))?;
+            write_floats(&tmp.join("queue1.f32"), &read_floats(q.keys[1].clone()))?;
+        }
+        write_json(
+            &tmp.join("state.json"),
+            &CheckpointState {
+                step: steps_done,
+                queue_ptr: self.queue.as_ref().map(|q| q.ptr),
+            },
+        )?;
+        let current = run_dir.join("checkpoint");
+        let old = run_dir.join("checkpoint.old");
+        let _ = std::fs::remove_dir_all(&old);
+        if current.exists() {
+            std::fs::rename(&current, &old).map_err(|e| Error::file(&current, e))?;
+        }
+        std::fs::rename(&tmp, &current).map_err(|e| Error::file(&current, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    }
+
+    /// The newest complete checkpoint folder of a run, if any.
+    pub fn checkpoint_dir(run_dir: &Path) -> Option<std::path::PathBuf> {
+        ["checkpoint", "checkpoint.old"]
+            .iter()
+            .map(|n| run_dir.join(n))
+            .find(|d| d.join("state.json").exists())
+    }
+
+    /// Restores the state saved by `save_checkpoint`; returns the number of steps done.
+    pub fn load_checkpoint(&mut self, dir: &Path) -> Result<usize> {
+        let state_path = dir.join("state.json");
+        let text = std::fs::read_to_string(&state_path).map_err(|e| Error::file(&state_path, e))?;
+        let state: CheckpointState =
+            serde_json::from_str(&text).map_err(|e| Error::file(&state_path, e))?;
+        self.encoder = load_module(self.encoder.clone(), dir, "encoder")?;
+        self.probe = load_module(self.probe.clone(), dir, "probe")?;
+        if let Some(target) = self.target.take() {
+            self.target = Some(load_module(target, dir, "target")?.no_grad());
+        }
+        let opt = |o: ModuleOptimizer, name: &str| {
+            let path = dir.join(format!("{name}.bpk"));
+            o.load(&path)
+                .map_err(|e| Error::file(&path, format!("cannot load optimizer state: {e}")))
+        };
+        self.encoder_opt = opt(self.encoder_opt.clone(), "encoder_optim")?;
+        self.probe_opt = opt(self.probe_opt.clone(), "probe_optim")?;
+        if let Some(q) = self.queue.as_mut() {
+            for (k, slot) in q.keys.iter_mut().enumerate() {
+                let dims = slot.dims();
+                let values = read_floats_file(&dir.join(format!("queue{k}.f32")))?;
+                if values.len() != dims[0] * dims[1] {
+                    return Err(Error::file(
+                        dir.join(format!("queue{k}.f32")),
+                        "has the wrong size for this run's queue",
+                    ));
+                }
+                *slot = floats(values, dims, &self.plain);
+            }
+            q.ptr = state.queue_ptr.unwrap_or(0);
+        }
+        Ok(state.step)
+    }
+}

@@ -1,0 +1,362 @@
+//! Run folders and the run cache. A run's id is a hash of its resolved spec (config, data and
+//! probe fingerprints, augmentation); `runs/<id>/` holds `config.json`, `metrics.jsonl`,
+//! the weights (`backbone.bpk`, `projector.bpk`, `probe.bpk`) and, once finished,
+//! `result.json`. A folder with `result.json` is a finished run and is loaded instead of
+//! trained again.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::PretrainConfig;
+use crate::augment::ViewPair;
+use crate::data::batches::Placement;
+use crate::data::{Dataset, hash_hex};
+use crate::error::{Error, Result};
+
+/// Bump when training semantics change, so old cached runs are not reused. (2: momentum targets
+/// no longer share tensors with the online encoder, which had frozen it for MoCo and BYOL.
+/// 3: initial weights come from the seeded host generator on every device. 4: hue jitter is
+/// torchvision's HSV shift instead of a YIQ rotation.)
+const FORMAT: u32 = 4;
+
+/// What a dataset contributes to a run's identity and record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataRef {
+    /// Fingerprint of the dataset's contents.
+    pub fingerprint: String,
+    /// Human-readable description of the dataset (e.g. its source).
+    pub description: String,
+    /// Number of items.
+    pub len: usize,
+    /// Recipe attributes shown in reports (e.g. `dup`, `n_real`, `n_generated`).
+    pub attributes: Vec<(String, String)>,
+}
+
+impl DataRef {
+    /// The fingerprint, description, length and attributes of `d`.
+    pub fn of(d: &Dataset) -> Self {
+        DataRef {
+            fingerprint: d.fingerprint().into(),
+            description: d.description().into(),
+            len: d.len(),
+            attributes: d.attributes().to_vec(),
+        }
+    }
+}
+
+/// Everything that determines a run's result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// Version of the training semantics (`FORMAT`); bumped to invalidate cached runs.
+    pub format: u32,
+    /// The run's settings.
+    pub config: PretrainConfig,
+    /// The training set.
+    pub data: DataRef,
+    /// Augmentations of the two views.
+    pub aug: ViewPair,
+    /// The set the online probe is evaluated on, if any.
+    pub probe: Option<DataRef>,
+}
+
+impl RunSpec {
+    /// The spec of a run of `config` on `data`, at the current `FORMAT`.
+    pub fn new(
+        config: PretrainConfig,
+        data: &Dataset,
+        aug: ViewPair,
+        probe: Option<&Dataset>,
+    ) -> Self {
+        RunSpec {
+            format: FORMAT,
+            config,
+            data: DataRef::of(data),
+            aug,
+            probe: probe.map(DataRef::of),
+        }
+    }
+    /// The run id: 24 hex digits of a SHA-256 of the spec's JSON.
+    pub fn id(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        hash_hex(&[&json])
+    }
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricRow {
+    /// Steps completed when the row was logged.
+    pub step: usize,
+    /// Self-supervised loss of the last step (without the probe's loss).
+    pub loss: f64,
+    /// Encoder learning rate of the last step.
+    pub lr: f64,
+    /// Online-probe top-1 on the probe set, in [0, 1]; only on rows where it was evaluated.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub probe_acc: Option<f64>,
+    /// Training throughput since the previous row, in images per second.
+    pub images_per_s: f64,
+    /// Fraction of the interval's wall time the step loop waited for its next batch.
+    #[serde(default)]
+    pub data_wait: f64,
+}
+
+/// `result.json`: the summary of a finished run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// The run id (`RunSpec::id`).
+    pub id: String,
+    /// Final online-probe top-1 on the probe set (None without a probe set).
+    pub accuracy: Option<f64>,
+    /// Self-supervised loss of the last step.
+    pub final_loss: f64,
+    /// Steps trained (the config's `steps`).
+    pub steps: usize,
+    /// Wall time of the training loop, in seconds (after a resume, only the resumed part).
+    pub train_seconds: f64,
+    /// Mean training throughput, in images per second.
+    pub images_per_s: f64,
+    /// Fraction of the training wall time spent waiting for data (0 = never starved).
+    #[serde(default)]
+    pub data_wait: f64,
+    /// Where the data was during training (`device` or `stream`; absent in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+}
+
+/// A finished run as the rest of the program sees it.
+#[derive(Clone, Debug)]
+pub struct FinishedRun {
+    /// What determined the run (`config.json`).
+    pub spec: RunSpec,
+    /// The run's summary (`result.json`).
+    pub result: RunResult,
+    /// The logged metric rows (`metrics.jsonl`).
+    pub metrics: Vec<MetricRow>,
+    /// The run folder.
+    pub dir: PathBuf,
+    /// Loaded from the cache rather than trained now.
+    pub cached: bool,
+}
+
+/// The folder of run `id` under `runs_dir`.
+pub fn run_dir(runs_dir: &Path, id: &str) -> PathBuf {
+    runs_dir.join(id)
+}
+
+/// Writes `path` through a temporary file renamed into place. The temporary name is unique to
+/// the process and the call, so two processes writing the same file never share it.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
+    fs::write(&tmp, contents).map_err(|e| Error::file(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
+}
+
+/// Writes `value` as pretty-printed JSON, atomically (`write_atomic`).
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::file(path, e))?;
+    write_atomic(path, text.as_bytes())
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::file(
+            path,
+            format!("is not a valid run file ({e}); delete the run folder to retrain"),
+        )
+    })
+}
+
+/// The rows of a `metrics.jsonl` (blank lines skipped); none when the file is missing.
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::file(path, e)),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .map_err(|e| Error::file(path, format!("bad metrics line ({e})")))
+        })
+        .collect()
+}
+
+/// Loads a finished run from its folder, or `None` if it has not finished.
+pub fn load_finished(dir: &Path) -> Result<Option<FinishedRun>> {
+    let result_path = dir.join("result.json");
+    if !result_path.exists() {
+        return Ok(None);
+    }
+    let spec: RunSpec = read_json(&dir.join("config.json"))?;
+    let result: RunResult = read_json(&result_path)?;
+    let metrics = read_metrics(&dir.join("metrics.jsonl"))?;
+    Ok(Some(FinishedRun {
+        spec,
+        result,
+        metrics,
+        dir: dir.to_path_buf(),
+        cached: true,
+    }))
+}
+
+/// Appends metric rows to `metrics.jsonl` as training goes.
+pub struct MetricsLog {
+    file: fs::File,
+    path: PathBuf,
+}
+
+impl MetricsLog {
+    /// Creates (or truncates) the log file at `path`.
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = fs::File::create(path).map_err(|e| Error::file(path, e))?;
+        Ok(MetricsLog {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+    /// Writes `row` as one JSON line.
+    pub fn append(&mut self, row: &MetricRow) -> Result<()> {
+        let line = serde_json::to_string(row).map_err(|e| Error::file(&self.path, e))?;
+        writeln!(self.file, "{line}").map_err(|e| Error::file(&self.path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::augment::preset;
+    use crate::data::{Dataset, tiny_store};
+
+    #[test]
+    fn id_depends_on_config_data_and_aug() {
+        let d = Dataset::from_store(tiny_store(4, 2, 0));
+        let d2 = Dataset::from_store(tiny_store(4, 2, 1));
+        let a = preset("symmetric").unwrap();
+        let base = RunSpec::new(PretrainConfig::default(), &d, a.clone(), None);
+        assert_eq!(
+            base.id(),
+            RunSpec::new(PretrainConfig::default(), &d, a.clone(), None).id()
+        );
+        let other_seed = RunSpec::new(
+            PretrainConfig {
+                seed: 1,
+                ..Default::default()
+            },
+            &d,
+            a.clone(),
+            None,
+        );
+        assert_ne!(base.id(), other_seed.id());
+        assert_ne!(
+            base.id(),
+            RunSpec::new(PretrainConfig::default(), &d2, a.clone(), None).id()
+        );
+        assert_ne!(
+            base.id(),
+            RunSpec::new(
+                PretrainConfig::default(),
+                &d,
+                preset("symmetric_adainf").unwrap(),
+                None
+            )
+            .id()
+        );
+    }
+
+    /// Run ids of a few configs, pinned: a refactor of the config types (enums for strings,
+    /// new fields with skipped defaults) must not move them, or every cached run is lost.
+    #[test]
+    fn run_ids_are_pinned() {
+        use crate::method::Method;
+        let data = Dataset::from_store(tiny_store(4, 2, 0));
+        let id = |config: PretrainConfig, aug: &str| {
+            RunSpec::new(config, &data, preset(aug).unwrap(), None).id()
+        };
+        let ids = [
+            id(PretrainConfig::default(), "symmetric"),
+            id(PretrainConfig::for_method(Method::Mocov2), "symmetric"),
+            id(PretrainConfig::for_method(Method::Byol), "asymmetric"),
+            id(
+                PretrainConfig::for_method(Method::Barlow),
+                "asymmetric_adainf",
+            ),
+            id(
+                PretrainConfig {
+                    backbone: crate::model::Backbone::Resnet10,
+                    optimizer: crate::optim::OptimizerKind::Sgd,
+                    lr_scaling: Some(crate::optim::LrScaling::Linear),
+                    width: 8,
+                    ..Default::default()
+                },
+                "symmetric_adainf",
+            ),
+        ];
+        assert_eq!(ids, PINNED_IDS);
+    }
+
+    /// Computed with run format 4 before the config fields became typed enums.
+    const PINNED_IDS: [&str; 5] = [
+        "8a5d17bf4cfd7912eecbcc9b",
+        "521396cd6ee5dbea4129b797",
+        "bbe55941ef9d7705716d742e",
+        "bbc915eee916f784f37d33e3",
+        "7c12229dee16e457f1a6c07b",
+    ];
+
+    #[test]
+    fn files_round_trip_and_unfinished_runs_are_not_loaded() {
+        let dir = std::env::temp_dir().join(format!("adainf-run-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let d = Dataset::from_store(tiny_store(4, 2, 0));
+        let spec = RunSpec::new(
+            PretrainConfig::default(),
+            &d,
+            preset("symmetric").unwrap(),
+            None,
+        );
+        write_json(&dir.join("config.json"), &spec).unwrap();
+        let mut log = MetricsLog::create(&dir.join("metrics.jsonl")).unwrap();
+        let row = MetricRow {
+            step: 1,
+            loss: 2.0,
+            lr: 0.1,
+            probe_acc: None,
+            images_per_s: 3.0,
+            data_wait: 0.25,
+        };
+        log.append(&row).unwrap();
+        assert!(load_finished(&dir).unwrap().is_none());
+        let result = RunResult {
+            id: spec.id(),
+            accuracy: Some(0.5),
+            final_loss: 2.0,
+            steps: 1,
+            train_seconds: 1.0,
+            images_per_s: 3.0,
+            data_wait: 0.25,
+            placement: Some(Placement::Stream),
+        };
+        write_json(&dir.join("result.json"), &result).unwrap();
+        let run = load_finished(&dir).unwrap().unwrap();
+        assert_eq!(
+            (run.spec, run.result, run.metrics),
+            (spec, result, vec![row])
+        );
+        fs::write(dir.join("result.json"), "{oops").unwrap();
+        assert!(
+            load_finished(&dir)
+                .unwrap_err()
+                .to_string()
+                .contains("result.json")
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

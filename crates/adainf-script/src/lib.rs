@@ -1,0 +1,279 @@
+//! The Rhai host: builds the script engine with the `data`, `aug`, `train`, `eval` and
+//! `report` modules, runs or checks scripts, and turns every failure into one message with
+//! `file:line:col`. Scripts only ever hold cheap handles (datasets, augmentations, finished
+//! runs); burn modules stay inside the core.
+
+pub mod api;
+pub mod check;
+mod modules;
+pub mod options;
+mod stdlib;
+
+// The core's modules under this crate's root, so the host names them as `crate::data`, ….
+use adainf_core::{
+    augment, data, device, error, eval, generator, method, report, runs, theory, train,
+};
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use burn::tensor::Device;
+use rhai::{Dynamic, Engine, EvalAltResult, Map, OptimizationLevel, ParseError, Position, Scope};
+
+use crate::train::{CancelFlag, Progress};
+
+/// Creates a progress sink for each run a script starts.
+pub type ProgressFactory = Box<dyn Fn() -> Box<dyn Progress>>;
+
+/// What scripts run against.
+pub struct HostConfig {
+    pub device: Device,
+    pub device_name: String,
+    pub runs_dir: PathBuf,
+    /// Rhai operation budget: a runaway loop ends with an error instead of hanging.
+    pub max_operations: u64,
+    /// `adainf run SCRIPT -- key=value ...`: available to the script as the map `params`.
+    pub params: Map,
+    /// `--lib DIR`s searched for `import "name"` after the script's own folder.
+    pub lib_dirs: Vec<PathBuf>,
+    pub cancel: CancelFlag,
+    /// Where runs are trained: in this process, in local workers or on Slurm.
+    pub executor: crate::runs::Executor,
+    /// Train runs whose earlier attempt failed again (`--retry-failed`).
+    pub retry_failed: bool,
+}
+
+/// Shared state the registered functions close over.
+pub(crate) struct HostState {
+    pub device: Device,
+    pub runs_dir: PathBuf,
+    pub progress: ProgressFactory,
+    pub cancel: CancelFlag,
+    /// Folder of the running script: relative paths in scripts resolve against it.
+    pub script_dir: RefCell<PathBuf>,
+    /// Generated datasets by recipe, kept for the life of the host: `adainf watch` re-runs a
+    /// script without rendering its synthetic data again.
+    pub datasets: RefCell<std::collections::HashMap<String, crate::data::Dataset>>,
+    pub executor: crate::runs::Executor,
+    pub retry_failed: bool,
+}
+
+impl HostState {
+    /// The dataset made by `recipe`, built once per host.
+    pub fn memo<E>(
+        &self,
+        recipe: String,
+        build: impl FnOnce() -> Result<crate::data::Dataset, E>,
+    ) -> Result<crate::data::Dataset, E> {
+        if let Some(d) = self.datasets.borrow().get(&recipe) {
+            return Ok(d.clone());
+        }
+        let d = build()?;
+        self.datasets.borrow_mut().insert(recipe, d.clone());
+        Ok(d)
+    }
+
+    /// A path from a script, relative to the script's folder.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.script_dir.borrow().join(p)
+        }
+    }
+}
+
+pub struct Host {
+    engine: Engine,
+    state: Rc<HostState>,
+    params: Map,
+    lib_dirs: Vec<PathBuf>,
+}
+
+/// A script failure, already phrased for people.
+#[derive(Debug)]
+pub struct ScriptError {
+    pub message: String,
+}
+
+impl std::fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn at(file: &str, pos: Position) -> String {
+    match (pos.line(), pos.position()) {
+        (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
+        (Some(l), None) => format!("{file}:{l}"),
+        _ => file.to_string(),
+    }
+}
+
+/// `file:line:col: syntax error: ...`
+pub fn format_parse_error(file: &str, err: &ParseError) -> String {
+    format!("{}: syntax error: {}", at(file, err.1), err.0)
+}
+
+/// The innermost error of a chain of function-call errors, with the call sites on the way.
+pub fn format_eval_error(file: &str, err: &EvalAltResult) -> String {
+    let mut calls = Vec::new();
+    let mut e = err;
+    loop {
+        match e {
+            EvalAltResult::ErrorInFunctionCall(name, _, inner, pos) => {
+                calls.push(format!("in `{name}` called at {}", at(file, *pos)));
+                e = inner;
+            }
+            EvalAltResult::ErrorInModule(name, inner, pos) => {
+                calls.push(format!("in module `{name}` imported at {}", at(file, *pos)));
+                e = inner;
+            }
+            _ => break,
+        }
+    }
+    let reason = match e {
+        EvalAltResult::ErrorRuntime(msg, _) => msg.to_string(),
+        EvalAltResult::ErrorTooManyOperations(_) => {
+            "the script exceeded its operation budget (a runaway loop?); raise it with --max-operations if the script is right".into()
+        }
+        EvalAltResult::ErrorTerminated(..) => "stopped".into(),
+        other => {
+            let text = other.to_string();
+            // Rhai appends " (line L, position C)"; the position is given in front instead.
+            match text.rfind(" (line ") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            }
+        }
+    };
+    let mut msg = format!("{}: {reason}", at(file, e.position()));
+    for c in calls.iter().rev() {
+        msg.push_str(&format!("\n  {c}"));
+    }
+    msg
+}
+
+impl Host {
+    pub fn new(config: HostConfig, progress: ProgressFactory) -> Host {
+        let state = Rc::new(HostState {
+            device: config.device,
+            runs_dir: config.runs_dir,
+            progress,
+            cancel: config.cancel,
+            script_dir: RefCell::new(PathBuf::from(".")),
+            datasets: RefCell::new(std::collections::HashMap::new()),
+            executor: config.executor,
+            retry_failed: config.retry_failed,
+        });
+        let mut engine = Engine::new();
+        engine.set_optimization_level(OptimizationLevel::None);
+        engine.set_max_operations(config.max_operations);
+        engine.set_max_call_levels(64);
+        engine.set_max_expr_depths(128, 64);
+        engine.set_max_string_size(16 << 20);
+        engine.set_max_array_size(4 << 20);
+        engine.set_max_map_size(1 << 20);
+        // `eval` is a reserved word in Rhai; the script API uses it as a module name
+        // (`eval::knn`), so the tokenizer hands it to the parser as a plain identifier.
+        #[allow(deprecated)] // "volatile", not deprecated: see the method's note
+        engine.on_parse_token(|token, _, _| match token {
+            rhai::Token::Reserved(s) if s.as_str() == "eval" => rhai::Token::Identifier(s),
+            other => other,
+        });
+        let cancel = state.cancel.clone();
+        engine.on_progress(move |_| {
+            if cancel.is_cancelled() {
+                Some(Dynamic::from("cancelled"))
+            } else {
+                None
+            }
+        });
+        modules::register_all(&mut engine, &state);
+        Host {
+            engine,
+            state,
+            params: config.params,
+            lib_dirs: config.lib_dirs,
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn prepare(&self, path: &Path) -> Result<(String, String), ScriptError> {
+        let file = path.display().to_string();
+        let source = std::fs::read_to_string(path).map_err(|e| ScriptError {
+            message: format!("{file}: cannot read the script: {e}"),
+        })?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        *self.state.script_dir.borrow_mut() = dir;
+        Ok((file, source))
+    }
+
+    /// `import "name"` looks next to the script, then in the `--lib` folders, then in the
+    /// standard library compiled into the binary (`stdlib/`).
+    fn set_resolver(&mut self) {
+        let mut chain = rhai::module_resolvers::ModuleResolversCollection::new();
+        let mut folders = vec![self.state.script_dir.borrow().clone()];
+        folders.extend(self.lib_dirs.iter().cloned());
+        for dir in folders {
+            let mut r = rhai::module_resolvers::FileModuleResolver::new_with_path(dir);
+            r.enable_cache(false);
+            chain.push(r);
+        }
+        chain.push(stdlib::EmbeddedStdlib);
+        self.engine.set_module_resolver(chain);
+    }
+
+    /// The folders whose `.rhai` files a script can import (for `adainf watch`).
+    pub fn source_folders(&self, script: &Path) -> Vec<PathBuf> {
+        let dir = script
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let mut out = vec![dir];
+        out.extend(self.lib_dirs.iter().cloned());
+        out
+    }
+
+    /// Compiles and runs a script file.
+    pub fn run_file(&mut self, path: &Path) -> Result<(), ScriptError> {
+        let (file, source) = self.prepare(path)?;
+        self.set_resolver();
+        let ast = self.engine.compile(&source).map_err(|e| ScriptError {
+            message: format_parse_error(&file, &e),
+        })?;
+        let mut scope = Scope::new();
+        scope.push_constant("params", self.params.clone());
+        self.engine
+            .run_ast_with_scope(&mut scope, &ast)
+            .map_err(|e| ScriptError {
+                message: format_eval_error(&file, &e),
+            })
+    }
+
+    /// Compiles a script and checks it statically; returns every problem found.
+    pub fn check_file(&mut self, path: &Path) -> Vec<String> {
+        let (file, source) = match self.prepare(path) {
+            Ok(x) => x,
+            Err(e) => return vec![e.message],
+        };
+        match self.engine.compile(&source) {
+            Err(e) => vec![format_parse_error(&file, &e)],
+            Ok(ast) => {
+                self.set_resolver();
+                check::check_ast(&ast, &file, &api::catalogue())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

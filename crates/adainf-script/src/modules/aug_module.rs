@@ -1,0 +1,237 @@
+//! The `aug` module (presets, custom and adaptive augmentations, previews) and the `Aug` handle.
+
+use super::*;
+
+/// `Aug`: `strength(s)`, `name`.
+pub(super) fn register_type(engine: &mut Engine) {
+    engine.register_type_with_name::<ViewPair>("Aug");
+    engine.register_fn("strength", |a: &mut ViewPair, s: f64| -> Res<ViewPair> {
+        strength(a, s)
+    });
+    engine.register_fn("strength", |a: &mut ViewPair, s: i64| -> Res<ViewPair> {
+        strength(a, s as f64)
+    });
+    engine.register_get("name", |a: &mut ViewPair| a.name.clone());
+    engine.register_fn("to_string", |a: &mut ViewPair| format!("Aug({})", a.name));
+    engine.register_fn("to_debug", |a: &mut ViewPair| {
+        format!("Aug({}: {:?})", a.name, a.views)
+    });
+}
+
+fn strength(a: &ViewPair, s: f64) -> Res<ViewPair> {
+    let views = [
+        core(a.views[0].with_strength(s))?,
+        core(a.views[1].with_strength(s))?,
+    ];
+    Ok(ViewPair {
+        name: format!("{}×{s}", a.name),
+        views,
+    })
+}
+
+fn aug_spec_from(opts: &Map) -> Res<AugSpec> {
+    let mut json = options::to_json(opts, AUG);
+    options::check("aug::simclr", opts, AUG)?;
+    // Start from the `symmetric` preset and overwrite the given keys.
+    let mut base = serde_json::to_value(AugSpec::default()).unwrap_or_default();
+    if let (Some(b), Some(j)) = (base.as_object_mut(), json.as_object_mut()) {
+        for (k, v) in j.iter() {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    let spec: AugSpec = match serde_json::from_value(base) {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(format!(
+                "bad options for aug::simclr: {e} (jitter has 4 values, mean and std 3)"
+            ));
+        }
+    };
+    core(spec.validate())?;
+    Ok(spec)
+}
+
+pub(super) fn aug_module(state: &Rc<HostState>) -> Module {
+    const MODULE: &str = "aug";
+    let mut m = Module::new();
+    register!(m, "preset", |name: &str| -> Res<ViewPair> {
+        core(preset(name))
+    });
+    register!(m, "simclr", |opts: Map| -> Res<ViewPair> {
+        Ok(ViewPair::symmetric("custom", aug_spec_from(&opts)?))
+    });
+    let st = state.clone();
+    register!(m, "auto", move |d: Dataset, opts: Map| -> Res<ViewPair> {
+        options::check("aug::auto", &opts, AUG_AUTO)?;
+        let name = opts
+            .get("preset")
+            .and_then(|p| p.clone().into_string().ok())
+            .unwrap_or_else(|| "symmetric".into());
+        auto_strength(&d, &name, &st.device)
+    });
+    let st = state.clone();
+    register!(m, "auto", move |d: Dataset| -> Res<ViewPair> {
+        auto_strength(&d, "symmetric", &st.device)
+    });
+    register!(m, "pair", |a: ViewPair, b: ViewPair| -> Res<ViewPair> {
+        if !a.is_symmetric() || !b.is_symmetric() {
+            return fail("aug::pair takes two symmetric augmentations (one per view)");
+        }
+        Ok(ViewPair {
+            name: format!("{}|{}", a.name, b.name),
+            views: [a.views[0].clone(), b.views[0].clone()],
+        })
+    });
+    let st = state.clone();
+    register!(m, "preview", move |d: Dataset,
+                                  a: ViewPair,
+                                  path: &str,
+                                  opts: Map|
+          -> Res<()> {
+        options::check("aug::preview", &opts, PREVIEW)?;
+        let target = st.resolve(path);
+        core(write_preview(
+            &d,
+            &a,
+            &target,
+            int_or(&opts, "n", 8) as usize,
+            int_or(&opts, "seed", 0) as u64,
+            &st.device,
+        ))
+    });
+    let st = state.clone();
+    register!(m, "preview", move |d: Dataset,
+                                  a: ViewPair,
+                                  path: &str|
+          -> Res<()> {
+        core(write_preview(&d, &a, &st.resolve(path), 8, 0, &st.device))
+    });
+    m
+}
+
+/// `aug::auto`: the preset `name` at the strength the adaptive rule gives `data`.
+fn auto_strength(data: &Dataset, name: &str, device: &burn::tensor::Device) -> Res<ViewPair> {
+    let choice = core(theory::adapt::strength_for(data, device))?;
+    let scaled = strength(&core(preset(name))?, choice.strength)?;
+    Ok(ViewPair {
+        name: format!("{} (auto)", scaled.name),
+        ..scaled
+    })
+}
+
+pub(super) fn aug_option(v: Option<&Dynamic>) -> Res<ViewPair> {
+    match v {
+        None => core(preset("symmetric")),
+        Some(v) if v.is::<ViewPair>() => Ok(v.clone().cast::<ViewPair>()),
+        Some(v) if v.is_string() => core(preset(&v.clone().into_string().unwrap_or_default())),
+        Some(v) => {
+            let views: Vec<ViewPair> = v
+                .clone()
+                .into_array()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|x| x.cast::<ViewPair>())
+                .collect();
+            Ok(ViewPair {
+                name: format!("{}|{}", views[0].name, views[1].name),
+                views: [views[0].views[0].clone(), views[1].views[1].clone()],
+            })
+        }
+    }
+}
+
+pub const AUG_AUTO: &[Opt] = &[opt(
+    "preset",
+    Kind::Str,
+    "the augmentation to scale (default \"symmetric\"; \"asymmetric\" for BYOL and Barlow Twins)",
+)];
+
+pub const AUG: &[Opt] = &[
+    opt(
+        "crop_min",
+        Kind::Float,
+        "RandomResizedCrop minimum area fraction",
+    ),
+    opt(
+        "crop_max",
+        Kind::Float,
+        "RandomResizedCrop maximum area fraction",
+    ),
+    opt("flip_prob", Kind::Float, "horizontal flip probability"),
+    opt("jitter_prob", Kind::Float, "colour jitter probability"),
+    opt(
+        "jitter",
+        Kind::Floats,
+        "[brightness, contrast, saturation, hue] strengths",
+    ),
+    opt("gray_prob", Kind::Float, "grayscale probability"),
+    opt(
+        "blur_prob",
+        Kind::Float,
+        "Gaussian blur probability (sigma in [0.1, 2])",
+    ),
+    opt("solarize_prob", Kind::Float, "solarize probability"),
+    opt(
+        "mean",
+        Kind::Floats,
+        "normalisation mean per channel (default CIFAR-10)",
+    ),
+    opt(
+        "std",
+        Kind::Floats,
+        "normalisation std per channel (default CIFAR-10)",
+    ),
+];
+
+pub const PREVIEW: &[Opt] = &[
+    opt("n", Kind::Int, "number of images (default 8)"),
+    opt("seed", Kind::Int, "random seed (default 0)"),
+];
+
+/// The catalogue entries of `aug` and of the handle it returns (`api::catalogue`).
+pub(super) fn entries() -> Vec<ApiEntry> {
+    vec![
+        entry(
+            "aug::preset",
+            "aug::preset(name) -> Aug",
+            "official presets: symmetric, symmetric_adainf, symmetric_weak, asymmetric, asymmetric_adainf",
+            &[],
+        ),
+        entry(
+            "aug::simclr",
+            "aug::simclr(opts) -> Aug",
+            "a symmetric augmentation; unset keys keep the `symmetric` values",
+            AUG,
+        ),
+        entry(
+            "aug::auto",
+            "aug::auto(data, opts) -> Aug",
+            "the preset at the strength the adaptive rule gives `data` (docs/adaptive.md): the choice recorded by dup \"auto\", measured for a set inflated with a fixed dup, 1 for real data alone; named e.g. \"symmetric×0.7 (auto)\"",
+            AUG_AUTO,
+        ),
+        entry(
+            "aug::pair",
+            "aug::pair(view1, view2) -> Aug",
+            "an asymmetric augmentation from two symmetric ones",
+            &[],
+        ),
+        entry(
+            "aug::preview",
+            "aug::preview(data, aug, path, opts)",
+            "writes a PNG grid: each image and its two views",
+            PREVIEW,
+        ),
+        entry(
+            "Aug.strength",
+            "aug.strength(s) -> Aug",
+            "jitter × s; crop_min ← crop_min^s (s < 1 = milder)",
+            &[],
+        ),
+        entry(
+            "Aug.name",
+            "aug.name -> string",
+            "the augmentation's name",
+            &[],
+        ),
+    ]
+}

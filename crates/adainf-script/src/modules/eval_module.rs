@@ -1,0 +1,110 @@
+//! The `eval` module: kNN and linear probes of trained, random-init and pixel features.
+
+use super::*;
+
+pub(super) fn eval_module(state: &Rc<HostState>) -> Module {
+    const MODULE: &str = "eval";
+    let mut m = Module::new();
+    let knn = |st: &HostState,
+               r: &RunHandle,
+               train_set: &Dataset,
+               test: &Dataset,
+               opts: &Map,
+               encoder| {
+        let function = match encoder {
+            Encoder::Trained => "eval::knn",
+            Encoder::RandomInit => "eval::knn_random",
+        };
+        let cfg: KnnConfig = parsed(function, opts, KNN)?;
+        core(runs::knn(
+            &r.run, encoder, train_set, test, &cfg, &st.device,
+        ))
+    };
+    let st = state.clone();
+    register!(m, "knn", move |r: RunHandle,
+                              train_set: Dataset,
+                              test: Dataset,
+                              opts: Map|
+          -> Res<f64> {
+        knn(&st, &r, &train_set, &test, &opts, Encoder::Trained)
+    });
+    let st = state.clone();
+    register!(m, "knn", move |r: RunHandle,
+                              train_set: Dataset,
+                              test: Dataset|
+          -> Res<f64> {
+        knn(&st, &r, &train_set, &test, &Map::new(), Encoder::Trained)
+    });
+    let st = state.clone();
+    register!(m, "knn_random", move |r: RunHandle,
+                                     train_set: Dataset,
+                                     test: Dataset,
+                                     opts: Map|
+          -> Res<f64> {
+        knn(&st, &r, &train_set, &test, &opts, Encoder::RandomInit)
+    });
+    let st = state.clone();
+    register!(m, "knn_pixels", move |train_set: Dataset,
+                                     test: Dataset,
+                                     opts: Map|
+          -> Res<f64> {
+        let cfg: KnnConfig = parsed("eval::knn_pixels", &opts, KNN)?;
+        core(runs::knn_pixels(&train_set, &test, &cfg, &st.device))
+    });
+    let st = state.clone();
+    register!(m, "linear", move |r: RunHandle,
+                                 train_set: Dataset,
+                                 test: Dataset,
+                                 opts: Map|
+          -> Res<f64> {
+        let cfg: LinearProbeConfig = parsed("eval::linear", &opts, LINEAR)?;
+        core(runs::linear(&r.run, &train_set, &test, &cfg, &st.device))
+    });
+    m
+}
+
+pub const KNN: &[Opt] = &[
+    opt("k", Kind::Int, "neighbours (default 20)"),
+    opt(
+        "temperature",
+        Kind::Float,
+        "vote temperature (default 0.07)",
+    ),
+];
+
+pub const LINEAR: &[Opt] = &[
+    opt("epochs", Kind::Int, "epochs (default 20)"),
+    opt("lr", Kind::Float, "Adam learning rate (default 1e-3)"),
+    opt("batch", Kind::Int, "mini-batch (default 256)"),
+    opt("seed", Kind::Int, "random seed (default 0)"),
+];
+
+/// The catalogue entries of `eval` and of the handle it returns (`api::catalogue`).
+pub(super) fn entries() -> Vec<ApiEntry> {
+    vec![
+        entry(
+            "eval::knn",
+            "eval::knn(run, train, test, opts) -> float",
+            "weighted kNN top-1 on frozen features (k 20, T 0.07)",
+            KNN,
+        ),
+        entry(
+            "eval::knn_pixels",
+            "eval::knn_pixels(train, test, opts) -> float",
+            "the same kNN on raw normalised pixels (a baseline)",
+            KNN,
+        ),
+        entry(
+            "eval::knn_random",
+            "eval::knn_random(run, train, test, opts) -> float",
+            "the same kNN on a randomly initialised encoder of the run's shape",
+            KNN,
+        ),
+        entry(
+            "eval::linear",
+            "eval::linear(run, train, test, opts) -> float",
+            "offline linear probe on frozen features",
+            LINEAR,
+        ),
+    ]
+}

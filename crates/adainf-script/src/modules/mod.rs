@@ -1,0 +1,183 @@
+//! Registration of the script modules and handle types, one file per script module (`data`,
+//! `gen`, `aug`, `train`, `eval`, `theory`, `report`), each with the handle type it returns.
+//! Each function checks its options against the catalogue (`api`), converts them into the
+//! core's typed configs and calls the core; errors come back as runtime errors that Rhai places
+//! at the call site. This file holds what they share: error conversion, the `register!` macro,
+//! and the conversions of runs and cells to script values.
+
+use std::rc::Rc;
+
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FuncRegistration, Map, Module, NativeCallContext,
+    Position,
+};
+
+use super::HostState;
+use super::api::{self, ApiEntry, entry};
+use super::options::{self, Kind, Opt, float_or, int_or, opt, str_or};
+use crate::augment::preview::write_preview;
+use crate::augment::{AugSpec, ViewPair, preset};
+use crate::data::Dataset;
+use crate::data::batches::Placement;
+use crate::data::readers::{self, cifar::Variant, npz::NpzOptions};
+use crate::data::recipe::{self, Recipe};
+use crate::data::synthetic::{GeneratorSpec, SyntheticSpec};
+use crate::device::DeviceSpec;
+use crate::eval::linear::LinearProbeConfig;
+use crate::eval::runs::{self, Encoder, KnnConfig};
+use crate::generator::{Gmm, GmmConfig, fit_gmm, frechet};
+use crate::method::Method;
+use crate::report::{self, Cell, Row};
+use crate::runs::{Executor, execute, local, request::RunRequest, slurm};
+use crate::theory::{
+    self,
+    estimate::{EstimateConfig, Space},
+    gap::{Gap, GapConfig, generator_gap},
+    toy::{ToyConfig, toy},
+};
+use crate::train::{self, FinishedRun, PretrainConfig, PretrainRequest, TrainContext};
+
+type Res<T> = Result<T, Box<EvalAltResult>>;
+
+fn fail<T>(msg: impl std::fmt::Display) -> Res<T> {
+    Err(Box::new(EvalAltResult::ErrorRuntime(
+        msg.to_string().into(),
+        Position::NONE,
+    )))
+}
+
+fn core<T>(r: crate::error::Result<T>) -> Res<T> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(crate::error::Error::Cancelled) => Err(Box::new(EvalAltResult::ErrorTerminated(
+            "cancelled".into(),
+            Position::NONE,
+        ))),
+        Err(e) => fail(e),
+    }
+}
+
+/// A finished run as a script handle, with the script's tags.
+#[derive(Clone)]
+pub struct RunHandle {
+    pub run: Rc<FinishedRun>,
+    pub tags: Map,
+}
+
+/// Gives an error raised inside a host function the position of the script's call.
+fn placed<T>(ctx: &NativeCallContext, r: Res<T>) -> Res<T> {
+    r.map_err(|mut e| {
+        if e.position().is_none() {
+            e.set_position(ctx.call_position());
+        }
+        e
+    })
+}
+
+/// Registers a host function into a module; its errors carry the call's position.
+macro_rules! register {
+    ($module:expr, $name:literal, $(move)? || -> $ret:ty $body:block) => {
+        FuncRegistration::new($name)
+            .with_volatility(true)
+            .with_comments(api::doc_comments(MODULE, $name))
+            .with_params_info(api::params_info(MODULE, $name, &[]))
+            .set_into_module(&mut $module, move |ctx: NativeCallContext| -> $ret {
+                // The body runs in a closure called on the spot, so it can use `?` and `return`.
+                #[allow(clippy::redundant_closure_call)]
+                let result = (|| -> $ret { $body })();
+                placed(&ctx, result)
+            });
+    };
+    ($module:expr, $name:literal, $(move)? |$($arg:ident : $ty:ty),*| -> $ret:ty $body:block) => {
+        FuncRegistration::new($name)
+            .with_volatility(true)
+            .with_comments(api::doc_comments(MODULE, $name))
+            .with_params_info(api::params_info(MODULE, $name, &[$(concat!(stringify!($arg), ": ", stringify!($ty))),*]))
+            .set_into_module(&mut $module, move |ctx: NativeCallContext, $($arg: $ty),*| -> $ret {
+                #[allow(clippy::redundant_closure_call)]
+                let result = (|| -> $ret { $body })();
+                placed(&ctx, result)
+            });
+    };
+}
+
+mod aug_module;
+mod data_module;
+mod eval_module;
+mod gen_module;
+mod report_module;
+mod theory_module;
+mod train_module;
+
+/// The catalogue entries of the script module `name` (one of `api::MODULES`).
+pub(super) fn entries(name: &str) -> Vec<ApiEntry> {
+    match name {
+        "data" => data_module::entries(),
+        "gen" => gen_module::entries(),
+        "aug" => aug_module::entries(),
+        "train" => train_module::entries(),
+        "eval" => eval_module::entries(),
+        "theory" => theory_module::entries(),
+        "report" => report_module::entries(),
+        other => unreachable!("api::MODULES names `{other}`, which has no catalogue entries"),
+    }
+}
+
+pub(super) fn register_all(engine: &mut Engine, state: &Rc<HostState>) {
+    data_module::register_type(engine, state);
+    gen_module::register_type(engine, state);
+    aug_module::register_type(engine);
+    train_module::register_type(engine);
+    for name in api::MODULES {
+        let module = match name {
+            "data" => data_module::data_module(state),
+            "gen" => gen_module::gen_module(state),
+            "aug" => aug_module::aug_module(state),
+            "train" => train_module::train_module(state),
+            "eval" => eval_module::eval_module(state),
+            "theory" => theory_module::theory_module(state),
+            "report" => report_module::report_module(state),
+            other => unreachable!("api::MODULES names `{other}`, which has no registration"),
+        };
+        engine.register_static_module(name, module.into());
+    }
+}
+
+fn gap_map(gap: &Gap) -> Map {
+    let mut m = Map::new();
+    m.insert("tv".into(), gap.tv.into());
+    m.insert("accuracy".into(), gap.accuracy.into());
+    m.insert("frechet".into(), gap.frechet.into());
+    m.insert("images".into(), (gap.images as i64).into());
+    m
+}
+
+fn cell_to_dynamic(c: &Cell) -> Dynamic {
+    match c {
+        Cell::Text(s) => s.clone().into(),
+        Cell::Number(v) if v.fract() == 0.0 && v.abs() < 9e15 => (*v as i64).into(),
+        Cell::Number(v) => (*v).into(),
+        Cell::Empty => Dynamic::UNIT,
+    }
+}
+
+fn run_row_map(h: &RunHandle) -> Map {
+    let mut m: Map = report::run_row(&h.run)
+        .iter()
+        .map(|(k, v)| (k.as_str().into(), cell_to_dynamic(v)))
+        .collect();
+    for (k, v) in &h.tags {
+        m.insert(k.clone(), v.clone());
+    }
+    m
+}
+
+/// Options map → config struct (defaults on the struct), errors with the call's position.
+fn parsed<T: for<'de> serde::Deserialize<'de>>(
+    function: &str,
+    opts: &Map,
+    known: &[options::Opt],
+) -> Res<T> {
+    options::parse(function, opts, known)
+        .map_err(|m| Box::new(EvalAltResult::ErrorRuntime(m.into(), Position::NONE)))
+}

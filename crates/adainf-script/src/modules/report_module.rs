@@ -1,0 +1,240 @@
+//! The `report` module: tables, comparisons of means, plots and CSV files of rows.
+
+use super::*;
+
+fn cell_of(v: &Dynamic) -> Cell {
+    if v.is_unit() {
+        Cell::Empty
+    } else if let Ok(i) = v.as_int() {
+        Cell::Number(i as f64)
+    } else if let Ok(f) = v.as_float() {
+        Cell::Number(f)
+    } else {
+        Cell::Text(v.to_string())
+    }
+}
+
+/// Script rows (maps or runs) → report rows.
+fn rows_of(rows: &Array) -> Res<Vec<Row>> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if let Some(h) = r.clone().try_cast::<RunHandle>() {
+                // Keep the run's own column order; tags come last.
+                let mut row = report::run_row(&h.run);
+                row.extend(h.tags.iter().map(|(k, v)| (k.to_string(), cell_of(v))));
+                return Ok(row);
+            }
+            let map = if let Some(m) = r.clone().try_cast::<Map>() {
+                m
+            } else {
+                return fail(format!(
+                    "report rows must be runs or maps; row {i} is {}",
+                    options::type_name(r)
+                ));
+            };
+            Ok(map
+                .iter()
+                .map(|(k, v)| (k.to_string(), cell_of(v)))
+                .collect())
+        })
+        .collect()
+}
+
+fn strings(v: Option<&Dynamic>) -> Option<Vec<String>> {
+    v.and_then(|a| a.clone().into_array().ok())
+        .map(|a| a.iter().map(|s| s.to_string()).collect())
+}
+
+fn table(rows: Array, opts: Map) -> Res<String> {
+    options::check("report::table", &opts, TABLE)?;
+    let rows = rows_of(&rows)?;
+    let cols = report::columns_of(&rows, strings(opts.get("columns")).as_deref());
+    let group = strings(opts.get("group_by")).unwrap_or_default();
+    let text = report::markdown(&rows, &cols, &group);
+    if opts
+        .get("print")
+        .and_then(|p| p.as_bool().ok())
+        .unwrap_or(true)
+    {
+        println!("{text}");
+    }
+    Ok(text)
+}
+
+fn compare(rows: Array, opts: Map) -> Res<Array> {
+    options::check("report::compare", &opts, COMPARE)?;
+    let text = |k: &str| match opts.get(k).and_then(|v| v.clone().into_string().ok()) {
+        Some(v) => Ok(v),
+        None => fail(format!(
+            "report::compare needs `{k}` (e.g. #{{ group: \"setting\", value: \"knn\", pairs: [[\"adainf\", \"none\"]] }})"
+        )),
+    };
+    let (group, value) = (text("group")?, text("value")?);
+    let Some(pairs) = opts.get("pairs").and_then(|p| p.clone().into_array().ok()) else {
+        return fail("report::compare needs `pairs`, e.g. [[\"adainf\", \"none\"]]");
+    };
+    let pairs: Vec<(String, String)> = pairs
+        .iter()
+        .filter_map(|p| p.clone().into_array().ok())
+        .map(|p| (p[0].to_string(), p[1].to_string()))
+        .collect();
+    let out = core(report::compare(&rows_of(&rows)?, &group, &value, &pairs))?;
+    if opts
+        .get("print")
+        .and_then(|p| p.as_bool().ok())
+        .unwrap_or(true)
+    {
+        println!(
+            "{}",
+            report::markdown(&out, &report::columns_of(&out, None), &[])
+        );
+    }
+    Ok(out
+        .iter()
+        .map(|row| {
+            Dynamic::from_map(
+                row.iter()
+                    .map(|(k, v)| (k.as_str().into(), cell_to_dynamic(v)))
+                    .collect(),
+            )
+        })
+        .collect())
+}
+
+fn save_csv(st: &HostState, rows: Array, path: &str, opts: Map) -> Res<()> {
+    options::check("report::save_csv", &opts, CSV)?;
+    let rows = rows_of(&rows)?;
+    let cols = report::columns_of(&rows, strings(opts.get("columns")).as_deref());
+    core(report::save_csv(&rows, &cols, &st.resolve(path)))
+}
+
+pub(super) fn report_module(state: &Rc<HostState>) -> Module {
+    const MODULE: &str = "report";
+    let mut m = Module::new();
+    let st = state.clone();
+    register!(m, "plot", move |rows: Array, opts: Map| -> Res<()> {
+        options::check("report::plot", &opts, PLOT)?;
+        let required = |k: &str| match opts.get(k).and_then(|v| v.clone().into_string().ok()) {
+            Some(v) => Ok(v),
+            None => fail(format!(
+                "report::plot needs `{k}` (e.g. #{{ x: \"dup\", y: \"accuracy\", path: \"dup.png\" }})"
+            )),
+        };
+        let spec = report::plot::PlotSpec {
+            x: required("x")?,
+            y: required("y")?,
+            group: opts.get("group").and_then(|v| v.clone().into_string().ok()),
+            title: opts.get("title").and_then(|v| v.clone().into_string().ok()),
+            log_x: opts
+                .get("log_x")
+                .and_then(|v| v.as_bool().ok())
+                .unwrap_or(false),
+        };
+        let rows = rows_of(&rows)?;
+        core(report::plot::plot(
+            &rows,
+            &spec,
+            &st.resolve(&required("path")?),
+        ))
+    });
+    register!(m, "table", |rows: Array, opts: Map| -> Res<String> {
+        table(rows, opts)
+    });
+    register!(m, "table", |rows: Array| -> Res<String> {
+        table(rows, Map::new())
+    });
+    register!(m, "compare", |rows: Array, opts: Map| -> Res<Array> {
+        compare(rows, opts)
+    });
+    let st = state.clone();
+    register!(m, "save_csv", move |rows: Array,
+                                   path: &str,
+                                   opts: Map|
+          -> Res<()> {
+        save_csv(&st, rows, path, opts)
+    });
+    let st = state.clone();
+    register!(m, "save_csv", move |rows: Array, path: &str| -> Res<()> {
+        save_csv(&st, rows, path, Map::new())
+    });
+    m
+}
+
+pub const TABLE: &[Opt] = &[
+    opt(
+        "columns",
+        Kind::Strings,
+        "columns to show, in order (default: all)",
+    ),
+    opt(
+        "group_by",
+        Kind::Strings,
+        "merge rows with equal values here; numbers become mean ± std",
+    ),
+    opt("print", Kind::Bool, "print the table (default true)"),
+];
+
+pub const COMPARE: &[Opt] = &[
+    opt(
+        "group",
+        Kind::Str,
+        "column whose values name the groups, e.g. \"setting\" (required)",
+    ),
+    opt(
+        "value",
+        Kind::Str,
+        "numeric column to compare, e.g. \"knn\" (required)",
+    ),
+    opt(
+        "pairs",
+        Kind::Pairs,
+        "[a, b] group pairs; each row gives mean(a) − mean(b) (required)",
+    ),
+    opt("print", Kind::Bool, "print the table (default true)"),
+];
+
+pub const PLOT: &[Opt] = &[
+    opt("x", Kind::Str, "column on the x axis (required)"),
+    opt("y", Kind::Str, "column on the y axis (required)"),
+    opt("group", Kind::Str, "one line per value of this column"),
+    opt("path", Kind::Str, "PNG file to write (required)"),
+    opt("title", Kind::Str, "plot title (default \"y vs x\")"),
+    opt("log_x", Kind::Bool, "logarithmic x axis"),
+];
+
+pub const CSV: &[Opt] = &[opt(
+    "columns",
+    Kind::Strings,
+    "columns to write, in order (default: all)",
+)];
+
+/// The catalogue entries of `report` and of the handle it returns (`api::catalogue`).
+pub(super) fn entries() -> Vec<ApiEntry> {
+    vec![
+        entry(
+            "report::table",
+            "report::table(rows, opts) -> string",
+            "markdown table of runs or maps (printed)",
+            TABLE,
+        ),
+        entry(
+            "report::compare",
+            "report::compare(rows, opts) -> array",
+            "differences of group means with their standard error (over the rows of each group, e.g. seeds) and whether each exceeds 2 standard errors; printed as a table, returned as maps",
+            COMPARE,
+        ),
+        entry(
+            "report::plot",
+            "report::plot(rows, opts)",
+            "PNG line plot of y vs x per group: mean ± std over repeated x (seeds)",
+            PLOT,
+        ),
+        entry(
+            "report::save_csv",
+            "report::save_csv(rows, path, opts)",
+            "one CSV line per run or map",
+            CSV,
+        ),
+    ]
+}

@@ -1,0 +1,495 @@
+//! The `train` module (one run or a batch, loading, options, defaults) and the `Run` handle.
+
+use super::aug_module::aug_option;
+use super::*;
+
+/// `Run`: its result, metrics, tags and `row()`.
+pub(super) fn register_type(engine: &mut Engine) {
+    engine.register_type_with_name::<RunHandle>("Run");
+    engine.register_get("accuracy", |r: &mut RunHandle| {
+        r.run.result.accuracy.map_or(Dynamic::UNIT, Dynamic::from)
+    });
+    engine.register_get("id", |r: &mut RunHandle| r.run.result.id.clone());
+    engine.register_get("dir", |r: &mut RunHandle| r.run.dir.display().to_string());
+    engine.register_get("cached", |r: &mut RunHandle| r.run.cached);
+    engine.register_get("tags", |r: &mut RunHandle| r.tags.clone());
+    engine.register_get("metrics", |r: &mut RunHandle| -> Array {
+        r.run
+            .metrics
+            .iter()
+            .map(|m| {
+                let mut row = Map::new();
+                row.insert("step".into(), (m.step as i64).into());
+                row.insert("loss".into(), m.loss.into());
+                row.insert("lr".into(), m.lr.into());
+                row.insert(
+                    "probe_acc".into(),
+                    m.probe_acc.map_or(Dynamic::UNIT, Dynamic::from),
+                );
+                row.insert("images_per_s".into(), m.images_per_s.into());
+                row.insert("data_wait".into(), m.data_wait.into());
+                Dynamic::from_map(row)
+            })
+            .collect()
+    });
+    engine.register_fn("row", |r: &mut RunHandle| run_row_map(r));
+    engine.register_fn("to_string", |r: &mut RunHandle| {
+        format!("Run({})", r.run.result.id)
+    });
+    engine.register_fn("to_debug", |r: &mut RunHandle| {
+        format!("Run({})", r.run.result.id)
+    });
+}
+
+/// The official defaults of a method as a script map (method-specific keys included).
+fn defaults_map(method: &str) -> Res<Map> {
+    let cfg = PretrainConfig::for_method(core(Method::parse(method))?);
+    let json = serde_json::to_value(cfg).unwrap_or_default();
+    Ok(rhai::serde::to_dynamic(json)
+        .ok()
+        .and_then(|d| d.try_cast::<Map>())
+        .unwrap_or_default())
+}
+
+/// The run config: the method's official defaults, the script's options over them, and the
+/// defaults that depend on the run fitted to it (`PretrainConfig::fit_defaults`).
+fn resolved_config(opts: &Map, data_len: usize) -> Res<PretrainConfig> {
+    let method = core(Method::parse(&str_or(opts, "method", "simclr")))?;
+    let mut merged = serde_json::to_value(PretrainConfig::for_method(method)).unwrap_or_default();
+    if let (Some(base), serde_json::Value::Object(given)) =
+        (merged.as_object_mut(), options::to_json(opts, PRETRAIN))
+    {
+        for (k, v) in given {
+            if !["checkpoint_every", "device", "placement"].contains(&k.as_str()) {
+                base.insert(k, v);
+            }
+        }
+    }
+    let mut config: PretrainConfig = serde_json::from_value(merged).map_err(|e| {
+        Box::new(EvalAltResult::ErrorRuntime(
+            format!("bad options for train::pretrain: {e}").into(),
+            Position::NONE,
+        ))
+    })?;
+    config.fit_defaults(|key| opts.contains_key(key), data_len);
+    Ok(config)
+}
+
+/// One run a script asked for, with everything resolved.
+struct Prepared {
+    config: PretrainConfig,
+    data: Dataset,
+    probe: Option<Dataset>,
+    aug: ViewPair,
+    tags: Map,
+    device: burn::tensor::Device,
+    placement: Placement,
+    checkpoint_every: usize,
+}
+
+fn prepare(function: &str, st: &HostState, opts: &Map) -> Res<Prepared> {
+    options::check(function, opts, PRETRAIN)?;
+    let Some(data) = opts.get("data").map(|d| d.clone().cast::<Dataset>()) else {
+        return fail(format!(
+            "{function} needs `data` (e.g. #{{ data: data::synthetic(#{{ n: 5000 }}) }})"
+        ));
+    };
+    let config = resolved_config(opts, data.len())?;
+    let device = match opts.get("device") {
+        Some(name) => core(DeviceSpec::parse(&name.to_string()).and_then(|d| d.open()))?,
+        None => st.device.clone(),
+    };
+    let placement = match opts.get("placement") {
+        Some(name) => core(Placement::parse(&name.to_string()))?,
+        None => Placement::Auto,
+    };
+    Ok(Prepared {
+        config,
+        probe: opts.get("probe").map(|d| d.clone().cast::<Dataset>()),
+        aug: aug_option(opts.get("aug"))?,
+        tags: opts
+            .get("tags")
+            .and_then(|t| t.clone().try_cast::<Map>())
+            .unwrap_or_default(),
+        device,
+        placement,
+        checkpoint_every: int_or(opts, "checkpoint_every", 0) as usize,
+        data,
+    })
+}
+
+impl Prepared {
+    fn request(&self) -> PretrainRequest<'_> {
+        PretrainRequest {
+            config: self.config.clone(),
+            data: &self.data,
+            aug: &self.aug,
+            probe: self.probe.as_ref(),
+            checkpoint_every: self.checkpoint_every,
+        }
+    }
+
+    fn run_request(&self) -> Res<RunRequest> {
+        let tags = self
+            .tags
+            .iter()
+            .map(|(k, v)| {
+                let value = if let Ok(i) = v.as_int() {
+                    serde_json::json!(i)
+                } else if let Ok(x) = v.as_float() {
+                    serde_json::json!(x)
+                } else if let Ok(b) = v.as_bool() {
+                    serde_json::json!(b)
+                } else if v.is_unit() {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::Value::String(v.to_string())
+                };
+                (k.to_string(), value)
+            })
+            .collect();
+        core(RunRequest::new(&self.request(), self.placement, tags))
+    }
+}
+
+/// Trains (or loads) the runs in order, through the host's executor: in this process one
+/// after another, or in local workers, or as a Slurm array; each run exactly once across every
+/// process sharing the runs folder.
+fn pretrain_batch(st: &HostState, runs: Vec<Prepared>) -> Res<Vec<RunHandle>> {
+    let handle = |p: &Prepared, run: FinishedRun| RunHandle {
+        run: Rc::new(run),
+        tags: p.tags.clone(),
+    };
+    let requests = match &st.executor {
+        Executor::InProcess => None,
+        // A single run gains nothing from a local worker.
+        Executor::Local(_) if runs.len() == 1 => None,
+        _ => Some(
+            runs.iter()
+                .map(Prepared::run_request)
+                .collect::<Res<Vec<_>>>()?,
+        ),
+    };
+    let Some(requests) = requests else {
+        let mut out = Vec::with_capacity(runs.len());
+        for p in &runs {
+            let mut progress = (st.progress)();
+            let run = core(execute::pretrain_claimed(
+                p.request(),
+                TrainContext {
+                    device: &p.device,
+                    placement: p.placement,
+                    runs_dir: &st.runs_dir,
+                    progress: progress.as_mut(),
+                    cancel: &st.cancel,
+                },
+                None,
+                st.retry_failed,
+            ))?;
+            out.push(handle(p, run));
+        }
+        return Ok(out);
+    };
+    let mut progress = (st.progress)();
+    match &st.executor {
+        Executor::Local(workers) => core(local::run_workers(
+            &requests,
+            &st.runs_dir,
+            workers,
+            progress.as_mut(),
+            &st.cancel,
+        ))?,
+        Executor::Slurm {
+            options,
+            binary,
+            device,
+        } => core(slurm::run_array(
+            &requests,
+            &slurm::Submission {
+                binary,
+                runs_dir: &st.runs_dir,
+                device,
+                retry_failed: st.retry_failed,
+                options,
+                marker_timeout: slurm::MARKER_TIMEOUT,
+            },
+            progress.as_mut(),
+            &st.cancel,
+        ))?,
+        Executor::InProcess => {}
+    }
+    let mut out = Vec::with_capacity(runs.len());
+    let mut failures = Vec::new();
+    for (p, r) in runs.iter().zip(&requests) {
+        match execute::collect(&st.runs_dir, &r.id, &st.cancel) {
+            Ok(run) => out.push(handle(p, run)),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    if !failures.is_empty() {
+        return fail(format!(
+            "{} of {} run(s) did not finish (the others are in the run cache):\n{}",
+            failures.len(),
+            runs.len(),
+            failures.join("\n")
+        ));
+    }
+    Ok(out)
+}
+
+pub(super) fn train_module(state: &Rc<HostState>) -> Module {
+    const MODULE: &str = "train";
+    let mut m = Module::new();
+    let st = state.clone();
+    register!(m, "pretrain", move |opts: Map| -> Res<RunHandle> {
+        let prepared = prepare("train::pretrain", &st, &opts)?;
+        Ok(pretrain_batch(&st, vec![prepared])?.remove(0))
+    });
+    let st = state.clone();
+    register!(m, "pretrain_all", move |configs: Array| -> Res<Array> {
+        let prepared = configs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c.clone().try_cast::<Map>() {
+                Some(opts) => prepare("train::pretrain_all", &st, &opts),
+                None => fail(format!(
+                    "train::pretrain_all takes an array of option maps; item {i} is {}",
+                    options::type_name(c)
+                )),
+            })
+            .collect::<Res<Vec<_>>>()?;
+        Ok(pretrain_batch(&st, prepared)?
+            .into_iter()
+            .map(Dynamic::from)
+            .collect())
+    });
+    register!(m, "defaults", |method: &str| -> Res<Map> {
+        defaults_map(method)
+    });
+    register!(m, "defaults", || -> Res<Map> { defaults_map("simclr") });
+    register!(m, "options", || -> Res<Array> {
+        Ok(PRETRAIN
+            .iter()
+            .map(|o| Dynamic::from(o.key.to_string()))
+            .collect())
+    });
+    let st = state.clone();
+    register!(m, "load", move |dir: &str| -> Res<RunHandle> {
+        let path = st.resolve(dir);
+        match core(train::run::load_finished(&path))? {
+            Some(run) => Ok(RunHandle {
+                run: Rc::new(run),
+                tags: Map::new(),
+            }),
+            None => fail(format!(
+                "{}: is not a finished run folder (no result.json); run its script to finish it",
+                path.display()
+            )),
+        }
+    });
+    m
+}
+
+pub const PRETRAIN: &[Opt] = &[
+    opt("data", Kind::Dataset, "training data (required)"),
+    opt(
+        "aug",
+        Kind::Aug,
+        "augmentation: aug handle, preset name or [view1, view2] (default \"symmetric\")",
+    ),
+    opt(
+        "probe",
+        Kind::Dataset,
+        "labelled set the online linear probe is evaluated on",
+    ),
+    opt(
+        "tags",
+        Kind::Map,
+        "extra columns for reports; not part of the run id",
+    ),
+    opt(
+        "device",
+        Kind::Str,
+        "flex, wgpu, vulkan, cuda or cuda:N (default: the command's --device); not part of the run id",
+    ),
+    opt(
+        "placement",
+        Kind::Str,
+        "\"auto\" (default: on the GPU when the data fits), \"device\" (upload the data once, gather batches there) or \"stream\" (gather on the host, upload each batch); not part of the run id",
+    ),
+    opt(
+        "method",
+        Kind::Str,
+        "\"simclr\" | \"mocov2\" | \"byol\" | \"barlow\"; unset keys take that method's official defaults",
+    ),
+    opt(
+        "backbone",
+        Kind::Str,
+        "\"resnet18\" (or \"resnet10\", CPU-sized)",
+    ),
+    opt(
+        "width",
+        Kind::Int,
+        "first-stage channels, 64 = standard ResNet-18",
+    ),
+    opt("steps", Kind::Int, "optimisation steps"),
+    opt("batch", Kind::Int, "images per step (two views each)"),
+    opt(
+        "lr",
+        Kind::Float,
+        "learning rate, used as given (official SimCLR: 0.4 at batch 512)",
+    ),
+    opt(
+        "classifier_lr",
+        Kind::Float,
+        "online probe learning rate (official: 0.1)",
+    ),
+    opt("optimizer", Kind::Str, "\"lars\" or \"sgd\""),
+    opt(
+        "weight_decay",
+        Kind::Float,
+        "weight decay (not on biases and norms with LARS)",
+    ),
+    opt("warmup", Kind::Int, "linear warm-up steps"),
+    opt(
+        "warmup_start",
+        Kind::Float,
+        "learning rate at step 0 (official 3e-5)",
+    ),
+    opt(
+        "temperature",
+        Kind::Float,
+        "NT-Xent temperature (official 0.2)",
+    ),
+    opt(
+        "proj_hidden",
+        Kind::Int,
+        "projector hidden size (official 2048)",
+    ),
+    opt(
+        "proj_dim",
+        Kind::Int,
+        "projector output size (official 256)",
+    ),
+    opt("seed", Kind::Int, "random seed"),
+    opt(
+        "eval_every",
+        Kind::Int,
+        "online-probe evaluation period in steps (0 = end only)",
+    ),
+    opt("log_every", Kind::Int, "loss logging period in steps"),
+    opt(
+        "checkpoint_every",
+        Kind::Int,
+        "checkpoint period in steps (0 = end only); an interrupted run resumes from its last checkpoint; not part of the run id",
+    ),
+    opt(
+        "ema_base",
+        Kind::Float,
+        "mocov2/byol: momentum-target τ at the start (0.99)",
+    ),
+    opt(
+        "ema_final",
+        Kind::Float,
+        "mocov2/byol: τ at the end (0.999 / 1.0)",
+    ),
+    opt(
+        "queue_size",
+        Kind::Int,
+        "mocov2: keys per queue, a multiple of the batch (32768)",
+    ),
+    opt(
+        "pred_hidden",
+        Kind::Int,
+        "byol: predictor hidden size (4096)",
+    ),
+    opt(
+        "barlow_lambda",
+        Kind::Float,
+        "barlow: off-diagonal weight λ (0.0051)",
+    ),
+    opt("barlow_scale", Kind::Float, "barlow: loss scale (0.1)"),
+    opt(
+        "lr_scaling",
+        Kind::Str,
+        "\"linear\": lr and classifier_lr × batch/256 (the official rule); unset: as given",
+    ),
+    opt(
+        "precision",
+        Kind::Str,
+        "\"f32\" (default), \"bf16\" or \"f16\": the backbone's convolutions in that type, f32 master weights, batch norm, losses and optimiser",
+    ),
+];
+
+/// The catalogue entries of `train` and of the handle it returns (`api::catalogue`).
+pub(super) fn entries() -> Vec<ApiEntry> {
+    vec![
+        entry(
+            "train::pretrain",
+            "train::pretrain(opts) -> Run",
+            "trains (or loads the cached) run; online probe on `probe`",
+            PRETRAIN,
+        ),
+        entry(
+            "train::pretrain_all",
+            "train::pretrain_all([opts, ...]) -> array",
+            "trains (or loads) a batch of runs and returns them in order: one after another by default, in parallel with `adainf run --jobs N` (worker processes) or `--executor slurm` (one job array); each run is trained exactly once across every process sharing the runs folder",
+            PRETRAIN,
+        ),
+        entry(
+            "train::load",
+            "train::load(dir) -> Run",
+            "a finished run from its folder (for eval::* and reports)",
+            &[],
+        ),
+        entry(
+            "train::options",
+            "train::options() -> array",
+            "the names of every option train::pretrain accepts",
+            &[],
+        ),
+        entry(
+            "train::defaults",
+            "train::defaults(method) -> map",
+            "a method's official default options (simclr, mocov2, byol, barlow)",
+            &[],
+        ),
+        entry(
+            "Run.accuracy",
+            "run.accuracy -> float",
+            "final online-probe top-1 on the probe set (() without one)",
+            &[],
+        ),
+        entry(
+            "Run.metrics",
+            "run.metrics -> array",
+            "maps: step, loss, lr, probe_acc, images_per_s, data_wait (fraction of time waiting for data)",
+            &[],
+        ),
+        entry(
+            "Run.id",
+            "run.id -> string",
+            "content hash of config and data fingerprints",
+            &[],
+        ),
+        entry("Run.dir", "run.dir -> string", "the run's folder", &[]),
+        entry(
+            "Run.cached",
+            "run.cached -> bool",
+            "whether the run was loaded from the cache",
+            &[],
+        ),
+        entry(
+            "Run.tags",
+            "run.tags -> map",
+            "the `tags` the run was trained with (report columns, not part of the id)",
+            &[],
+        ),
+        entry(
+            "Run.row",
+            "run.row() -> map",
+            "the run's report columns (config, data recipe, results, tags)",
+            &[],
+        ),
+    ]
+}

@@ -1,0 +1,47 @@
+//! The standard script library (`stdlib/*.rhai`), compiled into the binary so an installed
+//! `adainf` has it: `import "adainf" as ada;`, `import "params" as p;` and `import "sweep" as sweep;` work from any
+//! script. Files next to the script or in `--lib` folders with the same name take precedence.
+
+use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope, Shared};
+
+pub const SOURCES: [(&str, &str); 3] = [
+    ("adainf", include_str!("../../../stdlib/adainf.rhai")),
+    ("params", include_str!("../../../stdlib/params.rhai")),
+    ("sweep", include_str!("../../../stdlib/sweep.rhai")),
+];
+
+pub struct EmbeddedStdlib;
+
+impl ModuleResolver for EmbeddedStdlib {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        _source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        let name = path.trim_end_matches(".rhai");
+        let Some((_, source)) = SOURCES.iter().find(|(n, _)| *n == name) else {
+            return Err(Box::new(EvalAltResult::ErrorModuleNotFound(
+                path.to_string(),
+                pos,
+            )));
+        };
+        let mut ast = engine.compile(source).map_err(|e| {
+            Box::new(EvalAltResult::ErrorInModule(
+                format!("stdlib/{name}.rhai"),
+                e.into(),
+                pos,
+            ))
+        })?;
+        ast.set_source(format!("stdlib/{name}.rhai"));
+        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(|e| {
+            Box::new(EvalAltResult::ErrorInModule(
+                format!("stdlib/{name}.rhai"),
+                e,
+                pos,
+            ))
+        })?;
+        Ok(module.into())
+    }
+}

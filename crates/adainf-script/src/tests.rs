@@ -1,0 +1,350 @@
+//! Script-level tests of the host: option checking, error positions, limits.
+
+use super::*;
+use crate::train::Silent;
+
+fn host(dir: &Path) -> Host {
+    let config = HostConfig {
+        device: Device::flex(),
+        device_name: "flex".into(),
+        runs_dir: dir.join("runs"),
+        max_operations: 200_000,
+        params: Map::new(),
+        lib_dirs: vec![],
+        cancel: CancelFlag::new(),
+        executor: Default::default(),
+        retry_failed: false,
+    };
+    Host::new(config, Box::new(|| Box::new(Silent)))
+}
+
+fn run_script(name: &str, source: &str) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("adainf-host-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.rhai"));
+    std::fs::write(&path, source).unwrap();
+    let r = host(&dir).run_file(&path).map_err(|e| e.message);
+    std::fs::remove_dir_all(&dir).ok();
+    r
+}
+
+#[test]
+fn syntax_errors_have_file_line_and_column() {
+    let e = run_script("syntax", "let a = 1;\nlet b = (2 + ;\n").unwrap_err();
+    assert!(
+        e.contains("syntax.rhai:2:") && e.contains("syntax error"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_option_key_is_named_with_position() {
+    let e = run_script(
+        "unknown",
+        "let d = data::synthetic(#{ n: 20 });\nlet x = data::subset(d, #{ per_clas: 1 });\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("unknown.rhai:2:")
+            && e.contains("`per_clas`")
+            && e.contains("did you mean `per_class`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_option_type_is_named() {
+    let e = run_script("wrongtype", "let d = data::synthetic(#{ n: \"many\" });").unwrap_err();
+    assert!(
+        e.contains("wrongtype.rhai:1:")
+            && e.contains("`n`")
+            && e.contains("an integer")
+            && e.contains("string"),
+        "{e}"
+    );
+}
+
+#[test]
+fn runaway_loop_hits_the_operation_budget() {
+    let e = run_script("loop", "let i = 0;\nloop { i += 1; }\n").unwrap_err();
+    assert!(
+        e.contains("operation budget") && e.contains("loop.rhai:"),
+        "{e}"
+    );
+}
+
+#[test]
+fn core_errors_reach_the_script_position() {
+    let e = run_script("core", "let r = data::synthetic(#{ n: 10 });\nlet g = data::synthetic_generator(#{ n: 5, size: 16 });\nlet m = data::inflate(r, g, #{ dup: 2 });\n").unwrap_err();
+    assert!(
+        e.contains("core.rhai:3:") && e.contains("cannot inflate"),
+        "{e}"
+    );
+}
+
+#[test]
+fn datasets_views_and_info_work_from_scripts() {
+    run_script(
+        "views",
+        r#"
+        let real = data::synthetic(#{ n: 30, size: 16 });
+        let gen = data::synthetic_generator(#{ n: 7, size: 16, fidelity: 1 });
+        let mix = data::inflate(real, gen, #{ dup: 3 });
+        if mix.len() != 97 { throw "len " + mix.len(); }
+        let info = mix.info();
+        if info.labelled != 90 || info.dup != 3 { throw "info " + info; }
+        if "generator_gap" in info { throw "a gap measured on 7 generated images"; }
+        let gap = data::inflate(data::synthetic(#{ n: 40, size: 8 }),
+                                data::synthetic_generator(#{ n: 40, size: 8, fidelity: 0.2 }), #{})
+                      .info().generator_gap;
+        if gap.images != 40 || gap.tv < 0.0 || gap.tv > 1.0 || gap.frechet <= 0.0 { throw "gap " + gap; }
+        let few = data::subset(real, #{ per_class: 2, seed: 1 });
+        if few.len() != 20 || few.classes() != 10 { throw "subset"; }
+        let a = aug::preset("symmetric").strength(0.5);
+        let b = aug::simclr(#{ crop_min: 0.3, jitter: [0.1, 0.1, 0.1, 0.05] });
+        let p = aug::pair(a, b);
+        "#,
+    )
+    .unwrap();
+}
+
+/// `dup: "auto"` reports its choice and inputs; the choice follows the documented rule (an
+/// independent transcription here); `aug::auto` reads it; wrong values and sets too small to
+/// measure are errors that say what to do.
+#[test]
+fn adaptive_inflation_reports_its_choice() {
+    run_script(
+        "auto",
+        r#"
+        let real = data::synthetic(#{ n: 200, size: 8 });
+        let gen = data::synthetic_generator(#{ n: 600, size: 8, fidelity: 0.1 });
+        let mix = data::inflate(real, gen, #{ dup: "auto" });
+        let i = mix.info();
+        if i.dup_rule != "auto" { throw "rule " + i; }
+        let tv = parse_float(i.generator_tv);
+        if tv < 0.0 || tv > 1.0 { throw "tv " + tv; }
+        let capped = if tv > 0.95 { 0.95 } else { tv };
+        let dup = (1.0 / (1.0 - capped)).round().to_int();
+        if i.dup != dup || mix.len() != 200 * dup + 600 { throw `dup ${i.dup}, expected ${dup}`; }
+        let n_eff = 200.0 + (1.0 - tv) * 600.0;
+        let strength = ((n_eff / 200.0) ** (-1.0 / 6.0) * 100.0).round() / 100.0;
+        let a = aug::auto(mix);
+        if a.name != `symmetric×${strength} (auto)` { throw `aug ${a.name}, expected strength ${strength}`; }
+        if aug::auto(real, #{ preset: "asymmetric" }).name != "asymmetric×1 (auto)" { throw "real alone"; }
+        "#,
+    )
+    .unwrap();
+    let wrong = run_script(
+        "auto_wrong",
+        r#"data::inflate(data::synthetic(#{ n: 50, size: 8 }), data::synthetic_generator(#{ n: 50, size: 8 }), #{ dup: "many" });"#,
+    )
+    .unwrap_err();
+    assert!(
+        wrong.contains("`dup`") && wrong.contains("\"auto\""),
+        "{wrong}"
+    );
+    let small = run_script(
+        "auto_small",
+        r#"data::inflate(data::synthetic(#{ n: 20, size: 8 }), data::synthetic_generator(#{ n: 50, size: 8 }), #{ dup: "auto" });"#,
+    )
+    .unwrap_err();
+    assert!(small.contains("give dup as a number"), "{small}");
+}
+
+#[test]
+fn check_reports_every_unknown_function_and_key() {
+    let dir = std::env::temp_dir().join(format!("adainf-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("c.rhai");
+    std::fs::write(&path, "let d = data::synthetc(#{ n: 5 });\nlet r = train::pretrain(#{ data: d, stepz: 3, lr: \"x\" });\n").unwrap();
+    let problems = host(&dir).check_file(&path);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems[0].contains("c.rhai:1:") && problems[0].contains("data::synthetc"));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("`stepz`") && p.contains("did you mean `steps`"))
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("`lr`") && p.contains("a number"))
+    );
+}
+
+#[test]
+fn check_accepts_auto_and_numbers_for_dup_and_nothing_else() {
+    let dir = std::env::temp_dir().join(format!("adainf-check-auto-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("c.rhai");
+    std::fs::write(
+        &path,
+        "let r = data::synthetic(#{ n: 5 });\n\
+         data::inflate(r, r, #{ dup: \"auto\" });\n\
+         data::inflate(r, r, #{ dup: 3 });\n\
+         data::inflate(r, r, #{ dup: \"many\" });\n",
+    )
+    .unwrap();
+    let problems = host(&dir).check_file(&path);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("c.rhai:4:") && problems[0].contains("\"auto\""));
+}
+
+#[test]
+fn every_catalogue_entry_is_callable() {
+    let dir = std::env::temp_dir();
+    let h = host(&dir);
+    let sigs = h.engine().gen_fn_signatures(true).join("\n");
+    for e in api::catalogue() {
+        // Module functions appear as `module::name(`; methods and properties by their name.
+        let wanted = if e.path.contains("::") {
+            format!("{}(", e.path)
+        } else {
+            e.path.rsplit('.').next().unwrap().to_string()
+        };
+        assert!(
+            sigs.contains(&wanted),
+            "{} is not registered:\n{sigs}",
+            e.path
+        );
+    }
+}
+
+#[test]
+fn stdlib_modules_import_from_anywhere_and_local_files_win() {
+    run_script(
+        "stdlib",
+        r#"
+        import "adainf" as ada;
+        import "sweep" as sweep;
+        let real = data::synthetic(#{ n: 20, size: 8 });
+        let gen = data::synthetic_generator(#{ n: 5, size: 8 });
+        let r = ada::adainf(real, gen);
+        if r.data.len() != 205 || r.aug != "symmetric_adainf" || r.tags.setting != "adainf" { throw `adainf recipe ${r}`; }
+        if ada::vanilla(real, gen).data.len() != 25 { throw "vanilla"; }
+        if ada::asymmetric(ada::none(real)).aug != "asymmetric" { throw "asymmetric"; }
+        let m = ada::merge(#{ steps: 3, tags: #{ a: 1 } }, #{ lr: 0.1, tags: #{ b: 2 } });
+        if m.steps != 3 || m.lr != 0.1 || m.tags.a != 1 || m.tags.b != 2 { throw `merge ${m}`; }
+        let g = sweep::grid(#{ dup: [1, 10], seed: [0, 1, 2] });
+        if g.len() != 6 || sweep::with_seeds([#{ dup: 1 }], 3).len() != 3 { throw `grid ${g}`; }
+        if !("steps" in train::options()) { throw "options"; }
+        "#,
+    )
+    .unwrap();
+    // A module next to the script takes precedence over the standard library.
+    let dir = std::env::temp_dir().join(format!("adainf-host-{}-local", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("adainf.rhai"), "fn none(real) { 42 }").unwrap();
+    let path = dir.join("local.rhai");
+    std::fs::write(
+        &path,
+        "import \"adainf\" as ada;\nif ada::none(1) != 42 { throw \"stdlib won\"; }\n",
+    )
+    .unwrap();
+    let r = host(&dir).run_file(&path).map_err(|e| e.message);
+    std::fs::remove_dir_all(&dir).ok();
+    r.unwrap();
+}
+
+#[test]
+fn a_device_named_by_the_script_is_checked_with_position() {
+    let e = run_script(
+        "device",
+        "let d = data::synthetic(#{ n: 20, size: 8 });\nlet r = train::pretrain(#{ data: d, device: \"tpu\", steps: 1, batch: 4 });\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("device.rhai:2:") && e.contains("unknown device \"tpu\""),
+        "{e}"
+    );
+    // A valid name trains there; the device is not part of the run id.
+    let dir = std::env::temp_dir().join(format!("adainf-host-{}-devid", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ids.rhai");
+    std::fs::write(
+        &path,
+        "let d = data::synthetic(#{ n: 16, size: 8 });\n\
+         let o = #{ data: d, steps: 2, warmup: 0, batch: 4, width: 2, backbone: \"resnet10\", proj_hidden: 8, proj_dim: 4, log_every: 1 };\n\
+         let a = train::pretrain(o);\n\
+         o.device = \"flex\";\n\
+         let b = train::pretrain(o);\n\
+         if a.id != b.id || !b.cached { throw \"the device changed the run id\"; }\n",
+    )
+    .unwrap();
+    let r = host(&dir).run_file(&path).map_err(|e| e.message);
+    std::fs::remove_dir_all(&dir).ok();
+    r.unwrap();
+}
+
+/// The other direction: everything the engine registers for scripts (module functions, and
+/// methods and getters on the host's types) is in the catalogue, so `adainf api`, `adainf check`
+/// and the definition files list it.
+#[test]
+fn every_registered_function_is_in_the_catalogue() {
+    let dir = std::env::temp_dir();
+    let h = host(&dir);
+    let listed: Vec<&str> = api::catalogue().iter().map(|e| e.path).collect();
+    let mut missing = Vec::new();
+    for sig in h.engine().gen_fn_signatures(true) {
+        let (name, rest) = sig.split_once('(').unwrap_or((&sig, ""));
+        let path = if let Some((module, f)) = name.split_once("::") {
+            if !api::MODULES.contains(&module) {
+                continue;
+            }
+            format!("{module}::{f}")
+        } else {
+            let Some(ty) = ["Run", "Dataset", "Aug", "Generator"]
+                .into_iter()
+                .find(|t| rest.starts_with(&format!("_: &mut {t}")))
+            else {
+                continue; // Rhai's own functions
+            };
+            let name = name.trim_start_matches("get$");
+            if name == "to_string" || name == "to_debug" {
+                continue; // printing, not API
+            }
+            format!("{ty}.{name}")
+        };
+        if !listed.contains(&path.as_str()) {
+            missing.push(path);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "registered but not in the catalogue: {missing:?}"
+    );
+}
+
+/// docs/api.md is the generated reference, current with the catalogue.
+#[test]
+fn the_api_reference_in_docs_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api.md");
+    let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        on_disk == api::render_markdown(),
+        "docs/api.md is out of date: run `adainf api --markdown > docs/api.md`"
+    );
+}
+
+/// `theory::estimate` in a trained run's encoder space: with the identity augmentation every
+/// view is its own un-augmented image, so α must equal the judge's own error exactly; with a
+/// real augmentation the spectrum is computed and the solver converges.
+#[test]
+fn theory_estimate_in_an_encoder_space() {
+    run_script(
+        "estimate",
+        r#"
+        let real = data::synthetic(#{ n: 80, size: 8 });
+        let plain = aug::simclr(#{ crop_min: 1.0, flip_prob: 0, jitter_prob: 0, gray_prob: 0, blur_prob: 0 });
+        let run = train::pretrain(#{ data: real, aug: plain, width: 4, batch: 16, steps: 3,
+                                     optimizer: "sgd", proj_hidden: 16, proj_dim: 8 });
+        let same = theory::estimate(run, real, plain, #{ n: 60, resamples: 1, neighbours: 4, judge_k: 5 });
+        if same.alpha != same.alpha_clean { throw `identity views: alpha ${same.alpha} vs ${same.alpha_clean}`; }
+        let sym = theory::estimate(run, real, aug::preset("symmetric"), #{ n: 60, resamples: 2, neighbours: 4, judge_k: 5 });
+        if !sym.converged || sym.lambda_k1 < 0.0 || sym.lambda_k1 > 2.0 || sym.k != 10 { throw `estimate ${sym}`; }
+        "#,
+    )
+    .unwrap();
+}
