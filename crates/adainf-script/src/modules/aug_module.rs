@@ -61,17 +61,17 @@ pub(super) fn aug_module(state: &Rc<HostState>) -> Module {
         Ok(ViewPair::symmetric("custom", aug_spec_from(&opts)?))
     });
     let st = state.clone();
-    register!(m, "auto", move |d: Dataset, opts: Map| -> Res<ViewPair> {
+    // Overloads without an options map delegate with an empty one, so defaults live once.
+    let auto = move |d: Dataset, opts: Map| -> Res<ViewPair> {
         options::check("aug::auto", &opts, AUG_AUTO)?;
-        let name = opts
-            .get("preset")
-            .and_then(|p| p.clone().into_string().ok())
-            .unwrap_or_else(|| "symmetric".into());
-        auto_strength(&d, &name, &st.device)
+        auto_strength(&d, &str_or(&opts, "preset", "symmetric"), &st.device)
+    };
+    let auto_default = auto.clone();
+    register!(m, "auto", move |d: Dataset, opts: Map| -> Res<ViewPair> {
+        auto(d, opts)
     });
-    let st = state.clone();
     register!(m, "auto", move |d: Dataset| -> Res<ViewPair> {
-        auto_strength(&d, "symmetric", &st.device)
+        auto_default(d, Map::new())
     });
     register!(m, "pair", |a: ViewPair, b: ViewPair| -> Res<ViewPair> {
         if !a.is_symmetric() || !b.is_symmetric() {
@@ -83,11 +83,7 @@ pub(super) fn aug_module(state: &Rc<HostState>) -> Module {
         })
     });
     let st = state.clone();
-    register!(m, "preview", move |d: Dataset,
-                                  a: ViewPair,
-                                  path: &str,
-                                  opts: Map|
-          -> Res<()> {
+    let preview = move |d: Dataset, a: ViewPair, path: &str, opts: Map| -> Res<()> {
         options::check("aug::preview", &opts, PREVIEW)?;
         let target = st.resolve(path);
         core(write_preview(
@@ -98,13 +94,20 @@ pub(super) fn aug_module(state: &Rc<HostState>) -> Module {
             int_or(&opts, "seed", 0) as u64,
             &st.device,
         ))
+    };
+    let preview_default = preview.clone();
+    register!(m, "preview", move |d: Dataset,
+                                  a: ViewPair,
+                                  path: &str,
+                                  opts: Map|
+          -> Res<()> {
+        preview(d, a, path, opts)
     });
-    let st = state.clone();
     register!(m, "preview", move |d: Dataset,
                                   a: ViewPair,
                                   path: &str|
           -> Res<()> {
-        core(write_preview(&d, &a, &st.resolve(path), 8, 0, &st.device))
+        preview_default(d, a, path, Map::new())
     });
     m
 }

@@ -73,23 +73,27 @@ pub(super) fn data_module(state: &Rc<HostState>) -> Module {
           -> Res<Dataset> {
         core(cifar_recipe(&st, dir, Variant::Cifar10, split).build(&st.device))
     });
+    // Overloads without an options map delegate with an empty one, so defaults live once.
     let st = state.clone();
-    register!(m, "cifar100", move |dir: &str,
-                                   split: &str,
-                                   opts: Map|
-          -> Res<Dataset> {
+    let cifar100 = move |dir: &str, split: &str, opts: Map| -> Res<Dataset> {
         options::check("data::cifar100", &opts, CIFAR)?;
         let coarse = opts
             .get("coarse")
             .and_then(|v| v.as_bool().ok())
             .unwrap_or(false);
         core(cifar_recipe(&st, dir, Variant::Cifar100 { coarse }, split).build(&st.device))
+    };
+    let cifar100_default = cifar100.clone();
+    register!(m, "cifar100", move |dir: &str,
+                                   split: &str,
+                                   opts: Map|
+          -> Res<Dataset> {
+        cifar100(dir, split, opts)
     });
-    let st = state.clone();
     register!(m, "cifar100", move |dir: &str,
                                    split: &str|
           -> Res<Dataset> {
-        core(cifar_recipe(&st, dir, Variant::Cifar100 { coarse: false }, split).build(&st.device))
+        cifar100_default(dir, split, Map::new())
     });
     let st = state.clone();
     let npz = move |path: &str, opts: Map| -> Res<Dataset> {
@@ -149,7 +153,7 @@ pub(super) fn data_module(state: &Rc<HostState>) -> Module {
         )
     });
     let st = state.clone();
-    register!(m, "folder", move |path: &str, opts: Map| -> Res<Dataset> {
+    let folder = move |path: &str, opts: Map| -> Res<Dataset> {
         options::check("data::folder", &opts, FOLDER)?;
         core(
             Recipe::Folder {
@@ -158,16 +162,13 @@ pub(super) fn data_module(state: &Rc<HostState>) -> Module {
             }
             .build(&st.device),
         )
+    };
+    let folder_default = folder.clone();
+    register!(m, "folder", move |path: &str, opts: Map| -> Res<Dataset> {
+        folder(path, opts)
     });
-    let st = state.clone();
     register!(m, "folder", move |path: &str| -> Res<Dataset> {
-        core(
-            Recipe::Folder {
-                path: st.resolve(path),
-                size: 32,
-            }
-            .build(&st.device),
-        )
+        folder_default(path, Map::new())
     });
     let st = state.clone();
     register!(m, "save_npz", move |d: Dataset, path: &str| -> Res<()> {
@@ -200,10 +201,7 @@ pub(super) fn data_module(state: &Rc<HostState>) -> Module {
         })
     });
     let st = state.clone();
-    register!(m, "inflate", move |real: Dataset,
-                                  generated: Dataset,
-                                  opts: Map|
-          -> Res<Dataset> {
+    let inflate = move |real: Dataset, generated: Dataset, opts: Map| -> Res<Dataset> {
         options::check("data::inflate", &opts, INFLATE)?;
         match opts.get("dup") {
             Some(d) if d.is_string() => {
@@ -215,11 +213,18 @@ pub(super) fn data_module(state: &Rc<HostState>) -> Module {
                 int_or(&opts, "dup", 1) as usize,
             )),
         }
+    };
+    let inflate_default = inflate.clone();
+    register!(m, "inflate", move |real: Dataset,
+                                  generated: Dataset,
+                                  opts: Map|
+          -> Res<Dataset> {
+        inflate(real, generated, opts)
     });
-    register!(m, "inflate", |real: Dataset,
-                             generated: Dataset|
-     -> Res<Dataset> {
-        core(recipe::inflate(&real, &generated, 1))
+    register!(m, "inflate", move |real: Dataset,
+                                  generated: Dataset|
+          -> Res<Dataset> {
+        inflate_default(real, generated, Map::new())
     });
     register!(m, "subset", |d: Dataset, opts: Map| -> Res<Dataset> {
         options::check("data::subset", &opts, SUBSET)?;

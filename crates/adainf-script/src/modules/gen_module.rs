@@ -74,22 +74,25 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
         })
     });
     let st = state.clone();
-    register!(m, "sample", move |g: GeneratorHandle,
-                                 n: i64,
-                                 opts: Map|
-          -> Res<Dataset> {
+    let sample = move |g: GeneratorHandle, n: i64, opts: Map| -> Res<Dataset> {
         options::check("gen::sample", &opts, SAMPLE)?;
         g.sample(
             n.max(0) as usize,
             int_or(&opts, "seed", 0) as u64,
             &st.device,
         )
+    };
+    let sample_default = sample.clone();
+    register!(m, "sample", move |g: GeneratorHandle,
+                                 n: i64,
+                                 opts: Map|
+          -> Res<Dataset> {
+        sample(g, n, opts)
     });
-    let st = state.clone();
     register!(m, "sample", move |g: GeneratorHandle,
                                  n: i64|
           -> Res<Dataset> {
-        g.sample(n.max(0) as usize, 0, &st.device)
+        sample_default(g, n, Map::new())
     });
     let st = state.clone();
     register!(m, "gap", move |real: Dataset,

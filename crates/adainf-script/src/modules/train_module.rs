@@ -54,7 +54,12 @@ fn defaults_map(method: &str) -> Res<Map> {
 /// The run config: the method's official defaults, the script's options over them, and the
 /// defaults that depend on the run fitted to it (`PretrainConfig::fit_defaults`).
 fn resolved_config(opts: &Map, data_len: usize) -> Res<PretrainConfig> {
-    let method = core(Method::parse(&str_or(opts, "method", "simclr")))?;
+    let default_method = PretrainConfig::default().method;
+    let method = core(Method::parse(&str_or(
+        opts,
+        "method",
+        default_method.name(),
+    )))?;
     let mut merged = serde_json::to_value(PretrainConfig::for_method(method)).unwrap_or_default();
     if let (Some(base), serde_json::Value::Object(given)) =
         (merged.as_object_mut(), options::to_json(opts, PRETRAIN))
@@ -266,7 +271,9 @@ pub(super) fn train_module(state: &Rc<HostState>) -> Module {
     register!(m, "defaults", |method: &str| -> Res<Map> {
         defaults_map(method)
     });
-    register!(m, "defaults", || -> Res<Map> { defaults_map("simclr") });
+    register!(m, "defaults", || -> Res<Map> {
+        defaults_map(PretrainConfig::default().method.name())
+    });
     register!(m, "options", || -> Res<Array> {
         Ok(PRETRAIN
             .iter()
