@@ -121,7 +121,8 @@ fn adaptive_inflation_reports_its_choice() {
         let mix = data::inflate(real, gen, #{ dup: "auto" });
         let i = mix.info();
         if i.dup_rule != "auto" { throw "rule " + i; }
-        let tv = parse_float(i.generator_tv);
+        let tv = i.generator_tv;
+        if type_of(tv) != "f64" || type_of(i.auto_strength) != "f64" { throw "numbers " + i; }
         if tv < 0.0 || tv > 1.0 { throw "tv " + tv; }
         let capped = if tv > 0.95 { 0.95 } else { tv };
         let dup = (1.0 / (1.0 - capped)).round().to_int();

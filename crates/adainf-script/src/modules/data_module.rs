@@ -28,11 +28,13 @@ fn info_map(d: &Dataset) -> Map {
     );
     m.insert("fingerprint".into(), d.fingerprint().into());
     for (k, v) in d.attributes() {
-        m.insert(
-            k.as_str().into(),
-            v.parse::<i64>()
-                .map_or_else(|_| Dynamic::from(v.clone()), Dynamic::from),
-        );
+        // Numbers as numbers (integers stay integers), as in run rows.
+        let value = match (v.parse::<i64>(), v.parse::<f64>()) {
+            (Ok(i), _) => Dynamic::from(i),
+            (_, Ok(x)) => Dynamic::from(x),
+            _ => Dynamic::from(v.clone()),
+        };
+        m.insert(k.as_str().into(), value);
     }
     m
 }
