@@ -139,10 +139,12 @@ impl Recipe {
         Ok(made.with_recipe(self.clone()))
     }
 
-    /// The adaptive choice recorded by `dup: "auto"`, when this is such an inflation.
+    /// The adaptive choice recorded by `dup: "auto"`, when this is such an inflation or a
+    /// subset of one.
     pub fn auto_choice(&self) -> Option<&AutoChoice> {
         match self {
             Recipe::Inflate { auto, .. } => auto.as_ref(),
+            Recipe::SubsetPerClass { of, .. } | Recipe::SubsetRandom { of, .. } => of.auto_choice(),
             _ => None,
         }
     }

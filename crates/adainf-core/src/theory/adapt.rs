@@ -3,14 +3,17 @@
 //! gap `tv` (`gap::generator_gap`, a two-sample test). docs/adaptive.md derives it from the
 //! bound of the paper's §4; in short:
 //!
-//! - **dup.** Model each generated image as a draw from the real distribution with probability
-//!   `1 − tv` and from elsewhere otherwise (`P_g = (1 − tv)·P_d + tv·R`, the decomposition
-//!   behind total variation). Weighting every image by its probability of being in-distribution
-//!   keeps the in-distribution images at equal weight (which maximises their effective number,
-//!   the connectivity term) and shrinks the gap term `(1 − β)·D_TV` to the in-distribution
-//!   share: a real image weighs `1/(1 − tv)` generated ones, so `dup = round(1/(1 − tv))`.
+//! - **dup.** Model each generated image as a draw from the shared part of the two
+//!   distributions with probability `1 − tv` and from elsewhere otherwise (the decomposition
+//!   behind total variation). The ideal weighting — 1 for in-distribution images, 0 for the
+//!   rest — would keep every in-distribution image at equal weight and remove the gap term;
+//!   without knowing which generated image is which, the rule uses its expectation, `1 − tv`
+//!   per generated image: a real image weighs `1/(1 − tv)` generated ones, so
+//!   `dup = round(1/(1 − tv))`. A heuristic read off the bound's terms, not its minimiser: at
+//!   these weights the effective number of images is largest at dup = 1, so the rule trades
+//!   some connectivity for a smaller gap term.
 //! - **strength.** The in-distribution images number `n_eff = n_real + (1 − tv)·n_generated`
-//!   (replicas add none). On the paper's toy, computed exactly by `toy`, the radius that
+//!   (replicas add none; this is the count, whatever the weights). On the paper's toy, computed exactly by `toy`, the radius that
 //!   minimises the bound falls as `n^(−γ)` with γ ≈ 1/6; the default augmentation was made
 //!   for the real set alone, so the strength is `(n_eff / n_real)^(−γ)`, applied by
 //!   `AugSpec::with_strength` (jitter × s, crop_min ← crop_min^s).
@@ -57,7 +60,7 @@ impl AutoChoice {
             ("dup_rule".into(), "auto".into()),
             ("generator_tv".into(), format!("{:.4}", self.tv)),
             ("n_effective".into(), format!("{:.0}", self.n_effective)),
-            ("auto_strength".into(), self.strength.to_string()),
+            ("auto_strength".into(), format!("{:.2}", self.strength)),
         ]
     }
 }
@@ -94,17 +97,18 @@ pub fn choose(n_real: usize, n_generated: usize, tv: f64) -> Result<AutoChoice> 
 /// applies the rule. Errors, naming what to do, when a set is too small to measure.
 pub fn measure(real: &Dataset, generated: &Dataset, device: &Device) -> Result<AutoChoice> {
     let cfg = GapConfig::default();
-    if real.shape() == generated.shape() && !gap::measurable(real, generated, &cfg) {
-        return Err(Error::config(
-            "dup",
-            format!(
-                "\"auto\" measures the generator gap, which needs more than {} images in each \
-                 set (real {}, generated {}); give dup as a number",
-                cfg.k.max(cfg.dims),
-                real.len(),
-                generated.len()
-            ),
-        ));
+    let too_small = real.is_empty()
+        || generated.is_empty()
+        || (real.shape() == generated.shape() && !gap::measurable(real, generated, &cfg));
+    if too_small {
+        return Err(Error::Data(format!(
+            "the adaptive rule measures the generator gap, which needs more than {} images in \
+             each set (real {}, generated {}); with fewer, give dup as a number \
+             (data::inflate) and the strength by hand (aug.strength(s))",
+            cfg.k.max(cfg.dims),
+            real.len(),
+            generated.len()
+        )));
     }
     let measured = gap::generator_gap(real, generated, &cfg, device)?;
     choose(real.len(), generated.len(), measured.tv)
@@ -118,16 +122,24 @@ pub fn inflate_auto(real: &Dataset, generated: &Dataset, device: &Device) -> Res
 }
 
 /// The strength the rule gives `data`'s augmentation: the recorded choice of a set inflated
-/// with `dup: "auto"`; a measured one for a set inflated with a fixed dup; 1 (the preset as it
-/// is) for a set that is not inflated.
+/// with `dup: "auto"` (or of the set it is a subset of); a measured one for a set inflated
+/// with a fixed dup; 1 (the preset as it is) for real data alone. A subset of a fixed-dup
+/// inflation no longer knows its parts: an error says to call it on the inflated set.
 pub fn strength_for(data: &Dataset, device: &Device) -> Result<AutoChoice> {
     if let Some(choice) = data.recipe().and_then(Recipe::auto_choice) {
         return Ok(choice.clone());
     }
-    match data.inflated_from() {
-        Some((real, generated)) => measure(real, generated, device),
-        None => choose(data.len(), 0, 0.0),
+    if let Some((real, generated)) = data.inflated_from() {
+        return measure(real, generated, device);
     }
+    if data.attributes().iter().any(|(k, _)| k == "n_generated") {
+        return Err(Error::Data(format!(
+            "{} is part of an inflated set whose real and generated parts it no longer knows; \
+             call aug::auto on the inflated set itself",
+            data.description()
+        )));
+    }
+    choose(data.len(), 0, 0.0)
 }
 
 #[cfg(test)]
@@ -213,6 +225,18 @@ mod tests {
             strength_for(&fixed, &device).unwrap().strength,
             choice.strength
         );
+        // A subset of an adaptive inflation keeps its choice; a subset of a fixed one cannot be
+        // measured any more and says so; an empty set is an error, not a panic.
+        let part = recipe::subset_random(&mix, 50, 0).unwrap();
+        assert_eq!(strength_for(&part, &device).unwrap(), choice);
+        let fixed_part = recipe::subset_random(&fixed, 50, 0).unwrap();
+        let err = strength_for(&fixed_part, &device).unwrap_err().to_string();
+        assert!(err.contains("call aug::auto on the inflated set"), "{err}");
+        let empty = recipe::subset_random(&real, 0, 0).unwrap();
+        let err = measure(&empty, &generated, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("real 0"), "{err}");
     }
 
     /// Monotone where the derivation says so: a larger gap never lowers dup nor raises the
