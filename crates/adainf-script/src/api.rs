@@ -14,9 +14,17 @@ pub struct ApiEntry {
     pub options: &'static [Opt],
 }
 
-/// The script modules, in the order `adainf api` lists them; registration, `adainf check` and
-/// the catalogue test read this list.
-pub const MODULES: [&str; 7] = ["data", "gen", "aug", "train", "eval", "theory", "report"];
+/// The names of the script modules (`modules::SCRIPT_MODULES`, the one list), in the order
+/// `adainf api` lists them; `adainf check` and the catalogue test read them.
+pub const MODULES: [&str; 7] = {
+    let mut names = [""; 7];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = super::modules::SCRIPT_MODULES[i].name;
+        i += 1;
+    }
+    names
+};
 
 /// One catalogue entry.
 pub const fn entry(
@@ -36,9 +44,9 @@ pub const fn entry(
 /// Every script function, module by module in the order of `MODULES` (each module's entries
 /// live in its registration file, `modules/<name>_module.rs`).
 pub fn catalogue() -> Vec<ApiEntry> {
-    MODULES
+    super::modules::SCRIPT_MODULES
         .iter()
-        .flat_map(|m| super::modules::entries(m))
+        .flat_map(|m| (m.entries)())
         .collect()
 }
 

@@ -161,6 +161,9 @@ impl ViewPair {
     }
 }
 
+/// The preset used where none is named (SimCLR's CIFAR augmentation, `AugSpec::default()`).
+pub const DEFAULT_PRESET: &str = "symmetric";
+
 /// Names of the presets `preset` knows.
 pub const PRESETS: [&str; 5] = [
     "symmetric",

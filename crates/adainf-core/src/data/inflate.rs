@@ -11,7 +11,16 @@ use super::{Dataset, Part, hash_hex};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
+/// The attribute an inflation records (its subsets keep it): the number of generated images.
+const N_GENERATED: &str = "n_generated";
+
 impl Dataset {
+    /// Whether this set is an inflation or part of one (its attributes say so even where, as
+    /// in a subset, its real and generated parts are no longer known).
+    pub fn comes_from_inflation(&self) -> bool {
+        self.attributes().iter().any(|(k, _)| k == N_GENERATED)
+    }
+
     /// `real` × `dup` followed by `generated` (labels of generated items forced to -1).
     pub fn inflate(real: &Dataset, generated: &Dataset, dup: usize) -> Result<Dataset> {
         if dup == 0 {
@@ -51,7 +60,7 @@ impl Dataset {
         let attributes = vec![
             ("dup".to_string(), dup.to_string()),
             ("n_real".to_string(), real.len().to_string()),
-            ("n_generated".to_string(), generated.len().to_string()),
+            (N_GENERATED.to_string(), generated.len().to_string()),
         ];
         Ok(Dataset::from_parts(
             parts,

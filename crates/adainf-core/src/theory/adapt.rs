@@ -132,7 +132,7 @@ pub fn strength_for(data: &Dataset, device: &Device) -> Result<AutoChoice> {
     if let Some((real, generated)) = data.inflated_from() {
         return measure(real, generated, device);
     }
-    if data.attributes().iter().any(|(k, _)| k == "n_generated") {
+    if data.comes_from_inflation() {
         return Err(Error::Data(format!(
             "{} is part of an inflated set whose real and generated parts it no longer knows; \
              call aug::auto on the inflated set itself",

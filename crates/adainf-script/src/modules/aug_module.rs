@@ -64,7 +64,7 @@ pub(super) fn aug_module(state: &Rc<HostState>) -> Module {
     // Overloads without an options map delegate with an empty one, so defaults live once.
     let auto = move |d: Dataset, opts: Map| -> Res<ViewPair> {
         options::check("aug::auto", &opts, AUG_AUTO)?;
-        auto_strength(&d, &str_or(&opts, "preset", "symmetric"), &st.device)
+        auto_strength(&d, &str_or(&opts, "preset", DEFAULT_PRESET), &st.device)
     };
     let auto_default = auto.clone();
     register!(m, "auto", move |d: Dataset, opts: Map| -> Res<ViewPair> {
@@ -124,7 +124,7 @@ fn auto_strength(data: &Dataset, name: &str, device: &burn::tensor::Device) -> R
 
 pub(super) fn aug_option(v: Option<&Dynamic>) -> Res<ViewPair> {
     match v {
-        None => core(preset("symmetric")),
+        None => core(preset(DEFAULT_PRESET)),
         Some(v) if v.is::<ViewPair>() => Ok(v.clone().cast::<ViewPair>()),
         Some(v) if v.is_string() => core(preset(&v.clone().into_string().unwrap_or_default())),
         Some(v) => {

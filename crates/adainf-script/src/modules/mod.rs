@@ -16,7 +16,7 @@ use super::HostState;
 use super::api::{self, ApiEntry, entry};
 use super::options::{self, Kind, Opt, float_or, int_or, opt, str_or};
 use crate::augment::preview::write_preview;
-use crate::augment::{AugSpec, ViewPair, preset};
+use crate::augment::{AugSpec, DEFAULT_PRESET, ViewPair, preset};
 use crate::data::Dataset;
 use crate::data::batches::Placement;
 use crate::data::readers::{self, cifar::Variant, npz::NpzOptions};
@@ -109,37 +109,60 @@ mod report_module;
 mod theory_module;
 mod train_module;
 
-/// The catalogue entries of the script module `name` (one of `api::MODULES`).
-pub(super) fn entries(name: &str) -> Vec<ApiEntry> {
-    match name {
-        "data" => data_module::entries(),
-        "gen" => gen_module::entries(),
-        "aug" => aug_module::entries(),
-        "train" => train_module::entries(),
-        "eval" => eval_module::entries(),
-        "theory" => theory_module::entries(),
-        "report" => report_module::entries(),
-        other => unreachable!("api::MODULES names `{other}`, which has no catalogue entries"),
-    }
+/// A script module: its name, its registration and its catalogue entries.
+pub(super) struct ScriptModule {
+    pub name: &'static str,
+    pub module: fn(&Rc<HostState>) -> Module,
+    pub entries: fn() -> Vec<ApiEntry>,
 }
+
+/// The script modules, in the order `adainf api` lists them: the one list registration, the
+/// catalogue (`api::catalogue`, `api::MODULES`) and `adainf check` read.
+pub(super) const SCRIPT_MODULES: [ScriptModule; 7] = [
+    ScriptModule {
+        name: "data",
+        module: data_module::data_module,
+        entries: data_module::entries,
+    },
+    ScriptModule {
+        name: "gen",
+        module: gen_module::gen_module,
+        entries: gen_module::entries,
+    },
+    ScriptModule {
+        name: "aug",
+        module: aug_module::aug_module,
+        entries: aug_module::entries,
+    },
+    ScriptModule {
+        name: "train",
+        module: train_module::train_module,
+        entries: train_module::entries,
+    },
+    ScriptModule {
+        name: "eval",
+        module: eval_module::eval_module,
+        entries: eval_module::entries,
+    },
+    ScriptModule {
+        name: "theory",
+        module: theory_module::theory_module,
+        entries: theory_module::entries,
+    },
+    ScriptModule {
+        name: "report",
+        module: report_module::report_module,
+        entries: report_module::entries,
+    },
+];
 
 pub(super) fn register_all(engine: &mut Engine, state: &Rc<HostState>) {
     data_module::register_type(engine, state);
     gen_module::register_type(engine, state);
     aug_module::register_type(engine);
     train_module::register_type(engine);
-    for name in api::MODULES {
-        let module = match name {
-            "data" => data_module::data_module(state),
-            "gen" => gen_module::gen_module(state),
-            "aug" => aug_module::aug_module(state),
-            "train" => train_module::train_module(state),
-            "eval" => eval_module::eval_module(state),
-            "theory" => theory_module::theory_module(state),
-            "report" => report_module::report_module(state),
-            other => unreachable!("api::MODULES names `{other}`, which has no registration"),
-        };
-        engine.register_static_module(name, module.into());
+    for m in &SCRIPT_MODULES {
+        engine.register_static_module(m.name, (m.module)(state).into());
     }
 }
 
