@@ -2,6 +2,7 @@
 //! plain lines), exit codes (0 ok, 1 script/data/device error, 2 usage) and turns any panic
 //! from below into one message instead of a crash trace.
 
+mod live_report;
 pub mod progress;
 mod watch;
 
@@ -40,7 +41,7 @@ enum Command {
     /// Run a script.
     Run(RunArgs),
     /// Run a script, and again every time it or a module it imports is saved.
-    Watch(RunArgs),
+    Watch(watch::WatchArgs),
     /// Compile a script and check its calls and option keys without running it.
     Check { script: PathBuf },
     /// List every script function with its signature and options.
@@ -59,6 +60,9 @@ enum Command {
     /// List the run cache: each run's state, method, key options, tags and metrics; or one
     /// run in detail.
     Runs(RunsArgs),
+    /// Write one self-contained HTML page of a runs folder: runs table, sweep tables, curves,
+    /// previews.
+    Report(live_report::ReportArgs),
     /// Train run requests written by a driver (`--jobs`, `--executor slurm`); not for direct
     /// use.
     #[command(hide = true)]
@@ -551,6 +555,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Worker(args) => worker(args),
+        Command::Report(args) => live_report::report_command(args),
         Command::Runs(args) => {
             if let Some(id) = &args.id {
                 return match runs::listing::detail(&args.dir, id) {

@@ -13,8 +13,19 @@ use std::time::{Duration, Instant};
 
 use notify::{EventKind, RecursiveMode, Watcher};
 
+use super::live_report::LiveReport;
 use super::{RunArgs, make_host, report};
 use crate::train::CancelFlag;
+
+#[derive(clap::Args)]
+pub(super) struct WatchArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Keep an HTML report of the runs folder here (`adainf report`), rewritten while the
+    /// script runs and after each rerun; the page reloads itself while watch is on.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
 
 fn relevant(path: &std::path::Path) -> bool {
     path.extension().is_some_and(|e| e == "rhai")
@@ -34,7 +45,11 @@ fn header(reason: &str) {
     eprintln!("── adainf watch · {h:02}:{m:02}:{s:02} UTC · {reason} ──");
 }
 
-pub fn watch(args: RunArgs) -> ExitCode {
+pub(super) fn watch(watch_args: WatchArgs) -> ExitCode {
+    let args = watch_args.run;
+    let mut page = watch_args
+        .report
+        .map(|path| LiveReport::new(path, args.runs_dir.clone()));
     let cancel = CancelFlag::new();
     let interrupted = Arc::new(AtomicBool::new(false));
     for flag in [interrupted.clone(), cancel.flag()] {
@@ -78,9 +93,22 @@ pub fn watch(args: RunArgs) -> ExitCode {
     loop {
         header(&reason);
         cancel.reset();
+        if let Some(p) = page.as_mut() {
+            p.started(&reason);
+        }
         let started = Instant::now();
         let outcome = host.run_file(&args.script);
+        if let Some(p) = page.as_mut() {
+            p.finished(match &outcome {
+                Ok(()) => "the script finished",
+                Err(_) if cancel.is_cancelled() => "the script was stopped",
+                Err(_) => "the script failed",
+            });
+        }
         if interrupted.load(Ordering::SeqCst) {
+            if let Some(p) = page.as_mut() {
+                p.closed();
+            }
             eprintln!(
                 "watch: interrupted; finished runs are in {}",
                 args.runs_dir.display()
@@ -103,6 +131,9 @@ pub fn watch(args: RunArgs) -> ExitCode {
         // Wait for a change, then let a burst of events (an editor's save) settle.
         loop {
             if interrupted.load(Ordering::SeqCst) {
+                if let Some(p) = page.as_mut() {
+                    p.closed();
+                }
                 eprintln!("watch: interrupted");
                 return ExitCode::SUCCESS;
             }

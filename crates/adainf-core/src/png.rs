@@ -20,3 +20,16 @@ pub fn write_rgb(path: &Path, rgb: &[u8], width: usize, height: usize) -> Result
         .map_err(|e| Error::file(path, e))?;
     writer.finish().map_err(|e| Error::file(path, e))
 }
+
+/// `rgb` (row-major, 3 bytes per pixel) encoded as a `width` × `height` PNG.
+pub fn encode_rgb(rgb: &[u8], width: usize, height: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let fail = |e: png::EncodingError| Error::Data(format!("cannot encode a PNG: {e}"));
+    let mut encoder = png::Encoder::new(&mut out, width as u32, height as u32);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(fail)?;
+    writer.write_image_data(rgb).map_err(fail)?;
+    writer.finish().map_err(fail)?;
+    Ok(out)
+}

@@ -20,6 +20,18 @@ pub fn write_preview(
     seed: u64,
     device: &Device,
 ) -> Result<()> {
+    let (rgb, img_w, img_h) = preview_rgb(data, aug, n, seed, device)?;
+    crate::png::write_rgb(path, &rgb, img_w, img_h)
+}
+
+/// The grid of `write_preview` as RGB bytes with its width and height.
+pub fn preview_rgb(
+    data: &Dataset,
+    aug: &ViewPair,
+    n: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<(Vec<u8>, usize, usize)> {
     let n = n.min(data.len());
     if n == 0 {
         return Err(Error::Data("aug::preview needs at least one image".into()));
@@ -59,7 +71,7 @@ pub fn write_preview(
             }
         }
     }
-    crate::png::write_rgb(path, &rgb, img_w, img_h)
+    Ok((rgb, img_w, img_h))
 }
 
 #[cfg(test)]

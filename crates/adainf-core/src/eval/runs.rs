@@ -179,7 +179,21 @@ fn cached<C: Serialize>(
     cfg: &C,
     compute: impl FnOnce() -> Result<f64>,
 ) -> Result<f64> {
-    cached_in(&run.dir, kind, train_set, test, cfg, compute)
+    let mut computed = false;
+    let value = cached_in(&run.dir, kind, train_set, test, cfg, || {
+        computed = true;
+        compute()
+    })?;
+    // A result computed now also goes to TensorBoard (`eval/knn`, ...) at the run's last step.
+    if computed {
+        crate::report::events::write_eval(
+            &run.dir,
+            &format!("eval/{kind}"),
+            run.result.steps,
+            value,
+        )?;
+    }
+    Ok(value)
 }
 
 fn cached_in<C: Serialize>(

@@ -1,5 +1,6 @@
 //! Result tables: rows are ordered maps of column → value; markdown tables (optionally grouped,
-//! with mean ± std over the other rows of a group) and CSV files.
+//! with mean ± std over the other rows of a group) and CSV files. `events` writes TensorBoard
+//! event files, `html` the self-contained report page of a runs folder.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -7,6 +8,8 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::train::FinishedRun;
 
+pub mod events;
+pub mod html;
 pub mod plot;
 
 /// A cell value.
@@ -159,7 +162,13 @@ pub fn compare(
 /// A markdown table. With `group_by`, rows with equal values in those columns are merged:
 /// numeric columns show `mean ± std (n)` (sample std), text columns their common value.
 pub fn markdown(rows: &[Row], columns: &[String], group_by: &[String]) -> String {
-    let body: Vec<Vec<String>> = if group_by.is_empty() {
+    let body = table_cells(rows, columns, group_by);
+    markdown_of(columns, &body)
+}
+
+/// The cells of `markdown`'s table (one line per row, or per group with `group_by`), as text.
+pub fn table_cells(rows: &[Row], columns: &[String], group_by: &[String]) -> Vec<Vec<String>> {
+    if group_by.is_empty() {
         rows.iter()
             .map(|r| columns.iter().map(|c| get(r, c).render()).collect())
             .collect()
@@ -183,9 +192,12 @@ pub fn markdown(rows: &[Row], columns: &[String], group_by: &[String]) -> String
                     .collect()
             })
             .collect()
-    };
+    }
+}
+
+fn markdown_of(columns: &[String], body: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count().max(3)).collect();
-    for row in &body {
+    for row in body {
         for (i, cell) in row.iter().enumerate() {
             widths[i] = widths[i].max(cell.chars().count());
         }
@@ -208,7 +220,7 @@ pub fn markdown(rows: &[Row], columns: &[String], group_by: &[String]) -> String
             .collect::<Vec<_>>()
             .join("|")
     ));
-    for row in &body {
+    for row in body {
         out.push('\n');
         out.push_str(&line(row));
     }

@@ -21,6 +21,7 @@ use crate::data::batches::{Batches, Placement};
 use crate::data::loader::Sampler;
 use crate::error::{Error, Result};
 use crate::model::ResNet;
+use crate::report::events::{self, RunEvents};
 use crate::tensor::read_floats;
 pub use config::PretrainConfig;
 pub use progress::{CancelFlag, Progress, Silent};
@@ -123,6 +124,10 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
     for row in &metrics {
         log.append(row)?;
     }
+    // TensorBoard event files: a new one per process start, the older ones cut at first_step.
+    let mut events = RunEvents::start(&dir, &spec, first_step, || {
+        events::preview(req.data, req.aug, ctx.device)
+    })?;
     let sampler = Sampler::resume(req.data.len(), cfg.batch, cfg.seed, first_step)?;
     let mut batches = Batches::start(req.data, sampler, ctx.device, ctx.placement)?;
 
@@ -190,6 +195,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
                 data_wait,
             };
             log.append(&row)?;
+            events.row(&row)?;
             ctx.progress.update(done, last_loss, images_per_s);
             if let Some(acc) = probe_acc {
                 ctx.progress.probe(done, acc);
@@ -220,6 +226,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
         placement: Some(placement),
     };
     write_json(&dir.join("result.json"), &result)?;
+    events.finish(cfg.steps)?;
     ctx.progress.finish(&match accuracy {
         Some(a) => format!("loss {last_loss:.4}, probe accuracy {:.2}%", 100.0 * a),
         None => format!("loss {last_loss:.4}"),

@@ -64,6 +64,21 @@ pub struct RunHandle {
     pub tags: Map,
 }
 
+/// A script tag value as JSON (requests and reports keep tags so).
+fn tag_json(v: &Dynamic) -> serde_json::Value {
+    if let Ok(i) = v.as_int() {
+        serde_json::json!(i)
+    } else if let Ok(x) = v.as_float() {
+        serde_json::json!(x)
+    } else if let Ok(b) = v.as_bool() {
+        serde_json::json!(b)
+    } else if v.is_unit() {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::String(v.to_string())
+    }
+}
+
 /// Gives an error raised inside a host function the position of the script's call.
 fn placed<T>(ctx: &NativeCallContext, r: Res<T>) -> Res<T> {
     r.map_err(|mut e| {

@@ -109,6 +109,46 @@ fn save_csv(st: &HostState, rows: Array, path: &str, opts: Map) -> Res<()> {
     core(report::save_csv(&rows, &cols, &st.resolve(path)))
 }
 
+/// `report::html`: the page of a runs folder (a path) or of the runs of an array (with their
+/// tags); returns the number of runs on it.
+fn html(st: &HostState, runs_or_dir: Dynamic, path: &str) -> Res<i64> {
+    let out = st.resolve(path);
+    let n = if let Some(dir) = runs_or_dir.clone().into_string().ok() {
+        core(report::html::write_dir(&st.resolve(&dir), &out, None))?
+    } else if let Ok(items) = runs_or_dir.clone().into_array() {
+        let mut dirs = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let Some(h) = item.clone().try_cast::<RunHandle>() else {
+                return fail(format!(
+                    "report::html takes runs or a runs folder; item {i} is {}",
+                    options::type_name(item)
+                ));
+            };
+            let tags = h
+                .tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), tag_json(v)))
+                .collect();
+            dirs.push((h.run.dir.clone(), tags));
+        }
+        let views = report::html::runs_at(&dirs);
+        let n = views.len();
+        let opts = report::html::PageOptions {
+            title: format!("adainf report: {}", out.display()),
+            source: format!("{n} run(s) of the script"),
+            live: None,
+        };
+        core(report::html::write(views, &opts, &out))?;
+        n
+    } else {
+        return fail(format!(
+            "report::html takes an array of runs or a runs folder (a string), not {}",
+            options::type_name(&runs_or_dir)
+        ));
+    };
+    Ok(n as i64)
+}
+
 pub(super) fn report_module(state: &Rc<HostState>) -> Module {
     const MODULE: &str = "report";
     let mut m = Module::new();
@@ -157,6 +197,12 @@ pub(super) fn report_module(state: &Rc<HostState>) -> Module {
     let st = state.clone();
     register!(m, "save_csv", move |rows: Array, path: &str| -> Res<()> {
         save_csv(&st, rows, path, Map::new())
+    });
+    let st = state.clone();
+    register!(m, "html", move |runs_or_dir: Dynamic,
+                               path: &str|
+          -> Res<i64> {
+        html(&st, runs_or_dir, path)
     });
     m
 }
@@ -235,6 +281,12 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "report::save_csv(rows, path, opts)",
             "one CSV line per run or map",
             CSV,
+        ),
+        entry(
+            "report::html",
+            "report::html(runs_or_dir, path) -> int",
+            "one self-contained HTML page (no network) of an array of runs or of a runs folder: a sortable, filterable table of runs (a failed run shows its error), mean ± std per setting and differences with their standard error, loss and probe curves, augmentation previews; returns the number of runs",
+            &[],
         ),
     ]
 }

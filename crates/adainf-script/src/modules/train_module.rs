@@ -138,20 +138,7 @@ impl Prepared {
         let tags = self
             .tags
             .iter()
-            .map(|(k, v)| {
-                let value = if let Ok(i) = v.as_int() {
-                    serde_json::json!(i)
-                } else if let Ok(x) = v.as_float() {
-                    serde_json::json!(x)
-                } else if let Ok(b) = v.as_bool() {
-                    serde_json::json!(b)
-                } else if v.is_unit() {
-                    serde_json::Value::Null
-                } else {
-                    serde_json::Value::String(v.to_string())
-                };
-                (k.to_string(), value)
-            })
+            .map(|(k, v)| (k.to_string(), tag_json(v)))
             .collect();
         core(RunRequest::new(&self.request(), self.placement, tags))
     }
@@ -179,6 +166,9 @@ fn pretrain_batch(st: &HostState, runs: Vec<Prepared>) -> Res<Vec<RunHandle>> {
         let mut out = Vec::with_capacity(runs.len());
         for p in &runs {
             let mut progress = (st.progress)();
+            // The request (with the tags) is kept in the run folder where the set has a
+            // recipe, so TensorBoard's HParams and the HTML report show the script's tags.
+            let request = p.run_request().ok();
             let run = core(execute::pretrain_claimed(
                 p.request(),
                 TrainContext {
@@ -188,7 +178,7 @@ fn pretrain_batch(st: &HostState, runs: Vec<Prepared>) -> Res<Vec<RunHandle>> {
                     progress: progress.as_mut(),
                     cancel: &st.cancel,
                 },
-                None,
+                request.as_ref(),
                 st.retry_failed,
             ))?;
             out.push(handle(p, run));
