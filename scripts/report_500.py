@@ -8,6 +8,7 @@ N/25 seeds; every 50th run failed, every 50th partial), with synthetic metrics (
 steps: STEPS/10 rows, probe every 500 steps), result.json and a kNN eval. The numbers are made
 up; only the page's size and speed are measured with it.
 """
+import hashlib
 import json
 import math
 import os
@@ -23,7 +24,7 @@ def main(template, out, n=500, steps=10000):
     preview = os.path.join(template, "preview.png")
     rng = random.Random(0)
     for i in range(n):
-        run_id = "%024x" % (0x5EED0000 + i * 7919)
+        run_id = hashlib.sha256(b"run %d" % i).hexdigest()[:24]
         d = os.path.join(out, run_id)
         os.makedirs(os.path.join(d, "evals"), exist_ok=True)
         setting, seed = "setting-%02d" % (i % 25), i // 25

@@ -57,7 +57,7 @@
   const COLUMNS = [
     { key: "id", label: "run", cls: "id", text: (r) => esc(r.id.slice(0, 8)), title: (r) => r.id },
     { key: "state", label: "state", text: (r) => '<span class="state state-' + r.state + '">' + r.state + "</span>" + (r.error ? '<div class="error">' + esc(r.error) + "</div>" : "") },
-    { key: "setting", label: "setting", text: (r) => esc(r.setting) },
+    { key: "setting", label: "setting", cls: "setting", text: (r) => esc(r.setting) },
     { key: "method", label: "method", text: (r) => esc(r.method) },
     { key: "tags", label: "tags", cls: "tags", text: (r) => esc(r.tags) },
     { key: "data", label: "data", cls: "data", text: (r) => esc(r.data) },
