@@ -242,3 +242,67 @@ fn the_html_report_of_a_sweep_works_in_chromium() {
         .collect();
     assert!(console.is_empty(), "{console:?}");
 }
+
+/// `adainf watch --report`: the page appears, reloads itself (and says so) while watch is on,
+/// shows the runs the script trained, and stops reloading once watch exits (Ctrl-C).
+#[test]
+fn watch_keeps_the_report_current_and_live_while_it_runs() {
+    let ws = Workspace::new("watch-report");
+    let script = ws.script(
+        "w.rhai",
+        r#"
+        let real = data::synthetic(#{ n: 32, seed: 1, size: 8 });
+        train::pretrain(#{ data: real, width: 4, batch: 16, steps: 4, warmup: 1, proj_hidden: 16,
+                           proj_dim: 8, eval_every: 0, tags: #{ setting: "watched" } });
+        print("script done");
+        "#,
+    );
+    let page = ws.0.join("live.html");
+    let mut child = bin()
+        .arg("watch")
+        .arg(&script)
+        .arg("--runs-dir")
+        .arg(ws.0.join("runs"))
+        .arg("--quiet")
+        .arg("--report")
+        .arg(&page)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let live = loop {
+        let text = std::fs::read_to_string(&page).unwrap_or_default();
+        if text.contains("waiting for changes") {
+            break text;
+        }
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the page never said the script finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        live.contains("http-equiv=\"refresh\""),
+        "the live page does not reload"
+    );
+    assert!(
+        live.contains("\"setting\":\"watched\""),
+        "the run is not on the page"
+    );
+    // Ctrl-C: watch writes the page once more, without the reload.
+    let sigint = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(sigint.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let last = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        !last.contains("http-equiv=\"refresh\""),
+        "still reloading after watch ended"
+    );
+    assert!(last.contains("\"setting\":\"watched\""));
+}
