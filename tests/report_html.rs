@@ -218,8 +218,8 @@ fn the_html_report_of_a_sweep_works_in_chromium() {
     assert!(known(&desc).windows(2).all(|w| w[0] >= w[1]), "{desc:?}");
     assert_ne!(known(&asc), known(&desc), "the probe values are all equal");
     // The filter keeps the failed run only; it shows its error.
-    assert_eq!(list("filtered"), [failed_id.clone()]);
-    assert_eq!(list("failed_errors"), [failed_error.clone()]);
+    assert_eq!(list("filtered"), [failed_id]);
+    assert_eq!(list("failed_errors"), [failed_error]);
     // Curves: a sparkline per run with metrics, charts per setting (4 settings: loss and
     // probe, the diverged one has its finite losses or none).
     assert!(got["spark_lines"].as_u64().unwrap() >= 6, "{got}");

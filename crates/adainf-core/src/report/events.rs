@@ -257,26 +257,30 @@ fn read_varint(b: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
-/// The fields of a message: (field number, wire type, varint value or payload).
-fn fields(b: &[u8]) -> Option<Vec<(u32, u64, u64, &[u8])>> {
+/// One field of a message: its number, its varint value (0 for others) and its payload
+/// (empty for varints).
+type Field<'a> = (u32, u64, &'a [u8]);
+
+/// The fields of a message.
+fn fields(b: &[u8]) -> Option<Vec<Field<'_>>> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < b.len() {
         let key = read_varint(b, &mut at)?;
         let (field, wire) = ((key >> 3) as u32, key & 7);
         match wire {
-            0 => out.push((field, wire, read_varint(b, &mut at)?, &b[0..0])),
+            0 => out.push((field, read_varint(b, &mut at)?, &b[0..0])),
             1 | 5 => {
                 let n = if wire == 1 { 8 } else { 4 };
                 let payload = b.get(at..at + n)?;
                 at += n;
-                out.push((field, wire, 0, payload));
+                out.push((field, 0, payload));
             }
             2 => {
                 let n = read_varint(b, &mut at)? as usize;
                 let payload = b.get(at..at.checked_add(n)?)?;
                 at += n;
-                out.push((field, wire, 0, payload));
+                out.push((field, 0, payload));
             }
             _ => return None,
         }
@@ -287,14 +291,14 @@ fn fields(b: &[u8]) -> Option<Vec<(u32, u64, u64, &[u8])>> {
 /// Decodes the step, summary tags and file version of an `Event` (None if it is not one).
 pub fn event_info(record: &[u8]) -> Option<EventInfo> {
     let mut info = EventInfo::default();
-    for (field, _, v, payload) in fields(record)? {
+    for (field, v, payload) in fields(record)? {
         match field {
             2 => info.step = v as i64,
             3 => info.file_version = Some(String::from_utf8_lossy(payload).into_owned()),
             5 => {
-                for (f, _, _, value) in fields(payload)? {
+                for (f, _, value) in fields(payload)? {
                     if f == 1 {
-                        for (vf, _, _, tag) in fields(value)? {
+                        for (vf, _, tag) in fields(value)? {
                             if vf == 1 {
                                 info.tags.push(String::from_utf8_lossy(tag).into_owned());
                             }

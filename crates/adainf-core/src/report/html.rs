@@ -96,7 +96,7 @@ fn latest_knn(dir: &Path) -> Option<f64> {
             Some((modified, v.get("value")?.as_f64()?))
         })
         .collect();
-    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found.sort_by_key(|f| f.0);
     found.last().map(|f| f.1)
 }
 

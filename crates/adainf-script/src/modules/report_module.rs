@@ -113,7 +113,7 @@ fn save_csv(st: &HostState, rows: Array, path: &str, opts: Map) -> Res<()> {
 /// tags); returns the number of runs on it.
 fn html(st: &HostState, runs_or_dir: Dynamic, path: &str) -> Res<i64> {
     let out = st.resolve(path);
-    let n = if let Some(dir) = runs_or_dir.clone().into_string().ok() {
+    let n = if let Ok(dir) = runs_or_dir.clone().into_string() {
         core(report::html::write_dir(&st.resolve(&dir), &out, None))?
     } else if let Ok(items) = runs_or_dir.clone().into_array() {
         let mut dirs = Vec::with_capacity(items.len());
