@@ -5,6 +5,9 @@
 //! start and end (`HParamsPluginData`). The few messages are encoded by hand (field numbers
 //! from tensorflow/core/util/event.proto, framework/summary.proto and tensorboard's
 //! plugins/hparams/api.proto and plugin_data.proto), so no protobuf code generation is needed.
+//! (The registry's writer, tensorboard-rs 0.5.9, pulls in protobuf 2 and image 0.23, writes no
+//! HParams and cannot read files back, which resuming needs; CRC32C comes from the `crc32c`
+//! crate, already in the dependency tree.)
 //! `RunEvents` is what a training run writes: one new file per process start, the metric rows
 //! as scalars under stable tags, the augmentation preview at step 0 and the run's config as
 //! HParams; a resumed run first drops the steps after its checkpoint from the older files, so
