@@ -1,13 +1,14 @@
 //! The standard script library (`stdlib/*.rhai`), compiled into the binary so an installed
-//! `adainf` has it: `import "adainf" as ada;`, `import "params" as p;` and `import "sweep" as sweep;` work from any
+//! `adainf` has it: `import "adainf" as ada;`, `import "params" as p;`, `import "sweep" as sweep;` and `import "schedules" as s;` work from any
 //! script. Files next to the script or in `--lib` folders with the same name take precedence.
 
 use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope, Shared};
 
-pub const SOURCES: [(&str, &str); 3] = [
+pub const SOURCES: [(&str, &str); 4] = [
     ("adainf", include_str!("../../../stdlib/adainf.rhai")),
     ("params", include_str!("../../../stdlib/params.rhai")),
     ("sweep", include_str!("../../../stdlib/sweep.rhai")),
+    ("schedules", include_str!("../../../stdlib/schedules.rhai")),
 ];
 
 pub struct EmbeddedStdlib;
