@@ -90,6 +90,9 @@ pub struct Host {
     state: Rc<HostState>,
     params: Map,
     lib_dirs: Vec<PathBuf>,
+    /// The script being run: `import` never resolves to it (a script named like a library,
+    /// e.g. `examples/schedules.rhai` importing "schedules", gets the library).
+    script: PathBuf,
 }
 
 /// A script failure, already phrased for people.
@@ -197,6 +200,7 @@ impl Host {
             state,
             params: config.params,
             lib_dirs: config.lib_dirs,
+            script: PathBuf::new(),
         }
     }
 
@@ -226,7 +230,10 @@ impl Host {
         for dir in folders {
             let mut r = rhai::module_resolvers::FileModuleResolver::new_with_path(dir);
             r.enable_cache(false);
-            chain.push(r);
+            chain.push(stdlib::NotTheScript {
+                files: r,
+                script: self.script.clone(),
+            });
         }
         chain.push(stdlib::EmbeddedStdlib);
         self.engine.set_module_resolver(chain);
@@ -250,7 +257,11 @@ impl Host {
         let mut folders = vec![self.state.script_dir.borrow().clone()];
         folders.extend(self.lib_dirs.iter().cloned());
         for dir in folders {
-            if let Ok(text) = std::fs::read_to_string(dir.join(&file)) {
+            let path = dir.join(&file);
+            if stdlib::same_file(&path, &self.script) {
+                continue;
+            }
+            if let Ok(text) = std::fs::read_to_string(path) {
                 return Some(text);
             }
         }
@@ -301,6 +312,7 @@ impl Host {
     /// Compiles and runs a script file.
     pub fn run_file(&mut self, path: &Path) -> Result<(), ScriptError> {
         let (file, source) = self.prepare(path)?;
+        self.script = path.to_path_buf();
         self.set_resolver();
         let mut ast = self.engine.compile(&source).map_err(|e| ScriptError {
             message: format_parse_error(&file, &e),
@@ -324,6 +336,7 @@ impl Host {
         match self.engine.compile(&source) {
             Err(e) => vec![format_parse_error(&file, &e)],
             Ok(ast) => {
+                self.script = path.to_path_buf();
                 self.set_resolver();
                 check::check_ast(&ast, &file, &api::catalogue())
             }

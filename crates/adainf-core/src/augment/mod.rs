@@ -166,7 +166,7 @@ impl ViewPair {
     /// `real` for real images and `generated`'s views for generated ones.
     pub fn per_source(real: &ViewPair, generated: &ViewPair) -> ViewPair {
         ViewPair {
-            name: format!("real:{}|generated:{}", real.name, generated.name),
+            name: format!("real {}, generated {}", real.name, generated.name),
             views: real.views.clone(),
             generated: Some(generated.views.clone()),
         }
