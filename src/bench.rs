@@ -182,9 +182,16 @@ fn variant_trainer(
         StepVariant::Fixed => {}
         StepVariant::Scheduled => {
             for (key, f) in [
-                (ScheduleKey::GeneratedShare, (|t: f64| 0.5 * t) as fn(f64) -> f64),
-                (ScheduleKey::Strength, |t| 0.75 + 0.25 * (std::f64::consts::PI * t).cos()),
-                (ScheduleKey::Lr, |t| 0.5 * (1.0 + (std::f64::consts::PI * t).cos())),
+                (
+                    ScheduleKey::GeneratedShare,
+                    (|t: f64| 0.5 * t) as fn(f64) -> f64,
+                ),
+                (ScheduleKey::Strength, |t| {
+                    0.75 + 0.25 * (std::f64::consts::PI * t).cos()
+                }),
+                (ScheduleKey::Lr, |t| {
+                    0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+                }),
             ] {
                 let table = tabulate::<()>(key, steps, |t| Ok(f(t)))
                     .map_err(|_| crate::Error::config(key.name(), "bench schedule out of range"))?;

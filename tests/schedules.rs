@@ -80,7 +80,10 @@ fn a_scheduled_batch_in_workers_matches_the_in_process_run() {
     assert_eq!(a.len(), 2);
     assert_eq!(a, b);
     // The rows carry the schedule: the strength falls, the share rises.
-    let rows = a.values().find(|r| r.len() == 8 && r[7]["strength"] != 1.0).unwrap();
+    let rows = a
+        .values()
+        .find(|r| r.len() == 8 && r[7]["strength"] != 1.0)
+        .unwrap();
     assert!(rows[0]["strength"].as_f64().unwrap() > rows[7]["strength"].as_f64().unwrap());
     assert!(rows[7]["generated_fraction"].as_f64().unwrap() > 0.7);
     // The request holds the tables, not the closures.
@@ -102,12 +105,20 @@ fn schedule_errors_are_clear_and_write_nothing() {
         (
             "throws",
             "schedule: #{ strength: |t| if t > 0.5 { throw \"too late\" } else { 1.0 } }",
-            &["too late", "schedule.strength at step 4 (t = 0.66", "e.rhai:"],
+            &[
+                "too late",
+                "schedule.strength at step 4 (t = 0.66",
+                "e.rhai:",
+            ],
         ),
         (
             "string",
             "schedule: #{ lr: |t| \"fast\" }",
-            &["schedule.lr", "returned string at step 0 (t = 0)", "e.rhai:8:"],
+            &[
+                "schedule.lr",
+                "returned string at step 0 (t = 0)",
+                "e.rhai:8:",
+            ],
         ),
         (
             "nan",
@@ -117,22 +128,41 @@ fn schedule_errors_are_clear_and_write_nothing() {
         (
             "range",
             "schedule: #{ generated_share: |t| 2.0 * t }",
-            &["schedule.generated_share", "at step 4 (t = 0.66", "[0, 1]", "e.rhai:8:"],
+            &[
+                "schedule.generated_share",
+                "at step 4 (t = 0.66",
+                "[0, 1]",
+                "e.rhai:8:",
+            ],
         ),
         (
             "nogen",
             "data: real, schedule: #{ generated_share: |t| t }",
-            &["schedule.generated_share", "no generated part", "step 1", "e.rhai:8:"],
+            &[
+                "schedule.generated_share",
+                "no generated part",
+                "step 1",
+                "e.rhai:8:",
+            ],
         ),
         (
             "unknown",
             "schedule: #{ strenght: 0.5 }",
-            &["unknown option `strenght`", "did you mean `strength`", "e.rhai:8:"],
+            &[
+                "unknown option `strenght`",
+                "did you mean `strength`",
+                "e.rhai:8:",
+            ],
         ),
         (
             "type",
             "schedule: #{ strength: \"strong\" }",
-            &["schedule.strength", "must be a number, a function of t", "string", "e.rhai:8:"],
+            &[
+                "schedule.strength",
+                "must be a number, a function of t",
+                "string",
+                "e.rhai:8:",
+            ],
         ),
         (
             "warmup",
@@ -307,7 +337,11 @@ fn watch_reruns_when_a_schedule_or_an_imported_library_changes() {
     let round = &second[first.len()..];
     assert!(round.contains("strength_a=0.25 share_b=0.375"), "{round}");
     assert_eq!(round.matches(": training 4 steps").count(), 1, "{round}");
-    assert_eq!(round.matches("loaded from the run cache").count(), 1, "{round}");
+    assert_eq!(
+        round.matches("loaded from the run cache").count(),
+        1,
+        "{round}"
+    );
 
     // The library: `linear` now holds its end value.
     save(
@@ -318,14 +352,22 @@ fn watch_reruns_when_a_schedule_or_an_imported_library_changes() {
     let round = &third[second.len()..];
     assert!(round.contains("strength_a=0.25 share_b=0.5"), "{round}");
     assert_eq!(round.matches(": training 4 steps").count(), 1, "{round}");
-    assert_eq!(round.matches("loaded from the run cache").count(), 1, "{round}");
+    assert_eq!(
+        round.matches("loaded from the run cache").count(),
+        1,
+        "{round}"
+    );
 
     // Saved without a change: both runs come from the cache.
     save(&module, &mine("0.25"));
     let fourth = wait_for(4);
     let round = &fourth[third.len()..];
     assert!(!round.contains(": training"), "{round}");
-    assert_eq!(round.matches("loaded from the run cache").count(), 2, "{round}");
+    assert_eq!(
+        round.matches("loaded from the run cache").count(),
+        2,
+        "{round}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

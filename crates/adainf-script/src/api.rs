@@ -62,7 +62,12 @@ pub fn doc_comments(module: &str, name: &str) -> Vec<String> {
         out.push("///".into());
         out.push("/// Options:".into());
         for o in e.options {
-            out.push(format!("/// - `{}` ({}): {}", o.key, kind_short(o.kind), o.doc));
+            out.push(format!(
+                "/// - `{}` ({}): {}",
+                o.key,
+                kind_short(o.kind),
+                o.doc
+            ));
             if o.kind == Kind::Schedule {
                 out.extend(
                     schedule_keys()

@@ -199,9 +199,7 @@ impl Sampler {
     /// cannot fill a whole batch (each part on its own, for a mixed sampler).
     pub fn next_batch(&mut self) -> Vec<usize> {
         match &mut self.kind {
-            Kind::Whole { part, batch } => {
-                part.take(*batch).iter().map(|&i| i as usize).collect()
-            }
+            Kind::Whole { part, batch } => part.take(*batch).iter().map(|&i| i as usize).collect(),
             Kind::Mixed(m) => {
                 let g = m.count(m.step);
                 m.step += 1;

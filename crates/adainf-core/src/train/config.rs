@@ -4,11 +4,11 @@
 use burn::tensor::{Device, FloatDType};
 use serde::{Deserialize, Serialize};
 
+use super::schedule::Schedule;
 use crate::error::{Error, Result};
 use crate::method::Method;
 use crate::model::{Backbone, ResNetConfig};
 use crate::optim::{LrScaling, OptimizerKind};
-use super::schedule::Schedule;
 
 /// The float type the backbone's convolutions compute in. Master weights, batch norm, the
 /// losses, the probe and the optimisers are f32 in every case (mixed precision as PyTorch's

@@ -292,7 +292,9 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert!(e.contains("NaN") && e.contains("step 0"), "{e}");
-        match tabulate(ScheduleKey::Strength, 5, |t| if t > 0.5 { Err("boom") } else { Ok(1.0) }) {
+        match tabulate(ScheduleKey::Strength, 5, |t| {
+            if t > 0.5 { Err("boom") } else { Ok(1.0) }
+        }) {
             Err(TabulateError::Failed { step, t, error, .. }) => {
                 assert_eq!((step, t, error), (3, 0.6, "boom"))
             }

@@ -125,7 +125,10 @@ fn constant_schedules_train_like_the_fixed_config_they_equal() {
     let lr_rows = train(scheduled(tiny(steps), ScheduleKey::Lr, factors), &mix, &sym);
     let fixed_rows = train(tiny(steps), &mix, &sym);
     for (a, b) in lr_rows.iter().zip(&fixed_rows) {
-        assert!((a.loss - b.loss).abs() <= 1e-9 * b.loss.abs(), "{a:?} vs {b:?}");
+        assert!(
+            (a.loss - b.loss).abs() <= 1e-9 * b.loss.abs(),
+            "{a:?} vs {b:?}"
+        );
         assert!((a.lr - b.lr).abs() <= 1e-12, "{a:?} vs {b:?}");
     }
 
@@ -279,7 +282,10 @@ fn per_source_augmentation_applies_b_to_generated_images_only() {
         labels: host.labels.clone(),
         generated: host.generated.clone(),
     };
-    for (path, batch) in [("host", Batch::Host(host.clone())), ("device", device_batch)] {
+    for (path, batch) in [
+        ("host", Batch::Host(host.clone())),
+        ("device", device_batch),
+    ] {
         for view in trainer.views(batch, 0) {
             let got = read_floats(view);
             assert_eq!(got.len(), expected.len());
@@ -298,7 +304,11 @@ fn per_source_augmentation_applies_b_to_generated_images_only() {
 #[test]
 fn a_share_needs_a_generated_part_and_known_sources() {
     let sym = preset("symmetric").unwrap();
-    let cfg = scheduled(tiny(4), ScheduleKey::GeneratedShare, vec![0.0, 0.0, 0.5, 0.5]);
+    let cfg = scheduled(
+        tiny(4),
+        ScheduleKey::GeneratedShare,
+        vec![0.0, 0.0, 0.5, 0.5],
+    );
     let dir = runs_dir();
     let real = real();
     let e = pretrain(

@@ -168,9 +168,7 @@ impl Trainer {
         let scaled = |views: &[AugSpec; 2]| -> [AugSpec; 2] {
             match self.cfg.schedule.value(ScheduleKey::Strength, step) {
                 // Validated range: `with_strength` cannot fail here.
-                Some(s) => views
-                    .clone()
-                    .map(|v| v.with_strength(s).unwrap_or(v)),
+                Some(s) => views.clone().map(|v| v.with_strength(s).unwrap_or(v)),
                 None => views.clone(),
             }
         };
@@ -529,8 +527,7 @@ mod tests {
                     generated,
                 },
                 Batch::Host(host),
-            ) =
-                (resident.next_batch(), streamed.next_batch())
+            ) = (resident.next_batch(), streamed.next_batch())
             else {
                 panic!("each stream yields its own kind of batch");
             };

@@ -101,7 +101,9 @@ struct Prepared {
 
 /// The number a schedule value or a schedule function's result stands for, if it is one.
 fn number(v: &Dynamic) -> Option<f64> {
-    v.as_float().ok().or_else(|| v.as_int().ok().map(|i| i as f64))
+    v.as_float()
+        .ok()
+        .or_else(|| v.as_int().ok().map(|i| i as f64))
 }
 
 /// Why a schedule function gave no number at a step.
@@ -158,12 +160,9 @@ fn schedule_option(
                     ScheduleFailure::NotNumber(got) => fail(format!(
                         "option `schedule.{name}` of {function}: the function returned {got} at step {step} (t = {t}); it must return a number"
                     )),
-                    ScheduleFailure::Script(e) => Err(Box::new(EvalAltResult::ErrorInFunctionCall(
-                        at,
-                        String::new(),
-                        e,
-                        Position::NONE,
-                    ))),
+                    ScheduleFailure::Script(e) => Err(Box::new(
+                        EvalAltResult::ErrorInFunctionCall(at, String::new(), e, Position::NONE),
+                    )),
                 };
             }
         }
@@ -171,12 +170,7 @@ fn schedule_option(
     Ok(out)
 }
 
-fn prepare(
-    ctx: &NativeCallContext,
-    function: &str,
-    st: &HostState,
-    opts: &Map,
-) -> Res<Prepared> {
+fn prepare(ctx: &NativeCallContext, function: &str, st: &HostState, opts: &Map) -> Res<Prepared> {
     options::check(function, opts, PRETRAIN)?;
     let Some(data) = opts.get("data").map(|d| d.clone().cast::<Dataset>()) else {
         return fail(format!(
@@ -349,23 +343,28 @@ pub(super) fn train_module(state: &Rc<HostState>) -> Module {
         Ok(pretrain_batch(&st, vec![prepared])?.remove(0))
     });
     let st = state.clone();
-    register_with_context!(m, "pretrain_all", ctx, move |configs: Array| -> Res<Array> {
-        let prepared = configs
-            .iter()
-            .enumerate()
-            .map(|(i, c)| match c.clone().try_cast::<Map>() {
-                Some(opts) => prepare(&ctx, "train::pretrain_all", &st, &opts),
-                None => fail(format!(
-                    "train::pretrain_all takes an array of option maps; item {i} is {}",
-                    options::type_name(c)
-                )),
-            })
-            .collect::<Res<Vec<_>>>()?;
-        Ok(pretrain_batch(&st, prepared)?
-            .into_iter()
-            .map(Dynamic::from)
-            .collect())
-    });
+    register_with_context!(
+        m,
+        "pretrain_all",
+        ctx,
+        move |configs: Array| -> Res<Array> {
+            let prepared = configs
+                .iter()
+                .enumerate()
+                .map(|(i, c)| match c.clone().try_cast::<Map>() {
+                    Some(opts) => prepare(&ctx, "train::pretrain_all", &st, &opts),
+                    None => fail(format!(
+                        "train::pretrain_all takes an array of option maps; item {i} is {}",
+                        options::type_name(c)
+                    )),
+                })
+                .collect::<Res<Vec<_>>>()?;
+            Ok(pretrain_batch(&st, prepared)?
+                .into_iter()
+                .map(Dynamic::from)
+                .collect())
+        }
+    );
     register!(m, "defaults", |method: &str| -> Res<Map> {
         defaults_map(method)
     });
