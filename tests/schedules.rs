@@ -371,3 +371,28 @@ fn watch_reruns_when_a_schedule_or_an_imported_library_changes() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `examples/schedules.rhai` runs end to end on a tiny budget and reports every setting with
+/// its schedule and realized generated fraction.
+#[test]
+fn the_schedules_example_runs_small() {
+    let ws = Workspace::new("sched-example");
+    let script = ws.0.join("schedules.rhai");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/schedules.rhai"),
+        &script,
+    )
+    .unwrap();
+    let out = ws.run(&script, &["--", "steps=3", "seeds=2"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    for row in [
+        "| adainf (fixed)      |                 |",
+        "| curriculum share    | generated_share |",
+        "| falling strength    | strength        |",
+        "| weak aug, generated |                 | real symmetric_adainf, generated",
+    ] {
+        assert!(stdout.contains(row), "`{row}` missing in\n{stdout}");
+    }
+    assert_eq!(stdout.matches("− adainf (fixed)").count(), 6, "{stdout}");
+}
