@@ -273,7 +273,7 @@ mod tests {
 
     #[test]
     fn tabulate_evaluates_at_step_over_steps_and_checks_ranges() {
-        let table = tabulate::<()>(ScheduleKey::GeneratedShare, 4, |t| Ok(t)).unwrap();
+        let table = tabulate::<()>(ScheduleKey::GeneratedShare, 4, Ok).unwrap();
         assert_eq!(table, vec![0.0, 0.25, 0.5, 0.75]);
         let e = match tabulate::<()>(ScheduleKey::GeneratedShare, 4, |t| Ok(2.0 * t)) {
             Err(TabulateError::OutOfRange(e)) => e.to_string(),
