@@ -9,15 +9,17 @@ use std::time::Instant;
 use burn::tensor::Device;
 use serde::Serialize;
 
-use crate::augment::{batch, preset};
+use crate::augment::{ViewPair, batch, preset};
+use crate::data::Dataset;
 use crate::data::batches::{Batches, Placement};
 use crate::data::loader::{Sampler, gather};
-use crate::data::synthetic::{SyntheticSpec, synthetic};
+use crate::data::synthetic::{GeneratorSpec, SyntheticSpec, synthetic, synthetic_generator};
 use crate::error::Result;
 use crate::model::Backbone;
 use crate::rng::Rng;
 use crate::tensor::read_floats;
 use crate::train::config::Precision;
+use crate::train::schedule::{self, ScheduleKey, tabulate};
 use crate::train::{PretrainConfig, Trainer};
 
 #[derive(Clone, Debug)]
@@ -135,10 +137,111 @@ pub fn losses(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
     })
 }
 
-/// SimCLR train-step throughput.
+/// What a train-step bench varies: a fixed run, a scheduled one, augmentation per source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StepVariant {
+    Fixed,
+    Scheduled,
+    PerSource,
+}
+
+/// A SimCLR trainer and its batches on an inflation (`batch` real images ×1, then `batch`
+/// generated ones), fixed, with all three keys scheduled, or with a weaker augmentation for
+/// the generated images.
+fn variant_trainer(
+    cfg: &BenchConfig,
+    steps: usize,
+    variant: StepVariant,
+    device: &Device,
+) -> Result<(Trainer, Batches)> {
+    let synth = |split: &str| SyntheticSpec {
+        n: cfg.batch,
+        seed: 0,
+        size: cfg.size,
+        split: split.into(),
+    };
+    let real = synthetic(&synth("train"))?;
+    let generated = synthetic_generator(&GeneratorSpec {
+        n: cfg.batch,
+        seed: 1,
+        size: cfg.size,
+        fidelity: 0.5,
+    })?;
+    let data = Dataset::inflate(&real, &generated, 1)?;
+    let mut tc = PretrainConfig {
+        backbone: cfg.backbone,
+        width: cfg.width,
+        batch: cfg.batch,
+        steps,
+        warmup: 0,
+        precision: cfg.precision,
+        ..PretrainConfig::default()
+    };
+    let mut aug = preset("symmetric")?;
+    match variant {
+        StepVariant::Fixed => {}
+        StepVariant::Scheduled => {
+            for (key, f) in [
+                (
+                    ScheduleKey::GeneratedShare,
+                    (|t: f64| 0.5 * t) as fn(f64) -> f64,
+                ),
+                (ScheduleKey::Strength, |t| {
+                    0.75 + 0.25 * (std::f64::consts::PI * t).cos()
+                }),
+                (ScheduleKey::Lr, |t| {
+                    0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+                }),
+            ] {
+                let table = tabulate::<()>(key, steps, |t| Ok(f(t)))
+                    .map_err(|_| crate::Error::config(key.name(), "bench schedule out of range"))?;
+                tc.schedule.0.insert(key, table);
+            }
+        }
+        StepVariant::PerSource => aug = ViewPair::per_source(&aug, &preset("symmetric_weak")?),
+    }
+    tc.validate()?;
+    let trainer = Trainer::new(&tc, &aug, 10, device)?;
+    // The same pipeline as training.
+    let sampler = schedule::sampler(&data, &tc.schedule, cfg.batch, 0, 0)?;
+    let batches = Batches::start(&data, sampler, device, cfg.placement)?;
+    Ok((trainer, batches))
+}
+
+/// SimCLR train-step throughput of a fixed run on an inflation (the baseline of the two
+/// benches below).
 pub fn train_step(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
+    train_step_variant(cfg, device, StepVariant::Fixed, "simclr_train_step")
+}
+
+/// `train_step` with the generated share, the strength and the lr scheduled.
+pub fn train_step_scheduled(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
+    train_step_variant(
+        cfg,
+        device,
+        StepVariant::Scheduled,
+        "simclr_train_step_scheduled",
+    )
+}
+
+/// `train_step` with a weaker augmentation for the generated half of the data.
+pub fn train_step_per_source(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
+    train_step_variant(
+        cfg,
+        device,
+        StepVariant::PerSource,
+        "simclr_train_step_per_source_aug",
+    )
+}
+
+fn train_step_variant(
+    cfg: &BenchConfig,
+    device: &Device,
+    variant: StepVariant,
+    name: &'static str,
+) -> Result<BenchLine> {
     let steps = cfg.warmup_steps + cfg.steps;
-    let (mut trainer, mut batches) = simclr_trainer(cfg, steps, PretrainConfig::default(), device)?;
+    let (mut trainer, mut batches) = variant_trainer(cfg, steps, variant, device)?;
     let mut run = |batches: &mut Batches, steps: usize, offset: usize| {
         let mut last = None;
         for s in 0..steps {
@@ -157,7 +260,7 @@ pub fn train_step(cfg: &BenchConfig, device: &Device) -> Result<BenchLine> {
         placement: Some(batches.placement().name()),
         images_per_s: Some((cfg.steps * cfg.batch) as f64 / seconds),
         data_wait: Some(waited / seconds),
-        ..BenchLine::new("simclr_train_step", cfg, seconds, cfg.steps)
+        ..BenchLine::new(name, cfg, seconds, cfg.steps)
     })
 }
 

@@ -615,7 +615,12 @@ pub fn main() -> ExitCode {
             };
             let benches: &[fn(&BenchConfig, &Device) -> crate::Result<bench::BenchLine>] =
                 match b.suite {
-                    Suite::Throughput => &[bench::augmentation, bench::train_step],
+                    Suite::Throughput => &[
+                        bench::augmentation,
+                        bench::train_step,
+                        bench::train_step_scheduled,
+                        bench::train_step_per_source,
+                    ],
                     Suite::Losses => &[bench::losses],
                 };
             for run in benches {

@@ -61,11 +61,21 @@ pub fn doc_comments(module: &str, name: &str) -> Vec<String> {
     if !e.options.is_empty() {
         out.push("///".into());
         out.push("/// Options:".into());
-        out.extend(
-            e.options
-                .iter()
-                .map(|o| format!("/// - `{}` ({}): {}", o.key, kind_short(o.kind), o.doc)),
-        );
+        for o in e.options {
+            out.push(format!(
+                "/// - `{}` ({}): {}",
+                o.key,
+                kind_short(o.kind),
+                o.doc
+            ));
+            if o.kind == Kind::Schedule {
+                out.extend(
+                    schedule_keys()
+                        .into_iter()
+                        .map(|(k, doc)| format!("///   - `{}.{k}`: {doc}", o.key)),
+                );
+            }
+        }
     }
     out
 }
@@ -94,6 +104,11 @@ pub fn render() -> String {
                 kind_short(o.kind),
                 o.doc
             ));
+            if o.kind == Kind::Schedule {
+                for (k, doc) in schedule_keys() {
+                    out.push_str(&format!("      .{k:<16} {doc}\n"));
+                }
+            }
         }
     }
     out
@@ -134,6 +149,11 @@ pub fn render_markdown() -> String {
                     kind_short(o.kind),
                     o.doc
                 ));
+                if o.kind == Kind::Schedule {
+                    for (k, doc) in schedule_keys() {
+                        out.push_str(&format!("  - `{}.{k}`: {doc}\n", o.key));
+                    }
+                }
             }
         }
     }
@@ -153,5 +173,31 @@ fn kind_short(k: Kind) -> &'static str {
         Kind::Dataset => "Dataset",
         Kind::Aug => "Aug",
         Kind::Map => "map",
+        Kind::Schedule => "schedule map",
     }
+}
+
+/// The keys an option of kind `Schedule` takes, from the core's one list of schedulable keys:
+/// (name, kind, doc with the range).
+pub fn schedule_keys() -> Vec<(&'static str, String)> {
+    adainf_core::train::schedule::KEYS
+        .iter()
+        .map(|k| {
+            (
+                k.name,
+                format!(
+                    "in [{}, {}] at each step (a number, |t| ... or Fn(\"name\"), t = step / steps): {}",
+                    k.range.0, k.range.1, k.doc
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The schedulable keys as options (for unknown-key messages).
+pub fn schedule_opts() -> Vec<Opt> {
+    adainf_core::train::schedule::KEYS
+        .iter()
+        .map(|k| super::options::opt(k.name, Kind::Float, k.doc))
+        .collect()
 }

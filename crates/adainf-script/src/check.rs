@@ -5,7 +5,7 @@
 
 use rhai::{AST, ASTNode, Expr};
 
-use super::api::{ApiEntry, MODULES};
+use super::api::{ApiEntry, MODULES, schedule_opts};
 use super::options::{Kind, unknown_key_message, wrong_kind_message};
 
 fn literal_kind_ok(kind: Kind, e: &Expr) -> Option<(bool, &'static str)> {
@@ -32,6 +32,32 @@ fn at(file: &str, pos: rhai::Position) -> String {
         pos.line().unwrap_or(0),
         pos.position().unwrap_or(0)
     )
+}
+
+/// The keys of a literal schedule map, and its literal values (numbers or functions of t).
+fn check_schedule(
+    file: &str,
+    function: &str,
+    option: &str,
+    map: &[(rhai::Ident, Expr)],
+    problems: &mut Vec<String>,
+) {
+    let known = schedule_opts();
+    for (ident, value) in map.iter() {
+        let key = ident.name.as_str();
+        if !known.iter().any(|o| o.key == key) {
+            problems.push(format!(
+                "{}: {}",
+                at(file, ident.pos),
+                unknown_key_message(&format!("`{option}` of {function}"), key, &known)
+            ));
+        } else if let Some((false, got)) = literal_kind_ok(Kind::Float, value) {
+            problems.push(format!(
+                "{}: option `{option}.{key}` of {function} must be a number or a function of t (|t| ... or Fn(\"name\")), got {got}",
+                at(file, value.position())
+            ));
+        }
+    }
 }
 
 pub fn check_ast(ast: &AST, file: &str, api: &[ApiEntry]) -> Vec<String> {
@@ -76,6 +102,11 @@ pub fn check_ast(ast: &AST, file: &str, api: &[ApiEntry]) -> Vec<String> {
                                     at(file, value.position()),
                                     wrong_kind_message(&full, key, o.kind, got)
                                 ));
+                            }
+                            if o.kind == Kind::Schedule
+                                && let Expr::Map(inner, _) = value
+                            {
+                                check_schedule(file, &full, key, &inner.0, &mut problems);
                             }
                         }
                     }

@@ -90,6 +90,9 @@ pub struct Host {
     state: Rc<HostState>,
     params: Map,
     lib_dirs: Vec<PathBuf>,
+    /// The script being run: `import` never resolves to it (a script named like a library,
+    /// e.g. `examples/schedules.rhai` importing "schedules", gets the library).
+    script: PathBuf,
 }
 
 /// A script failure, already phrased for people.
@@ -197,6 +200,7 @@ impl Host {
             state,
             params: config.params,
             lib_dirs: config.lib_dirs,
+            script: PathBuf::new(),
         }
     }
 
@@ -226,7 +230,10 @@ impl Host {
         for dir in folders {
             let mut r = rhai::module_resolvers::FileModuleResolver::new_with_path(dir);
             r.enable_cache(false);
-            chain.push(r);
+            chain.push(stdlib::NotTheScript {
+                files: r,
+                script: self.script.clone(),
+            });
         }
         chain.push(stdlib::EmbeddedStdlib);
         self.engine.set_module_resolver(chain);
@@ -243,13 +250,74 @@ impl Host {
         out
     }
 
+    /// The source of the module `import "name"` loads: a file next to the script or in a
+    /// `--lib` folder, else the standard library (the order of `set_resolver`).
+    fn module_source(&self, name: &str) -> Option<String> {
+        let file = format!("{}.rhai", name.trim_end_matches(".rhai"));
+        let mut folders = vec![self.state.script_dir.borrow().clone()];
+        folders.extend(self.lib_dirs.iter().cloned());
+        for dir in folders {
+            let path = dir.join(&file);
+            if stdlib::same_file(&path, &self.script) {
+                continue;
+            }
+            if let Ok(text) = std::fs::read_to_string(path) {
+                return Some(text);
+            }
+        }
+        let name = name.trim_end_matches(".rhai");
+        stdlib::SOURCES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s.to_string())
+    }
+
+    /// Makes the closures that imported modules create callable from the script: Rhai looks
+    /// a closure's anonymous function up in the script's own functions, so the anonymous
+    /// functions of every module the script imports (and they import) are added to them,
+    /// read afresh from the files on every run (a watch re-run never sees a stale module).
+    /// A module that cannot be read or compiled adds nothing; its `import` reports the error.
+    fn link_module_closures(&self, ast: &mut rhai::AST) {
+        fn imports(ast: &rhai::AST) -> Vec<String> {
+            let mut out = Vec::new();
+            ast.walk(&mut |path: &[rhai::ASTNode]| {
+                if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(x, _))) = path.last()
+                    && let rhai::Expr::StringConstant(name, _) = &x.0
+                {
+                    out.push(name.to_string());
+                }
+                true
+            });
+            out
+        }
+        let mut queue = imports(ast);
+        let mut seen = std::collections::HashSet::new();
+        while let Some(name) = queue.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let Some(source) = self.module_source(&name) else {
+                continue;
+            };
+            let Ok(module) = self.engine.compile(&source) else {
+                continue;
+            };
+            queue.extend(imports(&module));
+            ast.combine(
+                module.clone_functions_only_filtered(|_, _, _, name, _| name.starts_with("anon$")),
+            );
+        }
+    }
+
     /// Compiles and runs a script file.
     pub fn run_file(&mut self, path: &Path) -> Result<(), ScriptError> {
         let (file, source) = self.prepare(path)?;
+        self.script = path.to_path_buf();
         self.set_resolver();
-        let ast = self.engine.compile(&source).map_err(|e| ScriptError {
+        let mut ast = self.engine.compile(&source).map_err(|e| ScriptError {
             message: format_parse_error(&file, &e),
         })?;
+        self.link_module_closures(&mut ast);
         let mut scope = Scope::new();
         scope.push_constant("params", self.params.clone());
         self.engine
@@ -268,6 +336,7 @@ impl Host {
         match self.engine.compile(&source) {
             Err(e) => vec![format_parse_error(&file, &e)],
             Ok(ast) => {
+                self.script = path.to_path_buf();
                 self.set_resolver();
                 check::check_ast(&ast, &file, &api::catalogue())
             }

@@ -25,6 +25,8 @@ pub enum Kind {
     /// An augmentation (`aug::preset(..)`), a preset name, or an array of two augmentations.
     Aug,
     Map,
+    /// A map of schedulable keys (`train::schedule::KEYS`) to numbers or functions of t.
+    Schedule,
     /// Array of strings.
     Strings,
     /// Array of two-string arrays, e.g. `[["vanilla", "none"], ["adainf", "none"]]`.
@@ -41,8 +43,11 @@ impl Kind {
             Kind::Bool => "a bool (true/false)",
             Kind::Floats => "an array of numbers",
             Kind::Dataset => "a dataset (from data::...)",
-            Kind::Aug => "an augmentation (aug::preset(..)), a preset name, or [view1, view2]",
+            Kind::Aug => {
+                "an augmentation (aug::preset(..)), a preset name, [view1, view2], or #{ real: .., generated: .. }"
+            }
             Kind::Map => "a map #{...}",
+            Kind::Schedule => "a map #{ key: number | |t| ... | Fn(\"name\") }",
             Kind::Strings => "an array of strings",
             Kind::Pairs => "an array of [string, string] pairs",
         }
@@ -103,11 +108,12 @@ pub fn fits(kind: Kind, v: &Dynamic) -> bool {
         Kind::Aug => {
             v.is::<crate::augment::ViewPair>()
                 || v.is_string()
+                || v.is_map()
                 || v.clone().into_array().is_ok_and(|a| {
                     a.len() == 2 && a.iter().all(|x| x.is::<crate::augment::ViewPair>())
                 })
         }
-        Kind::Map => v.is_map(),
+        Kind::Map | Kind::Schedule => v.is_map(),
     }
 }
 

@@ -349,3 +349,80 @@ fn theory_estimate_in_an_encoder_space() {
     )
     .unwrap();
 }
+
+/// A schedule is identified by its per-step values: a closure, a named function and a
+/// library function giving the same table give one run (the second and third come from the
+/// cache), and an edited closure gives a new run.
+#[test]
+fn a_schedule_is_identified_by_its_values_not_its_text() {
+    run_script(
+        "schedule_id",
+        r#"
+        import "schedules" as s;
+        fn half(t) { 0.5 * t }
+        let real = data::synthetic(#{ n: 24, size: 8 });
+        let gen = data::synthetic_generator(#{ n: 20, size: 8, seed: 1 });
+        let base = #{ data: data::inflate(real, gen, #{ dup: 1 }), backbone: "resnet10", width: 2,
+                      batch: 8, steps: 3, proj_hidden: 8, proj_dim: 4, eval_every: 0 };
+        let o = base; o.schedule = #{ generated_share: |t| 0.5 * t };
+        let a = train::pretrain(o);
+        let o = base; o.schedule = #{ generated_share: Fn("half") };
+        let b = train::pretrain(o);
+        let o = base; o.schedule = #{ generated_share: s::linear(0, 0.5) };
+        let c = train::pretrain(o);
+        let o = base; o.schedule = #{ generated_share: |t| 0.6 * t };
+        let d = train::pretrain(o);
+        if a.cached || !b.cached || !c.cached || d.cached { throw `cached: ${[a.cached, b.cached, c.cached, d.cached]}`; }
+        if a.id != b.id || a.id != c.id { throw `ids differ: ${a.id} ${b.id} ${c.id}`; }
+        if d.id == a.id { throw "an edited closure kept the run id"; }
+        let o = base; o.schedule = #{ strength: 1 };
+        let e = train::pretrain(o);
+        if e.id == a.id || e.cached { throw "a constant is a schedule of its own"; }
+        "#,
+    )
+    .unwrap();
+}
+
+/// The values of `stdlib/schedules.rhai`, against the formulas written out in f64 here.
+#[test]
+fn the_schedules_library_gives_its_documented_values() {
+    let pi = std::f64::consts::PI;
+    let mut checks = String::new();
+    let mut expect = |call: &str, t: f64, want: f64| {
+        checks.push_str(&format!(
+            "let v = {call}.call({t:?}); if (v - {want:?}).abs() > 1e-12 {{ throw `{call} at {t}: ${{v}} instead of {want}`; }}\n"
+        ));
+    };
+    for t in [0.0, 0.1, 0.25, 0.5, 0.9, 1.0] {
+        expect("s::linear(1.0, 0.2)", t, 1.0 + (0.2 - 1.0) * t);
+        expect("s::linear(0, 1)", t, t);
+        expect(
+            "s::cosine(1.0, 0.5)",
+            t,
+            0.5 + 0.5 * 0.5 * (1.0 + (pi * t).cos()),
+        );
+        let w = 0.2;
+        let warm = if t < w {
+            t / w
+        } else {
+            0.5 * (1.0 + (pi * (t - w) / (1.0 - w)).cos())
+        };
+        expect("s::warmup_cosine(0.2)", t, warm);
+        let step = if t >= 0.5 {
+            0.1
+        } else if t >= 0.25 {
+            0.5
+        } else {
+            1.0
+        };
+        expect("s::steps([0.0, 0.25, 0.5], [1.0, 0.5, 0.1])", t, step);
+    }
+    let script = format!("import \"schedules\" as s;\n{checks}");
+    run_script("schedules_lib", &script).unwrap();
+    let e = run_script(
+        "schedules_bad",
+        "import \"schedules\" as s;\nlet f = s::steps([0.5], [1.0, 2.0]);\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("as many t_points as values"), "{e}");
+}

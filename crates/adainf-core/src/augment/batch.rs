@@ -389,6 +389,7 @@ mod tests {
             pixels,
             labels: vec![0; n],
             shape: [8, 8, 3],
+            generated: vec![false; n],
         }
     }
 
@@ -470,6 +471,7 @@ mod tests {
             pixels,
             labels: vec![0],
             shape: [8, 8, 3],
+            generated: vec![false; 1],
         };
         let mut p = params(&AugSpec::identity(), 1, 0);
         p[0].crop = [4.0, 2.0, 4.0, 5.0];
@@ -509,6 +511,7 @@ mod tests {
             pixels: vec![10, 200, 128, 127, 0, 255, 64, 192, 5, 250, 100, 130],
             labels: vec![0],
             shape: [2, 2, 3],
+            generated: vec![false; 1],
         };
         let mut p = vec![ViewParams::sample(
             &AugSpec::identity(),

@@ -175,6 +175,7 @@ mod tests {
             pixels: (0..n * h * w * 3).map(|_| rng.below(256) as u8).collect(),
             labels: vec![0; n],
             shape: [h, w, 3],
+            generated: vec![false; n],
         }
     }
 

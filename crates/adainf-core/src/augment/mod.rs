@@ -143,8 +143,14 @@ impl AugSpec {
 pub struct ViewPair {
     /// Preset name, e.g. `symmetric`.
     pub name: String,
-    /// Augmentation of the first and the second view.
+    /// Augmentation of the first and the second view (of every image, or of the real images
+    /// when `generated` is set).
     pub views: [AugSpec; 2],
+    /// Augmentation of the two views of generated images, when it differs from that of real
+    /// ones (`aug: #{ real: A, generated: B }`); the normalisation must be the same. Left out
+    /// of the serialised pair (and so of the run id) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<[AugSpec; 2]>,
 }
 
 impl ViewPair {
@@ -153,7 +159,46 @@ impl ViewPair {
         ViewPair {
             name: name.to_string(),
             views: [spec.clone(), spec],
+            generated: None,
         }
+    }
+
+    /// `real` for real images and `generated`'s views for generated ones.
+    pub fn per_source(real: &ViewPair, generated: &ViewPair) -> ViewPair {
+        ViewPair {
+            name: format!("real {}, generated {}", real.name, generated.name),
+            views: real.views.clone(),
+            generated: Some(generated.views.clone()),
+        }
+    }
+
+    /// The views' augmentation of an image from a generated (or a real) source.
+    pub fn views_for(&self, generated: bool) -> &[AugSpec; 2] {
+        match (&self.generated, generated) {
+            (Some(g), true) => g,
+            _ => &self.views,
+        }
+    }
+
+    /// Checks every view's values; generated images must be normalised as real ones are.
+    pub fn validate(&self) -> Result<()> {
+        for view in self.views.iter().chain(self.generated.iter().flatten()) {
+            view.validate()?;
+        }
+        if let Some(g) = &self.generated {
+            for (r, g) in self.views.iter().zip(g) {
+                if r.mean != g.mean || r.std != g.std {
+                    return Err(Error::config(
+                        "aug.generated",
+                        format!(
+                            "normalises with mean {:?} and std {:?} but the real images' augmentation with mean {:?} and std {:?}; both sides of one batch need the same normalisation",
+                            g.mean, g.std, r.mean, r.std
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
     /// Whether both views use the same augmentation.
     pub fn is_symmetric(&self) -> bool {
@@ -209,10 +254,12 @@ pub fn preset(name: &str) -> Result<ViewPair> {
         "asymmetric" => ViewPair {
             name: name.into(),
             views: [asym, asym2],
+            generated: None,
         },
         "asymmetric_adainf" => ViewPair {
             name: name.into(),
             views: [adainf(&asym), adainf(&asym2)],
+            generated: None,
         },
         other => {
             return Err(Error::config(

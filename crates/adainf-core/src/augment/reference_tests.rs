@@ -85,6 +85,7 @@ fn ours(fx: &Fixture, params: &ViewParams) -> [Vec<f32>; 2] {
         pixels: fx.pixels.clone(),
         labels: vec![0],
         shape: [h, w, 3],
+        generated: vec![false; 1],
     };
     let device = Device::flex();
     let batched = read_floats(batch::augment(

@@ -71,6 +71,8 @@ pub enum Batches {
         data: ResidentData,
         /// Chooses the indices of each batch.
         sampler: Sampler,
+        /// Per item: whether it comes from the generated part of an inflation.
+        generated: Vec<bool>,
     },
 }
 
@@ -93,6 +95,7 @@ impl Batches {
             Ok(Batches::Resident {
                 data: ResidentData::upload(data, device)?,
                 sampler,
+                generated: (0..data.len()).map(|i| data.item(i).generated).collect(),
             })
         } else {
             Ok(Batches::Streamed(Prefetcher::start(
@@ -115,9 +118,19 @@ impl Batches {
     pub fn next_batch(&mut self) -> Batch {
         match self {
             Batches::Streamed(p) => Batch::Host(p.next_batch()),
-            Batches::Resident { data, sampler } => {
-                let (images, labels) = data.gather(&sampler.next_batch());
-                Batch::Device { images, labels }
+            Batches::Resident {
+                data,
+                sampler,
+                generated,
+            } => {
+                let indices = sampler.next_batch();
+                let (images, labels) = data.gather(&indices);
+                let generated = indices.iter().map(|&i| generated[i]).collect();
+                Batch::Device {
+                    images,
+                    labels,
+                    generated,
+                }
             }
         }
     }

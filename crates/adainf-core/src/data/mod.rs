@@ -198,6 +198,8 @@ pub struct Item<'a> {
     pub label: i32,
     /// `pixels` are in B, G, R order (`extend_rgb` swaps them).
     pub bgr: bool,
+    /// The item comes from the generated part of an inflation (`Dataset::inflate`).
+    pub generated: bool,
 }
 
 impl Item<'_> {
@@ -307,6 +309,19 @@ impl Dataset {
         self.inner.inflated_from.as_ref().map(|(r, g)| (r, g))
     }
 
+    /// The view positions of the real part and of the generated part, each image once: for an
+    /// inflation the first replica of the real set and the generated set; for a set with no
+    /// generated image all of it and an empty range. `None` for a set that mixes the two
+    /// otherwise (a subset of an inflation), whose parts cannot be sampled on their own.
+    pub fn sources(&self) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+        if let Some((real, generated)) = self.inflated_from() {
+            let start = self.len() - generated.len();
+            return Some((0..real.len(), start..self.len()));
+        }
+        let any_generated = self.inner.parts.iter().any(|p| p.unlabeled);
+        (!any_generated).then(|| (0..self.len(), self.len()..self.len()))
+    }
+
     /// Number of items in the view (each replica of an inflated set counts).
     pub fn len(&self) -> usize {
         self.inner.ends.last().copied().unwrap_or(0)
@@ -357,6 +372,7 @@ impl Dataset {
             pixels: part.store.image(row),
             label,
             bgr: part.store.bgr,
+            generated: part.unlabeled,
         }
     }
 

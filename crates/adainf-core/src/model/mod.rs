@@ -8,6 +8,16 @@ pub use resnet::{Backbone, ResNet, ResNetConfig};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 
+/// Held while the process-wide host generator is seeded and drawn from (`init_seeded`,
+/// `seed_device`).
+static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Seeds `device`'s generator under the same lock as `init_seeded`.
+pub fn seed_device(device: &Device, seed: u64) {
+    let _held = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    device.seed(seed);
+}
+
 /// Builds a module with the host (flex) random generator seeded with `seed`, then moves it
 /// to `device`. Every backend has its own random generator, so initialising on the host is
 /// what makes one seed give the same initial weights on flex, wgpu and CUDA. Use an autodiff
@@ -23,6 +33,9 @@ pub fn init_seeded<M: Module>(
     } else {
         Device::flex()
     };
+    // The host generator is one per process: two threads initialising at once (tests, a
+    // host running runs side by side) would draw from each other's seeded stream.
+    let _held = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     host.seed(seed);
     let module = build(&host);
     // Parameters are initialised lazily, on whatever device they are moved to before first

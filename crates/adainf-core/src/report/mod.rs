@@ -279,6 +279,19 @@ pub fn distinct_counts(rows: &[Row], columns: &[String]) -> BTreeMap<String, usi
         .collect()
 }
 
+/// The share of generated images among all the images a run trained on, from its metric
+/// rows (each row covers the steps since the previous one); None for rows of older runs.
+pub fn realized_generated_fraction(run: &FinishedRun) -> Option<f64> {
+    let (mut weighted, mut steps, mut previous) = (0.0, 0usize, 0usize);
+    for m in &run.metrics {
+        let span = m.step.saturating_sub(previous);
+        weighted += m.generated_fraction? * span as f64;
+        steps += span;
+        previous = m.step;
+    }
+    (steps > 0).then(|| weighted / steps as f64)
+}
+
 /// The standard columns of a run: its config, data recipe and results.
 pub fn run_row(run: &FinishedRun) -> Row {
     let c = &run.spec.config;
@@ -314,6 +327,17 @@ pub fn run_row(run: &FinishedRun) -> Row {
             Cell::Number(run.result.train_seconds),
         ),
         ("precision".into(), Cell::Text(c.precision.name().into())),
+        (
+            "schedule".into(),
+            match c.schedule.summary() {
+                keys if keys.is_empty() => Cell::Empty,
+                keys => Cell::Text(keys),
+            },
+        ),
+        (
+            "generated_fraction".into(),
+            realized_generated_fraction(run).map_or(Cell::Empty, Cell::Number),
+        ),
         (
             "placement".into(),
             run.result

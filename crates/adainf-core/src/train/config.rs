@@ -4,6 +4,7 @@
 use burn::tensor::{Device, FloatDType};
 use serde::{Deserialize, Serialize};
 
+use super::schedule::Schedule;
 use crate::error::{Error, Result};
 use crate::method::Method;
 use crate::model::{Backbone, ResNetConfig};
@@ -154,6 +155,10 @@ pub struct PretrainConfig {
     /// serialised config (and so of the run id) when f32, so f32 runs keep their ids.
     #[serde(skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
+    /// Per-step values of the scheduled keys (`super::schedule`). Left out of the serialised
+    /// config (and so of the run id) when nothing is scheduled.
+    #[serde(skip_serializing_if = "Schedule::is_empty")]
+    pub schedule: Schedule,
 }
 
 impl Default for PretrainConfig {
@@ -184,6 +189,7 @@ impl Default for PretrainConfig {
             barlow_scale: None,
             lr_scaling: None,
             precision: Precision::F32,
+            schedule: Schedule::default(),
         }
     }
 }
@@ -381,6 +387,7 @@ impl PretrainConfig {
                 "must be at least 2 (contrastive losses need negatives)",
             ));
         }
+        self.schedule.validate(self.steps)?;
         if self.warmup > self.steps {
             return Err(Error::config(
                 "warmup",

@@ -7,6 +7,9 @@ pub mod checkpoint;
 pub mod config;
 pub mod progress;
 pub mod run;
+pub mod schedule;
+#[cfg(test)]
+mod schedule_tests;
 pub mod trainer;
 
 use std::path::Path;
@@ -18,7 +21,6 @@ use burn::tensor::Device;
 use crate::augment::ViewPair;
 use crate::data::Dataset;
 use crate::data::batches::{Batches, Placement};
-use crate::data::loader::Sampler;
 use crate::error::{Error, Result};
 use crate::model::ResNet;
 use crate::report::events::{self, RunEvents};
@@ -60,9 +62,8 @@ pub struct TrainContext<'a> {
 
 fn check_inputs(req: &PretrainRequest) -> Result<()> {
     req.config.validate()?;
-    for view in &req.aug.views {
-        view.validate()?;
-    }
+    req.aug.validate()?;
+    req.config.schedule.check_data(req.data, req.config.batch)?;
     let shape = req.data.shape();
     if shape[2] != 3 {
         return Err(Error::Data(format!(
@@ -128,7 +129,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
     let mut events = RunEvents::start(&dir, &spec, first_step, || {
         events::preview(req.data, req.aug, ctx.device)
     })?;
-    let sampler = Sampler::resume(req.data.len(), cfg.batch, cfg.seed, first_step)?;
+    let sampler = schedule::sampler(req.data, &cfg.schedule, cfg.batch, cfg.seed, first_step)?;
     let mut batches = Batches::start(req.data, sampler, ctx.device, ctx.placement)?;
 
     ctx.progress.start(&id, cfg.steps, false);
@@ -138,6 +139,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
     let started = Instant::now();
     let mut interval_start = Instant::now();
     let mut interval_images = 0usize;
+    let mut interval_generated = 0usize;
     let mut total_wait = Duration::ZERO;
     let mut last_loss = metrics.last().map_or(f64::NAN, |m| m.loss);
     let mut last_checkpoint = first_step;
@@ -153,6 +155,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
         }
         let batch = batches.next_batch();
         interval_images += batch.len();
+        interval_generated += batch.generated().iter().filter(|&&g| g).count();
         let loss = trainer.step(batch, step);
 
         let done = step + 1;
@@ -193,6 +196,8 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
                 probe_acc,
                 images_per_s,
                 data_wait,
+                generated_fraction: Some(interval_generated as f64 / interval_images.max(1) as f64),
+                strength: Some(trainer.strength(step)),
             };
             log.append(&row)?;
             events.row(&row)?;
@@ -207,6 +212,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
             }
             interval_start = Instant::now();
             interval_images = 0;
+            interval_generated = 0;
         }
     }
     let train_seconds = started.elapsed().as_secs_f64();
@@ -267,7 +273,7 @@ pub fn random_backbone(run: &FinishedRun, device: &Device) -> Result<ResNet> {
 mod tests {
     use super::*;
     use crate::augment::{AugSpec, ViewPair};
-    use crate::data::loader::gather;
+    use crate::data::loader::{Sampler, gather};
     use crate::data::synthetic::{SyntheticSpec, synthetic};
 
     /// With the encoder (almost) frozen, the probe alone must fit its training images.

@@ -102,6 +102,14 @@ pub struct MetricRow {
     /// Fraction of the interval's wall time the step loop waited for its next batch.
     #[serde(default)]
     pub data_wait: f64,
+    /// Fraction of the images since the previous row that came from the generated part of
+    /// the data (absent in rows of older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_fraction: Option<f64>,
+    /// Augmentation strength in force at the row's last step (1 unless scheduled; absent in
+    /// rows of older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f64>,
 }
 
 /// `result.json`: the summary of a finished run.
@@ -331,6 +339,8 @@ mod tests {
             probe_acc: None,
             images_per_s: 3.0,
             data_wait: 0.25,
+            generated_fraction: Some(0.5),
+            strength: Some(1.0),
         };
         log.append(&row).unwrap();
         assert!(load_finished(&dir).unwrap().is_none());

@@ -9,7 +9,8 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, FloatDType, Tensor};
 
 use super::config::PretrainConfig;
-use crate::augment::{ViewPair, batch};
+use super::schedule::ScheduleKey;
+use crate::augment::{AugSpec, ViewPair, ViewParams, batch};
 use crate::data::Dataset;
 use crate::data::loader::Batch;
 use crate::error::Result;
@@ -77,7 +78,7 @@ impl Trainer {
         let method = cfg.method();
         let plain = device.clone();
         let autodiff = plain.clone().autodiff();
-        autodiff.seed(cfg.seed);
+        crate::model::seed_device(&autodiff, cfg.seed);
         let backbone_cfg = cfg.backbone_config()?;
         let feat = backbone_cfg.feature_dim();
         let bn = method.projector_batch_norm();
@@ -127,23 +128,68 @@ impl Trainer {
         })
     }
 
-    /// Encoder learning rate at `step`.
+    /// Encoder learning rate at `step`: the base rate times the scheduled factor, or the
+    /// built-in warm-up + cosine.
     pub fn lr(&self, step: usize) -> f64 {
-        self.lr_encoder.lr(step)
+        match self.cfg.schedule.value(ScheduleKey::Lr, step) {
+            Some(factor) => self.lr_encoder.base * factor,
+            None => self.lr_encoder.lr(step),
+        }
     }
 
-    /// Two augmented views of the batch, normalised, on the plain device.
+    /// Online-probe learning rate at `step` (follows the encoder's schedule).
+    fn probe_lr(&self, step: usize) -> f64 {
+        match self.cfg.schedule.value(ScheduleKey::Lr, step) {
+            Some(factor) => self.lr_probe.base * factor,
+            None => self.lr_probe.lr(step),
+        }
+    }
+
+    /// The augmentation strength in force at `step` (1 when not scheduled).
+    pub fn strength(&self, step: usize) -> f64 {
+        self.cfg
+            .schedule
+            .value(ScheduleKey::Strength, step)
+            .unwrap_or(1.0)
+    }
+
+    /// Two augmented views of the batch, normalised, on the plain device. Each image's
+    /// parameters are drawn in batch order from its source's augmentation (real or
+    /// generated), scaled by the scheduled strength.
     pub fn views(&self, input: Batch, step: usize) -> [Tensor<4>; 2] {
         let n = input.len();
+        let generated = input.generated().to_vec();
         let staged = match input {
             Batch::Host(hb) => batch::Staged::new(hb, &self.plain),
             Batch::Device { images, .. } => batch::Staged::OnDevice(images),
         };
         let [h, w] = staged.size();
         let mut rng = Rng::derive(self.cfg.seed, &[0xA06, step as u64]);
+        let scaled = |views: &[AugSpec; 2]| -> [AugSpec; 2] {
+            match self.cfg.schedule.value(ScheduleKey::Strength, step) {
+                // Validated range: `with_strength` cannot fail here.
+                Some(s) => views.clone().map(|v| v.with_strength(s).unwrap_or(v)),
+                None => views.clone(),
+            }
+        };
+        let real = scaled(&self.aug.views);
+        let from_generated = self.aug.generated.as_ref().map(scaled);
         [0, 1].map(|v| {
-            let spec = &self.aug.views[v];
-            let params = batch::sample_params(spec, &mut rng, n, h, w);
+            let spec = &real[v];
+            let params = match &from_generated {
+                None => batch::sample_params(spec, &mut rng, n, h, w),
+                Some(g) => (0..n)
+                    .map(|k| {
+                        let source = if generated.get(k) == Some(&true) {
+                            &g[v]
+                        } else {
+                            spec
+                        };
+                        ViewParams::sample(source, &mut rng, h, w)
+                    })
+                    .collect(),
+            };
+            // Both sources normalise alike (`ViewPair::validate`).
             staged.view(&params, spec)
         })
     }
@@ -211,14 +257,12 @@ impl Trainer {
         let mut grads = (ssl.clone() + probe_loss).backward();
         let encoder_grads = GradientsParams::from_module(&mut grads, &self.encoder);
         let probe_grads = GradientsParams::from_module(&mut grads, &self.probe);
-        self.encoder = self.encoder_opt.step(
-            self.lr_encoder.lr(step),
-            self.encoder.clone(),
-            encoder_grads,
-        );
+        self.encoder = self
+            .encoder_opt
+            .step(self.lr(step), self.encoder.clone(), encoder_grads);
         self.probe = self
             .probe_opt
-            .step(self.lr_probe.lr(step), self.probe.clone(), probe_grads);
+            .step(self.probe_lr(step), self.probe.clone(), probe_grads);
         if let Some(target) = self.target.take() {
             let tau = ema_tau(
                 self.cfg.ema_base.unwrap_or(0.99),
@@ -476,8 +520,14 @@ mod tests {
         assert_eq!(streamed.placement(), Placement::Stream);
         for step in 0..6 {
             // Same items in the same order, the same pixels and labels.
-            let (Batch::Device { images, labels }, Batch::Host(host)) =
-                (resident.next_batch(), streamed.next_batch())
+            let (
+                Batch::Device {
+                    images,
+                    labels,
+                    generated,
+                },
+                Batch::Host(host),
+            ) = (resident.next_batch(), streamed.next_batch())
             else {
                 panic!("each stream yields its own kind of batch");
             };
@@ -490,8 +540,14 @@ mod tests {
             // On flex a host batch takes the fused per-image augmentation and a device batch
             // the batched tensor one (what GPUs run); their views agree within 1e-4, so the
             // first step's loss agrees closely (later steps drift as SGD carries the rounding).
+            assert_eq!(generated, host.generated, "step {step}");
             let a = read_floats(fused.step(host, step))[0] as f64;
-            let b = read_floats(batched.step(Batch::Device { images, labels }, step))[0] as f64;
+            let device_batch = Batch::Device {
+                images,
+                labels,
+                generated,
+            };
+            let b = read_floats(batched.step(device_batch, step))[0] as f64;
             if step == 0 {
                 assert!((a - b).abs() <= 1e-5 * a.abs(), "{a} vs {b}");
             }

@@ -19,13 +19,13 @@ pub(super) fn register_type(engine: &mut Engine) {
 }
 
 fn strength(a: &ViewPair, s: f64) -> Res<ViewPair> {
-    let views = [
-        core(a.views[0].with_strength(s))?,
-        core(a.views[1].with_strength(s))?,
-    ];
+    let scale = |v: &[AugSpec; 2]| -> Res<[AugSpec; 2]> {
+        Ok([core(v[0].with_strength(s))?, core(v[1].with_strength(s))?])
+    };
     Ok(ViewPair {
         name: format!("{}×{s}", a.name),
-        views,
+        views: scale(&a.views)?,
+        generated: a.generated.as_ref().map(scale).transpose()?,
     })
 }
 
@@ -80,6 +80,7 @@ pub(super) fn aug_module(state: &Rc<HostState>) -> Module {
         Ok(ViewPair {
             name: format!("{}|{}", a.name, b.name),
             views: [a.views[0].clone(), b.views[0].clone()],
+            generated: None,
         })
     });
     let st = state.clone();
@@ -127,6 +128,34 @@ pub(super) fn aug_option(v: Option<&Dynamic>) -> Res<ViewPair> {
         None => core(preset(DEFAULT_PRESET)),
         Some(v) if v.is::<ViewPair>() => Ok(v.clone().cast::<ViewPair>()),
         Some(v) if v.is_string() => core(preset(&v.clone().into_string().unwrap_or_default())),
+        Some(v) if v.is_map() => {
+            // `#{ real: A, generated: B }`: each side one of the other forms.
+            let map = v.clone().cast::<Map>();
+            let side = |key: &str| -> Res<ViewPair> {
+                let Some(x) = map.get(key) else {
+                    return fail(format!(
+                        "option `aug` as a map needs both `real` and `generated` (e.g. #{{ real: aug::preset(\"symmetric\"), generated: aug::preset(\"symmetric_weak\") }}); `{key}` is missing"
+                    ));
+                };
+                if x.is_map() || !options::fits(Kind::Aug, x) {
+                    return fail(format!(
+                        "`aug.{key}` must be an augmentation (aug::preset(..)), a preset name or [view1, view2], got {}",
+                        options::type_name(x)
+                    ));
+                }
+                aug_option(Some(x))
+            };
+            if let Some(k) = map.keys().find(|k| !AUG_SOURCES.contains(&k.as_str())) {
+                let known: Vec<Opt> = AUG_SOURCES
+                    .iter()
+                    .map(|&s| opt(s, Kind::Aug, "augmentation of this source"))
+                    .collect();
+                return fail(options::unknown_key_message("aug", k, &known));
+            }
+            let pair = ViewPair::per_source(&side("real")?, &side("generated")?);
+            core(pair.validate())?;
+            Ok(pair)
+        }
         Some(v) => {
             let views: Vec<ViewPair> = v
                 .clone()
@@ -138,10 +167,14 @@ pub(super) fn aug_option(v: Option<&Dynamic>) -> Res<ViewPair> {
             Ok(ViewPair {
                 name: format!("{}|{}", views[0].name, views[1].name),
                 views: [views[0].views[0].clone(), views[1].views[1].clone()],
+                generated: None,
             })
         }
     }
 }
+
+/// The keys of `aug: #{ real: A, generated: B }` (augmentation per data source).
+pub const AUG_SOURCES: [&str; 2] = ["real", "generated"];
 
 pub const AUG_AUTO: &[Opt] = &[opt(
     "preset",

@@ -56,6 +56,12 @@ pub(super) fn register_type(engine: &mut Engine, state: &Rc<HostState>) {
             let gap = core(generator_gap(real, generated, &cfg, &st.device))?;
             m.insert("generator_gap".into(), gap_map(&gap).into());
         }
+        if d.inflated_from().is_some() {
+            m.insert(
+                "sampling".into(),
+                "uniform over the real images ×dup then the generated ones; with a `generated_share` schedule each part is sampled on its own and dup sets nothing".into(),
+            );
+        }
         Ok(m)
     });
     engine.register_fn("to_string", |d: &mut Dataset| {
@@ -415,7 +421,7 @@ pub(super) fn entries() -> Vec<ApiEntry> {
         entry(
             "Dataset.info",
             "data.info() -> map",
-            "n, shape, source, labelled, channel mean/std, recipe attributes (with dup \"auto\": dup_rule, generator_tv, n_effective, auto_strength); an inflated set adds `generator_gap` (gen::gap of its generated part against its real part, when each has more than 32 images)",
+            "n, shape, source, labelled, channel mean/std, recipe attributes (with dup \"auto\": dup_rule, generator_tv, n_effective, auto_strength); an inflated set adds `generator_gap` (gen::gap of its generated part against its real part, when each has more than 32 images) and `sampling` (what dup does, and that a `generated_share` schedule replaces it)",
             &[],
         ),
     ]

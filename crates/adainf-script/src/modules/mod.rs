@@ -116,6 +116,22 @@ macro_rules! register {
     };
 }
 
+/// `register!` for a function whose body needs the call context (`$ctx`), e.g. to call a
+/// script function it was given.
+macro_rules! register_with_context {
+    ($module:expr, $name:literal, $ctx:ident, $(move)? |$($arg:ident : $ty:ty),*| -> $ret:ty $body:block) => {
+        FuncRegistration::new($name)
+            .with_volatility(true)
+            .with_comments(api::doc_comments(MODULE, $name))
+            .with_params_info(api::params_info(MODULE, $name, &[$(concat!(stringify!($arg), ": ", stringify!($ty))),*]))
+            .set_into_module(&mut $module, move |$ctx: NativeCallContext, $($arg: $ty),*| -> $ret {
+                #[allow(clippy::redundant_closure_call)]
+                let result = (|| -> $ret { $body })();
+                placed(&$ctx, result)
+            });
+    };
+}
+
 mod aug_module;
 mod data_module;
 mod eval_module;

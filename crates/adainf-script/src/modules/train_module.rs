@@ -2,6 +2,7 @@
 
 use super::aug_module::aug_option;
 use super::*;
+use crate::train::schedule::{Schedule, ScheduleKey, TabulateError, tabulate};
 
 /// `Run`: its result, metrics, tags and `row()`.
 pub(super) fn register_type(engine: &mut Engine) {
@@ -28,6 +29,12 @@ pub(super) fn register_type(engine: &mut Engine) {
                 );
                 row.insert("images_per_s".into(), m.images_per_s.into());
                 row.insert("data_wait".into(), m.data_wait.into());
+                for (key, v) in [
+                    ("generated_fraction", m.generated_fraction),
+                    ("strength", m.strength),
+                ] {
+                    row.insert(key.into(), v.map_or(Dynamic::UNIT, Dynamic::from));
+                }
                 Dynamic::from_map(row)
             })
             .collect()
@@ -92,14 +99,99 @@ struct Prepared {
     checkpoint_every: usize,
 }
 
-fn prepare(function: &str, st: &HostState, opts: &Map) -> Res<Prepared> {
+/// The number a schedule value or a schedule function's result stands for, if it is one.
+fn number(v: &Dynamic) -> Option<f64> {
+    v.as_float()
+        .ok()
+        .or_else(|| v.as_int().ok().map(|i| i as f64))
+}
+
+/// Why a schedule function gave no number at a step.
+enum ScheduleFailure {
+    /// The function raised an error.
+    Script(Box<EvalAltResult>),
+    /// It returned a value of this type.
+    NotNumber(String),
+}
+
+/// The `schedule` option as per-step tables (`train::schedule::tabulate`): a number is a
+/// constant, a function (closure or `Fn("name")`) is called with t = step / steps.
+fn schedule_option(
+    ctx: &NativeCallContext,
+    function: &str,
+    value: Option<&Dynamic>,
+    steps: usize,
+) -> Res<Schedule> {
+    let mut out = Schedule::default();
+    let Some(map) = value.and_then(|v| v.clone().try_cast::<Map>()) else {
+        return Ok(out);
+    };
+    for (name, value) in &map {
+        let Some(key) = ScheduleKey::parse(name) else {
+            return fail(options::unknown_key_message(
+                &format!("`schedule` of {function}"),
+                name,
+                &api::schedule_opts(),
+            ));
+        };
+        let table = if let Some(x) = number(value) {
+            tabulate(key, steps, |_| Ok(x))
+        } else if let Some(f) = value.clone().try_cast::<rhai::FnPtr>() {
+            tabulate(key, steps, |t| {
+                let r = f
+                    .call_within_context::<Dynamic>(ctx, (t,))
+                    .map_err(ScheduleFailure::Script)?;
+                number(&r).ok_or_else(|| ScheduleFailure::NotNumber(options::type_name(&r)))
+            })
+        } else {
+            return fail(format!(
+                "option `schedule.{name}` of {function} must be a number, a function of t (|t| ...) or Fn(\"name\"), got {}",
+                options::type_name(value)
+            ));
+        };
+        match table {
+            Ok(table) => {
+                out.0.insert(key, table);
+            }
+            Err(TabulateError::OutOfRange(e)) => return core(Err(e)),
+            Err(TabulateError::Failed { step, t, error, .. }) => {
+                let at = format!("schedule.{name} at step {step} (t = {t})");
+                return match error {
+                    ScheduleFailure::NotNumber(got) => fail(format!(
+                        "option `schedule.{name}` of {function}: the function returned {got} at step {step} (t = {t}); it must return a number"
+                    )),
+                    ScheduleFailure::Script(e) => Err(Box::new(
+                        EvalAltResult::ErrorInFunctionCall(at, String::new(), e, Position::NONE),
+                    )),
+                };
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn prepare(ctx: &NativeCallContext, function: &str, st: &HostState, opts: &Map) -> Res<Prepared> {
     options::check(function, opts, PRETRAIN)?;
     let Some(data) = opts.get("data").map(|d| d.clone().cast::<Dataset>()) else {
         return fail(format!(
             "{function} needs `data` (e.g. #{{ data: data::synthetic(#{{ n: 5000 }}) }})"
         ));
     };
-    let config = resolved_config(opts, data.len())?;
+    let mut config = resolved_config(opts, data.len())?;
+    config.schedule = schedule_option(ctx, function, opts.get("schedule"), config.steps)?;
+    if config.schedule.table(ScheduleKey::Lr).is_some()
+        && let Some(key) = ["warmup", "warmup_start"]
+            .into_iter()
+            .find(|k| opts.contains_key(*k))
+    {
+        return fail(format!(
+            "option `{key}` of {function} does nothing with `schedule.lr`, which replaces the built-in warm-up + cosine; remove one of them"
+        ));
+    }
+    core(config.schedule.validate(config.steps))?;
+    core(config.schedule.check_data(&data, config.batch))?;
+    let aug = aug_option(opts.get("aug"))?;
+    core(aug.validate())?;
     let device = match opts.get("device") {
         Some(name) => core(DeviceSpec::parse(&name.to_string()).and_then(|d| d.open()))?,
         None => st.device.clone(),
@@ -111,7 +203,7 @@ fn prepare(function: &str, st: &HostState, opts: &Map) -> Res<Prepared> {
     Ok(Prepared {
         config,
         probe: opts.get("probe").map(|d| d.clone().cast::<Dataset>()),
-        aug: aug_option(opts.get("aug"))?,
+        aug,
         tags: opts
             .get("tags")
             .and_then(|t| t.clone().try_cast::<Map>())
@@ -236,28 +328,33 @@ pub(super) fn train_module(state: &Rc<HostState>) -> Module {
     const MODULE: &str = "train";
     let mut m = Module::new();
     let st = state.clone();
-    register!(m, "pretrain", move |opts: Map| -> Res<RunHandle> {
-        let prepared = prepare("train::pretrain", &st, &opts)?;
+    register_with_context!(m, "pretrain", ctx, move |opts: Map| -> Res<RunHandle> {
+        let prepared = prepare(&ctx, "train::pretrain", &st, &opts)?;
         Ok(pretrain_batch(&st, vec![prepared])?.remove(0))
     });
     let st = state.clone();
-    register!(m, "pretrain_all", move |configs: Array| -> Res<Array> {
-        let prepared = configs
-            .iter()
-            .enumerate()
-            .map(|(i, c)| match c.clone().try_cast::<Map>() {
-                Some(opts) => prepare("train::pretrain_all", &st, &opts),
-                None => fail(format!(
-                    "train::pretrain_all takes an array of option maps; item {i} is {}",
-                    options::type_name(c)
-                )),
-            })
-            .collect::<Res<Vec<_>>>()?;
-        Ok(pretrain_batch(&st, prepared)?
-            .into_iter()
-            .map(Dynamic::from)
-            .collect())
-    });
+    register_with_context!(
+        m,
+        "pretrain_all",
+        ctx,
+        move |configs: Array| -> Res<Array> {
+            let prepared = configs
+                .iter()
+                .enumerate()
+                .map(|(i, c)| match c.clone().try_cast::<Map>() {
+                    Some(opts) => prepare(&ctx, "train::pretrain_all", &st, &opts),
+                    None => fail(format!(
+                        "train::pretrain_all takes an array of option maps; item {i} is {}",
+                        options::type_name(c)
+                    )),
+                })
+                .collect::<Res<Vec<_>>>()?;
+            Ok(pretrain_batch(&st, prepared)?
+                .into_iter()
+                .map(Dynamic::from)
+                .collect())
+        }
+    );
     register!(m, "defaults", |method: &str| -> Res<Map> {
         defaults_map(method)
     });
@@ -292,7 +389,7 @@ pub const PRETRAIN: &[Opt] = &[
     opt(
         "aug",
         Kind::Aug,
-        "augmentation: aug handle, preset name or [view1, view2] (default \"symmetric\")",
+        "augmentation: aug handle, preset name or [view1, view2] (default \"symmetric\"); #{ real: A, generated: B } applies A to real and B to generated images of the same batch (each side any of these forms; same normalisation)",
     ),
     opt(
         "probe",
@@ -313,6 +410,11 @@ pub const PRETRAIN: &[Opt] = &[
         "placement",
         Kind::Str,
         "\"auto\" (default: on the GPU when the data fits), \"device\" (upload the data once, gather batches there) or \"stream\" (gather on the host, upload each batch); not part of the run id",
+    ),
+    opt(
+        "schedule",
+        Kind::Schedule,
+        "values that change over the run, per step: #{ generated_share, strength, lr } (see below); the per-step values, not how they are written, are part of the run id",
     ),
     opt(
         "method",
@@ -460,7 +562,7 @@ pub(super) fn entries() -> Vec<ApiEntry> {
         entry(
             "Run.metrics",
             "run.metrics -> array",
-            "maps: step, loss, lr, probe_acc, images_per_s, data_wait (fraction of time waiting for data)",
+            "maps: step, loss, lr, probe_acc, images_per_s, data_wait (fraction of time waiting for data), generated_fraction (of the images since the previous row), strength (in force)",
             &[],
         ),
         entry(
