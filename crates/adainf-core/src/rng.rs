@@ -134,7 +134,11 @@ mod tests {
     fn splitmix64_matches_the_reference() {
         for stream in vectors().splitmix {
             let mut state = stream.seed;
-            let got: Vec<u64> = stream.outputs.iter().map(|_| splitmix(&mut state)).collect();
+            let got: Vec<u64> = stream
+                .outputs
+                .iter()
+                .map(|_| splitmix(&mut state))
+                .collect();
             assert_eq!(got, stream.outputs, "seed {}", stream.seed);
         }
     }

@@ -129,7 +129,11 @@ mod tests {
         );
         let text = std::fs::read_to_string(path).expect("the fixture file is in the repository");
         let fixture: Fixture = serde_json::from_str(&text).expect("the fixture file parses");
-        let cases: Vec<Case> = fixture.cases.into_iter().filter(|c| c.loss == loss).collect();
+        let cases: Vec<Case> = fixture
+            .cases
+            .into_iter()
+            .filter(|c| c.loss == loss)
+            .collect();
         assert!(!cases.is_empty(), "no {loss} case in the fixture");
         cases
     }
@@ -143,7 +147,10 @@ mod tests {
             .iter()
             .map(|(name, input)| {
                 let data = TensorData::new(input.values.clone(), input.shape);
-                (name.clone(), Tensor::from_data(data, &device).require_grad())
+                (
+                    name.clone(),
+                    Tensor::from_data(data, &device).require_grad(),
+                )
             })
             .collect();
         let value = loss(&leaves);

@@ -64,7 +64,9 @@ impl Optimizer for Lars {
             let decayed = if wd > 0.0 {
                 // The weight decay joins only where the scaling applies (zero otherwise).
                 let decay = both_nonzero.float().mul_scalar(wd);
-                grad + tensor.clone().mul(decay.reshape([1; D]).expand(shape.clone()))
+                grad + tensor
+                    .clone()
+                    .mul(decay.reshape([1; D]).expand(shape.clone()))
             } else {
                 grad
             };
@@ -125,7 +127,8 @@ mod tests {
     fn check_parameter<const D: usize>(config: &Config, name: &str) {
         let device = Device::flex();
         let shape: [usize; D] = config.shapes[name].clone().try_into().expect("rank");
-        let tensor = |v: &[f32]| Tensor::<D>::from_data(TensorData::new(v.to_vec(), shape), &device);
+        let tensor =
+            |v: &[f32]| Tensor::<D>::from_data(TensorData::new(v.to_vec(), shape), &device);
         let lars = Lars::new(config.eta, config.weight_decay, config.momentum);
         let mut p = tensor(&config.init[name]);
         let mut state = None;

@@ -64,7 +64,12 @@ impl Member<'_> {
     }
 }
 
-fn member<'a>(path: &Path, b: &'a [u8], archive: &mut Archive<'a>, key: &str) -> Result<Member<'a>> {
+fn member<'a>(
+    path: &Path,
+    b: &'a [u8],
+    archive: &mut Archive<'a>,
+    key: &str,
+) -> Result<Member<'a>> {
     let wanted = format!("{key}.npy");
     let Some(index) = archive.index_for_name(&wanted) else {
         let names: Vec<String> = archive
@@ -135,7 +140,8 @@ pub fn read_npz(path: &Path, opts: &NpzOptions) -> Result<Dataset> {
     // on access, which is the usual contract of memory-mapped readers.
     let map = unsafe { Mmap::map(&file) }
         .map_err(|e| Error::file(path, format!("cannot memory-map: {e}")))?;
-    let mut archive = zip::ZipArchive::new(Cursor::new(&map[..])).map_err(|e| zip_error(path, e))?;
+    let mut archive =
+        zip::ZipArchive::new(Cursor::new(&map[..])).map_err(|e| zip_error(path, e))?;
 
     let image = member(path, &map, &mut archive, &opts.image_key)?;
     let ih = header(path, &image, &opts.image_key)?;
