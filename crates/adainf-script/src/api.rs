@@ -4,15 +4,8 @@
 //! checks the options; this file gathers them: `adainf api` prints the catalogue, `adainf check`
 //! validates calls against it, and the registration's Rhai doc comments come from it.
 
-use super::options::{Kind, Opt};
-
-pub struct ApiEntry {
-    /// `module::name` for module functions, `Type.name` for methods and properties.
-    pub path: &'static str,
-    pub signature: &'static str,
-    pub doc: &'static str,
-    pub options: &'static [Opt],
-}
+use super::entry::{kind_short, schedule_keys};
+pub use super::entry::{ApiEntry, entry};
 
 /// The names of the script modules (`modules::SCRIPT_MODULES`, the one list), in the order
 /// `adainf api` lists them; `adainf check` and the catalogue test read them.
@@ -26,21 +19,6 @@ pub const MODULES: [&str; 7] = {
     names
 };
 
-/// One catalogue entry.
-pub const fn entry(
-    path: &'static str,
-    signature: &'static str,
-    doc: &'static str,
-    options: &'static [Opt],
-) -> ApiEntry {
-    ApiEntry {
-        path,
-        signature,
-        doc,
-        options,
-    }
-}
-
 /// Every script function, module by module in the order of `MODULES` (each module's entries
 /// live in its registration file, `modules/<name>_module.rs`).
 pub fn catalogue() -> Vec<ApiEntry> {
@@ -48,48 +26,6 @@ pub fn catalogue() -> Vec<ApiEntry> {
         .iter()
         .flat_map(|m| (m.entries)())
         .collect()
-}
-
-/// Doc comments (`/// …` lines) of `module::name` for Rhai definition files: the signature,
-/// the one-line doc and the options.
-pub fn doc_comments(module: &str, name: &str) -> Vec<String> {
-    let path = format!("{module}::{name}");
-    let Some(e) = catalogue().into_iter().find(|e| e.path == path) else {
-        return Vec::new();
-    };
-    let mut out = vec![format!("/// {}", e.signature), format!("/// {}", e.doc)];
-    if !e.options.is_empty() {
-        out.push("///".into());
-        out.push("/// Options:".into());
-        for o in e.options {
-            out.push(format!(
-                "/// - `{}` ({}): {}",
-                o.key,
-                kind_short(o.kind),
-                o.doc
-            ));
-            if o.kind == Kind::Schedule {
-                out.extend(
-                    schedule_keys()
-                        .into_iter()
-                        .map(|(k, doc)| format!("///   - `{}.{k}`: {doc}", o.key)),
-                );
-            }
-        }
-    }
-    out
-}
-
-/// Parameter info for Rhai definition files: `params` then the return type of `module::name`
-/// (from its catalogue signature).
-pub fn params_info(module: &str, name: &str, params: &[&str]) -> Vec<String> {
-    let path = format!("{module}::{name}");
-    let ret = catalogue()
-        .into_iter()
-        .find(|e| e.path == path)
-        .and_then(|e| e.signature.split("-> ").nth(1).map(str::to_string))
-        .unwrap_or_else(|| "()".into());
-    params.iter().map(|p| p.to_string()).chain([ret]).collect()
 }
 
 /// The catalogue as text, one function per line.
@@ -158,46 +94,4 @@ pub fn render_markdown() -> String {
         }
     }
     out
-}
-
-fn kind_short(k: Kind) -> &'static str {
-    match k {
-        Kind::Int => "int",
-        Kind::IntOrAuto => "int | \"auto\"",
-        Kind::Float => "float",
-        Kind::Str => "string",
-        Kind::Bool => "bool",
-        Kind::Floats => "[float]",
-        Kind::Strings => "[string]",
-        Kind::Pairs => "[[string, string]]",
-        Kind::Dataset => "Dataset",
-        Kind::Aug => "Aug",
-        Kind::Map => "map",
-        Kind::Schedule => "schedule map",
-    }
-}
-
-/// The keys an option of kind `Schedule` takes, from the core's one list of schedulable keys:
-/// (name, kind, doc with the range).
-pub fn schedule_keys() -> Vec<(&'static str, String)> {
-    adainf_core::train::schedule::KEYS
-        .iter()
-        .map(|k| {
-            (
-                k.name,
-                format!(
-                    "in [{}, {}] at each step (a number, |t| ... or Fn(\"name\"), t = step / steps): {}",
-                    k.range.0, k.range.1, k.doc
-                ),
-            )
-        })
-        .collect()
-}
-
-/// The schedulable keys as options (for unknown-key messages).
-pub fn schedule_opts() -> Vec<Opt> {
-    adainf_core::train::schedule::KEYS
-        .iter()
-        .map(|k| super::options::opt(k.name, Kind::Float, k.doc))
-        .collect()
 }

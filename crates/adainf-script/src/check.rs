@@ -5,7 +5,8 @@
 
 use rhai::{AST, ASTNode, Expr};
 
-use super::api::{ApiEntry, MODULES, schedule_opts};
+use super::api::{ApiEntry, MODULES};
+use super::entry::schedule_opts;
 use super::options::{Kind, unknown_key_message, wrong_kind_message};
 
 fn literal_kind_ok(kind: Kind, e: &Expr) -> Option<(bool, &'static str)> {

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod check;
+mod entry;
 mod modules;
 pub mod options;
 mod stdlib;

@@ -117,29 +117,11 @@ pub fn fits(kind: Kind, v: &Dynamic) -> bool {
     }
 }
 
-/// Levenshtein distance, for "did you mean" hints.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + (ca != *cb) as usize)
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 pub fn unknown_key_message(function: &str, key: &str, known: &[Opt]) -> String {
     let best = known
         .iter()
-        .min_by_key(|o| distance(key, o.key))
-        .filter(|o| distance(key, o.key) <= 2);
+        .min_by_key(|o| strsim::levenshtein(key, o.key))
+        .filter(|o| strsim::levenshtein(key, o.key) <= 2);
     let hint = best
         .map(|o| format!(" (did you mean `{}`?)", o.key))
         .unwrap_or_default();

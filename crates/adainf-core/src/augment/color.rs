@@ -5,6 +5,7 @@
 
 use super::JitterOp;
 use super::ViewParams;
+use crate::data::synthetic::hsv_to_rgb;
 
 /// ITU-R 601 luma weights, as PIL's `convert("L")` (torchvision's tensor grayscale: 0.2989).
 pub const GRAY: [f32; 3] = [0.299, 0.587, 0.114];
@@ -47,20 +48,7 @@ pub fn shift_hue_pixel([r, g, b]: [f32; 3], factor: f32) -> [f32; 3] {
     let h = h - h.floor();
     let h = h + factor;
     let h = h - h.floor();
-    let v = maxc;
-    let i = (h * 6.0).floor();
-    let f = h * 6.0 - i;
-    let p = (v * (1.0 - s)).clamp(0.0, 1.0);
-    let q = (v * (1.0 - s * f)).clamp(0.0, 1.0);
-    let t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0);
-    match (i as i64).rem_euclid(6) {
-        0 => [v, t, p],
-        1 => [q, v, p],
-        2 => [p, v, t],
-        3 => [p, q, v],
-        4 => [t, p, v],
-        _ => [v, p, q],
-    }
+    hsv_to_rgb(h, s, maxc)
 }
 
 /// One jitter op: brightness, contrast and saturation are linear in the pixel (a colour

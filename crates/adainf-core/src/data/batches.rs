@@ -22,8 +22,21 @@ use crate::error::{Error, Result};
 pub const RESIDENT_MAX_BYTES: usize = 8 << 30;
 
 /// How a run's data reaches the device (not part of the run id: it changes no result).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Placement {
     /// `device` on GPU devices when the data fits `RESIDENT_MAX_BYTES`, else `stream`.
     #[default]
@@ -35,28 +48,25 @@ pub enum Placement {
 }
 
 impl Placement {
-    /// Names accepted by `parse`, in variant order (`name` indexes it).
-    pub const NAMES: [&'static str; 3] = ["auto", "device", "stream"];
+    /// Names accepted by `parse`, in variant order.
+    pub const NAMES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;
 
     /// The placement named `name` (one of `NAMES`); an error listing the names otherwise.
     pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "auto" => Ok(Placement::Auto),
-            "device" => Ok(Placement::Device),
-            "stream" => Ok(Placement::Stream),
-            other => Err(Error::config(
+        name.parse().map_err(|_| {
+            Error::config(
                 "placement",
                 format!(
-                    "unknown placement \"{other}\"; use one of {}",
+                    "unknown placement \"{name}\"; use one of {}",
                     Self::NAMES.join(", ")
                 ),
-            )),
-        }
+            )
+        })
     }
 
     /// The lowercase name, as in `NAMES` and the serialized form.
     pub fn name(self) -> &'static str {
-        Self::NAMES[self as usize]
+        self.into()
     }
 }
 
@@ -151,7 +161,7 @@ mod tests {
 
     #[test]
     fn placement_names_round_trip() {
-        for name in Placement::NAMES {
+        for &name in Placement::NAMES {
             assert_eq!(Placement::parse(name).unwrap().name(), name);
             let json = serde_json::to_string(&Placement::parse(name).unwrap()).unwrap();
             assert_eq!(json, format!("\"{name}\""));

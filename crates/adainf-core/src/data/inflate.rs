@@ -7,18 +7,78 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use super::{Dataset, Part, hash_hex};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
-/// The attribute an inflation records (its subsets keep it): the number of generated images.
-const N_GENERATED: &str = "n_generated";
+/// What an inflated set, or a part of one, was made of. Subsets keep it without the parts.
+#[derive(Clone)]
+pub struct Inflation {
+    /// Copies of the real set.
+    pub dup: usize,
+    /// Images in the real set.
+    pub n_real: usize,
+    /// Images in the generated set.
+    pub n_generated: usize,
+    /// `dup: "auto"`: what the adaptive rule (`theory::adapt`) measured and chose.
+    pub auto: Option<AutoChoice>,
+    /// The real and the generated set (None in a part of the inflation: it no longer knows
+    /// them).
+    pub parts: Option<(Dataset, Dataset)>,
+}
+
+impl Inflation {
+    /// The record as report attributes (shown by `info()`, in rows and in the run's record).
+    pub fn attributes(&self) -> Vec<(String, String)> {
+        let mut out = vec![
+            ("dup".to_string(), self.dup.to_string()),
+            ("n_real".to_string(), self.n_real.to_string()),
+            ("n_generated".to_string(), self.n_generated.to_string()),
+        ];
+        if let Some(auto) = &self.auto {
+            out.extend(auto.attributes());
+        }
+        out
+    }
+}
+
+/// What the adaptive rule (`theory::adapt::choose`) measured and what it chose.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AutoChoice {
+    /// Images in the real set.
+    pub n_real: usize,
+    /// Images in the generated set.
+    pub n_generated: usize,
+    /// The generator gap: `gap::generator_gap(real, generated).tv`, a lower bound on D_TV.
+    pub tv: f64,
+    /// Copies of the real data.
+    pub dup: usize,
+    /// In-distribution images: `n_real + (1 − tv)·n_generated`.
+    pub n_effective: f64,
+    /// Augmentation strength for the inflated set (1 = the preset as it is).
+    pub strength: f64,
+}
+
+impl AutoChoice {
+    /// The choice's inputs and outputs as dataset attributes (shown by `info()`, in rows and
+    /// in the run's record).
+    pub fn attributes(&self) -> Vec<(String, String)> {
+        vec![
+            ("dup_rule".into(), "auto".into()),
+            ("generator_tv".into(), format!("{:.4}", self.tv)),
+            ("n_effective".into(), format!("{:.0}", self.n_effective)),
+            ("auto_strength".into(), format!("{:.2}", self.strength)),
+        ]
+    }
+}
 
 impl Dataset {
-    /// Whether this set is an inflation or part of one (its attributes say so even where, as
+    /// Whether this set is an inflation or part of one (its record says so even where, as
     /// in a subset, its real and generated parts are no longer known).
     pub fn comes_from_inflation(&self) -> bool {
-        self.attributes().iter().any(|(k, _)| k == N_GENERATED)
+        self.inflation().is_some()
     }
 
     /// `real` × `dup` followed by `generated` (labels of generated items forced to -1).
@@ -57,17 +117,18 @@ impl Dataset {
             real.description(),
             generated.description()
         );
-        let attributes = vec![
-            ("dup".to_string(), dup.to_string()),
-            ("n_real".to_string(), real.len().to_string()),
-            (N_GENERATED.to_string(), generated.len().to_string()),
-        ];
+        let inflation = Inflation {
+            dup,
+            n_real: real.len(),
+            n_generated: generated.len(),
+            auto: None,
+            parts: Some((real.clone(), generated.clone())),
+        };
         Ok(Dataset::from_parts(
             parts,
             description,
             fingerprint,
-            attributes,
-            Some((real.clone(), generated.clone())),
+            Some(inflation),
         ))
     }
 
@@ -101,13 +162,11 @@ impl Dataset {
         }
         let fingerprint = hash_hex(&[what, self.fingerprint()]);
         let description = format!("{what} of {}", self.description());
-        Dataset::from_parts(
-            parts,
-            description,
-            fingerprint,
-            self.inner.attributes.clone(),
-            None,
-        )
+        let inflation = self.inflation().map(|i| Inflation {
+            parts: None,
+            ..i.clone()
+        });
+        Dataset::from_parts(parts, description, fingerprint, inflation)
     }
 
     /// `per_class` labeled items of each class (the paper's data-scarce set: 500 per class),

@@ -184,10 +184,9 @@ struct Inner {
     ends: Vec<usize>,
     description: String,
     fingerprint: String,
-    /// Recipe attributes shown in reports (e.g. `dup`, `n_real`, `n_generated`).
-    attributes: Vec<(String, String)>,
-    /// For an inflated set: the real and the generated set it was made of.
-    inflated_from: Option<(Dataset, Dataset)>,
+    /// For an inflated set or a part of one: what it was made of (typed; the report
+    /// attributes are derived from it).
+    inflation: Option<inflate::Inflation>,
 }
 
 /// One view of an item: where its pixels are and its (possibly masked) label.
@@ -243,7 +242,6 @@ impl Dataset {
             }],
             description,
             fingerprint,
-            vec![],
             None,
         )
     }
@@ -252,8 +250,7 @@ impl Dataset {
         parts: Vec<Part>,
         description: String,
         fingerprint: String,
-        attributes: Vec<(String, String)>,
-        inflated_from: Option<(Dataset, Dataset)>,
+        inflation: Option<inflate::Inflation>,
     ) -> Dataset {
         let mut ends = Vec::with_capacity(parts.len());
         let mut total = 0;
@@ -268,18 +265,18 @@ impl Dataset {
                 ends,
                 description,
                 fingerprint,
-                attributes,
-                inflated_from,
+                inflation,
             }),
         }
     }
 
-    /// This set with more report attributes (the same items, fingerprint and recipe): how a
-    /// choice was made, e.g. adaptive inflation's inputs.
-    pub fn with_attributes(self, extra: Vec<(String, String)>) -> Dataset {
+    /// This inflated set with the adaptive choice that chose its `dup` in its record (the same
+    /// items, fingerprint and recipe). A set that is no inflation is returned as it is.
+    pub fn with_auto_choice(self, choice: inflate::AutoChoice) -> Dataset {
         let inner = &self.inner;
-        let mut attributes = inner.attributes.clone();
-        attributes.extend(extra);
+        let Some(inflation) = &inner.inflation else {
+            return self;
+        };
         Dataset {
             recipe: self.recipe.clone(),
             inner: Arc::new(Inner {
@@ -287,8 +284,10 @@ impl Dataset {
                 ends: inner.ends.clone(),
                 description: inner.description.clone(),
                 fingerprint: inner.fingerprint.clone(),
-                attributes,
-                inflated_from: inner.inflated_from.clone(),
+                inflation: Some(inflate::Inflation {
+                    auto: Some(choice),
+                    ..inflation.clone()
+                }),
             }),
         }
     }
@@ -304,9 +303,15 @@ impl Dataset {
         self.recipe.as_deref()
     }
 
-    /// The real and the generated set of an inflated set (`Dataset::inflate`).
+    /// The record of the inflation this set is or is part of (`Dataset::inflate`).
+    pub fn inflation(&self) -> Option<&inflate::Inflation> {
+        self.inner.inflation.as_ref()
+    }
+
+    /// The real and the generated set of an inflated set (`Dataset::inflate`); None for a
+    /// part of one.
     pub fn inflated_from(&self) -> Option<(&Dataset, &Dataset)> {
-        self.inner.inflated_from.as_ref().map(|(r, g)| (r, g))
+        self.inflation()?.parts.as_ref().map(|(r, g)| (r, g))
     }
 
     /// The view positions of the real part and of the generated part, each image once: for an
@@ -338,9 +343,12 @@ impl Dataset {
     pub fn fingerprint(&self) -> &str {
         &self.inner.fingerprint
     }
-    /// Name–value pairs shown in reports (e.g. `dup`, `n_real`, `n_generated`).
-    pub fn attributes(&self) -> &[(String, String)] {
-        &self.inner.attributes
+    /// Name–value pairs shown in reports (e.g. `dup`, `n_real`, `n_generated`), derived from
+    /// the inflation record.
+    pub fn attributes(&self) -> Vec<(String, String)> {
+        self.inflation()
+            .map(inflate::Inflation::attributes)
+            .unwrap_or_default()
     }
     /// (height, width, channels) shared by every image.
     pub fn shape(&self) -> [usize; 3] {

@@ -1,22 +1,50 @@
 //! Datasets as recipes: how a set was made (reader and path and options, synthetic spec,
-//! subset, inflation, generator fit and sample), so another process — a local worker or a
-//! Slurm array task — can make the same set again from a run's request instead of receiving
-//! pixels. Every script-facing constructor goes through `Recipe::build`, which attaches the
-//! recipe to the set it returns. Files keep their fingerprint (path, size, modification time):
-//! a worker compares the rebuilt set's fingerprint with the one the driver saw, so a file that
-//! changed in between is an error, never silently used.
+//! subset, inflation, generator fit and sample), with typed numbers, so another process — a
+//! local worker or a Slurm array task — can make the same set again from a run's request
+//! instead of receiving pixels. Every script-facing constructor goes through `Recipe::build`,
+//! which attaches the recipe to the set it returns; `build` replays generators, so it lives
+//! in the generator's layer (`generator::replay`): `data` imports nothing above it. Files keep
+//! their fingerprint (path, size, modification time): a worker compares the rebuilt set's
+//! fingerprint with the one the driver saw, so a file that changed in between is an error,
+//! never silently used.
 
 use std::path::PathBuf;
 
-use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::Dataset;
-use super::readers::{self, cifar::Variant, npz::NpzOptions};
-use super::synthetic::{GeneratorSpec, SyntheticSpec, synthetic, synthetic_generator};
+use super::inflate::AutoChoice;
+use super::readers::{cifar::Variant, npz::NpzOptions};
+use super::synthetic::{GeneratorSpec, SyntheticSpec};
 use crate::error::{Error, Result};
-use crate::generator::{GmmConfig, fit_gmm};
-use crate::theory::adapt::AutoChoice;
+
+/// Settings of the PCA + Gaussian-mixture generator (`generator::fit_gmm`), as recipes
+/// record them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GmmConfig {
+    /// Number of mixture components (at least 1, at most the number of images).
+    pub components: usize,
+    /// PCA dimensions the mixture is fitted in.
+    pub pca_dims: usize,
+    /// Seed of the PCA's random start and of the EM initialisation.
+    pub seed: u64,
+    /// EM iterations (at least 1).
+    pub iterations: usize,
+    /// Fit on at most this many images (evenly spaced).
+    pub max_images: usize,
+}
+
+impl Default for GmmConfig {
+    fn default() -> Self {
+        GmmConfig {
+            components: 20,
+            pca_dims: 32,
+            seed: 0,
+            iterations: 40,
+            max_images: 60_000,
+        }
+    }
+}
 
 /// How a dataset is made. Paths are absolute (resolved by the script host).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -101,54 +129,6 @@ pub enum Recipe {
 }
 
 impl Recipe {
-    /// Makes the set; it carries this recipe.
-    pub fn build(&self, device: &Device) -> Result<Dataset> {
-        let made = match self {
-            Recipe::Synthetic(spec) => synthetic(spec)?,
-            Recipe::SyntheticGenerator(spec) => synthetic_generator(spec)?,
-            Recipe::Cifar {
-                dir,
-                variant,
-                split,
-            } => readers::cifar::read_cifar(dir, *variant, split)?,
-            Recipe::Npz { path, options } => readers::npz::read_npz(path, options)?,
-            Recipe::Idx { images, labels } => readers::idx::read_idx(images, labels)?,
-            Recipe::Folder { path, size } => readers::folder::read_folder(path, *size)?,
-            Recipe::Inflate {
-                real,
-                generated,
-                dup,
-                auto,
-            } => {
-                let made = Dataset::inflate(&real.build(device)?, &generated.build(device)?, *dup)?;
-                with_choice(made, auto.as_ref())
-            }
-            Recipe::SubsetPerClass {
-                of,
-                per_class,
-                seed,
-            } => of.build(device)?.subset_per_class(*per_class, *seed)?,
-            Recipe::SubsetRandom { of, n, seed } => of.build(device)?.subset_random(*n, *seed)?,
-            Recipe::GmmSample {
-                real,
-                config,
-                n,
-                seed,
-            } => fit_gmm(&real.build(device)?, config, device)?.sample(*n, *seed, device)?,
-        };
-        Ok(made.with_recipe(self.clone()))
-    }
-
-    /// The adaptive choice recorded by `dup: "auto"`, when this is such an inflation or a
-    /// subset of one.
-    pub fn auto_choice(&self) -> Option<&AutoChoice> {
-        match self {
-            Recipe::Inflate { auto, .. } => auto.as_ref(),
-            Recipe::SubsetPerClass { of, .. } | Recipe::SubsetRandom { of, .. } => of.auto_choice(),
-            _ => None,
-        }
-    }
-
     /// The recipe of a set that is about to be sent to another process, or an error naming
     /// the set when it was made some other way.
     pub fn of(data: &Dataset) -> Result<Recipe> {
@@ -197,10 +177,10 @@ pub fn inflate_recorded(
     Ok(attach(made, recipe))
 }
 
-/// An inflated set with the adaptive choice that made it among its attributes.
-fn with_choice(made: Dataset, auto: Option<&AutoChoice>) -> Dataset {
+/// An inflated set with the adaptive choice that made it in its record.
+pub(crate) fn with_choice(made: Dataset, auto: Option<&AutoChoice>) -> Dataset {
     match auto {
-        Some(choice) => made.with_attributes(choice.attributes()),
+        Some(choice) => made.with_auto_choice(choice.clone()),
         None => made,
     }
 }
@@ -228,6 +208,8 @@ pub fn subset_random(data: &Dataset, n: usize, seed: u64) -> Result<Dataset> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::synthetic::synthetic;
+    use burn::tensor::Device;
 
     /// A recipe survives JSON and makes a set with the same fingerprint and pixels.
     #[test]

@@ -227,12 +227,19 @@ struct Scene {
     tint: [f64; 3],
 }
 
-fn hsv(h: f64, s: f64, v: f64) -> [f64; 3] {
-    let h = h.rem_euclid(1.0) * 6.0;
-    let i = h.floor();
-    let f = h - i;
-    let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
-    match i as u32 {
+/// HSV → RGB as torchvision's `_hsv2rgb`: hue `h` in turns ([0, 1)), saturation and value
+/// in [0, 1]. One function for both precisions: the synthetic scenes' colours (f64) and the
+/// hue jitter (`augment::color::shift_hue_pixel`, f32).
+pub fn hsv_to_rgb<T: num_traits::Float>(h: T, s: T, v: T) -> [T; 3] {
+    let (zero, one) = (T::zero(), T::one());
+    let six = T::from(6.0).unwrap_or(one);
+    let i = (h * six).floor();
+    let f = h * six - i;
+    let unit = |x: T| num_traits::clamp(x, zero, one);
+    let p = unit(v * (one - s));
+    let q = unit(v * (one - s * f));
+    let t = unit(v * (one - s * (one - f)));
+    match i.to_i64().unwrap_or(0).rem_euclid(6) {
         0 => [v, t, p],
         1 => [q, v, p],
         2 => [p, v, t],
@@ -283,7 +290,7 @@ impl Scene {
                 rng.range(0.1, 0.9),
                 rng.range(0.1, 0.9),
                 rng.range(0.04, 0.07),
-                hsv(rng.uniform(), rng.range(0.3, 1.0), rng.range(0.3, 1.0)),
+                hsv_to_rgb(rng.uniform(), rng.range(0.3, 1.0), rng.range(0.3, 1.0)),
             )
         });
         let malformation = if rng.bernoulli((1.2 * d.gap).min(1.0)) {

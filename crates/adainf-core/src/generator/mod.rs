@@ -5,6 +5,10 @@
 //! generator (smooth, low-detail samples): the regime in which the paper warns that inflation
 //! can hurt. `frechet` gives a documented quality number: the Fréchet distance between two sets
 //! in the PCA space of the first (the FID formula without an Inception network).
+//! `replay` makes a set again from its recipe (`data::recipe::Recipe::build`), fitting and
+//! sampling generators where the recipe says so.
+
+pub mod replay;
 
 use burn::tensor::{Device, Tensor};
 
@@ -15,32 +19,7 @@ use crate::linalg::{matmul, orthonormalize_columns, sqrt_psd, symmetric_eigen, t
 use crate::rng::Rng;
 use crate::tensor::{floats, read_floats};
 
-/// Settings of the PCA + Gaussian-mixture generator (`fit_gmm`).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct GmmConfig {
-    /// Number of mixture components (at least 1, at most the number of images).
-    pub components: usize,
-    /// PCA dimensions the mixture is fitted in.
-    pub pca_dims: usize,
-    /// Seed of the PCA's random start and of the EM initialisation.
-    pub seed: u64,
-    /// EM iterations (at least 1).
-    pub iterations: usize,
-    /// Fit on at most this many images (evenly spaced).
-    pub max_images: usize,
-}
-
-impl Default for GmmConfig {
-    fn default() -> Self {
-        GmmConfig {
-            components: 20,
-            pca_dims: 32,
-            seed: 0,
-            iterations: 40,
-            max_images: 60_000,
-        }
-    }
-}
+pub use crate::data::recipe::GmmConfig;
 
 /// A fitted PCA basis: `mean` (D) and `basis` (D×k, orthonormal columns), row-major.
 pub struct Pca {

@@ -93,147 +93,130 @@ pub fn barlow_loss(z1: Tensor<2>, z2: Tensor<2>, lambda: f64, scale: f64) -> Ten
 
 #[cfg(test)]
 mod tests {
+    //! Each loss and its gradients against PyTorch, in solo-learn's own formulation of the loss
+    //! (`tests/fixtures/make_loss_fixtures.py` → `tests/fixtures/loss_fixtures.json`, f64).
+
     use super::*;
     use crate::tensor::read_floats;
-    use burn::tensor::Device;
+    use burn::tensor::{Device, TensorData};
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
 
-    type M = Vec<Vec<f64>>;
-
-    fn t(rows: &M) -> Tensor<2> {
-        floats(
-            rows.iter().flatten().map(|v| *v as f32).collect(),
-            [rows.len(), rows[0].len()],
-            &Device::flex(),
-        )
-    }
-    fn scalar(x: Tensor<1>) -> f64 {
-        read_floats(x)[0] as f64
-    }
-    fn norm(r: &[f64]) -> Vec<f64> {
-        let n = r.iter().map(|v| v * v).sum::<f64>().sqrt();
-        r.iter().map(|v| v / n).collect()
-    }
-    fn dot(a: &[f64], b: &[f64]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    #[derive(Deserialize)]
+    struct Fixture {
+        cases: Vec<Case>,
     }
 
-    // Independent host transcriptions of the formulas, in f64.
-
-    fn nt_xent_ref(z1: &M, z2: &M, t: f64) -> f64 {
-        let z: M = z1.iter().chain(z2).map(|r| norm(r)).collect();
-        let (n, b) = (z.len(), z.len() / 2);
-        (0..n)
-            .map(|i| {
-                let pos = (dot(&z[i], &z[(i + b) % n]) / t).exp();
-                let denom: f64 = (0..n)
-                    .filter(|&j| j != i)
-                    .map(|j| (dot(&z[i], &z[j]) / t).exp())
-                    .sum();
-                -(pos / denom).ln()
-            })
-            .sum::<f64>()
-            / n as f64
+    #[derive(Deserialize)]
+    struct Case {
+        loss: String,
+        params: BTreeMap<String, f64>,
+        inputs: BTreeMap<String, Input>,
+        value: f64,
+        grads: BTreeMap<String, Option<Vec<f64>>>,
     }
 
-    fn moco_ref(q: &M, k: &M, queue: &M, t: f64) -> f64 {
-        q.iter()
-            .zip(k)
-            .map(|(qi, ki)| {
-                let pos = (dot(qi, ki) / t).exp();
-                let all = pos + queue.iter().map(|u| (dot(qi, u) / t).exp()).sum::<f64>();
-                -(pos / all).ln()
-            })
-            .sum::<f64>()
-            / q.len() as f64
+    #[derive(Deserialize)]
+    struct Input {
+        shape: [usize; 2],
+        values: Vec<f32>,
     }
 
-    // A direct transcription of the formula: indices read like the paper.
-    #[allow(clippy::needless_range_loop)]
-    fn barlow_ref(z1: &M, z2: &M, lambda: f64, scale: f64) -> f64 {
-        let (n, d) = (z1.len(), z1[0].len());
-        let std = |z: &M| -> M {
-            let mut out = z.clone();
-            for j in 0..d {
-                let m = z.iter().map(|r| r[j]).sum::<f64>() / n as f64;
-                let v = z.iter().map(|r| (r[j] - m).powi(2)).sum::<f64>() / n as f64;
-                for i in 0..n {
-                    out[i][j] = (z[i][j] - m) / (v + 1e-5).sqrt();
-                }
-            }
-            out
-        };
-        let (a, b) = (std(z1), std(z2));
-        let mut loss = 0.0;
-        for i in 0..d {
-            for j in 0..d {
-                let c = (0..n).map(|k| a[k][i] * b[k][j]).sum::<f64>() / n as f64;
-                loss += if i == j {
-                    (1.0 - c).powi(2)
-                } else {
-                    lambda * c * c
-                };
-            }
-        }
-        scale * loss
+    fn cases(loss: &str) -> Vec<Case> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/loss_fixtures.json"
+        );
+        let text = std::fs::read_to_string(path).expect("the fixture file is in the repository");
+        let fixture: Fixture = serde_json::from_str(&text).expect("the fixture file parses");
+        let cases: Vec<Case> = fixture
+            .cases
+            .into_iter()
+            .filter(|c| c.loss == loss)
+            .collect();
+        assert!(!cases.is_empty(), "no {loss} case in the fixture");
+        cases
     }
 
-    fn sample() -> (M, M, M) {
-        let z1 = vec![
-            vec![1.0, 0.2, -0.5],
-            vec![0.3, -1.0, 0.8],
-            vec![-0.7, 0.1, 0.4],
-            vec![0.2, 0.9, -0.1],
-        ];
-        let z2 = vec![
-            vec![0.9, 0.1, -0.3],
-            vec![0.1, -0.8, 1.0],
-            vec![0.5, 0.5, 0.5],
-            vec![0.0, 1.0, 0.2],
-        ];
-        let queue = vec![
-            vec![0.6, 0.0, 0.8],
-            vec![-1.0, 0.0, 0.0],
-            vec![0.0, -0.6, 0.8],
-        ];
-        (z1, z2, queue)
-    }
-
-    #[test]
-    fn nt_xent_matches_the_formula() {
-        let (z1, z2, _) = sample();
-        for temp in [0.2, 0.5, 1.0] {
-            let got = scalar(nt_xent(t(&z1), t(&z2), temp));
-            assert!((got - nt_xent_ref(&z1, &z2, temp)).abs() < 1e-4, "t={temp}");
-        }
-    }
-
-    #[test]
-    fn moco_matches_the_formula() {
-        let (z1, z2, queue) = sample();
-        let n = |m: &M| -> M { m.iter().map(|r| norm(r)).collect() };
-        let (q, k, u) = (n(&z1), n(&z2), n(&queue));
-        let got = scalar(moco_infonce(t(&q), t(&k), t(&u), 0.2));
-        assert!((got - moco_ref(&q, &k, &u, 0.2)).abs() < 1e-4);
-    }
-
-    #[test]
-    fn byol_is_two_minus_twice_the_cosine() {
-        let (z1, z2, _) = sample();
-        let want = z1
+    /// Evaluates `loss` on the case's inputs (as tracked leaves) and checks its value and the
+    /// gradient of every input against PyTorch's (`None` there: no gradient may flow).
+    fn check(case: &Case, loss: impl Fn(&BTreeMap<String, Tensor<2>>) -> Tensor<1>) {
+        let device = Device::flex().autodiff();
+        let leaves: BTreeMap<String, Tensor<2>> = case
+            .inputs
             .iter()
-            .zip(&z2)
-            .map(|(a, b)| 2.0 - 2.0 * dot(&norm(a), &norm(b)))
-            .sum::<f64>()
-            / 4.0;
-        assert!((scalar(byol_loss(t(&z1), t(&z2))) - want).abs() < 1e-5);
-        assert!(scalar(byol_loss(t(&z1), t(&z1))).abs() < 1e-5);
+            .map(|(name, input)| {
+                let data = TensorData::new(input.values.clone(), input.shape);
+                (
+                    name.clone(),
+                    Tensor::from_data(data, &device).require_grad(),
+                )
+            })
+            .collect();
+        let value = loss(&leaves);
+        let grads = value.backward();
+        let got = read_floats(value)[0] as f64;
+        let what = format!("{} {:?}", case.loss, case.params);
+        assert!(
+            (got - case.value).abs() < 1e-5 * (1.0 + case.value.abs()),
+            "{what}: loss {got} vs PyTorch {}",
+            case.value
+        );
+        for (name, want) in &case.grads {
+            let grad = leaves[name].grad(&grads).map(read_floats);
+            match (want, grad) {
+                (Some(want), Some(got)) => {
+                    for (a, b) in got.iter().zip(want) {
+                        assert!(
+                            (*a as f64 - b).abs() < 1e-4 * (1.0 + b.abs()),
+                            "{what}: d/d{name} {got:?} vs PyTorch {want:?}"
+                        );
+                    }
+                }
+                (Some(_), None) => panic!("{what}: no gradient reaches {name}"),
+                (None, Some(got)) => assert!(
+                    got.iter().all(|v| *v == 0.0),
+                    "{what}: a gradient reaches {name}, which PyTorch detaches: {got:?}"
+                ),
+                (None, None) => {}
+            }
+        }
     }
 
     #[test]
-    fn barlow_matches_the_formula() {
-        let (z1, z2, _) = sample();
-        let got = scalar(barlow_loss(t(&z1), t(&z2), 0.0051, 0.1));
-        let want = barlow_ref(&z1, &z2, 0.0051, 0.1);
-        assert!((got - want).abs() < 1e-4 * want.max(1.0), "{got} vs {want}");
+    fn nt_xent_and_its_gradients_match_pytorch() {
+        for case in cases("nt_xent") {
+            let t = case.params["temperature"];
+            check(&case, |x| nt_xent(x["z1"].clone(), x["z2"].clone(), t));
+        }
+    }
+
+    /// As the trainer calls it: query, key and queue L2-normalised before the loss.
+    #[test]
+    fn moco_infonce_and_its_gradients_match_pytorch() {
+        for case in cases("moco_infonce") {
+            let t = case.params["temperature"];
+            check(&case, |x| {
+                let n = |name: &str| l2_normalize(x[name].clone());
+                moco_infonce(n("query"), n("key"), n("queue"), t)
+            });
+        }
+    }
+
+    #[test]
+    fn byol_and_its_gradients_match_pytorch() {
+        for case in cases("byol") {
+            check(&case, |x| byol_loss(x["p"].clone(), x["z"].clone()));
+        }
+    }
+
+    #[test]
+    fn barlow_and_its_gradients_match_pytorch() {
+        for case in cases("barlow") {
+            let (lambda, scale) = (case.params["lamb"], case.params["scale"]);
+            check(&case, |x| {
+                barlow_loss(x["z1"].clone(), x["z2"].clone(), lambda, scale)
+            });
+        }
     }
 }

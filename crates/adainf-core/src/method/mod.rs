@@ -13,46 +13,60 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Canonical method names, in `Method` variant order.
-pub const METHODS: [&str; 4] = ["simclr", "mocov2", "byol", "barlow"];
+/// Canonical method names, in `Method` variant order (strum's list, as an array).
+pub const METHODS: [&str; 4] = {
+    let names = <Method as strum::VariantNames>::VARIANTS;
+    assert!(names.len() == 4, "METHODS lists every method");
+    [names[0], names[1], names[2], names[3]]
+};
 
 /// A self-supervised pretraining method.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Method {
     /// SimCLR: NT-Xent loss, the rest of the batch as negatives.
     Simclr,
     /// MoCo v2+: contrastive loss against a momentum encoder and a queue of keys.
     #[serde(alias = "mocov2plus", alias = "moco")]
+    #[strum(to_string = "mocov2", serialize = "mocov2plus", serialize = "moco")]
     Mocov2,
     /// BYOL: a predictor regresses the momentum target's projection, no negatives.
     Byol,
     /// Barlow Twins: pushes the views' cross-correlation matrix toward the identity.
     #[serde(alias = "barlow_twins")]
+    #[strum(to_string = "barlow", serialize = "barlow_twins")]
     Barlow,
 }
 
 impl Method {
     /// Parses a method name or alias (`mocov2plus`, `moco`, `barlow_twins`).
     pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "simclr" => Ok(Method::Simclr),
-            "mocov2" | "mocov2plus" | "moco" => Ok(Method::Mocov2),
-            "byol" => Ok(Method::Byol),
-            "barlow" | "barlow_twins" => Ok(Method::Barlow),
-            other => Err(Error::config(
+        name.parse().map_err(|_| {
+            Error::config(
                 "method",
                 format!(
-                    "unknown method \"{other}\"; use one of {}",
+                    "unknown method \"{name}\"; use one of {}",
                     METHODS.join(", ")
                 ),
-            )),
-        }
+            )
+        })
     }
 
     /// The canonical name, as in `METHODS`.
     pub fn name(self) -> &'static str {
-        METHODS[self as usize]
+        self.into()
     }
 
     /// Does the method keep a momentum (EMA) copy of the encoder?

@@ -15,8 +15,21 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The backbone architectures (serialised by these names in configs and run ids).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Backbone {
     /// The paper's ResNet-18: two BasicBlocks per stage.
     #[default]
@@ -27,26 +40,24 @@ pub enum Backbone {
 
 impl Backbone {
     /// Serialised names, in variant order.
-    pub const NAMES: [&'static str; 2] = ["resnet18", "resnet10"];
+    pub const NAMES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;
 
     /// Parses a backbone name (`resnet18` or `resnet10`).
     pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "resnet18" => Ok(Backbone::Resnet18),
-            "resnet10" => Ok(Backbone::Resnet10),
-            other => Err(Error::config(
+        name.parse().map_err(|_| {
+            Error::config(
                 "backbone",
                 format!(
-                    "unknown backbone \"{other}\"; use one of {}",
+                    "unknown backbone \"{name}\"; use one of {}",
                     Self::NAMES.join(", ")
                 ),
-            )),
-        }
+            )
+        })
     }
 
     /// The serialised name, as in `NAMES`.
     pub fn name(self) -> &'static str {
-        Self::NAMES[self as usize]
+        self.into()
     }
 
     /// BasicBlocks per stage.

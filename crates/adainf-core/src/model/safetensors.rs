@@ -14,11 +14,12 @@
 //! burn's batch-norm `gamma`/`beta` become `weight`/`bias`; convolution weights have the same
 //! [out, in, kh, kw] layout in both frameworks.
 
-use std::io::Write;
 use std::path::Path;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
 
 use super::resnet::{ResNet, ResNetConfig};
 use crate::error::{Error, Result};
@@ -74,39 +75,28 @@ fn torchvision_name(path: &str, blocks: [usize; 4]) -> String {
     }
 }
 
-/// Writes `tensors` (name, shape, f32 values) in the safetensors format.
+/// Writes `tensors` (name, shape, f32 values) in the safetensors format (the `safetensors`
+/// crate lays the file out), atomically: a temporary file, then a rename.
 pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
-    let mut header = serde_json::Map::new();
-    header.insert(
-        "__metadata__".into(),
-        serde_json::json!({ "format": "pt", "producer": "adainf" }),
-    );
-    let mut offset = 0usize;
-    for (name, shape, values) in tensors {
-        let end = offset + 4 * values.len();
-        header.insert(
-            name.clone(),
-            serde_json::json!({ "dtype": "F32", "shape": shape, "data_offsets": [offset, end] }),
-        );
-        offset = end;
-    }
-    let mut text = serde_json::to_string(&header).map_err(|e| Error::file(path, e))?;
-    while text.len() % 8 != 0 {
-        text.push(' ');
-    }
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, values)| values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), b)| {
+            TensorView::new(Dtype::F32, shape.clone(), b).map(|view| (name.as_str(), view))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::file(path, e))?;
+    let metadata = [("format", "pt"), ("producer", "adainf")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let file = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::file(path, e))?;
     let tmp = path.with_extension("safetensors.tmp");
-    let io = |e: std::io::Error| Error::file(&tmp, e);
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
-    out.write_all(&(text.len() as u64).to_le_bytes())
-        .map_err(io)?;
-    out.write_all(text.as_bytes()).map_err(io)?;
-    for (_, _, values) in tensors {
-        for v in values {
-            out.write_all(&v.to_le_bytes()).map_err(io)?;
-        }
-    }
-    out.flush().map_err(io)?;
-    drop(out);
+    std::fs::write(&tmp, file).map_err(|e| Error::file(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
 }
 
@@ -138,6 +128,19 @@ mod tests {
             std::env::temp_dir().join(format!("adainf-st-{}.safetensors", std::process::id()));
         save_backbone(&model, &cfg, &path).unwrap();
         let bytes = std::fs::read(&path).unwrap();
+        // The file reads back with the reference reader, every tensor F32 with its values.
+        let read = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let conv1 = read.tensor("conv1.weight").unwrap();
+        assert_eq!(conv1.dtype(), Dtype::F32);
+        assert_eq!(conv1.shape(), [4, 3, 3, 3]);
+        let mut c = Collect {
+            path: Vec::new(),
+            out: Vec::new(),
+        };
+        model.visit(&mut c);
+        let stem = c.out.iter().find(|(p, _, _)| p == "stem.weight").unwrap();
+        let want: Vec<u8> = stem.2.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(conv1.data(), &want[..]);
         let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
         let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
         let keys: Vec<&String> = header.as_object().unwrap().keys().collect();

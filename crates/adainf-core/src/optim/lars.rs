@@ -1,8 +1,10 @@
-//! LARS as in the official code (lightning-bolts, `exclude_bias_n_norm=True`, `clip_lr=True`):
-//! for parameters of rank ≥ 2, `d = (g + wd·p) · min(eta·‖p‖ / (‖g‖ + wd·‖p‖ + 1e-8) / lr, 1)`
-//! (no scaling when ‖p‖ or ‖g‖ is zero); rank-1 parameters (biases, norm scales) get neither
-//! scaling nor weight decay. Then heavy-ball momentum (PyTorch semantics, no dampening) and
-//! `p ← p − lr·buf`. Everything stays on the device: no scalar is read back.
+//! LARS as in the official code (solo-learn's `solo/utils/lars.py`, from lightning-bolts, with
+//! `exclude_bias_n_norm_lars=True`, `clip_lars_lr=True`): for parameters of rank ≥ 2,
+//! `d = (g + wd·p) · min(eta·‖p‖ / (‖g‖ + wd·‖p‖ + 1e-8) / lr, 1)`, and `d = g` (neither
+//! scaling nor weight decay) when ‖p‖ or ‖g‖ is zero; rank-1 parameters (biases, norm scales)
+//! get neither scaling nor weight decay. Then heavy-ball momentum (PyTorch semantics, no
+//! dampening) and `p ← p − lr·buf`. Everything stays on the device: no scalar is read back.
+//! The tests compare against that code run by PyTorch (`tests/fixtures/make_lars_fixtures.py`).
 
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{LearningRate, Optimizer, Sgd, SgdConfig, SgdState};
@@ -57,13 +59,17 @@ impl Optimizer for Lars {
             );
             let clipped = trust.div_scalar(lr.max(1e-12)).clamp_max(1.0);
             let both_nonzero = p_norm.greater_elem(0.0).bool_and(g_norm.greater_elem(0.0));
-            let scale = clipped.mask_fill(both_nonzero.bool_not(), 1.0);
+            let scale = clipped.mask_fill(both_nonzero.clone().bool_not(), 1.0);
+            let shape = grad.shape();
             let decayed = if wd > 0.0 {
-                grad + tensor.clone().mul_scalar(wd)
+                // The weight decay joins only where the scaling applies (zero otherwise).
+                let decay = both_nonzero.float().mul_scalar(wd);
+                grad + tensor
+                    .clone()
+                    .mul(decay.reshape([1; D]).expand(shape.clone()))
             } else {
                 grad
             };
-            let shape = decayed.shape();
             decayed.mul(scale.reshape([1; D]).expand(shape))
         } else {
             grad
@@ -80,110 +86,99 @@ impl Optimizer for Lars {
 mod tests {
     use super::*;
     use burn::tensor::TensorData;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
 
-    fn t2(v: &[f32], device: &Device) -> Tensor<2> {
-        Tensor::from_data(TensorData::new(v.to_vec(), [1, v.len()]), device)
+    /// Parameters after each step of solo-learn's LARS run by PyTorch in f64
+    /// (`tests/fixtures/make_lars_fixtures.py` → `tests/fixtures/lars_fixtures.json`).
+    #[derive(Deserialize)]
+    struct Fixture {
+        configs: Vec<Config>,
     }
 
-    #[test]
-    fn matrix_step_matches_hand_computation() {
+    #[derive(Deserialize)]
+    struct Config {
+        eta: f64,
+        weight_decay: f64,
+        momentum: f64,
+        shapes: BTreeMap<String, Vec<usize>>,
+        init: BTreeMap<String, Vec<f32>>,
+        steps: Vec<Step>,
+    }
+
+    #[derive(Deserialize)]
+    struct Step {
+        lr: f64,
+        grads: BTreeMap<String, Vec<f32>>,
+        after: BTreeMap<String, Vec<f64>>,
+    }
+
+    fn fixture() -> Fixture {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/lars_fixtures.json"
+        );
+        let text = std::fs::read_to_string(path).expect("the fixture file is in the repository");
+        serde_json::from_str(&text).expect("the fixture file parses")
+    }
+
+    /// Runs every step of `config` on the parameter `name` (of rank `D`), carrying the
+    /// momentum state, and checks the parameter after each step.
+    fn check_parameter<const D: usize>(config: &Config, name: &str) {
         let device = Device::flex();
-        let lars = Lars::new(0.02, 1e-4, 0.9);
-        let p = [3.0f32, 4.0]; // |p| = 5
-        let g = [0.6f32, 0.8]; // |g| = 1
-        let lr = 0.5;
-        let (new, state) = lars.step(lr, t2(&p, &device), t2(&g, &device), None);
-        let trust = 0.02 * 5.0 / (1.0 + 1e-4 * 5.0 + 1e-8);
-        let scale = (trust / lr).min(1.0);
-        let expect: Vec<f64> = p
-            .iter()
-            .zip(&g)
-            .map(|(p, g)| *p as f64 - lr * (*g as f64 + 1e-4 * *p as f64) * scale)
-            .collect();
-        let got = crate::tensor::read_floats(new);
-        for (a, b) in got.iter().zip(&expect) {
-            assert!((*a as f64 - b).abs() < 1e-5, "{got:?} vs {expect:?}");
+        let shape: [usize; D] = config.shapes[name].clone().try_into().expect("rank");
+        let tensor =
+            |v: &[f32]| Tensor::<D>::from_data(TensorData::new(v.to_vec(), shape), &device);
+        let lars = Lars::new(config.eta, config.weight_decay, config.momentum);
+        let mut p = tensor(&config.init[name]);
+        let mut state = None;
+        for (k, step) in config.steps.iter().enumerate() {
+            let (next, next_state) = lars.step(step.lr, p, tensor(&step.grads[name]), state);
+            let got = crate::tensor::read_floats(next.clone());
+            let want = &step.after[name];
+            for (a, b) in got.iter().zip(want) {
+                assert!(
+                    (*a as f64 - b).abs() < 2e-5 * (1.0 + b.abs()),
+                    "{name} (eta {}, wd {}, momentum {}) after step {}: {got:?} vs {want:?}",
+                    config.eta,
+                    config.weight_decay,
+                    config.momentum,
+                    k + 1
+                );
+            }
+            (p, state) = (next, next_state);
         }
-        // Second step uses momentum: buf = 0.9·buf + d.
-        let (new2, _) = lars.step(lr, t2(&got, &device), t2(&g, &device), state);
-        let got2 = crate::tensor::read_floats(new2);
-        assert!(got2[0] < got[0]);
     }
 
-    /// The official rule, transcribed in f64 for one matrix step from a zero momentum buffer.
-    fn reference_step(p: &[f64], g: &[f64], lr: f64, eta: f64, wd: f64) -> Vec<f64> {
-        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
-        let (pn, gn) = (norm(p), norm(g));
-        let scale = if pn > 0.0 && gn > 0.0 {
-            (eta * pn / (gn + wd * pn + 1e-8) / lr).min(1.0)
-        } else {
-            1.0
-        };
-        p.iter()
-            .zip(g)
-            .map(|(p, g)| p - lr * (g + wd * p) * scale)
-            .collect()
-    }
-
-    fn step_once(p: &[f32], g: &[f32], lr: f64, eta: f64, wd: f64) -> Vec<f32> {
-        let device = Device::flex();
-        let (new, _) = Lars::new(eta, wd, 0.9).step(lr, t2(p, &device), t2(g, &device), None);
-        crate::tensor::read_floats(new)
-    }
-
+    /// Matrices: the trust ratio, the clip (it binds on step 2 of the first configuration),
+    /// weight decay, momentum across steps, a zero gradient (step 4: neither scaling nor decay).
     #[test]
-    fn the_clip_binds_when_the_trust_ratio_exceeds_the_learning_rate() {
-        // ‖p‖ = 5, ‖g‖ = 0.01: eta·‖p‖/‖g‖ ≈ 9.95 ≫ lr = 0.1, so the clip sets the scale to 1
-        // and the step is plain SGD with weight decay. Without the clip the step would be
-        // about 100× larger.
-        let (p, g) = ([3.0f32, 4.0], [0.006f32, 0.008]);
-        let (lr, eta, wd) = (0.1, 0.02, 1e-4);
-        let got = step_once(&p, &g, lr, eta, wd);
-        let want = reference_step(&[3.0, 4.0], &[0.006, 0.008], lr, eta, wd);
-        for (a, b) in got.iter().zip(&want) {
-            assert!((*a as f64 - b).abs() < 1e-6, "{got:?} vs {want:?}");
+    fn matrices_match_the_reference_step_by_step() {
+        for config in &fixture().configs {
+            check_parameter::<2>(config, "matrix");
         }
-        let plain: Vec<f64> = [3.0f64, 4.0]
-            .iter()
-            .zip([0.006, 0.008])
-            .map(|(p, g)| p - lr * (g + wd * p))
-            .collect();
-        assert!(
-            (got[0] as f64 - plain[0]).abs() < 1e-6,
-            "{got:?} vs {plain:?}"
-        );
     }
 
     #[test]
-    fn a_zero_gradient_or_zero_weight_is_not_scaled() {
-        let (lr, eta, wd) = (0.5, 0.02, 0.1);
-        // Zero gradient: the weight-decay term alone moves p, unscaled (trust would be
-        // eta / wd = 0.2 < 1 if it were applied).
-        let got = step_once(&[3.0, 4.0], &[0.0, 0.0], lr, eta, wd);
-        let want = reference_step(&[3.0, 4.0], &[0.0, 0.0], lr, eta, wd);
-        assert!(
-            (got[0] as f64 - want[0]).abs() < 1e-6 && (got[0] - 2.85).abs() < 1e-6,
-            "{got:?}"
-        );
-        // Zero weight: the gradient step is unscaled too (trust would be 0).
-        let got = step_once(&[0.0, 0.0], &[0.6, 0.8], lr, eta, wd);
-        assert!(
-            (got[0] + 0.3).abs() < 1e-6 && (got[1] + 0.4).abs() < 1e-6,
-            "{got:?}"
-        );
+    fn convolution_kernels_match_the_reference_step_by_step() {
+        for config in &fixture().configs {
+            check_parameter::<4>(config, "conv");
+        }
     }
 
+    /// A zero weight (zero-initialised layer) takes a plain gradient step first.
     #[test]
-    fn vectors_get_plain_momentum_sgd_without_decay() {
-        let device = Device::flex();
-        let lars = Lars::new(0.02, 0.5, 0.9);
-        let p: Tensor<1> = Tensor::from_data(TensorData::new(vec![1.0f32, 2.0], [2]), &device);
-        let g: Tensor<1> = Tensor::from_data(TensorData::new(vec![0.5f32, -1.0], [2]), &device);
-        let (new, _) = lars.step(0.1, p, g, None);
-        let got = crate::tensor::read_floats(new);
-        assert!(
-            (got[0] - 0.95).abs() < 1e-6 && (got[1] - 2.1).abs() < 1e-6,
-            "{got:?}"
-        );
+    fn a_zero_weight_matches_the_reference() {
+        for config in &fixture().configs {
+            check_parameter::<2>(config, "zero_matrix");
+        }
+    }
+
+    /// Biases and norm scales: plain momentum SGD, no scaling and no weight decay.
+    #[test]
+    fn vectors_are_excluded_as_in_the_reference() {
+        for config in &fixture().configs {
+            check_parameter::<1>(config, "bias");
+        }
     }
 }

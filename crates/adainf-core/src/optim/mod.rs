@@ -10,8 +10,20 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The pretraining optimiser, serialised as `lars` or `sgd`; both use momentum 0.9.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum OptimizerKind {
     /// LARS (`lars::Lars`) with trust coefficient eta = 0.02.
     Lars,
@@ -30,22 +42,20 @@ pub enum LrScaling {
 impl OptimizerKind {
     /// The serialised name: `lars` or `sgd`.
     pub fn name(self) -> &'static str {
-        match self {
-            OptimizerKind::Lars => "lars",
-            OptimizerKind::Sgd => "sgd",
-        }
+        self.into()
     }
 
     /// Parses `lars` or `sgd`.
     pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "lars" => Ok(OptimizerKind::Lars),
-            "sgd" => Ok(OptimizerKind::Sgd),
-            other => Err(Error::config(
+        name.parse().map_err(|_| {
+            Error::config(
                 "optimizer",
-                format!("unknown optimizer \"{other}\"; use \"lars\" or \"sgd\""),
-            )),
-        }
+                format!(
+                    "unknown optimizer \"{name}\"; use one of {}",
+                    <Self as strum::VariantNames>::VARIANTS.join(", ")
+                ),
+            )
+        })
     }
 
     /// A module optimiser with momentum 0.9 (the official value for both).

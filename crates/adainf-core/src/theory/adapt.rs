@@ -22,11 +22,11 @@
 //! that used it is reproducible without measuring again.
 
 use burn::tensor::Device;
-use serde::{Deserialize, Serialize};
 
 use super::gap::{self, GapConfig};
 use crate::data::Dataset;
-use crate::data::recipe::{self, Recipe};
+pub use crate::data::inflate::AutoChoice;
+use crate::data::recipe;
 use crate::error::{Error, Result};
 
 /// γ: the optimal augmentation radius of the toy falls as `n^(−γ)` (fitted on n = 50 … 800,
@@ -34,36 +34,6 @@ use crate::error::{Error, Result};
 pub const STRENGTH_EXPONENT: f64 = 1.0 / 6.0;
 /// `tv` is capped here before the rule reads it, so `dup` stays finite (at most 20).
 pub const MAX_TV: f64 = 0.95;
-
-/// What the rule measured and what it chose.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AutoChoice {
-    /// Images in the real set.
-    pub n_real: usize,
-    /// Images in the generated set.
-    pub n_generated: usize,
-    /// The generator gap: `gap::generator_gap(real, generated).tv`, a lower bound on D_TV.
-    pub tv: f64,
-    /// Copies of the real data.
-    pub dup: usize,
-    /// In-distribution images: `n_real + (1 − tv)·n_generated`.
-    pub n_effective: f64,
-    /// Augmentation strength for the inflated set (1 = the preset as it is).
-    pub strength: f64,
-}
-
-impl AutoChoice {
-    /// The choice's inputs and outputs as dataset attributes (shown by `info()`, in rows and
-    /// in the run's record).
-    pub fn attributes(&self) -> Vec<(String, String)> {
-        vec![
-            ("dup_rule".into(), "auto".into()),
-            ("generator_tv".into(), format!("{:.4}", self.tv)),
-            ("n_effective".into(), format!("{:.0}", self.n_effective)),
-            ("auto_strength".into(), format!("{:.2}", self.strength)),
-        ]
-    }
-}
 
 /// The rule (module doc): a pure function of the data sizes and the measured `tv`.
 pub fn choose(n_real: usize, n_generated: usize, tv: f64) -> Result<AutoChoice> {
@@ -126,7 +96,7 @@ pub fn inflate_auto(real: &Dataset, generated: &Dataset, device: &Device) -> Res
 /// with a fixed dup; 1 (the preset as it is) for real data alone. A subset of a fixed-dup
 /// inflation no longer knows its parts: an error says to call it on the inflated set.
 pub fn strength_for(data: &Dataset, device: &Device) -> Result<AutoChoice> {
-    if let Some(choice) = data.recipe().and_then(Recipe::auto_choice) {
+    if let Some(choice) = data.inflation().and_then(|i| i.auto.as_ref()) {
         return Ok(choice.clone());
     }
     if let Some((real, generated)) = data.inflated_from() {
@@ -179,6 +149,7 @@ mod tests {
     /// again).
     #[test]
     fn the_choice_travels_in_the_recipe() {
+        use crate::data::recipe::Recipe;
         use crate::data::synthetic::{GeneratorSpec, SyntheticSpec};
         let device = Device::flex();
         let real = Recipe::Synthetic(SyntheticSpec {
@@ -220,7 +191,7 @@ mod tests {
         assert_eq!(strength_for(&read, &device).unwrap().strength, 0.123);
         // A fixed-dup inflation has no record; its strength is measured.
         let fixed = recipe::inflate(&real, &generated, 4).unwrap();
-        assert!(fixed.recipe().unwrap().auto_choice().is_none());
+        assert!(fixed.inflation().unwrap().auto.is_none());
         assert_eq!(
             strength_for(&fixed, &device).unwrap().strength,
             choice.strength

@@ -13,7 +13,7 @@ use rhai::{
 };
 
 use super::HostState;
-use super::api::{self, ApiEntry, entry};
+use super::entry::{self, ApiEntry, entry};
 use super::options::{self, Kind, Opt, float_or, int_or, opt, str_or};
 use crate::augment::preview::write_preview;
 use crate::augment::{AugSpec, DEFAULT_PRESET, ViewPair, preset};
@@ -94,8 +94,8 @@ macro_rules! register {
     ($module:expr, $name:literal, $(move)? || -> $ret:ty $body:block) => {
         FuncRegistration::new($name)
             .with_volatility(true)
-            .with_comments(api::doc_comments(MODULE, $name))
-            .with_params_info(api::params_info(MODULE, $name, &[]))
+            .with_comments(entry::doc_comments(&entries(), MODULE, $name))
+            .with_params_info(entry::params_info(&entries(), MODULE, $name, &[]))
             .set_into_module(&mut $module, move |ctx: NativeCallContext| -> $ret {
                 // The body runs in a closure called on the spot, so it can use `?` and `return`.
                 #[allow(clippy::redundant_closure_call)]
@@ -106,8 +106,8 @@ macro_rules! register {
     ($module:expr, $name:literal, $(move)? |$($arg:ident : $ty:ty),*| -> $ret:ty $body:block) => {
         FuncRegistration::new($name)
             .with_volatility(true)
-            .with_comments(api::doc_comments(MODULE, $name))
-            .with_params_info(api::params_info(MODULE, $name, &[$(concat!(stringify!($arg), ": ", stringify!($ty))),*]))
+            .with_comments(entry::doc_comments(&entries(), MODULE, $name))
+            .with_params_info(entry::params_info(&entries(), MODULE, $name, &[$(concat!(stringify!($arg), ": ", stringify!($ty))),*]))
             .set_into_module(&mut $module, move |ctx: NativeCallContext, $($arg: $ty),*| -> $ret {
                 #[allow(clippy::redundant_closure_call)]
                 let result = (|| -> $ret { $body })();
@@ -122,8 +122,8 @@ macro_rules! register_with_context {
     ($module:expr, $name:literal, $ctx:ident, $(move)? |$($arg:ident : $ty:ty),*| -> $ret:ty $body:block) => {
         FuncRegistration::new($name)
             .with_volatility(true)
-            .with_comments(api::doc_comments(MODULE, $name))
-            .with_params_info(api::params_info(MODULE, $name, &[$(concat!(stringify!($arg), ": ", stringify!($ty))),*]))
+            .with_comments(entry::doc_comments(&entries(), MODULE, $name))
+            .with_params_info(entry::params_info(&entries(), MODULE, $name, &[$(concat!(stringify!($arg), ": ", stringify!($ty))),*]))
             .set_into_module(&mut $module, move |$ctx: NativeCallContext, $($arg: $ty),*| -> $ret {
                 #[allow(clippy::redundant_closure_call)]
                 let result = (|| -> $ret { $body })();

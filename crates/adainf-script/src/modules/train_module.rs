@@ -131,7 +131,7 @@ fn schedule_option(
             return fail(options::unknown_key_message(
                 &format!("`schedule` of {function}"),
                 name,
-                &api::schedule_opts(),
+                &crate::entry::schedule_opts(),
             ));
         };
         let table = if let Some(x) = number(value) {
