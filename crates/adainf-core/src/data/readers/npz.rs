@@ -5,7 +5,7 @@
 //! (`np.savez_compressed`) are inflated once into memory. ZIP64 archives are supported.
 
 use std::fs::File;
-use std::io::{Cursor, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 
 use memmap2::Mmap;
@@ -42,12 +42,122 @@ impl Default for NpzOptions {
     }
 }
 
-fn zip_error(path: &Path, what: impl std::fmt::Display) -> Error {
+struct Entry {
+    name: String,
+    method: u16,
+    compressed: u64,
+    uncompressed: u64,
+    local_offset: u64,
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    b.get(at..at + 2).map(|s| u16::from_le_bytes([s[0], s[1]]))
+}
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    b.get(at..at + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    b.get(at..at + 8)
+        .map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
+}
+
+fn zip_error(path: &Path, what: &str) -> Error {
     Error::file(path, format!("is not a valid .npz (ZIP) archive: {what}"))
 }
 
-/// The archive over the mapped bytes (the `zip` crate reads the directory, ZIP64 included).
-type Archive<'a> = zip::ZipArchive<Cursor<&'a [u8]>>;
+/// The central directory's entries.
+fn entries(path: &Path, b: &[u8]) -> Result<Vec<Entry>> {
+    let search_from = b.len().saturating_sub(22 + 65_535);
+    let eocd = (search_from..b.len().saturating_sub(21))
+        .rev()
+        .find(|&i| u32_at(b, i) == Some(0x0605_4b50))
+        .ok_or_else(|| zip_error(path, "no end-of-central-directory record (truncated file?)"))?;
+    let mut count = u16_at(b, eocd + 10).unwrap_or(0) as u64;
+    let mut cd_offset = u32_at(b, eocd + 16).unwrap_or(0) as u64;
+    // ZIP64: the locator sits right before the classic record.
+    if eocd >= 20 && u32_at(b, eocd - 20) == Some(0x0706_4b50) {
+        let z = u64_at(b, eocd - 12).unwrap_or(u64::MAX) as usize;
+        if u32_at(b, z) != Some(0x0606_4b50) {
+            return Err(zip_error(path, "bad ZIP64 end record"));
+        }
+        count = u64_at(b, z + 32).unwrap_or(0);
+        cd_offset = u64_at(b, z + 48).unwrap_or(u64::MAX);
+    }
+    let mut out = Vec::new();
+    let mut at = cd_offset as usize;
+    for _ in 0..count {
+        if u32_at(b, at) != Some(0x0201_4b50) {
+            return Err(zip_error(path, "corrupt central directory"));
+        }
+        let field = |off: usize| {
+            u32_at(b, at + off).ok_or_else(|| zip_error(path, "truncated central directory"))
+        };
+        let method = u16_at(b, at + 10).unwrap_or(0);
+        let mut compressed = field(20)? as u64;
+        let mut uncompressed = field(24)? as u64;
+        let name_len = u16_at(b, at + 28).unwrap_or(0) as usize;
+        let extra_len = u16_at(b, at + 30).unwrap_or(0) as usize;
+        let comment_len = u16_at(b, at + 32).unwrap_or(0) as usize;
+        let mut local_offset = field(42)? as u64;
+        let name_bytes = b
+            .get(at + 46..at + 46 + name_len)
+            .ok_or_else(|| zip_error(path, "truncated entry name"))?;
+        let name = String::from_utf8_lossy(name_bytes).into_owned();
+        // ZIP64 extra field: 64-bit values for the fields saturated at 0xFFFFFFFF.
+        let mut e = at + 46 + name_len;
+        let extra_end = e + extra_len;
+        while e + 4 <= extra_end {
+            let id = u16_at(b, e).unwrap_or(0);
+            let size = u16_at(b, e + 2).unwrap_or(0) as usize;
+            if id == 0x0001 {
+                let mut p = e + 4;
+                for v in [&mut uncompressed, &mut compressed, &mut local_offset] {
+                    if *v == 0xFFFF_FFFF {
+                        *v =
+                            u64_at(b, p).ok_or_else(|| zip_error(path, "truncated ZIP64 field"))?;
+                        p += 8;
+                    }
+                }
+            }
+            e += 4 + size;
+        }
+        out.push(Entry {
+            name,
+            method,
+            compressed,
+            uncompressed,
+            local_offset,
+        });
+        at = extra_end + comment_len;
+    }
+    Ok(out)
+}
+
+/// Byte range of an entry's data in the archive.
+fn data_range(path: &Path, b: &[u8], e: &Entry) -> Result<(usize, usize)> {
+    let lo = e.local_offset as usize;
+    if u32_at(b, lo) != Some(0x0403_4b50) {
+        return Err(zip_error(path, &format!("bad local header for {}", e.name)));
+    }
+    let start = lo
+        + 30
+        + u16_at(b, lo + 26).unwrap_or(0) as usize
+        + u16_at(b, lo + 28).unwrap_or(0) as usize;
+    let end = start
+        .checked_add(e.compressed as usize)
+        .filter(|end| *end <= b.len());
+    match end {
+        Some(end) => Ok((start, end)),
+        None => Err(Error::file(
+            path,
+            format!(
+                "member {} is truncated: the file ends before its {} bytes",
+                e.name, e.compressed
+            ),
+        )),
+    }
+}
 
 /// A member's `.npy` bytes: borrowed from the map when stored, inflated otherwise.
 enum Member<'a> {
@@ -64,50 +174,31 @@ impl Member<'_> {
     }
 }
 
-fn member<'a>(
-    path: &Path,
-    b: &'a [u8],
-    archive: &mut Archive<'a>,
-    key: &str,
-) -> Result<Member<'a>> {
+fn member<'a>(path: &Path, b: &'a [u8], all: &[Entry], key: &str) -> Result<Member<'a>> {
     let wanted = format!("{key}.npy");
-    let Some(index) = archive.index_for_name(&wanted) else {
-        let names: Vec<String> = archive
-            .file_names()
-            .map(|n| n.trim_end_matches(".npy").to_string())
+    let Some(e) = all.iter().find(|e| e.name == wanted) else {
+        let names: Vec<String> = all
+            .iter()
+            .map(|e| e.name.trim_end_matches(".npy").to_string())
             .collect();
         return Err(Error::file(
             path,
             format!("has no key `{key}`; its keys are: {}", names.join(", ")),
         ));
     };
-    let mut file = archive.by_index(index).map_err(|e| zip_error(path, e))?;
-    match file.compression() {
-        // Stored: the member's bytes are borrowed from the memory map, never copied.
-        zip::CompressionMethod::Stored => {
-            let start = file.data_start() as usize;
-            let end = start
-                .checked_add(file.compressed_size() as usize)
-                .filter(|end| *end <= b.len());
-            match end {
-                Some(end) => Ok(Member::Stored {
-                    offset: start,
-                    bytes: &b[start..end],
-                }),
-                None => Err(Error::file(
-                    path,
-                    format!(
-                        "member {wanted} is truncated: the file ends before its {} bytes",
-                        file.compressed_size()
-                    ),
-                )),
-            }
-        }
-        zip::CompressionMethod::Deflated => {
-            let mut out = Vec::with_capacity(file.size().min(1 << 34) as usize);
-            file.read_to_end(&mut out).map_err(|err| {
-                Error::file(path, format!("member {wanted} cannot be inflated: {err}"))
-            })?;
+    let (start, end) = data_range(path, b, e)?;
+    match e.method {
+        0 => Ok(Member::Stored {
+            offset: start,
+            bytes: &b[start..end],
+        }),
+        8 => {
+            let mut out = Vec::with_capacity(e.uncompressed.min(1 << 34) as usize);
+            flate2::read::DeflateDecoder::new(&b[start..end])
+                .read_to_end(&mut out)
+                .map_err(|err| {
+                    Error::file(path, format!("member {wanted} cannot be inflated: {err}"))
+                })?;
             Ok(Member::Inflated(out))
         }
         m => Err(Error::file(
@@ -140,10 +231,9 @@ pub fn read_npz(path: &Path, opts: &NpzOptions) -> Result<Dataset> {
     // on access, which is the usual contract of memory-mapped readers.
     let map = unsafe { Mmap::map(&file) }
         .map_err(|e| Error::file(path, format!("cannot memory-map: {e}")))?;
-    let mut archive =
-        zip::ZipArchive::new(Cursor::new(&map[..])).map_err(|e| zip_error(path, e))?;
+    let all = entries(path, &map)?;
 
-    let image = member(path, &map, &mut archive, &opts.image_key)?;
+    let image = member(path, &map, &all, &opts.image_key)?;
     let ih = header(path, &image, &opts.image_key)?;
     if ih.dtype.kind != 'u' || ih.dtype.size != 1 {
         return Err(Error::file(
@@ -191,13 +281,13 @@ pub fn read_npz(path: &Path, opts: &NpzOptions) -> Result<Dataset> {
     }
 
     let labels: Vec<i32> = if opts.ignore_labels
-        && archive
-            .index_for_name(&format!("{}.npy", opts.label_key))
-            .is_none()
+        && !all
+            .iter()
+            .any(|e| e.name == format!("{}.npy", opts.label_key))
     {
         vec![UNLABELED; n]
     } else {
-        let lm = member(path, &map, &mut archive, &opts.label_key)?;
+        let lm = member(path, &map, &all, &opts.label_key)?;
         let lh = header(path, &lm, &opts.label_key)?;
         if lh.shape.len() != 1 || lh.shape[0] != n {
             return Err(Error::file(
@@ -268,44 +358,106 @@ pub fn channel_order_warning(data: &Dataset, reference: &Dataset) -> Option<Stri
     })
 }
 
+struct Crc32Writer {
+    crc: flate2::Crc,
+}
+
 /// Writes `data` in the official format (`image` N×H×W×3 u8, `label` int64), stored
-/// uncompressed like `np.savez` (ZIP64 past 4 GiB), atomically (temporary file, then rename).
+/// uncompressed like `np.savez`, atomically (temporary file, then rename).
 pub fn save_npz(data: &Dataset, path: &Path) -> Result<()> {
     let [h, w, c] = data.shape();
     let n = data.len();
     let image_header = npy::write_header("|u1", &[n, h, w, c]);
+    let label_header = npy::write_header("<i8", &[n]);
     let image_len = image_header.len() as u64 + (n * h * w * c) as u64;
-    let mut label_bytes = npy::write_header("<i8", &[n]);
+    if image_len >= 0xFFFF_FFFF {
+        return Err(Error::file(
+            path,
+            "more than 4 GiB of pixels: writing ZIP64 archives is not supported; split the dataset",
+        ));
+    }
+    // Pass 1: checksums.
+    let mut image_crc = Crc32Writer {
+        crc: flate2::Crc::new(),
+    };
+    image_crc.crc.update(&image_header);
+    let mut rgb = Vec::with_capacity(h * w * c);
+    for i in 0..n {
+        rgb.clear();
+        data.item(i).extend_rgb(&mut rgb);
+        image_crc.crc.update(&rgb);
+    }
+    let mut label_bytes = label_header.clone();
     for i in 0..n {
         label_bytes.extend_from_slice(&(data.label(i) as i64).to_le_bytes());
     }
+    let mut label_crc = flate2::Crc::new();
+    label_crc.update(&label_bytes);
+
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::file(parent, e))?;
     }
     let tmp = path.with_extension("npz.tmp");
     let io = |e: std::io::Error| Error::file(&tmp, e);
-    let zip_err = |e: zip::result::ZipError| Error::file(&tmp, e);
-    let file = File::create(&tmp).map_err(io)?;
-    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
-    let stored = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored)
-        .large_file(image_len >= 0xFFFF_FFFF);
-    zip.start_file("image.npy", stored).map_err(zip_err)?;
-    zip.write_all(&image_header).map_err(io)?;
-    let mut rgb = Vec::with_capacity(h * w * c);
-    for i in 0..n {
-        rgb.clear();
-        data.item(i).extend_rgb(&mut rgb);
-        zip.write_all(&rgb).map_err(io)?;
+    let mut out = std::io::BufWriter::new(File::create(&tmp).map_err(io)?);
+    let mut central = Vec::new();
+    let mut offset: u64 = 0;
+    let members: [(&str, u32, u64); 2] = [
+        ("image.npy", image_crc.crc.sum(), image_len),
+        ("label.npy", label_crc.sum(), label_bytes.len() as u64),
+    ];
+    for (k, (name, crc, len)) in members.iter().enumerate() {
+        let local = local_header(name, *crc, *len as u32);
+        out.write_all(&local).map_err(io)?;
+        if k == 0 {
+            out.write_all(&image_header).map_err(io)?;
+            for i in 0..n {
+                rgb.clear();
+                data.item(i).extend_rgb(&mut rgb);
+                out.write_all(&rgb).map_err(io)?;
+            }
+        } else {
+            out.write_all(&label_bytes).map_err(io)?;
+        }
+        central.extend_from_slice(&central_header(name, *crc, *len as u32, offset as u32));
+        offset += local.len() as u64 + len;
     }
-    zip.start_file("label.npy", stored.large_file(false))
-        .map_err(zip_err)?;
-    zip.write_all(&label_bytes).map_err(io)?;
-    zip.finish()
-        .map_err(zip_err)?
-        .into_inner()
+    let cd_len = central.len() as u32;
+    out.write_all(&central).map_err(io)?;
+    let mut eocd = vec![0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 2, 0, 2, 0];
+    eocd.extend_from_slice(&cd_len.to_le_bytes());
+    eocd.extend_from_slice(&(offset as u32).to_le_bytes());
+    eocd.extend_from_slice(&[0, 0]);
+    out.write_all(&eocd).map_err(io)?;
+    out.into_inner()
         .map_err(|e| Error::file(&tmp, e.error()))?
         .sync_all()
         .map_err(io)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
+}
+
+fn local_header(name: &str, crc: u32, len: u32) -> Vec<u8> {
+    let mut v = vec![0x50, 0x4b, 0x03, 0x04, 20, 0, 0, 0, 0, 0, 0, 0, 0x21, 0];
+    v.extend_from_slice(&crc.to_le_bytes());
+    v.extend_from_slice(&len.to_le_bytes());
+    v.extend_from_slice(&len.to_le_bytes());
+    v.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    v.extend_from_slice(&[0, 0]);
+    v.extend_from_slice(name.as_bytes());
+    v
+}
+
+fn central_header(name: &str, crc: u32, len: u32, offset: u32) -> Vec<u8> {
+    let mut v = vec![
+        0x50, 0x4b, 0x01, 0x02, 20, 3, 20, 0, 0, 0, 0, 0, 0, 0, 0x21, 0,
+    ];
+    v.extend_from_slice(&crc.to_le_bytes());
+    v.extend_from_slice(&len.to_le_bytes());
+    v.extend_from_slice(&len.to_le_bytes());
+    v.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    v.extend_from_slice(&[0; 8]); // extra, comment, disk, internal attributes
+    v.extend_from_slice(&0o644u32.wrapping_shl(16).to_le_bytes());
+    v.extend_from_slice(&offset.to_le_bytes());
+    v.extend_from_slice(name.as_bytes());
+    v
 }
