@@ -4,8 +4,9 @@
 //! checks the options; this file gathers them: `adainf api` prints the catalogue, `adainf check`
 //! validates calls against it, and the registration's Rhai doc comments come from it.
 
-use super::entry::{kind_short, schedule_keys};
 pub use super::entry::{ApiEntry, entry};
+use super::entry::{kind_short, schedule_keys};
+use super::options::Kind;
 
 /// The names of the script modules (`modules::SCRIPT_MODULES`, the one list), in the order
 /// `adainf api` lists them; `adainf check` and the catalogue test read them.
