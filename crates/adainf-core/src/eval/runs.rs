@@ -186,7 +186,7 @@ fn cached<C: Serialize>(
     })?;
     // A result computed now also goes to TensorBoard (`eval/knn`, ...) at the run's last step.
     if computed {
-        crate::report::events::write_eval(
+        crate::train::events::write_eval(
             &run.dir,
             &format!("eval/{kind}"),
             run.result.steps,

@@ -187,7 +187,7 @@ fn view_of(
         ),
         preview: None,
         seed: entry.seed,
-        preview_png: std::fs::read(dir.join(super::events::PREVIEW_FILE)).ok(),
+        preview_png: std::fs::read(dir.join(crate::train::events::PREVIEW_FILE)).ok(),
     }
 }
 

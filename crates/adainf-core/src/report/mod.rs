@@ -1,6 +1,6 @@
 //! Result tables: rows are ordered maps of column → value; markdown tables (optionally grouped,
-//! with mean ± std over the other rows of a group) and CSV files. `events` writes TensorBoard
-//! event files, `html` the self-contained report page of a runs folder.
+//! with mean ± std over the other rows of a group) and CSV files; `html` the self-contained report
+//! page of a runs folder (a run's TensorBoard event files are the training loop's: `train::events`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,7 +8,6 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::train::FinishedRun;
 
-pub mod events;
 pub mod html;
 pub mod plot;
 

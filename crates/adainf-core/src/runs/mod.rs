@@ -14,8 +14,7 @@ pub mod slurm;
 
 /// A run's file that marks it failed (with the error), until a retry is asked for.
 pub const FAILED_FILE: &str = "failed.json";
-/// A run's request, as the driver wrote it.
-pub const REQUEST_FILE: &str = "request.json";
+pub use crate::train::run::REQUEST_FILE;
 /// A worker's output (local workers and Slurm tasks).
 pub const WORKER_LOG: &str = "worker.log";
 

@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod events;
 pub mod progress;
 pub mod run;
 pub mod schedule;
@@ -23,9 +24,9 @@ use crate::data::Dataset;
 use crate::data::batches::{Batches, Placement};
 use crate::error::{Error, Result};
 use crate::model::ResNet;
-use crate::report::events::{self, RunEvents};
 use crate::tensor::read_floats;
 pub use config::PretrainConfig;
+use events::RunEvents;
 pub use progress::{CancelFlag, Progress, Silent};
 pub use run::{FinishedRun, MetricRow, RunResult, RunSpec};
 use run::{MetricsLog, load_finished, read_metrics, run_dir, write_json};

@@ -16,6 +16,9 @@ use crate::data::batches::Placement;
 use crate::data::{Dataset, hash_hex};
 use crate::error::{Error, Result};
 
+/// A run's request, as the driver (or an in-process run with recipes) wrote it.
+pub const REQUEST_FILE: &str = "request.json";
+
 /// Bump when training semantics change, so old cached runs are not reused. (2: momentum targets
 /// no longer share tensors with the online encoder, which had frozen it for MoCo and BYOL.
 /// 3: initial weights come from the seeded host generator on every device. 4: hue jitter is

@@ -1,4 +1,4 @@
-//! `report::events`: TensorBoard event files. A run folder gets `events.out.tfevents.<time>.
+//! `train::events`, the training loop's TensorBoard sink: event files. A run folder gets `events.out.tfevents.<time>.
 //! <host>.<pid>.<n>` files: TFRecord framing (length, masked CRC32C of the length, an `Event`
 //! protobuf, masked CRC32C of the data) around hand-encoded `Event`s: the file version, scalars
 //! (`Summary.Value.simple_value`), PNG images (`Summary.Image`) and the HParams plugin's session
@@ -558,7 +558,7 @@ impl RunEvents {
             writer.restart(first_step + 1)?;
         }
         if !kept.iter().any(|t| t == SESSION_START_TAG) {
-            let tags = fs::read_to_string(dir.join(crate::runs::REQUEST_FILE))
+            let tags = fs::read_to_string(dir.join(super::run::REQUEST_FILE))
                 .ok()
                 .and_then(|t| serde_json::from_str::<Value>(&t).ok())
                 .and_then(|v| v.get("tags").and_then(Value::as_object).cloned())
@@ -642,15 +642,19 @@ mod tests {
             probe_acc: Some(0.5),
             images_per_s: 100.0,
             data_wait: 0.25,
+            generated_fraction: Some(0.375),
+            strength: Some(0.75),
         };
         let mut got = row_scalars(&row);
         got.sort_by(|a, b| a.0.cmp(&b.0));
         let want = [
             ("probe/accuracy", 0.5),
             ("train/data_wait", 0.25),
+            ("train/generated_fraction", 0.375),
             ("train/images_per_s", 100.0),
             ("train/loss", 2.0),
             ("train/lr", 0.1),
+            ("train/strength", 0.75),
         ];
         assert_eq!(
             got,
