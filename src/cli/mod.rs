@@ -376,6 +376,7 @@ fn worker(args: WorkerArgs) -> ExitCode {
     let cancel = CancelFlag::new();
     let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, cancel.flag());
     let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, cancel.flag());
+    stop_with_driver(&cancel);
     let mut failed = 0;
     for path in &requests {
         let outcome = RunRequest::read(path).and_then(|req| {
@@ -384,7 +385,7 @@ fn worker(args: WorkerArgs) -> ExitCode {
             // GPU (or a Slurm slot) waiting; the driver watches the run folder.
             if let Some(held) = runs::claim::state(&dir)
                 && held.is_live(runs::claim::timeout())
-                && !dir.join("result.json").exists()
+                && !crate::train::seal::is_sealed(&dir)
             {
                 eprintln!(
                     "run {}: being trained by {}; leaving it to that process",
@@ -434,6 +435,27 @@ fn worker(args: WorkerArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// A local worker (`--jobs`) stops when its driver is gone (killed, even by SIGKILL, which
+/// it cannot pass on): the driver's pid comes in `runs::local::DRIVER_PID_ENV`, and once the
+/// worker's parent is no longer that process, the run checkpoints and the worker exits (the
+/// next driver resumes it).
+fn stop_with_driver(cancel: &CancelFlag) {
+    let Some(driver) = std::env::var(runs::local::DRIVER_PID_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    else {
+        return;
+    };
+    let flag = cancel.flag();
+    std::thread::spawn(move || {
+        while std::os::unix::process::parent_id() == driver {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        eprintln!("the driver (pid {driver}) is gone; checkpointing and stopping");
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
 }
 
 /// A host that runs nothing (for `check` and `api`): CPU device, no parameters.

@@ -128,6 +128,10 @@ pub fn knn(
         Encoder::Trained => "knn",
         Encoder::RandomInit => "knn_random",
     };
+    if encoder == Encoder::Trained {
+        // A cached result stands for these weights only: they must still be the sealed ones.
+        crate::train::seal::verify(&run.dir, &["backbone.bpk"])?;
+    }
     cached(run, kind, train_set, test, cfg, || {
         let backbone = match encoder {
             Encoder::Trained => train::load_backbone(run, device)?,
@@ -155,6 +159,7 @@ pub fn linear(
     cfg: &LinearProbeConfig,
     device: &Device,
 ) -> Result<f64> {
+    crate::train::seal::verify(&run.dir, &["backbone.bpk"])?;
     cached(run, "linear", train_set, test, cfg, || {
         let backbone = train::load_backbone(run, device)?;
         let f = encoder_features(run, &backbone, train_set, test, device);

@@ -58,12 +58,18 @@ pub fn pretrain_claimed(
     request: Option<&RunRequest>,
     retry_failed: bool,
 ) -> Result<FinishedRun> {
+    // Every check of the user's input comes before the folder, the claim or any file.
+    req.check()?;
     let id = RunSpec::new(req.config.clone(), req.data, req.aug.clone(), req.probe).id();
     let dir = run_dir(ctx.runs_dir, &id);
     let timeout = claim::timeout();
     let mut waiting_told = false;
     // A run that is finished (loaded), or failed and not to be retried (its error).
     let settled = |progress: &mut dyn crate::train::Progress| -> Option<Result<FinishedRun>> {
+        // Changed after it finished: trained again from the start on a retry.
+        if retry_failed && crate::train::seal::damaged(&dir) {
+            return None;
+        }
         match load_finished(&dir) {
             Ok(Some(run)) => {
                 progress.start(&id, run.result.steps, true);
@@ -91,6 +97,9 @@ pub fn pretrain_claimed(
                     return outcome;
                 }
                 let _ = std::fs::remove_file(dir.join(FAILED_FILE));
+                if retry_failed {
+                    discard_damaged(&dir, ctx.progress)?;
+                }
                 if let Some(r) = request {
                     write_json(&dir.join(REQUEST_FILE), r)?;
                 }
@@ -118,6 +127,30 @@ pub fn pretrain_claimed(
             }
         }
     }
+}
+
+/// On a retry: a run whose files changed after it finished, or whose checkpoint is damaged,
+/// is trained again from the start (said on the progress line).
+fn discard_damaged(dir: &Path, progress: &mut dyn crate::train::Progress) -> Result<()> {
+    if crate::train::seal::damaged(dir) {
+        progress.note(&format!(
+            "{}: its files changed after it finished; training it again from the start",
+            dir.display()
+        ));
+        return crate::train::seal::discard(dir);
+    }
+    if let Some(ckpt) = crate::train::Trainer::checkpoint_dir(dir)
+        && let Err(e) = crate::train::checkpoint::check_intact(&ckpt)
+    {
+        progress.note(&format!("{e}; discarding it and training from the start"));
+        for folder in ["checkpoint", "checkpoint.old"] {
+            let path = dir.join(folder);
+            if path.exists() {
+                std::fs::remove_dir_all(&path).map_err(|e| Error::file(&path, e))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Records that the run in `dir` failed with `error` (`failed.json`).

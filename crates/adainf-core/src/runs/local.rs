@@ -11,8 +11,12 @@ use super::execute::failure;
 use super::request::RunRequest;
 use super::{REQUEST_FILE, WORKER_LOG};
 use crate::error::{Error, Result};
-use crate::train::run::{read_metrics, run_dir, write_json};
+use crate::train::run::{load_finished, read_metrics, run_dir, write_json};
 use crate::train::{CancelFlag, Progress};
+
+/// The environment variable that gives a worker its driver's pid: the worker stops (after a
+/// checkpoint) when its driver is gone.
+pub const DRIVER_PID_ENV: &str = "ADAINF_DRIVER_PID";
 
 /// How the workers are started.
 #[derive(Clone, Debug)]
@@ -33,7 +37,15 @@ pub struct Workers {
 /// failure that is not to be retried).
 pub fn needs_training(runs_dir: &Path, id: &str, retry_failed: bool) -> bool {
     let dir = run_dir(runs_dir, id);
-    !dir.join("result.json").is_file() && (retry_failed || failure(&dir).is_none())
+    if retry_failed && crate::train::seal::damaged(&dir) {
+        return true;
+    }
+    match load_finished(&dir) {
+        Ok(Some(_)) => false,
+        Ok(None) => retry_failed || failure(&dir).is_none(),
+        // Changed after it finished: trained again on a retry, reported otherwise.
+        Err(_) => retry_failed,
+    }
 }
 
 /// Writes each request into its run folder and returns the path.
@@ -159,6 +171,7 @@ fn spawn(
     if workers.retry_failed {
         cmd.arg("--retry-failed");
     }
+    cmd.env(DRIVER_PID_ENV, std::process::id().to_string());
     if let Some(t) = workers.threads {
         cmd.env("RAYON_NUM_THREADS", t.to_string());
     }

@@ -80,6 +80,9 @@ impl RunRequest {
         placement: Placement,
         tags: serde_json::Map<String, serde_json::Value>,
     ) -> Result<Self> {
+        // A request is only written for a run that passes every check, so no worker is
+        // started (and nothing is written) for a run that would be rejected.
+        req.check()?;
         let spec = RunSpec::new(req.config.clone(), req.data, req.aug.clone(), req.probe);
         Ok(RunRequest {
             format: REQUEST_FORMAT,
@@ -104,6 +107,11 @@ impl RunRequest {
                 format!("not a run request of this adainf version: {e}"),
             )
         })?;
+        // A request edited by hand into a config its method cannot run stops here, before
+        // anything is written.
+        req.config
+            .validate()
+            .map_err(|e| Error::file(path, format!("the run request is not valid: {e}")))?;
         if req.format != REQUEST_FORMAT {
             return Err(Error::file(
                 path,

@@ -2,7 +2,8 @@
 //! backbone, safetensors with torchvision's names), and checkpoints that capture everything a
 //! resumed run needs (every module, both optimisers' states, MoCo's queues and the step; the
 //! sampler and the augmentation randomness are functions of the seed and the step, so they need
-//! no state). A checkpoint is written to `checkpoint.tmp/` and renamed into place.
+//! no state). A checkpoint is written to `checkpoint.tmp/` and renamed into place; its
+//! `state.json`, written last, holds the SHA-256 of every other file, checked before a resume.
 
 use std::path::Path;
 
@@ -22,6 +23,35 @@ pub struct CheckpointState {
     pub step: usize,
     /// MoCo v2+: the queues' write position (next row to overwrite); None for other methods.
     pub queue_ptr: Option<usize>,
+    /// SHA-256 of each other file of the checkpoint (`super::seal::digest_file`).
+    #[serde(default)]
+    pub files: std::collections::BTreeMap<String, String>,
+}
+
+fn read_state(dir: &Path) -> Result<CheckpointState> {
+    let state_path = dir.join("state.json");
+    let text = std::fs::read_to_string(&state_path).map_err(|e| Error::file(&state_path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::file(&state_path, e))
+}
+
+/// Checks the checkpoint in `dir` against the digests of its `state.json`: an error naming
+/// the first file that is missing, truncated or changed (a checkpoint without digests, from
+/// an older adainf, cannot be checked and counts as damaged).
+pub fn check_intact(dir: &Path) -> Result<()> {
+    let state = read_state(dir)?;
+    if state.files.is_empty() {
+        return Err(Error::file(
+            dir,
+            "the checkpoint has no digests (written by an older adainf), so it cannot be checked",
+        ));
+    }
+    let names: Vec<&str> = state.files.keys().map(String::as_str).collect();
+    super::seal::check(dir, &state.files, &names).map_err(|_| {
+        Error::file(
+            dir,
+            "the checkpoint is damaged (a file is missing or differs from its digest)",
+        )
+    })
 }
 
 fn save_module<M: Module>(module: M, dir: &Path, name: &str) -> Result<()> {
@@ -75,7 +105,7 @@ impl Trainer {
         std::fs::create_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
         save_module(self.encoder.clone(), &tmp, "encoder")?;
         save_module(self.probe.clone(), &tmp, "probe")?;
-        if let Some(target) = &self.target {
+        if let Some(target) = self.state.target() {
             save_module(target.clone(), &tmp, "target")?;
         }
         let opt = |o: &ModuleOptimizer, name: &str| {
@@ -85,15 +115,21 @@ impl Trainer {
         };
         opt(&self.encoder_opt, "encoder_optim")?;
         opt(&self.probe_opt, "probe_optim")?;
-        if let Some(q) = &self.queue {
+        if let Some(q) = self.state.queue() {
             write_floats(&tmp.join("queue0.f32"), &read_floats(q.keys[0].clone()))?;
             write_floats(&tmp.join("queue1.f32"), &read_floats(q.keys[1].clone()))?;
         }
+        let names: Vec<String> = std::fs::read_dir(&tmp)
+            .map_err(|e| Error::file(&tmp, e))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         write_json(
             &tmp.join("state.json"),
             &CheckpointState {
                 step: steps_done,
-                queue_ptr: self.queue.as_ref().map(|q| q.ptr),
+                queue_ptr: self.state.queue().map(|q| q.ptr),
+                files: super::seal::digests(&tmp, &names)?,
             },
         )?;
         let current = run_dir.join("checkpoint");
@@ -117,14 +153,12 @@ impl Trainer {
 
     /// Restores the state saved by `save_checkpoint`; returns the number of steps done.
     pub fn load_checkpoint(&mut self, dir: &Path) -> Result<usize> {
-        let state_path = dir.join("state.json");
-        let text = std::fs::read_to_string(&state_path).map_err(|e| Error::file(&state_path, e))?;
-        let state: CheckpointState =
-            serde_json::from_str(&text).map_err(|e| Error::file(&state_path, e))?;
+        check_intact(dir)?;
+        let state = read_state(dir)?;
         self.encoder = load_module(self.encoder.clone(), dir, "encoder")?;
         self.probe = load_module(self.probe.clone(), dir, "probe")?;
-        if let Some(target) = self.target.take() {
-            self.target = Some(load_module(target, dir, "target")?.no_grad());
+        if let Some((target, _)) = self.state.target_mut() {
+            *target = load_module(target.clone(), dir, "target")?.no_grad();
         }
         let opt = |o: ModuleOptimizer, name: &str| {
             let path = dir.join(format!("{name}.bpk"));
@@ -133,7 +167,8 @@ impl Trainer {
         };
         self.encoder_opt = opt(self.encoder_opt.clone(), "encoder_optim")?;
         self.probe_opt = opt(self.probe_opt.clone(), "probe_optim")?;
-        if let Some(q) = self.queue.as_mut() {
+        let plain = self.plain.clone();
+        if let Some(q) = self.state.queue_mut() {
             for (k, slot) in q.keys.iter_mut().enumerate() {
                 let dims = slot.dims();
                 let values = read_floats_file(&dir.join(format!("queue{k}.f32")))?;
@@ -143,7 +178,7 @@ impl Trainer {
                         "has the wrong size for this run's queue",
                     ));
                 }
-                *slot = floats(values, dims, &self.plain);
+                *slot = floats(values, dims, &plain);
             }
             q.ptr = state.queue_ptr.unwrap_or(0);
         }

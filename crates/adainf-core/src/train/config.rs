@@ -86,6 +86,43 @@ impl Precision {
     }
 }
 
+/// The momentum target's EMA τ, from `base` at the first step to `end` at the last.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ema {
+    /// τ at the first step (`ema_base`).
+    pub base: f64,
+    /// τ at the last step (`ema_final`).
+    pub end: f64,
+}
+
+/// A method's own settings, typed: what a validated config's method-specific fields hold.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MethodSettings {
+    /// SimCLR: NT-Xent (the shared `temperature`).
+    Simclr,
+    /// MoCo v2+: momentum target and key queues of `queue_size` keys.
+    Mocov2 {
+        /// The target's EMA.
+        ema: Ema,
+        /// Keys per queue.
+        queue_size: usize,
+    },
+    /// BYOL: momentum target and a predictor with `pred_hidden` hidden units.
+    Byol {
+        /// The target's EMA.
+        ema: Ema,
+        /// Predictor hidden size.
+        pred_hidden: usize,
+    },
+    /// Barlow Twins: off-diagonal weight and loss scale.
+    Barlow {
+        /// Off-diagonal weight λ.
+        lambda: f64,
+        /// Loss scale.
+        scale: f64,
+    },
+}
+
 /// Settings of one pretraining run. `Default` is SimCLR's official setup; other methods
 /// start from `for_method`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -276,7 +313,9 @@ impl PretrainConfig {
     /// Checks ranges and names, naming the offending key.
     pub fn validate(&self) -> Result<()> {
         let method = self.method;
-        let only_for = |key: &str, set: bool, wanted: bool, methods: &str| {
+        // A method's own settings are set exactly for the methods that use them (for_method
+        // sets them; a config edited by hand may lack one or carry another method's).
+        let own = |key: &str, set: bool, wanted: bool, methods: &str| {
             if set && !wanted {
                 Err(Error::config(
                     key,
@@ -290,42 +329,43 @@ impl PretrainConfig {
             }
         };
         let momentum = method.has_momentum_target();
-        only_for(
+        own(
             "ema_base",
             self.ema_base.is_some(),
             momentum,
             "mocov2 and byol",
         )?;
-        only_for(
+        own(
             "ema_final",
             self.ema_final.is_some(),
             momentum,
             "mocov2 and byol",
         )?;
-        only_for(
+        own(
             "queue_size",
             self.queue_size.is_some(),
             method == Method::Mocov2,
             "mocov2",
         )?;
-        only_for(
+        own(
             "pred_hidden",
             self.pred_hidden.is_some(),
             method == Method::Byol,
             "byol",
         )?;
-        only_for(
+        own(
             "barlow_lambda",
             self.barlow_lambda.is_some(),
             method == Method::Barlow,
             "barlow",
         )?;
-        only_for(
+        own(
             "barlow_scale",
             self.barlow_scale.is_some(),
             method == Method::Barlow,
             "barlow",
         )?;
+        self.method_settings()?;
         for (key, v) in [("ema_base", self.ema_base), ("ema_final", self.ema_final)] {
             if let Some(v) = v
                 && !(0.0..=1.0).contains(&v)
@@ -405,6 +445,45 @@ impl PretrainConfig {
         self.method
     }
 
+    /// The method's own settings; an error naming the first one the method needs and the
+    /// config lacks (`for_method` sets them all; a hand-edited config may not).
+    pub fn method_settings(&self) -> Result<MethodSettings> {
+        fn required<T>(method: Method, key: &str, v: Option<T>) -> Result<T> {
+            v.ok_or_else(|| {
+                Error::config(
+                    key,
+                    format!(
+                        "is missing: \"{m}\" needs it (train::defaults(\"{m}\") gives the official value)",
+                        m = method.name()
+                    ),
+                )
+            })
+        }
+        let need = |key, v: Option<f64>| required(self.method, key, v);
+        let need_n = |key, v: Option<usize>| required(self.method, key, v);
+        let ema = || -> Result<Ema> {
+            Ok(Ema {
+                base: need("ema_base", self.ema_base)?,
+                end: need("ema_final", self.ema_final)?,
+            })
+        };
+        Ok(match self.method {
+            Method::Simclr => MethodSettings::Simclr,
+            Method::Mocov2 => MethodSettings::Mocov2 {
+                ema: ema()?,
+                queue_size: need_n("queue_size", self.queue_size)?,
+            },
+            Method::Byol => MethodSettings::Byol {
+                ema: ema()?,
+                pred_hidden: need_n("pred_hidden", self.pred_hidden)?,
+            },
+            Method::Barlow => MethodSettings::Barlow {
+                lambda: need("barlow_lambda", self.barlow_lambda)?,
+                scale: need("barlow_scale", self.barlow_scale)?,
+            },
+        })
+    }
+
     /// Projector layer sizes from the backbone's feature size.
     pub fn projector_sizes(&self, features: usize) -> Vec<usize> {
         match self.method() {
@@ -466,6 +545,21 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("queue_size") && e.contains("mocov2"), "{e}");
+        // A method without one of its own settings (a hand-edited config or request.json)
+        // is rejected here, not at an `expect` in the trainer.
+        for (method, key) in [
+            (Method::Mocov2, "queue_size"),
+            (Method::Mocov2, "ema_base"),
+            (Method::Byol, "pred_hidden"),
+            (Method::Byol, "ema_final"),
+            (Method::Barlow, "barlow_lambda"),
+        ] {
+            let mut json = serde_json::to_value(PretrainConfig::for_method(method)).unwrap();
+            json.as_object_mut().unwrap().remove(key);
+            let cfg: PretrainConfig = serde_json::from_value(json).unwrap();
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("missing"), "{e}");
+        }
         // SimCLR's serialised config (and so its run ids) carries no method-specific keys.
         let json = serde_json::to_string(&PretrainConfig::default()).unwrap();
         assert!(!json.contains("ema_base") && !json.contains("queue_size"));

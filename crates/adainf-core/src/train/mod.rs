@@ -11,6 +11,7 @@ pub mod run;
 pub mod schedule;
 #[cfg(test)]
 mod schedule_tests;
+pub mod seal;
 pub mod trainer;
 
 use std::path::Path;
@@ -61,8 +62,39 @@ pub struct TrainContext<'a> {
     pub cancel: &'a CancelFlag,
 }
 
+impl PretrainRequest<'_> {
+    /// Every check of the user's input a run can make before anything is written: the
+    /// training set, the config, the augmentation, the schedules against the data, the probe
+    /// set. The run cache calls it before it creates a folder or a claim, so a rejected run
+    /// leaves nothing behind.
+    pub fn check(&self) -> Result<()> {
+        check_inputs(self)
+    }
+}
+
 fn check_inputs(req: &PretrainRequest) -> Result<()> {
+    // The data first: with fewer than two images, the batch default (which fits the data)
+    // would otherwise be reported as a bad `batch`.
+    if req.data.len() < 2 {
+        return Err(Error::Data(format!(
+            "{} has {} image(s); contrastive training needs at least 2 (a batch of two views per image)",
+            req.data.description(),
+            req.data.len()
+        )));
+    }
     req.config.validate()?;
+    if req.config.batch > req.data.len() {
+        return Err(Error::config(
+            "batch",
+            format!(
+                "is {} but {} has only {} images; use a batch of at most {}",
+                req.config.batch,
+                req.data.description(),
+                req.data.len(),
+                req.data.len()
+            ),
+        ));
+    }
     req.aug.validate()?;
     req.config.schedule.check_data(req.data, req.config.batch)?;
     let shape = req.data.shape();
@@ -81,7 +113,7 @@ fn check_inputs(req: &PretrainRequest) -> Result<()> {
                 shape
             )));
         }
-        if p.labeled_count() == 0 {
+        if p.is_empty() || p.labeled_count() == 0 {
             return Err(Error::Data(format!(
                 "the probe set {} has no labelled images",
                 p.description()
@@ -115,7 +147,14 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
     // A run that was interrupted resumes from its last checkpoint; the metrics logged after
     // that checkpoint are dropped, since those steps run again.
     let first_step = match Trainer::checkpoint_dir(&dir) {
-        Some(ckpt) => trainer.load_checkpoint(&ckpt)?,
+        Some(ckpt) => trainer.load_checkpoint(&ckpt).map_err(|e| {
+            Error::file(
+                &ckpt,
+                format!(
+                    "cannot resume from this checkpoint ({e}); run the script again with --retry-failed to discard it and train the run from the start"
+                ),
+            )
+        })?,
         None => 0,
     };
     let mut metrics: Vec<MetricRow> = read_metrics(&dir.join("metrics.jsonl"))?
@@ -233,6 +272,8 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
         placement: Some(placement),
     };
     write_json(&dir.join("result.json"), &result)?;
+    // Last: the seal makes the run finished.
+    seal::write(&dir)?;
     events.finish(cfg.steps)?;
     ctx.progress.finish(&match accuracy {
         Some(a) => format!("loss {last_loss:.4}, probe accuracy {:.2}%", 100.0 * a),
@@ -250,6 +291,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
 /// The trained backbone of a finished run, in inference mode on `device`.
 pub fn load_backbone(run: &FinishedRun, device: &Device) -> Result<ResNet> {
     let path = run.dir.join("backbone.bpk");
+    seal::verify(&run.dir, &["backbone.bpk"])?;
     let fresh = run.spec.config.backbone_config()?.init(device);
     fresh.try_load_file(&path).map_err(|e| {
         Error::file(

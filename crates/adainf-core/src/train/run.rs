@@ -1,8 +1,8 @@
 //! Run folders and the run cache. A run's id is a hash of its resolved spec (config, data and
 //! probe fingerprints, augmentation); `runs/<id>/` holds `config.json`, `metrics.jsonl`,
 //! the weights (`backbone.bpk`, `projector.bpk`, `probe.bpk`) and, once finished,
-//! `result.json`. A folder with `result.json` is a finished run and is loaded instead of
-//! trained again.
+//! `result.json` and, written last, `seal.json` (`super::seal`). A sealed folder is a finished
+//! run and is loaded (after checking its records against the seal) instead of trained again.
 
 use std::fs;
 use std::io::Write;
@@ -200,12 +200,15 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
         .collect()
 }
 
-/// Loads a finished run from its folder, or `None` if it has not finished.
+/// Loads a finished run from its folder, or `None` if it has not finished (no seal: a run
+/// interrupted before its seal was written resumes from its checkpoint and is sealed then).
+/// An error when its records no longer match the seal.
 pub fn load_finished(dir: &Path) -> Result<Option<FinishedRun>> {
-    let result_path = dir.join("result.json");
-    if !result_path.exists() {
+    if !super::seal::is_sealed(dir) {
         return Ok(None);
     }
+    super::seal::verify(dir, &super::seal::RECORDS)?;
+    let result_path = dir.join("result.json");
     let spec: RunSpec = read_json(&dir.join("config.json"))?;
     let result: RunResult = read_json(&result_path)?;
     let metrics = read_metrics(&dir.join("metrics.jsonl"))?;
@@ -347,6 +350,9 @@ mod tests {
         };
         log.append(&row).unwrap();
         assert!(load_finished(&dir).unwrap().is_none());
+        for name in super::super::seal::WEIGHTS {
+            fs::write(dir.join(name), name).unwrap();
+        }
         let result = RunResult {
             id: spec.id(),
             accuracy: Some(0.5),
@@ -358,6 +364,9 @@ mod tests {
             placement: Some(Placement::Stream),
         };
         write_json(&dir.join("result.json"), &result).unwrap();
+        // Not finished until sealed.
+        assert!(load_finished(&dir).unwrap().is_none());
+        super::super::seal::write(&dir).unwrap();
         let run = load_finished(&dir).unwrap().unwrap();
         assert_eq!(
             (run.spec, run.result, run.metrics),

@@ -8,14 +8,13 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, FloatDType, Tensor};
 
-use super::config::PretrainConfig;
+use super::config::{Ema, MethodSettings, PretrainConfig};
 use super::schedule::ScheduleKey;
 use crate::augment::{AugSpec, ViewPair, ViewParams, batch};
 use crate::data::Dataset;
 use crate::data::loader::Batch;
 use crate::error::Result;
 use crate::eval::probe_accuracy;
-use crate::method::Method;
 use crate::method::heads::Mlp;
 use crate::method::losses::{barlow_loss, byol_loss, l2_normalize, moco_infonce, nt_xent};
 use crate::method::momentum::{ema_tau, ema_update, momentum_copy};
@@ -38,6 +37,15 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// BYOL's prediction of `z` (the encoder of a BYOL trainer is built with its predictor;
+    /// other methods never call this).
+    fn predict(&self, z: Tensor<2>) -> Tensor<2> {
+        match &self.predictor {
+            Some(p) => p.forward(z),
+            None => z,
+        }
+    }
+
     fn project(&self, x: Tensor<4>, dtype: FloatDType) -> (Tensor<2>, Tensor<2>) {
         let f = self.backbone.forward_in(x, dtype);
         let z = self.projector.forward(f.clone());
@@ -45,14 +53,65 @@ impl Encoder {
     }
 }
 
+/// What each method adds to the shared state, built from its typed settings: the momentum
+/// target and MoCo's queues exist exactly for the methods that use them.
+pub(super) enum MethodState {
+    /// SimCLR: nothing beyond the encoder.
+    Simclr,
+    /// MoCo v2+: momentum target and key queues.
+    Mocov2 {
+        target: Encoder,
+        queue: KeyQueue,
+        ema: Ema,
+    },
+    /// BYOL: momentum target (the predictor is part of the online encoder).
+    Byol { target: Encoder, ema: Ema },
+    /// Barlow Twins: its loss weights.
+    Barlow { lambda: f64, scale: f64 },
+}
+
+impl MethodState {
+    /// The momentum target, for the methods that have one.
+    pub(super) fn target(&self) -> Option<&Encoder> {
+        match self {
+            MethodState::Mocov2 { target, .. } | MethodState::Byol { target, .. } => Some(target),
+            _ => None,
+        }
+    }
+
+    /// The momentum target (mutable) and its EMA, for the methods that have one.
+    pub(super) fn target_mut(&mut self) -> Option<(&mut Encoder, Ema)> {
+        match self {
+            MethodState::Mocov2 { target, ema, .. } | MethodState::Byol { target, ema } => {
+                Some((target, *ema))
+            }
+            _ => None,
+        }
+    }
+
+    /// MoCo's key queues.
+    pub(super) fn queue(&self) -> Option<&KeyQueue> {
+        match self {
+            MethodState::Mocov2 { queue, .. } => Some(queue),
+            _ => None,
+        }
+    }
+
+    /// MoCo's key queues (mutable).
+    pub(super) fn queue_mut(&mut self) -> Option<&mut KeyQueue> {
+        match self {
+            MethodState::Mocov2 { queue, .. } => Some(queue),
+            _ => None,
+        }
+    }
+}
+
 /// One run's training state: encoder, momentum target, MoCo's queues, online probe,
 /// optimisers, learning-rate schedules and augmentations.
 pub struct Trainer {
     pub(super) cfg: PretrainConfig,
-    pub(super) method: Method,
     pub(super) encoder: Encoder,
-    pub(super) target: Option<Encoder>,
-    pub(super) queue: Option<KeyQueue>,
+    pub(super) state: MethodState,
     pub(super) probe: Linear,
     pub(super) encoder_opt: ModuleOptimizer,
     pub(super) probe_opt: ModuleOptimizer,
@@ -76,6 +135,7 @@ impl Trainer {
         cfg.validate()?;
         cfg.precision.check_supported(device)?;
         let method = cfg.method();
+        let settings = cfg.method_settings()?;
         let plain = device.clone();
         let autodiff = plain.clone().autodiff();
         crate::model::seed_device(&autodiff, cfg.seed);
@@ -87,21 +147,35 @@ impl Trainer {
             let encoder = Encoder {
                 backbone: backbone_cfg.init(host),
                 projector: Mlp::new(&cfg.projector_sizes(feat), bn, host),
-                predictor: cfg
-                    .pred_hidden
-                    .map(|h| Mlp::new(&[cfg.proj_dim, h, cfg.proj_dim], true, host)),
+                predictor: match settings {
+                    MethodSettings::Byol { pred_hidden, .. } => Some(Mlp::new(
+                        &[cfg.proj_dim, pred_hidden, cfg.proj_dim],
+                        true,
+                        host,
+                    )),
+                    _ => None,
+                },
             };
             (encoder, LinearConfig::new(feat, classes.max(1)).init(host))
         });
-        let target = method.has_momentum_target().then(|| {
+        let target = || {
             momentum_copy(&Encoder {
                 predictor: None,
                 ..encoder.clone()
             })
-        });
-        let queue = match cfg.queue_size {
-            Some(size) => Some(KeyQueue::new(size, cfg.proj_dim, cfg.batch, &plain)?),
-            None => None,
+        };
+        let state = match settings {
+            MethodSettings::Simclr => MethodState::Simclr,
+            MethodSettings::Mocov2 { ema, queue_size } => MethodState::Mocov2 {
+                target: target(),
+                queue: KeyQueue::new(queue_size, cfg.proj_dim, cfg.batch, &plain)?,
+                ema,
+            },
+            MethodSettings::Byol { ema, .. } => MethodState::Byol {
+                target: target(),
+                ema,
+            },
+            MethodSettings::Barlow { lambda, scale } => MethodState::Barlow { lambda, scale },
         };
         let (lr, classifier_lr) = cfg.effective_lrs();
         let schedule = |base: f64| WarmupCosine {
@@ -113,10 +187,8 @@ impl Trainer {
         };
         Ok(Trainer {
             cfg: cfg.clone(),
-            method,
             encoder,
-            target,
-            queue,
+            state,
             probe,
             encoder_opt: cfg.optimizer.build(cfg.weight_decay),
             probe_opt: cfg.optimizer.build(0.0),
@@ -195,12 +267,12 @@ impl Trainer {
     }
 
     /// The target's projections of the two views (no gradient).
-    fn target_projections(&self, v1: &Tensor<4>, v2: &Tensor<4>) -> (Tensor<2>, Tensor<2>) {
-        let target = self
-            .target
-            .as_ref()
-            .expect("methods with a target build one");
-        let dtype = self.cfg.precision.dtype();
+    fn target_projections(
+        target: &Encoder,
+        v1: &Tensor<4>,
+        v2: &Tensor<4>,
+        dtype: FloatDType,
+    ) -> (Tensor<2>, Tensor<2>) {
         (
             target.project(v1.clone(), dtype).1.detach(),
             target.project(v2.clone(), dtype).1.detach(),
@@ -220,35 +292,24 @@ impl Trainer {
         let dtype = self.cfg.precision.dtype();
         let (f1, z1) = self.encoder.project(v1.clone(), dtype);
         let (f2, z2) = self.encoder.project(v2.clone(), dtype);
-        let ssl = match self.method {
-            Method::Simclr => nt_xent(z1, z2, self.cfg.temperature),
-            Method::Mocov2 => {
-                let (k1, k2) = self.target_projections(&v1, &v2);
+        let t = self.cfg.temperature;
+        let ssl = match &mut self.state {
+            MethodState::Simclr => nt_xent(z1, z2, t),
+            MethodState::Mocov2 { target, queue, .. } => {
+                let (k1, k2) = Self::target_projections(target, &v1, &v2, dtype);
                 let (k1, k2) = (l2_normalize(k1), l2_normalize(k2));
-                let queue = self.queue.as_mut().expect("MoCo builds its queue");
                 let [q1_keys, q2_keys] = queue.keys.clone();
-                let t = self.cfg.temperature;
                 let loss = (moco_infonce(l2_normalize(z1), k2.clone(), q2_keys, t)
                     + moco_infonce(l2_normalize(z2), k1.clone(), q1_keys, t))
                 .div_scalar(2.0);
                 queue.push(k1, k2);
                 loss
             }
-            Method::Byol => {
-                let (t1, t2) = self.target_projections(&v1, &v2);
-                let predictor = self
-                    .encoder
-                    .predictor
-                    .as_ref()
-                    .expect("BYOL builds its predictor");
-                byol_loss(predictor.forward(z1), t2) + byol_loss(predictor.forward(z2), t1)
+            MethodState::Byol { target, .. } => {
+                let (t1, t2) = Self::target_projections(target, &v1, &v2, dtype);
+                byol_loss(self.encoder.predict(z1), t2) + byol_loss(self.encoder.predict(z2), t1)
             }
-            Method::Barlow => barlow_loss(
-                z1,
-                z2,
-                self.cfg.barlow_lambda.unwrap_or(0.0051),
-                self.cfg.barlow_scale.unwrap_or(0.1),
-            ),
+            MethodState::Barlow { lambda, scale } => barlow_loss(z1, z2, *lambda, *scale),
         };
         let logits = self
             .probe
@@ -263,14 +324,9 @@ impl Trainer {
         self.probe = self
             .probe_opt
             .step(self.probe_lr(step), self.probe.clone(), probe_grads);
-        if let Some(target) = self.target.take() {
-            let tau = ema_tau(
-                self.cfg.ema_base.unwrap_or(0.99),
-                self.cfg.ema_final.unwrap_or(1.0),
-                step,
-                self.cfg.steps,
-            );
-            self.target = Some(ema_update(target, &self.encoder, tau));
+        if let Some((target, ema)) = self.state.target_mut() {
+            let tau = ema_tau(ema.base, ema.end, step, self.cfg.steps);
+            *target = ema_update(target.clone(), &self.encoder, tau);
         }
         ssl
     }
@@ -294,6 +350,7 @@ mod tests {
     use crate::data::batches::{Batches, Placement};
     use crate::data::loader::{HostBatch, Sampler, gather};
     use crate::data::synthetic::{SyntheticSpec, synthetic};
+    use crate::method::Method;
     use crate::tensor::{floats, read_floats};
     use crate::train::config::Precision;
 
@@ -444,9 +501,9 @@ mod tests {
         let f32_ = FloatDType::F32;
         let z1 = l2_normalize(t.encoder.project(v1.clone(), f32_).1);
         let z2 = l2_normalize(t.encoder.project(v2.clone(), f32_).1);
-        let (k1, k2) = t.target_projections(&v1, &v2);
+        let (k1, k2) = Trainer::target_projections(t.state.target().unwrap(), &v1, &v2, f32_);
         let (k1, k2) = (l2_normalize(k1), l2_normalize(k2));
-        let [queue1, queue2] = t.queue.as_ref().unwrap().keys.clone();
+        let [queue1, queue2] = t.state.queue().unwrap().keys.clone();
         let temp = cfg.temperature;
         let loss = |a: Tensor<2>, b: Tensor<2>| {
             read_floats(
@@ -464,7 +521,7 @@ mod tests {
             "the queues are too alike to tell apart"
         );
         // The step wrote each view's keys into that view's queue (its first `batch` rows).
-        let queue = t.queue.as_ref().unwrap();
+        let queue = t.state.queue().unwrap();
         let rows = |x: &Tensor<2>| read_floats(x.clone().narrow(0, 0, cfg.batch));
         for (written, keys) in [(&queue.keys[0], &k1), (&queue.keys[1], &k2)] {
             let (a, b) = (rows(written), read_floats(keys.clone()));
@@ -490,9 +547,9 @@ mod tests {
         let loss = |t1: Tensor<2>, t2: Tensor<2>| {
             read_floats(byol_loss(p1.clone(), t2) + byol_loss(p2.clone(), t1))[0] as f64
         };
-        let (t1, t2) = t.target_projections(&v1, &v2);
+        let (t1, t2) = Trainer::target_projections(t.state.target().unwrap(), &v1, &v2, f32_);
         let want = loss(t1, t2);
-        let eval_target = t.target.as_ref().unwrap().valid();
+        let eval_target = t.state.target().unwrap().valid();
         let eval_projection = |v: &Tensor<4>| {
             let z = eval_target.project(v.clone(), f32_).1;
             let dims = z.dims();

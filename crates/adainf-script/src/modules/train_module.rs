@@ -277,6 +277,11 @@ fn pretrain_batch(st: &HostState, runs: Vec<Prepared>) -> Res<Vec<RunHandle>> {
         }
         return Ok(out);
     };
+    // Runs the workers train now are not cached, the others are.
+    let to_train: Vec<bool> = requests
+        .iter()
+        .map(|r| local::needs_training(&st.runs_dir, &r.id, st.retry_failed))
+        .collect();
     let mut progress = (st.progress)();
     match &st.executor {
         Executor::Local(workers) => core(local::run_workers(
@@ -307,9 +312,15 @@ fn pretrain_batch(st: &HostState, runs: Vec<Prepared>) -> Res<Vec<RunHandle>> {
     }
     let mut out = Vec::with_capacity(runs.len());
     let mut failures = Vec::new();
-    for (p, r) in runs.iter().zip(&requests) {
+    for ((p, r), trained_now) in runs.iter().zip(&requests).zip(to_train) {
         match execute::collect(&st.runs_dir, &r.id, &st.cancel) {
-            Ok(run) => out.push(handle(p, run)),
+            Ok(run) => out.push(handle(
+                p,
+                FinishedRun {
+                    cached: !trained_now,
+                    ..run
+                },
+            )),
             Err(e) => failures.push(e.to_string()),
         }
     }
@@ -376,7 +387,7 @@ pub(super) fn train_module(state: &Rc<HostState>) -> Module {
                 tags: Map::new(),
             }),
             None => fail(format!(
-                "{}: is not a finished run folder (no result.json); run its script to finish it",
+                "{}: is not a finished run folder (no seal.json); run its script to finish it",
                 path.display()
             )),
         }
