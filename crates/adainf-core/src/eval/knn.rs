@@ -190,7 +190,7 @@ mod tests {
         let mut rng = crate::rng::Rng::new(3);
         let mut row = || (0..6).map(|_| rng.normal()).collect::<Vec<f64>>();
         let train: Vec<Vec<f64>> = (0..40).map(|_| row()).collect();
-        let labels: Vec<i32> = (0..40).map(|i| (i * 7 % 3) as i32).collect();
+        let labels: Vec<i32> = (0..40).map(|i| i * 7 % 3).collect();
         // Test points lie near training points and carry their labels: the nearest neighbour
         // is right, so a tiny T (whose limit is the nearest neighbour's class) scores 1.
         let test: Vec<(Vec<f64>, i32)> = (0..30)
