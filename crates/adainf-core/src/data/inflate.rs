@@ -97,8 +97,22 @@ impl Dataset {
                 generated.shape()
             )));
         }
-        let mut parts =
-            Vec::with_capacity(real.inner.parts.len() * dup + generated.inner.parts.len());
+        for (which, set) in [("real", real), ("generated", generated)] {
+            if set.is_empty() {
+                return Err(Error::Data(format!(
+                    "cannot inflate: the {which} set ({}) has no images",
+                    set.description()
+                )));
+            }
+        }
+        let count = real
+            .inner
+            .parts
+            .len()
+            .checked_mul(dup)
+            .and_then(|c| c.checked_add(generated.inner.parts.len()))
+            .ok_or_else(|| Error::config("dup", format!("{dup} copies are too many")))?;
+        let mut parts = super::alloc::vec_for::<Part>("dup", "the inflated set's index", count)?;
         for _ in 0..dup {
             parts.extend(real.inner.parts.iter().cloned());
         }
@@ -160,6 +174,16 @@ impl Dataset {
                 ..self.inner.parts[pk].clone()
             });
         }
+        // An empty selection keeps an empty part of the first store, so the set still knows
+        // its image shape and classes.
+        if parts.is_empty()
+            && let Some(first) = self.inner.parts.first()
+        {
+            parts.push(Part {
+                rows: Some(Arc::from(Vec::new())),
+                ..first.clone()
+            });
+        }
         let fingerprint = hash_hex(&[what, self.fingerprint()]);
         let description = format!("{what} of {}", self.description());
         let inflation = self.inflation().map(|i| Inflation {
@@ -172,6 +196,12 @@ impl Dataset {
     /// `per_class` labeled items of each class (the paper's data-scarce set: 500 per class),
     /// chosen at random with `seed`. Errors if a class has too few items.
     pub fn subset_per_class(&self, per_class: usize, seed: u64) -> Result<Dataset> {
+        if per_class == 0 {
+            return Err(Error::config(
+                "per_class",
+                "must be at least 1: a subset with no images cannot be trained on or evaluated",
+            ));
+        }
         let mut by_class: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
         for i in 0..self.len() {
             let l = self.label(i);
@@ -209,6 +239,12 @@ impl Dataset {
 
     /// `n` items chosen uniformly at random without replacement.
     pub fn subset_random(&self, n: usize, seed: u64) -> Result<Dataset> {
+        if n == 0 {
+            return Err(Error::config(
+                "n",
+                "must be at least 1: a subset with no images cannot be trained on or evaluated",
+            ));
+        }
         if n > self.len() {
             return Err(Error::config(
                 "n",
@@ -253,6 +289,39 @@ mod tests {
             mix.fingerprint(),
             Dataset::inflate(&real, &gen_, 2).unwrap().fingerprint()
         );
+    }
+
+    #[test]
+    fn empty_sets_are_refused_where_made_and_keep_their_shape_otherwise() {
+        let d = Dataset::from_store(tiny_store(30, 3, 0));
+        for e in [d.subset_random(0, 1), d.subset_per_class(0, 1)] {
+            let e = e.err().unwrap().to_string();
+            assert!(e.contains("must be at least 1"), "{e}");
+        }
+        // An empty view (there is no script way to make one) still knows its shape, and the
+        // operations that need images say so instead of panicking.
+        let empty = d.select(&[], "nothing");
+        assert_eq!(
+            (empty.len(), empty.shape(), empty.classes()),
+            (0, [4, 4, 3], 3)
+        );
+        let (mean, _) = empty.channel_stats(100);
+        assert_eq!(mean, vec![0.0; 3]);
+        let e = empty
+            .require_images("the training set")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the training set has no images"), "{e}");
+        let e = Dataset::inflate(&empty, &d, 2).err().unwrap().to_string();
+        assert!(e.contains("real set") && e.contains("no images"), "{e}");
+        let e = Dataset::inflate(&d, &empty, 2).err().unwrap().to_string();
+        assert!(e.contains("generated set"), "{e}");
+        // A dup whose index cannot be allocated is an error on `dup`, not an abort.
+        let e = Dataset::inflate(&d, &d, usize::MAX / 2)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("`dup`"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! index views over them (subsets, inflation mixtures). Views never copy pixels: they hold
 //! `Arc`s to stores plus row lists, so replicating real data ×10 costs a few bytes.
 
+pub mod alloc;
 pub mod batches;
 pub mod inflate;
 pub mod loader;
@@ -352,8 +353,21 @@ impl Dataset {
     }
     /// (height, width, channels) shared by every image.
     pub fn shape(&self) -> [usize; 3] {
-        let s = &self.inner.parts[0].store;
-        [s.height, s.width, s.channels]
+        self.inner.parts.first().map_or([0; 3], |p| {
+            [p.store.height, p.store.width, p.store.channels]
+        })
+    }
+
+    /// An error naming `role` (e.g. "the training set") and how the set was made when the set
+    /// has no images: the operations that need images call this first.
+    pub fn require_images(&self, role: &str) -> Result<()> {
+        if self.is_empty() {
+            return Err(Error::Data(format!(
+                "{role} has no images ({}); give a set with at least one image",
+                self.description()
+            )));
+        }
+        Ok(())
     }
     /// Number of classes of the labeled task (max over stores).
     pub fn classes(&self) -> usize {

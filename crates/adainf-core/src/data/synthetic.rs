@@ -84,11 +84,12 @@ pub fn synthetic(spec: &SyntheticSpec) -> Result<Dataset> {
     if spec.n == 0 {
         return Err(Error::config("n", "must be at least 1"));
     }
+    check_memory(spec.n, spec.size)?;
     let labels: Vec<i32> = (0..spec.n).map(|i| (i % CLASSES) as i32).collect();
     let pixels = render_all(spec.n, spec.size, |i| {
         let mut rng = Rng::derive(spec.seed, &[split_id, i as u64]);
         Scene::sample(&mut rng, i % CLASSES, &Degradation::none())
-    });
+    })?;
     let source = format!(
         "synthetic(n={}, seed={}, size={}, split={})",
         spec.n, spec.seed, spec.size, spec.split
@@ -108,18 +109,25 @@ pub fn synthetic_generator(spec: &GeneratorSpec) -> Result<Dataset> {
     if spec.n == 0 {
         return Err(Error::config("n", "must be at least 1"));
     }
+    check_memory(spec.n, spec.size)?;
     let degradation = Degradation::new(spec.fidelity, spec.seed);
     let pixels = render_all(spec.n, spec.size, |i| {
         let mut rng = Rng::derive(spec.seed, &[2, i as u64]);
         let class = degradation.sample_class(&mut rng);
         Scene::sample(&mut rng, class, &degradation)
-    });
+    })?;
     let labels = vec![UNLABELED; spec.n];
     let source = format!(
         "synthetic_generator(n={}, fidelity={}, seed={}, size={})",
         spec.n, spec.fidelity, spec.seed, spec.size
     );
     finish(source, spec.size, pixels, labels)
+}
+
+/// Refuses `n` images of `size`² RGB pixels (and their labels) that cannot fit in memory.
+fn check_memory(n: usize, size: usize) -> Result<()> {
+    let per = size * size * 3 + std::mem::size_of::<i32>();
+    super::alloc::bytes_for("n", &format!("{size}×{size} images"), n, per).map(|_| ())
 }
 
 /// The dataset of rendered images; its fingerprint is the recipe (`source`) and the renderer.
@@ -131,9 +139,12 @@ fn finish(source: String, size: usize, pixels: Vec<u8>, labels: Vec<i32>) -> Res
 
 /// Renders `n` images in parallel on all cores; image `i` comes from `scene(i)` only, so the
 /// result does not depend on the number of threads.
-fn render_all(n: usize, size: usize, scene: impl Fn(usize) -> Scene + Sync) -> Vec<u8> {
+fn render_all(n: usize, size: usize, scene: impl Fn(usize) -> Scene + Sync) -> Result<Vec<u8>> {
     let per = size * size * 3;
-    let mut pixels = vec![0u8; n * per];
+    let total = n
+        .checked_mul(per)
+        .ok_or_else(|| Error::config("n", format!("{n} images of {per} bytes overflow")))?;
+    let mut pixels = super::alloc::zeroed("n", "the pixels", total)?;
     let threads = std::thread::available_parallelism()
         .map_or(1, |t| t.get())
         .min(n.max(1));
@@ -148,7 +159,7 @@ fn render_all(n: usize, size: usize, scene: impl Fn(usize) -> Scene + Sync) -> V
             });
         }
     });
-    pixels
+    Ok(pixels)
 }
 
 /// How far a simulated generator falls short of the real family.

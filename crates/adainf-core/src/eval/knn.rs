@@ -1,6 +1,8 @@
 //! Weighted kNN on L2-normalised features (cosine similarity), as solo-learn's
 //! `WeightedKNNClassifier`: the k nearest training features vote for their class with weight
-//! exp(similarity / T); the class with the largest total wins.
+//! exp(similarity / T); the class with the largest total wins. The weights are computed as
+//! exp((similarity − the row's largest similarity) / T), the same ratios without overflow, so
+//! a tiny T gives the nearest neighbour's class (its limit) rather than infinities that tie.
 
 use burn::tensor::Tensor;
 
@@ -30,6 +32,12 @@ pub fn knn_accuracy(
     if k == 0 {
         return Err(Error::config("k", "must be at least 1"));
     }
+    if !(temperature.is_finite() && temperature > 0.0) {
+        return Err(Error::config(
+            "temperature",
+            format!("must be a positive number (solo-learn uses 0.07), got {temperature}"),
+        ));
+    }
     let k = k.min(n_train);
     let train_t = l2_normalize(train).transpose();
     let test = l2_normalize(test);
@@ -47,10 +55,12 @@ pub fn knn_accuracy(
                 continue;
             }
             let mut votes = vec![0.0f64; classes.max(1)];
-            for j in 0..k {
+            let sims = &values[row * k..(row + 1) * k];
+            let top = sims.iter().fold(f64::NEG_INFINITY, |m, &s| m.max(s as f64));
+            for (j, &sim) in sims.iter().enumerate() {
                 let neighbour = train_labels[indices[row * k + j] as usize];
                 if neighbour >= 0 && (neighbour as usize) < votes.len() {
-                    votes[neighbour as usize] += (values[row * k + j] as f64 / temperature).exp();
+                    votes[neighbour as usize] += ((sim as f64 - top) / temperature).exp();
                 }
             }
             let best = votes
@@ -122,5 +132,94 @@ mod tests {
         assert_eq!(acc(0.07), 1.0);
         // At a large temperature the weights flatten and the two class-0 votes win.
         assert_eq!(acc(100.0), 0.0);
+        for bad in [0.0, -0.07, f64::NAN, f64::INFINITY] {
+            let e = knn_accuracy(train.clone(), &labels, test.clone(), &[1], 3, bad, 2)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("`temperature`") && e.contains("positive"), "{e}");
+        }
+    }
+
+    /// Accuracy of weighted kNN transcribed in f64: cosine similarities, the k most similar
+    /// training rows, and per class the log of its total vote, log Σ exp(s/T), computed with
+    /// that class's own largest s/T taken out (a different arrangement from the code's).
+    fn reference(
+        train: &[Vec<f64>],
+        labels: &[i32],
+        test: &[(Vec<f64>, i32)],
+        k: usize,
+        t: f64,
+    ) -> f64 {
+        let unit = |v: &Vec<f64>| {
+            let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            v.iter().map(|x| x / n).collect::<Vec<_>>()
+        };
+        let train: Vec<Vec<f64>> = train.iter().map(unit).collect();
+        let mut right = 0;
+        for (x, label) in test {
+            let x = unit(x);
+            let mut sims: Vec<(f64, i32)> = train
+                .iter()
+                .zip(labels)
+                .map(|(r, &l)| (r.iter().zip(&x).map(|(a, b)| a * b).sum(), l))
+                .collect();
+            sims.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let mut best = (f64::NEG_INFINITY, -1);
+            for class in 0..3 {
+                let logits: Vec<f64> = sims[..k]
+                    .iter()
+                    .filter(|s| s.1 == class)
+                    .map(|s| s.0 / t)
+                    .collect();
+                let Some(m) = logits.iter().copied().reduce(f64::max) else {
+                    continue;
+                };
+                let score = m + logits.iter().map(|z| (z - m).exp()).sum::<f64>().ln();
+                if score > best.0 {
+                    best = (score, class);
+                }
+            }
+            right += (best.1 == *label) as usize;
+        }
+        right as f64 / test.len() as f64
+    }
+
+    #[test]
+    fn tiny_temperatures_match_an_f64_transcription() {
+        let device = Device::flex();
+        let mut rng = crate::rng::Rng::new(3);
+        let mut row = || (0..6).map(|_| rng.normal()).collect::<Vec<f64>>();
+        let train: Vec<Vec<f64>> = (0..40).map(|_| row()).collect();
+        let labels: Vec<i32> = (0..40).map(|i| i * 7 % 3).collect();
+        // Test points lie near training points and carry their labels: the nearest neighbour
+        // is right, so a tiny T (whose limit is the nearest neighbour's class) scores 1.
+        let test: Vec<(Vec<f64>, i32)> = (0..30)
+            .map(|i| {
+                let noise = row();
+                let x = train[i].iter().zip(&noise).map(|(a, b)| a + 0.05 * b);
+                (x.collect(), labels[i])
+            })
+            .collect();
+        let flat = |rows: &mut dyn Iterator<Item = &Vec<f64>>| {
+            rows.flat_map(|r| r.iter().map(|x| *x as f32))
+                .collect::<Vec<f32>>()
+        };
+        let train_t = floats(flat(&mut train.iter()), [40, 6], &device);
+        let test_t = floats(flat(&mut test.iter().map(|t| &t.0)), [30, 6], &device);
+        let test_labels: Vec<i32> = test.iter().map(|t| t.1).collect();
+        for t in [1e-300, 1e-6, 0.07, 1.0] {
+            let got = knn_accuracy(
+                train_t.clone(),
+                &labels,
+                test_t.clone(),
+                &test_labels,
+                10,
+                t,
+                3,
+            )
+            .unwrap();
+            assert_eq!(got, reference(&train, &labels, &test, 10, t), "T = {t}");
+        }
+        assert_eq!(reference(&train, &labels, &test, 10, 1e-300), 1.0);
     }
 }

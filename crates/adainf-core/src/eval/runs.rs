@@ -128,6 +128,7 @@ pub fn knn(
         Encoder::Trained => "knn",
         Encoder::RandomInit => "knn_random",
     };
+    check_sets(train_set, test)?;
     if encoder == Encoder::Trained {
         // A cached result stands for these weights only: they must still be the sealed ones.
         crate::train::seal::verify(&run.dir, &["backbone.bpk"])?;
@@ -148,7 +149,27 @@ pub fn knn_pixels(
     cfg: &KnnConfig,
     device: &Device,
 ) -> Result<f64> {
+    check_sets(train_set, test)?;
     Features::new(|d| pixel_features(d, device), train_set, test).knn(cfg)
+}
+
+/// The training and the test set of an evaluation must both hold images, of one shape.
+fn check_sets(train_set: &Dataset, test: &Dataset) -> Result<()> {
+    train_set.require_images("the training set")?;
+    test.require_images("the test set")?;
+    let (a, b) = (train_set.shape(), test.shape());
+    if a != b {
+        let show = |[h, w, c]: [usize; 3]| format!("{h}×{w}×{c}");
+        return Err(Error::Data(format!(
+            "the training set's images are {} (H×W×C, {}) but the test set's are {} ({}); \
+             evaluate on sets of one image size (e.g. the same `size` option)",
+            show(a),
+            train_set.description(),
+            show(b),
+            test.description()
+        )));
+    }
+    Ok(())
 }
 
 /// The offline linear probe on the run's frozen features. Cached in the run folder.
@@ -159,6 +180,7 @@ pub fn linear(
     cfg: &LinearProbeConfig,
     device: &Device,
 ) -> Result<f64> {
+    check_sets(train_set, test)?;
     crate::train::seal::verify(&run.dir, &["backbone.bpk"])?;
     cached(run, "linear", train_set, test, cfg, || {
         let backbone = train::load_backbone(run, device)?;
@@ -278,5 +300,31 @@ mod tests {
         );
         assert_eq!(std::fs::read_dir(dir.join("evals")).unwrap().count(), 4);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pixel_knn_refuses_sets_of_other_shapes_and_empty_sets() {
+        use crate::data::synthetic::{SyntheticSpec, synthetic};
+        let device = Device::flex();
+        let set = |size: usize| {
+            synthetic(&SyntheticSpec {
+                n: 20,
+                seed: 0,
+                size,
+                split: "train".into(),
+            })
+            .unwrap()
+        };
+        let cfg = KnnConfig::default();
+        let e = knn_pixels(&set(8), &set(16), &cfg, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("8×8×3") && e.contains("16×16×3"), "{e}");
+        let empty = set(8).select(&[], "none");
+        let e = knn_pixels(&set(8), &empty, &cfg, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the test set has no images"), "{e}");
+        assert!(knn_pixels(&set(8), &set(8), &cfg, &device).is_ok());
     }
 }

@@ -252,6 +252,8 @@ impl Gmm {
         }
         let k = self.pca.dims;
         let d = self.pca.input_dim;
+        // The pixels (d bytes) and the label (4 bytes) of each sample must fit in memory.
+        crate::data::alloc::bytes_for("n", "samples", n, d + 4)?;
         let mut rng = Rng::new(seed);
         let mut pixels = Vec::with_capacity(n * d);
         let basis_t = host_matrix(&transpose(&self.pca.basis, d, k), k, d, device);

@@ -90,6 +90,7 @@ pub fn plot(rows: &[Row], spec: &PlotSpec, path: &Path) -> Result<()> {
             spec.x, spec.y
         )));
     }
+    check_finite(rows, spec)?;
     REGISTER.call_once(|| {
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     });
@@ -109,11 +110,14 @@ pub fn plot(rows: &[Row], spec: &PlotSpec, path: &Path) -> Result<()> {
         let (mut y0, mut y1) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
             (a.min(y), b.max(y))
         });
+        // A single value gets a range around it, wide enough to be seen at its magnitude.
         if x0 == x1 {
-            (x0, x1) = (x0 - 1.0, x1 + 1.0);
+            let d = x0.abs().max(1.0) * 0.5;
+            (x0, x1) = (x0 - d, x1 + d);
         }
         if y0 == y1 {
-            (y0, y1) = (y0 - 0.5, y1 + 0.5);
+            let d = y0.abs().max(1.0) * 0.25;
+            (y0, y1) = (y0 - d, y1 + d);
         }
         let pad = 0.08 * (y1 - y0);
         let title = spec
@@ -123,12 +127,24 @@ pub fn plot(rows: &[Row], spec: &PlotSpec, path: &Path) -> Result<()> {
         let to_x = |x: f64| if spec.log_x { x.max(1e-12).log10() } else { x };
         let (lx0, lx1) = (to_x(x0), to_x(x1));
         let xpad = 0.04 * (lx1 - lx0);
+        // Finite values can still make a range no number holds (from −1e308 to 1e308, or
+        // ± a standard deviation of 1e308): the axes could not be drawn.
+        let (ylo, yhi, xlo, xhi) = (y0 - pad, y1 + pad, lx0 - xpad, lx1 + xpad);
+        for (column, lo, hi) in [(&spec.y, ylo, yhi), (&spec.x, xlo, xhi)] {
+            if !(lo.is_finite() && hi.is_finite() && (hi - lo).is_finite() && lo < hi) {
+                return Err(Error::Data(format!(
+                    "cannot plot `{column}`: its values (with error bars) span a range too large \
+                     to draw (from {lo:e} to {hi:e}); rescale the column or leave out the rows \
+                     with extreme values"
+                )));
+            }
+        }
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 22))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(lx0 - xpad..lx1 + xpad, y0 - pad..y1 + pad)
+            .build_cartesian_2d(xlo..xhi, ylo..yhi)
             .map_err(|e| draw_error(e.to_string()))?;
         let x_desc = if spec.log_x {
             format!("{} (log10)", spec.x)
@@ -171,6 +187,25 @@ pub fn plot(rows: &[Row], spec: &PlotSpec, path: &Path) -> Result<()> {
         root.present().map_err(|e| draw_error(e.to_string()))?;
     }
     crate::png::write_rgb(path, &rgb, w as usize, h as usize)
+}
+
+/// Refuses rows whose x or y is infinite or NaN, naming the column, the value and the row.
+fn check_finite(rows: &[Row], spec: &PlotSpec) -> Result<()> {
+    for (i, r) in rows.iter().enumerate() {
+        let (Cell::Number(x), Cell::Number(y)) = (get(r, &spec.x), get(r, &spec.y)) else {
+            continue;
+        };
+        for (column, v) in [(&spec.x, x), (&spec.y, y)] {
+            if !v.is_finite() {
+                return Err(Error::Data(format!(
+                    "cannot plot `{column}` = {v} (row {}): only finite numbers can be drawn; \
+                     leave that row out or replace the value",
+                    i + 1
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -224,5 +259,47 @@ mod tests {
                 .to_string()
                 .contains("nothing to plot")
         );
+    }
+
+    #[test]
+    fn extreme_values_end_in_an_error_or_a_plot_never_a_hang() {
+        let spec = PlotSpec {
+            x: "x".into(),
+            y: "y".into(),
+            group: None,
+            title: None,
+            log_x: false,
+        };
+        let path = std::env::temp_dir().join(format!("adainf-plot-x-{}.png", std::process::id()));
+        let draw = |ys: &[f64]| {
+            let rows: Vec<Row> = ys
+                .iter()
+                .enumerate()
+                .map(|(i, y)| row("a", i as f64, *y))
+                .collect();
+            plot(&rows, &spec, &path).map_err(|e| e.to_string())
+        };
+        for bad in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+            let e = draw(&[0.5, bad]).unwrap_err();
+            assert!(
+                e.contains("`y`") && e.contains("row 2") && e.contains("finite"),
+                "{e}"
+            );
+        }
+        let e = draw(&[1e308, -1e308]).unwrap_err();
+        assert!(e.contains("too large to draw"), "{e}");
+        // Two seeds at one x whose standard deviation overflows.
+        let rows = vec![row("a", 1.0, 1e308), row("a", 1.0, -1e308)];
+        let e = plot(&rows, &spec, &path).unwrap_err().to_string();
+        assert!(e.contains("too large to draw"), "{e}");
+        for fine in [
+            &[1e300][..],
+            &[1e-300, 2e-300],
+            &[-1e307, 1e307],
+            &[5e-324, 0.0],
+        ] {
+            draw(fine).unwrap_or_else(|e| panic!("{fine:?}: {e}"));
+        }
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::claim;
 use super::execute::failure;
 use super::request::RunRequest;
-use super::{REQUEST_FILE, WORKER_LOG, tail};
+use super::{REQUEST_FILE, WORKER_LOG, short_id, tail};
 use crate::error::{Error, Result};
 use crate::train::run::{RunResult, RunSpec, read_metrics};
 
@@ -172,7 +172,7 @@ pub fn render(entries: &[RunEntry]) -> String {
             .join(" ");
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {} | {} | {} |\n",
-            &e.id[..e.id.len().min(12)],
+            short_id(&e.id),
             e.state.name(),
             e.method,
             e.backbone,

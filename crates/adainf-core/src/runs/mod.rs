@@ -18,6 +18,12 @@ pub use crate::train::run::REQUEST_FILE;
 /// A worker's output (local workers and Slurm tasks).
 pub const WORKER_LOG: &str = "worker.log";
 
+/// The first 12 characters of a run id, as listings show it. Cut at a character boundary: a
+/// run folder's name can be any text, not just the hex ids this tool makes.
+pub fn short_id(id: &str) -> &str {
+    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
+}
+
 /// The last `n` lines of a text file (empty when it cannot be read).
 pub fn tail(path: &std::path::Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -42,4 +48,15 @@ pub enum Executor {
         /// The device the tasks open.
         device: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn short_ids_cut_between_characters() {
+        assert_eq!(super::short_id("0123456789abcdef"), "0123456789ab");
+        assert_eq!(super::short_id("abcdefghijké-run"), "abcdefghijké");
+        assert_eq!(super::short_id("ééé"), "ééé");
+        assert_eq!(super::short_id(""), "");
+    }
 }

@@ -68,7 +68,7 @@ pub const KNN: &[Opt] = &[
     opt(
         "temperature",
         Kind::Float,
-        "vote temperature (default 0.07)",
+        "vote temperature: votes weigh exp(similarity / T); positive (default 0.07), a tiny T gives the nearest neighbour's class",
     ),
 ];
 

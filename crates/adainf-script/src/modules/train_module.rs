@@ -177,6 +177,13 @@ fn prepare(ctx: &NativeCallContext, function: &str, st: &HostState, opts: &Map) 
             "{function} needs `data` (e.g. #{{ data: data::synthetic(#{{ n: 5000 }}) }})"
         ));
     };
+    core(data.require_images(&format!("`data` of {function}")))?;
+    if let Some(probe) = opts
+        .get("probe")
+        .and_then(|d| d.clone().try_cast::<Dataset>())
+    {
+        core(probe.require_images(&format!("`probe` of {function}")))?;
+    }
     let mut config = resolved_config(opts, data.len())?;
     config.schedule = schedule_option(ctx, function, opts.get("schedule"), config.steps)?;
     if config.schedule.table(ScheduleKey::Lr).is_some()

@@ -30,7 +30,7 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Decodes one image to (width, height, RGB bytes).
 pub fn decode(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let bytes = super::read_all(path)?;
     let bad = |e: String| Error::file(path, format!("is not a readable image: {e}"));
     if bytes.starts_with(b"\x89PNG") {
         let mut decoder = png::Decoder::new(std::io::Cursor::new(&bytes));

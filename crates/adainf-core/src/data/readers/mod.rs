@@ -12,9 +12,11 @@ mod pickle;
 #[cfg(test)]
 mod tests;
 
+use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 
-use super::hash_hex;
+use super::{alloc, hash_hex};
 use crate::error::{Error, Result};
 
 /// A cheap fingerprint of a file: its canonical path, size and modification time. Reading a
@@ -35,9 +37,45 @@ pub fn file_fingerprint(path: &Path) -> Result<String> {
     ]))
 }
 
-/// The whole file; the error names the file when it cannot be read.
+/// Opens `path` for reading when it is a regular file (after following links). A FIFO, a
+/// device such as /dev/zero or a folder is refused before it is opened: reading one could
+/// block forever or never end. Returns the file and its length in bytes.
+pub fn open_regular(path: &Path) -> Result<(File, u64)> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::file(path, format!("cannot open: {e}")))?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() {
+            "a folder"
+        } else {
+            "a FIFO, socket or device"
+        };
+        return Err(Error::file(
+            path,
+            format!("is {kind}, not a regular file; give the path of a data file"),
+        ));
+    }
+    let file = File::open(path).map_err(|e| Error::file(path, format!("cannot open: {e}")))?;
+    Ok((file, meta.len()))
+}
+
+/// The whole of a regular file (`open_regular`), refused when it is larger than the memory
+/// available; the error names the file.
 pub fn read_all(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))
+    let (file, len) = open_regular(path)?;
+    let len = alloc::fits_in_memory(len as u128).map_err(|why| {
+        Error::file(
+            path,
+            format!("is {} long, but {why}", alloc::human_bytes(len as u128)),
+        )
+    })?;
+    let mut out = Vec::new();
+    out.try_reserve_exact(len)
+        .map_err(|e| Error::file(path, format!("cannot hold its {len} bytes: {e}")))?;
+    // The file may grow while it is read: read no more than its length said.
+    file.take(len as u64)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    Ok(out)
 }
 
 /// N×H×W×1 → N×H×W×3 by repeating the single channel (grey images stay grey, and every

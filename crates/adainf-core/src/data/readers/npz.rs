@@ -193,12 +193,42 @@ fn member<'a>(path: &Path, b: &'a [u8], all: &[Entry], key: &str) -> Result<Memb
             bytes: &b[start..end],
         }),
         8 => {
-            let mut out = Vec::with_capacity(e.uncompressed.min(1 << 34) as usize);
+            // Inflate no more than the size the archive declares (a deflate bomb stops there),
+            // and only when that size fits in memory.
+            let declared =
+                crate::data::alloc::fits_in_memory(e.uncompressed as u128).map_err(|why| {
+                    Error::file(
+                        path,
+                        format!(
+                            "member {wanted} declares {} uncompressed, but {why}",
+                            crate::data::alloc::human_bytes(e.uncompressed as u128)
+                        ),
+                    )
+                })?;
+            let mut out = Vec::new();
+            out.try_reserve_exact(declared).map_err(|err| {
+                Error::file(path, format!("member {wanted} cannot be held: {err}"))
+            })?;
             flate2::read::DeflateDecoder::new(&b[start..end])
+                .take(declared as u64 + 1)
                 .read_to_end(&mut out)
                 .map_err(|err| {
                     Error::file(path, format!("member {wanted} cannot be inflated: {err}"))
                 })?;
+            if out.len() != declared {
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "member {wanted} inflates to {} bytes but the archive declares {declared}; \
+                         the file is corrupt",
+                        if out.len() > declared {
+                            format!("more than {declared}")
+                        } else {
+                            out.len().to_string()
+                        }
+                    ),
+                ));
+            }
             Ok(Member::Inflated(out))
         }
         m => Err(Error::file(
@@ -226,7 +256,7 @@ fn header(path: &Path, m: &Member, key: &str) -> Result<Header> {
 
 /// Opens an npz file as a dataset.
 pub fn read_npz(path: &Path, opts: &NpzOptions) -> Result<Dataset> {
-    let file = File::open(path).map_err(|e| Error::file(path, format!("cannot open: {e}")))?;
+    let (file, _) = super::open_regular(path)?;
     // SAFETY: the map is read-only; a file truncated by another process while mapped can fault
     // on access, which is the usual contract of memory-mapped readers.
     let map = unsafe { Mmap::map(&file) }
@@ -365,6 +395,7 @@ struct Crc32Writer {
 /// Writes `data` in the official format (`image` N×H×W×3 u8, `label` int64), stored
 /// uncompressed like `np.savez`, atomically (temporary file, then rename).
 pub fn save_npz(data: &Dataset, path: &Path) -> Result<()> {
+    data.require_images("the set to save")?;
     let [h, w, c] = data.shape();
     let n = data.len();
     let image_header = npy::write_header("|u1", &[n, h, w, c]);

@@ -567,3 +567,70 @@ mod fuzz {
         }
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn fifos_devices_and_folders_are_refused_before_they_are_read() {
+    let d = Dir::new("special");
+    let fifo = d.path("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::write(d.path("lab"), idx_bytes(&[1], &[0])).unwrap();
+    // Opening a FIFO for reading would block until a writer comes: these return at once.
+    for e in [
+        err(read_idx(&fifo, &d.path("lab"))),
+        err(read_npz(&fifo, &NpzOptions::default())),
+        err(read_idx(Path::new("/dev/zero"), &d.path("lab"))),
+    ] {
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+    assert!(err(read_npz(&d.0, &NpzOptions::default())).contains("is a folder"));
+}
+
+#[test]
+fn idx_reads_stop_at_the_declared_size() {
+    let d = Dir::new("idx-bounds");
+    std::fs::write(d.path("lab"), idx_bytes(&[1], &[3])).unwrap();
+    // A gzip bomb: 64 declared pixels followed by 16 MB of zeros; inflating stops after 65.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&idx_bytes(&[1, 8, 8], &vec![0; 16 << 20]))
+        .unwrap();
+    std::fs::write(d.path("bomb.gz"), gz.finish().unwrap()).unwrap();
+    let e = err(read_idx(&d.path("bomb.gz"), &d.path("lab")));
+    assert!(e.contains("more than 64 data bytes"), "{e}");
+    // Dimensions whose data cannot fit in memory are refused before anything is allocated.
+    std::fs::write(d.path("huge"), idx_bytes(&[65535, 65535, 65535], &[1, 2])).unwrap();
+    let e = err(read_idx(&d.path("huge"), &d.path("lab")));
+    assert!(
+        e.contains("declares dimensions") && e.contains("1.1 PB"),
+        "{e}"
+    );
+}
+
+#[test]
+fn npz_members_inflate_no_further_than_declared() {
+    let d = Dir::new("npz-bomb");
+    let path = d.path("bomb.npz");
+    let px = vec![0u8; 1 << 20];
+    write_zip(
+        &path,
+        &[
+            ("image.npy", npy("|u1", &[1, 1024, 1024, 1], &px), true),
+            ("label.npy", labels_i8(&[0]), true),
+        ],
+    );
+    // Declare 1000 bytes for the image member in the central directory (offset 24 of its
+    // entry): the archive lies about a member that inflates to a megabyte.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let central = bytes
+        .windows(4)
+        .position(|w| w == 0x0201_4b50u32.to_le_bytes())
+        .unwrap();
+    bytes[central + 24..central + 28].copy_from_slice(&1000u32.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let e = err(read_npz(&path, &NpzOptions::default()));
+    assert!(e.contains("inflates to more than 1000 bytes"), "{e}");
+}
