@@ -147,6 +147,12 @@ pub fn check(function: &str, map: &Map, known: &[Opt]) -> Result<(), String> {
             Some(o) if !fits(o.kind, value) => {
                 return Err(wrong_kind_message(function, key, o.kind, &type_name(value)));
             }
+            Some(o) if o.kind == Kind::Float && value.as_float().is_ok_and(|x| !x.is_finite()) => {
+                return Err(format!(
+                    "option `{key}` of {function} must be a finite number, got {}",
+                    value.as_float().unwrap_or(f64::NAN)
+                ));
+            }
             Some(o)
                 if matches!(o.kind, Kind::Int | Kind::IntOrAuto)
                     && value.as_int().is_ok_and(|i| i < 0) =>
