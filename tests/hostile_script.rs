@@ -197,3 +197,103 @@ fn bad_parameters_and_flags_are_refused_clearly() {
         "{stderr}"
     );
 }
+
+/// `adainf check` finds what `adainf run` would refuse on facts it can know statically, each
+/// with file:line:col and a did-you-mean where one applies.
+#[test]
+fn check_reports_what_run_would_refuse() {
+    let ws = Workspace::new("check");
+    ws.script("mymod.rhai", "fn value() { 1 }\nfn twice(x) { x * 2 }\n");
+    let data = "let d = data::synthetic(#{ n: 16 });\n";
+    let cases: &[(&str, String, &[&str])] = &[
+        (
+            "arity",
+            format!("{data}let o = #{{ lr: 0.1 }};\ntrain::pretrain(d, o);\n"),
+            &[
+                "arity.rhai:3:",
+                "`train::pretrain` takes 1 argument, given 2",
+            ],
+        ),
+        (
+            "missing",
+            "import \"mymodd\" as m;\n".into(),
+            &[
+                "missing.rhai:1:",
+                "module `mymodd` not found",
+                "did you mean `mymod`",
+            ],
+        ),
+        (
+            "stdlib_fn",
+            "import \"sweep\" as s;\nprint(s::gird(1));\n".into(),
+            &[
+                "stdlib_fn.rhai:2:",
+                "unknown function `s::gird`",
+                "did you mean `grid`",
+            ],
+        ),
+        (
+            "module_arity",
+            "import \"mymod\" as m;\nprint(m::twice(1, 2));\n".into(),
+            &[
+                "module_arity.rhai:2:",
+                "`m::twice` takes 1 argument, given 2",
+            ],
+        ),
+        (
+            "undefined",
+            "let alpha = 1;\nprint(alpah + 1);\n".into(),
+            &[
+                "undefined.rhai:2:",
+                "undefined variable `alpah`",
+                "did you mean `alpha`",
+            ],
+        ),
+        (
+            "map_variable",
+            format!("{data}let o = #{{ data: d, lr: 0.1, bogsu: 1 }};\ntrain::pretrain(o);\n"),
+            &["map_variable.rhai:2:", "unknown option `bogsu`"],
+        ),
+        (
+            "lr",
+            format!("{data}train::pretrain(#{{ data: d, lr: -1 }});\n"),
+            &["lr.rhai:2:", "`lr`", "positive"],
+        ),
+        (
+            "method",
+            format!("{data}train::pretrain(#{{ data: d, method: \"nope\" }});\n"),
+            &["method.rhai:2:", "\"nope\"", "simclr"],
+        ),
+        (
+            "n",
+            "let d = data::synthetic(#{ n: -5 });\n".into(),
+            &["n.rhai:1:", "`n`", "negative"],
+        ),
+        (
+            "size",
+            "let d = data::synthetic(#{ n: 16, size: 4 });\n".into(),
+            &["size.rhai:1:", "`size`", "between 8 and 256"],
+        ),
+    ];
+    for (name, source, wanted) in cases {
+        let script = ws.script(&format!("{name}.rhai"), source);
+        let out = bin().arg("check").arg(&script).output().unwrap();
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        for w in *wanted {
+            assert!(stderr.contains(w), "{name}: `{w}` missing in {stderr}");
+        }
+        // `run` refuses the same script (each is a real mistake, not a checker's opinion).
+        let run = ws.run(&script, &[]);
+        assert_eq!(run.status.code(), Some(1), "{name} runs: {}", text(&run).1);
+    }
+    // A correct script using the same features passes.
+    let fine = ws.script(
+        "fine.rhai",
+        &format!(
+            "import \"mymod\" as m;\nimport \"sweep\" as s;\nlet alpha = m::twice(m::value());\n{data}let o = #{{ data: d, lr: 0.1, steps: 1 }};\nprint(alpha);\n"
+        ),
+    );
+    let out = bin().arg("check").arg(&fine).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+}

@@ -403,14 +403,75 @@ impl Host {
             Ok(x) => x,
             Err(e) => return vec![e.message],
         };
-        match self.engine.compile(&source) {
-            Err(e) => vec![format_parse_error(&file, &e)],
-            Ok(ast) => {
-                self.script = path.to_path_buf();
-                self.set_resolver();
-                check::check_ast(&ast, &file, &api::catalogue())
+        let ast = match self.engine.compile(&source) {
+            Err(e) => return vec![format_parse_error(&file, &e)],
+            Ok(ast) => ast,
+        };
+        self.script = path.to_path_buf();
+        self.set_resolver();
+        let mut problems = Vec::new();
+        // Undefined variables: Rhai's strict mode finds the first at compile time.
+        let mut scope = Scope::new();
+        scope.push_constant("params", self.params.clone());
+        self.engine.set_strict_variables(true);
+        let strict = self.engine.compile_with_scope(&scope, &source);
+        self.engine.set_strict_variables(false);
+        if let Err(e) = strict {
+            problems.push(match &*e.0 {
+                rhai::ParseErrorType::VariableUndefined(name) => {
+                    let mut defined = vec!["params".to_string()];
+                    ast.walk(&mut |path: &[rhai::ASTNode]| {
+                        if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Var(x, ..))) = path.last() {
+                            defined.push(x.0.name.to_string());
+                        }
+                        true
+                    });
+                    format!(
+                        "{}: undefined variable `{name}`{}; define it with `let {name} = ...;` before this line",
+                        at(&file, e.1),
+                        check::did_you_mean(name, defined.iter().map(String::as_str))
+                    )
+                }
+                other => format!("{}: {other}", at(&file, e.1)),
+            });
+        }
+        let mut known = check::Known {
+            arities: check::Known::arities_from_signatures(&self.engine.gen_fn_signatures(false)),
+            ..Default::default()
+        };
+        for (name, _) in imports(&ast) {
+            // A module that exists but does not compile is not checked against (its `import`
+            // reports the error when the script runs).
+            match self.module_source(&name) {
+                None => {
+                    known.missing.insert(name.clone());
+                    known.modules.insert(name, None);
+                }
+                Some(source) => {
+                    known
+                        .modules
+                        .insert(name, self.engine.compile(&source).ok());
+                }
             }
         }
+        let mut folders = vec![self.state.script_dir.borrow().clone()];
+        folders.extend(self.lib_dirs.iter().cloned());
+        for dir in folders {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                known.importable.extend(entries.filter_map(|e| {
+                    let p = e.ok()?.path();
+                    if p.extension()? != "rhai" {
+                        return None;
+                    }
+                    Some(p.file_stem()?.to_string_lossy().into_owned())
+                }));
+            }
+        }
+        known
+            .importable
+            .extend(stdlib::SOURCES.iter().map(|(n, _)| n.to_string()));
+        problems.extend(check::check_script(&ast, &file, &api::catalogue(), &known));
+        problems
     }
 }
 
