@@ -314,3 +314,28 @@ pub fn check_script(ast: &AST, file: &str, api: &[ApiEntry], known: &Known) -> V
     });
     problems
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arities_come_from_the_signatures_of_host_modules_only() {
+        let sigs = [
+            "train::pretrain(opts: Map) -> Run".to_string(),
+            "train::defaults() -> Map".to_string(),
+            "train::defaults(method: &str) -> Map".to_string(),
+            "data::save_npz(d: Dataset, path: &str) -> ()".to_string(),
+            "sqrt(x: f64) -> f64".to_string(),
+        ];
+        let a = Known::arities_from_signatures(&sigs);
+        assert_eq!(a["train::pretrain"], vec![1]);
+        let mut d = a["train::defaults"].clone();
+        d.sort_unstable();
+        assert_eq!(d, vec![0, 1]);
+        assert_eq!(a["data::save_npz"], vec![2]);
+        assert!(!a.contains_key("sqrt"));
+        assert_eq!(arity_text(&[1]), "1 argument");
+        assert_eq!(arity_text(&[1, 0]), "0 or 1 arguments");
+    }
+}

@@ -278,6 +278,9 @@ mod tests {
         );
         let e = check("f", &map(&[("steps", Dynamic::from(-3_i64))]), &KNOWN).unwrap_err();
         assert!(e.contains("negative"), "{e}");
+        // NaN would reach serde as null ("invalid type: null, expected f64").
+        let e = check("f", &map(&[("lr", Dynamic::from(f64::NAN))]), &KNOWN).unwrap_err();
+        assert!(e.contains("`lr`") && e.contains("finite number"), "{e}");
     }
 
     #[test]
