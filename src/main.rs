@@ -1,5 +1,9 @@
 //! The `adainf` binary: see `adainf::cli`.
 
+/// Counts live heap bytes for the script memory guard (`adainf_script::memory`).
+#[global_allocator]
+static ALLOCATOR: adainf::host::memory::Counting = adainf::host::memory::Counting;
+
 fn main() -> std::process::ExitCode {
     // burn puts tensors it loads without being told a device (the optimizer state of a
     // checkpoint) on its default device, which in a wgpu build is the GPU: resuming a flex run

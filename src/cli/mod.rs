@@ -123,9 +123,14 @@ struct RunArgs {
     /// Folders searched for `import "name"` after the script's own folder.
     #[arg(long = "lib")]
     lib: Vec<PathBuf>,
-    /// Script operation budget (a runaway loop stops with an error).
-    #[arg(long, default_value_t = 50_000_000)]
+    /// Script operation budget (a runaway loop stops with an error); at least 1 (there is no
+    /// unlimited setting: raise it instead).
+    #[arg(long, default_value_t = 50_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_operations: u64,
+    /// Memory limit in GiB: the script stops with an error once the process holds more (a
+    /// value growing without end). Default: three quarters of the machine's memory.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_memory: Option<u64>,
     /// Train up to N runs of a `train::pretrain_all` batch at once, in worker processes.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
@@ -210,9 +215,20 @@ fn parse_params(items: &[String]) -> Result<Map, String> {
                 "script parameter `{item}` must look like key=value"
             ));
         };
+        if k.trim().is_empty() {
+            return Err(format!(
+                "script parameter `{item}` has no name before `=`; write it as key=value, e.g. lr=0.1"
+            ));
+        }
         let value = if let Ok(i) = v.parse::<i64>() {
             Dynamic::from(i)
         } else if let Ok(f) = v.parse::<f64>() {
+            if !f.is_finite() {
+                return Err(format!(
+                    "script parameter `{item}`: `{v}` is not a finite number; give a number such as {}=0.1",
+                    k.trim()
+                ));
+            }
             Dynamic::from(f)
         } else if let Ok(b) = v.parse::<bool>() {
             Dynamic::from(b)
@@ -252,6 +268,9 @@ fn make_host(args: &RunArgs, cancel: CancelFlag) -> Result<Host, (String, u8)> {
         executor,
         retry_failed: args.retry_failed,
         max_operations: args.max_operations,
+        max_memory_gib: args
+            .max_memory
+            .unwrap_or_else(crate::host::memory::default_limit_gib),
         params,
         lib_dirs: args.lib.clone(),
         cancel,
@@ -467,6 +486,7 @@ fn offline_host() -> Result<Host, (String, u8)> {
         quiet: true,
         lib: vec![],
         max_operations: 1,
+        max_memory: None,
         params: vec![],
         jobs: 1,
         gpus: 1,
@@ -509,8 +529,31 @@ fn guarded(f: impl FnOnce() -> ExitCode) -> ExitCode {
     }
 }
 
+/// Stack of the thread commands run on. Rhai walks nested values (printing, comparing,
+/// dropping `[[[...]]]`) by recursion; 1 GiB holds millions of levels, more than a script can
+/// build within its operation budget, and costs only the pages touched.
+const STACK: usize = 1 << 30;
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let thread = std::thread::Builder::new()
+        .name("adainf".into())
+        .stack_size(STACK);
+    let cli = std::sync::Mutex::new(Some(cli));
+    let take = || cli.lock().ok().and_then(|mut c| c.take());
+    match std::thread::scope(|s| {
+        thread
+            .spawn_scoped(s, || take().map(command))
+            .map(|h| h.join())
+    }) {
+        Ok(Ok(Some(code))) => code,
+        Ok(_) => report("internal error: the command's thread ended abnormally", 1),
+        // No thread with a large stack could be made: run here.
+        Err(_) => take().map_or(ExitCode::from(1), command),
+    }
+}
+
+fn command(cli: Cli) -> ExitCode {
     guarded(move || match cli.command {
         Command::Run(args) => {
             // Ctrl-C stops the run in flight at the next step; what was written stays.

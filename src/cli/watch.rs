@@ -1,5 +1,5 @@
-//! `adainf watch`: runs a script, then re-runs it whenever a `.rhai` file in its folder (or in a
-//! `--lib` folder) changes. A change during a run stops it within one training step; finished
+//! `adainf watch`: runs a script, then re-runs it whenever a `.rhai` file in its folder, in a
+//! `--lib` folder or in the folder of a module it imports (`import "sub/deep"`) changes. A change during a run stops it within one training step; finished
 //! runs come from the run cache, so only what changed is computed again. A broken edit prints
 //! its error and the watcher keeps waiting. Folders are watched, not files, because editors
 //! save by writing a new file and renaming it over the old one. Ctrl-C exits.
@@ -61,7 +61,7 @@ pub(super) fn watch(watch_args: WatchArgs) -> ExitCode {
         Ok(h) => h,
         Err((msg, code)) => return report(&msg, code),
     };
-    let folders = host.source_folders(&args.script);
+    let mut folders: Vec<PathBuf> = Vec::new();
     let pending: Arc<Mutex<Vec<PathBuf>>> = Arc::new(Mutex::new(Vec::new()));
     let (sink, cancel_on_change) = (pending.clone(), cancel.clone());
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -81,16 +81,21 @@ pub(super) fn watch(watch_args: WatchArgs) -> ExitCode {
         Ok(w) => w,
         Err(e) => return report(&format!("cannot watch files: {e}"), 1),
     };
-    for folder in &folders {
-        if let Err(e) = watcher.watch(folder, RecursiveMode::NonRecursive) {
-            return report(
-                &format!("{}: cannot watch this folder: {e}", folder.display()),
-                1,
-            );
-        }
-    }
     let mut reason = format!("running {}", args.script.display());
     loop {
+        // The imports may have changed: watch the folders of the modules imported now too.
+        for folder in host.source_folders(&args.script) {
+            if folders.contains(&folder) {
+                continue;
+            }
+            if let Err(e) = watcher.watch(&folder, RecursiveMode::NonRecursive) {
+                return report(
+                    &format!("{}: cannot watch this folder: {e}", folder.display()),
+                    1,
+                );
+            }
+            folders.push(folder);
+        }
         header(&reason);
         cancel.reset();
         if let Some(p) = page.as_mut() {

@@ -1,13 +1,18 @@
 //! `adainf check`: static checks of a compiled script without running it: calls to module
-//! functions that do not exist, and literal option maps with unknown keys or literal values of
-//! the wrong kind. Every problem found is reported (Rhai's parser itself stops at the first
-//! syntax error).
+//! functions that do not exist or get the wrong number of arguments (host modules and imported
+//! script modules), imports that find no file, and option maps (literal, or held in a variable
+//! defined once by a literal) with unknown keys, literal values of the wrong kind, or literal
+//! values the call would refuse (the same checks: `options::check`, `modules::static_option_check`).
+//! Every problem found is reported (Rhai's parser itself stops at the first syntax error).
 
-use rhai::{AST, ASTNode, Expr};
+use std::collections::HashMap;
+
+use rhai::{AST, ASTNode, Dynamic, Expr, Map, Stmt};
 
 use super::api::{ApiEntry, MODULES};
 use super::entry::schedule_opts;
-use super::options::{Kind, unknown_key_message, wrong_kind_message};
+use super::modules::static_option_check;
+use super::options::{Kind, check, unknown_key_message, wrong_kind_message};
 
 fn literal_kind_ok(kind: Kind, e: &Expr) -> Option<(bool, &'static str)> {
     let (ok, name) = match e {
@@ -61,8 +66,158 @@ fn check_schedule(
     }
 }
 
+/// What the checker knows beyond the script: the host modules' functions and the modules
+/// the script imports.
+#[derive(Default)]
+pub struct Known {
+    /// `module::name` of every host-module function → the argument counts it takes.
+    pub arities: HashMap<String, Vec<usize>>,
+    /// Each `import "name"` → the module's AST (None where it is missing or does not compile).
+    pub modules: HashMap<String, Option<AST>>,
+    /// The imports no file or stdlib module has.
+    pub missing: std::collections::HashSet<String>,
+    /// Names `import` could find (files next to the script, in `--lib` folders, the stdlib),
+    /// for did-you-mean.
+    pub importable: Vec<String>,
+}
+
+impl Known {
+    /// Arities from Rhai's signatures (`module::name(a: A, b: B) -> R`).
+    pub fn arities_from_signatures(signatures: &[String]) -> HashMap<String, Vec<usize>> {
+        let mut out: HashMap<String, Vec<usize>> = HashMap::new();
+        for sig in signatures {
+            let Some((name, rest)) = sig.split_once('(') else {
+                continue;
+            };
+            if !MODULES.iter().any(|m| name.starts_with(&format!("{m}::"))) {
+                continue;
+            }
+            let params = rest.split(')').next().unwrap_or("").trim();
+            let n = if params.is_empty() {
+                0
+            } else {
+                params.split(", ").count()
+            };
+            out.entry(name.to_string()).or_default().push(n);
+        }
+        out
+    }
+}
+
+/// ` (did you mean `x`?)` for the candidate closest to `word` (within 2 edits), else empty.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    candidates
+        .into_iter()
+        .filter(|c| strsim::levenshtein(word, c) <= 2)
+        .min_by_key(|c| strsim::levenshtein(word, c))
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default()
+}
+
+fn arity_text(counts: &[usize]) -> String {
+    let mut counts = counts.to_vec();
+    counts.sort_unstable();
+    counts.dedup();
+    let words: Vec<String> = counts.iter().map(usize::to_string).collect();
+    let n = words.join(" or ");
+    format!("{n} argument{}", if counts == [1] { "" } else { "s" })
+}
+
+/// A literal value as the script value it stands for.
+fn literal(e: &Expr) -> Option<Dynamic> {
+    Some(match e {
+        Expr::IntegerConstant(i, _) => Dynamic::from(*i),
+        Expr::FloatConstant(f, _) => Dynamic::from(**f),
+        Expr::StringConstant(s, _) => Dynamic::from(s.clone()),
+        Expr::BoolConstant(b, _) => Dynamic::from(*b),
+        _ => return None,
+    })
+}
+
+/// The map literals bound by `let name = #{...}` to a variable defined exactly once.
+fn map_variables(ast: &AST) -> HashMap<String, Expr> {
+    let mut defs: HashMap<String, (usize, Option<Expr>)> = HashMap::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::Var(x, _, _))) = path.last() {
+            let e = defs.entry(x.0.name.to_string()).or_insert((0, None));
+            e.0 += 1;
+            e.1 = matches!(x.1, Expr::Map(..)).then(|| x.1.clone());
+        }
+        true
+    });
+    defs.into_iter()
+        .filter_map(|(k, (n, e))| (n == 1).then_some(e).flatten().map(|e| (k, e)))
+        .collect()
+}
+
 pub fn check_ast(ast: &AST, file: &str, api: &[ApiEntry]) -> Vec<String> {
+    check_script(ast, file, api, &Known::default())
+}
+
+/// Imports that find nothing, and calls to an imported module's functions that it lacks or
+/// that get the wrong number of arguments.
+fn check_imports(ast: &AST, file: &str, known: &Known, problems: &mut Vec<String>) {
+    let mut aliases: HashMap<String, String> = HashMap::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::Import(x, pos))) = path.last()
+            && let Expr::StringConstant(name, _) = &x.0
+        {
+            aliases.insert(x.1.name.to_string(), name.to_string());
+            if known.missing.contains(name.as_str()) {
+                problems.push(format!(
+                    "{}: module `{name}` not found: no {name}.rhai next to the script or in a --lib folder, and no standard module of that name{}; standard modules: {}",
+                    at(file, *pos),
+                    did_you_mean(name, known.importable.iter().map(String::as_str)),
+                    crate::stdlib::SOURCES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        true
+    });
+    ast.walk(&mut |path: &[ASTNode]| {
+        let Some(ASTNode::Expr(Expr::FnCall(call, pos))) = path.last() else {
+            return true;
+        };
+        let namespace = call.namespace.to_string();
+        let alias = namespace.trim_end_matches("::");
+        let Some(Some(module)) = aliases.get(alias).and_then(|m| known.modules.get(m)) else {
+            return true;
+        };
+        let fns: Vec<(String, usize)> = module
+            .iter_functions()
+            .filter(|f| !f.name.starts_with("anon$") && f.access != rhai::FnAccess::Private)
+            .map(|f| (f.name.to_string(), f.params.len()))
+            .collect();
+        let name = call.name.as_str();
+        let counts: Vec<usize> = fns.iter().filter(|(n, _)| n == name).map(|(_, c)| *c).collect();
+        let module_name = &aliases[alias];
+        if counts.is_empty() {
+            let mut names: Vec<&str> = fns.iter().map(|(n, _)| n.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            problems.push(format!(
+                "{}: unknown function `{alias}::{name}`: module `{module_name}` has no function `{name}`{}; it has: {}",
+                at(file, *pos),
+                did_you_mean(name, names.iter().copied()),
+                names.join(", ")
+            ));
+        } else if !counts.contains(&call.args.len()) {
+            problems.push(format!(
+                "{}: `{alias}::{name}` takes {}, given {}",
+                at(file, *pos),
+                arity_text(&counts),
+                call.args.len()
+            ));
+        }
+        true
+    });
+}
+
+/// Every static check of a compiled script (see the top of this file).
+pub fn check_script(ast: &AST, file: &str, api: &[ApiEntry], known: &Known) -> Vec<String> {
     let mut problems = Vec::new();
+    check_imports(ast, file, known, &mut problems);
+    let variables = map_variables(ast);
     ast.walk(&mut |path: &[ASTNode]| {
         let Some(ASTNode::Expr(Expr::FnCall(call, pos))) = path.last() else {
             return true;
@@ -73,6 +228,18 @@ pub fn check_ast(ast: &AST, file: &str, api: &[ApiEntry]) -> Vec<String> {
             return true;
         }
         let full = format!("{module}::{}", call.name);
+        if let Some(counts) = known.arities.get(&full)
+            && !counts.contains(&call.args.len())
+        {
+            problems.push(format!(
+                "{}: `{full}` takes {}, given {}",
+                at(file, *pos),
+                arity_text(counts),
+                call.args.len()
+            ));
+            return true;
+        }
+        let full = format!("{module}::{}", call.name);
         let Some(entry) = api.iter().find(|e| e.path == full) else {
             let known: Vec<&str> = api
                 .iter()
@@ -80,14 +247,23 @@ pub fn check_ast(ast: &AST, file: &str, api: &[ApiEntry]) -> Vec<String> {
                 .map(|e| e.path)
                 .collect();
             problems.push(format!(
-                "{}: unknown function `{full}`; {module} has: {}",
+                "{}: unknown function `{full}`{}; {module} has: {}",
                 at(file, *pos),
+                did_you_mean(&full, known.iter().copied()),
                 known.join(", ")
             ));
             return true;
         };
         for arg in call.args.iter() {
+            let arg = match arg {
+                Expr::Variable(x, ..) => match variables.get(x.1.as_str()) {
+                    Some(e) => e,
+                    None => arg,
+                },
+                _ => arg,
+            };
             if let Expr::Map(map, _) = arg {
+                let mut literals = Map::new();
                 for (ident, value) in map.0.iter() {
                     let key = ident.name.as_str();
                     match entry.options.iter().find(|o| o.key == key) {
@@ -103,6 +279,16 @@ pub fn check_ast(ast: &AST, file: &str, api: &[ApiEntry]) -> Vec<String> {
                                     at(file, value.position()),
                                     wrong_kind_message(&full, key, o.kind, got)
                                 ));
+                            } else if let Some(v) = literal(value) {
+                                // The value checks the call runs (negative counts, NaN).
+                                let one: Map = [(key.into(), v.clone())].into_iter().collect();
+                                match check(&full, &one, entry.options) {
+                                    Err(e) => problems
+                                        .push(format!("{}: {e}", at(file, value.position()))),
+                                    Ok(()) => {
+                                        literals.insert(key.into(), v);
+                                    }
+                                }
                             }
                             if o.kind == Kind::Schedule
                                 && let Expr::Map(inner, _) = value
@@ -112,9 +298,44 @@ pub fn check_ast(ast: &AST, file: &str, api: &[ApiEntry]) -> Vec<String> {
                         }
                     }
                 }
+                // The call's own checks of the literal values (ranges, names), placed at the
+                // value they name.
+                if let Some(Err(e)) = static_option_check(&full, &literals) {
+                    let place = map
+                        .0
+                        .iter()
+                        .find(|(ident, _)| e.contains(&format!("`{}`", ident.name)))
+                        .map_or(arg.position(), |(_, v)| v.position());
+                    problems.push(format!("{}: {e} (in {full})", at(file, place)));
+                }
             }
         }
         true
     });
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arities_come_from_the_signatures_of_host_modules_only() {
+        let sigs = [
+            "train::pretrain(opts: Map) -> Run".to_string(),
+            "train::defaults() -> Map".to_string(),
+            "train::defaults(method: &str) -> Map".to_string(),
+            "data::save_npz(d: Dataset, path: &str) -> ()".to_string(),
+            "sqrt(x: f64) -> f64".to_string(),
+        ];
+        let a = Known::arities_from_signatures(&sigs);
+        assert_eq!(a["train::pretrain"], vec![1]);
+        let mut d = a["train::defaults"].clone();
+        d.sort_unstable();
+        assert_eq!(d, vec![0, 1]);
+        assert_eq!(a["data::save_npz"], vec![2]);
+        assert!(!a.contains_key("sqrt"));
+        assert_eq!(arity_text(&[1]), "1 argument");
+        assert_eq!(arity_text(&[1, 0]), "0 or 1 arguments");
+    }
 }

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod check;
 mod entry;
+pub mod memory;
 mod modules;
 pub mod options;
 mod stdlib;
@@ -34,6 +35,9 @@ pub struct HostConfig {
     pub runs_dir: PathBuf,
     /// Rhai operation budget: a runaway loop ends with an error instead of hanging.
     pub max_operations: u64,
+    /// The script stops with an error once the process's live heap passes this many GiB
+    /// (`memory`; needs the binary's counting allocator).
+    pub max_memory_gib: u64,
     /// `adainf run SCRIPT -- key=value ...`: available to the script as the map `params`.
     pub params: Map,
     /// `--lib DIR`s searched for `import "name"` after the script's own folder.
@@ -123,16 +127,35 @@ pub fn format_parse_error(file: &str, err: &ParseError) -> String {
 
 /// The innermost error of a chain of function-call errors, with the call sites on the way.
 pub fn format_eval_error(file: &str, err: &EvalAltResult) -> String {
+    format_eval_error_in(file, err, &|name| name.to_string())
+}
+
+/// `format_eval_error` where `module_file` names the file of a module as imported
+/// (`import "sub/deep"`): positions inside a module are given in that module's file.
+pub fn format_eval_error_in(
+    file: &str,
+    err: &EvalAltResult,
+    module_file: &dyn Fn(&str) -> String,
+) -> String {
     let mut calls = Vec::new();
     let mut e = err;
+    let mut file = file.to_string();
     loop {
         match e {
-            EvalAltResult::ErrorInFunctionCall(name, _, inner, pos) => {
-                calls.push(format!("in `{name}` called at {}", at(file, *pos)));
+            EvalAltResult::ErrorInFunctionCall(name, source, inner, pos) => {
+                calls.push(format!("in `{name}` called at {}", at(&file, *pos)));
+                // A function defined in a module runs in that module's file.
+                if !source.is_empty() {
+                    file = module_file(source);
+                }
                 e = inner;
             }
             EvalAltResult::ErrorInModule(name, inner, pos) => {
-                calls.push(format!("in module `{name}` imported at {}", at(file, *pos)));
+                calls.push(format!(
+                    "in module `{name}` imported at {}",
+                    at(&file, *pos)
+                ));
+                file = module_file(name);
                 e = inner;
             }
             _ => break,
@@ -143,7 +166,11 @@ pub fn format_eval_error(file: &str, err: &EvalAltResult) -> String {
         EvalAltResult::ErrorTooManyOperations(_) => {
             "the script exceeded its operation budget (a runaway loop?); raise it with --max-operations if the script is right".into()
         }
-        EvalAltResult::ErrorTerminated(..) => "stopped".into(),
+        EvalAltResult::ErrorTerminated(token, _) => match token.clone().into_string() {
+            // The memory guard's token is its message.
+            Ok(text) if text != "cancelled" => text,
+            _ => "stopped".into(),
+        },
         other => {
             let text = other.to_string();
             // Rhai appends " (line L, position C)"; the position is given in front instead.
@@ -153,7 +180,7 @@ pub fn format_eval_error(file: &str, err: &EvalAltResult) -> String {
             }
         }
     };
-    let mut msg = format!("{}: {reason}", at(file, e.position()));
+    let mut msg = format!("{}: {reason}", at(&file, e.position()));
     for c in calls.iter().rev() {
         msg.push_str(&format!("\n  {c}"));
     }
@@ -177,9 +204,11 @@ impl Host {
         engine.set_max_operations(config.max_operations);
         engine.set_max_call_levels(64);
         engine.set_max_expr_depths(128, 64);
-        engine.set_max_string_size(16 << 20);
-        engine.set_max_array_size(4 << 20);
-        engine.set_max_map_size(1 << 20);
+        // No per-value size limits: Rhai re-measures a whole value after each change, which
+        // makes growing data quadratic; the memory guard below bounds growth instead (`memory`).
+        engine.set_max_string_size(0);
+        engine.set_max_array_size(0);
+        engine.set_max_map_size(0);
         // `eval` is a reserved word in Rhai; the script API uses it as a module name
         // (`eval::knn`), so the tokenizer hands it to the parser as a plain identifier.
         #[allow(deprecated)] // "volatile", not deprecated: see the method's note
@@ -188,9 +217,12 @@ impl Host {
             other => other,
         });
         let cancel = state.cancel.clone();
+        let max_memory = config.max_memory_gib;
         engine.on_progress(move |_| {
             if cancel.is_cancelled() {
                 Some(Dynamic::from("cancelled"))
+            } else if memory::over_limit(max_memory) {
+                Some(Dynamic::from(memory::over_limit_message(max_memory)))
             } else {
                 None
             }
@@ -240,31 +272,63 @@ impl Host {
         self.engine.set_module_resolver(chain);
     }
 
-    /// The folders whose `.rhai` files a script can import (for `adainf watch`).
+    /// The folders whose `.rhai` files a script can import (for `adainf watch`): the script's,
+    /// the `--lib` folders, and the folder of every module file it imports, directly or through
+    /// other modules (`import "sub/deep"` lives in `sub/`), as the files are now.
     pub fn source_folders(&self, script: &Path) -> Vec<PathBuf> {
         let dir = script
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        let mut out = vec![dir];
+        let mut out = vec![dir.clone()];
         out.extend(self.lib_dirs.iter().cloned());
+        let saved = self.state.script_dir.replace(dir);
+        let ast = std::fs::read_to_string(script)
+            .ok()
+            .and_then(|s| self.engine.compile(s).ok());
+        if let Some(ast) = ast {
+            for (_, file, _) in self.imported_modules(&ast) {
+                if let Some(parent) = file.and_then(|f| f.parent().map(Path::to_path_buf))
+                    && !out.contains(&parent)
+                {
+                    out.push(parent);
+                }
+            }
+        }
+        *self.state.script_dir.borrow_mut() = saved;
         out
+    }
+
+    /// The file `import "name"` loads: next to the script or in a `--lib` folder (None for the
+    /// standard library or a module that is not found; the order of `set_resolver`).
+    fn module_file(&self, name: &str) -> Option<PathBuf> {
+        let file = format!("{}.rhai", name.trim_end_matches(".rhai"));
+        let mut folders = vec![self.state.script_dir.borrow().clone()];
+        folders.extend(self.lib_dirs.iter().cloned());
+        folders
+            .into_iter()
+            .map(|dir| dir.join(&file))
+            .find(|path| path.is_file() && !stdlib::same_file(path, &self.script))
+    }
+
+    /// How errors name the module `import "name"` loads: its file, else the standard
+    /// library's file, else the name as written.
+    fn module_display(&self, name: &str) -> String {
+        let bare = name.trim_end_matches(".rhai");
+        if let Some(path) = self.module_file(name) {
+            path.display().to_string()
+        } else if stdlib::SOURCES.iter().any(|(n, _)| *n == bare) {
+            format!("stdlib/{bare}.rhai")
+        } else {
+            name.to_string()
+        }
     }
 
     /// The source of the module `import "name"` loads: a file next to the script or in a
     /// `--lib` folder, else the standard library (the order of `set_resolver`).
     fn module_source(&self, name: &str) -> Option<String> {
-        let file = format!("{}.rhai", name.trim_end_matches(".rhai"));
-        let mut folders = vec![self.state.script_dir.borrow().clone()];
-        folders.extend(self.lib_dirs.iter().cloned());
-        for dir in folders {
-            let path = dir.join(&file);
-            if stdlib::same_file(&path, &self.script) {
-                continue;
-            }
-            if let Ok(text) = std::fs::read_to_string(path) {
-                return Some(text);
-            }
+        if let Some(path) = self.module_file(name) {
+            return std::fs::read_to_string(path).ok();
         }
         let name = name.trim_end_matches(".rhai");
         stdlib::SOURCES
@@ -273,40 +337,45 @@ impl Host {
             .map(|(_, s)| s.to_string())
     }
 
+    /// Every module the script imports, directly or through other modules, each once: its
+    /// name as written, its file (None for the standard library or one not found) and its
+    /// compiled AST (None where it cannot be read or compiled; its `import` reports why).
+    fn imported_modules(
+        &self,
+        ast: &rhai::AST,
+    ) -> Vec<(String, Option<PathBuf>, Option<rhai::AST>)> {
+        let mut queue = imports(ast);
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        while let Some((name, _)) = queue.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let module = self
+                .module_source(&name)
+                .and_then(|source| self.engine.compile(&source).ok());
+            if let Some(m) = &module {
+                queue.extend(imports(m));
+            }
+            out.push((name.clone(), self.module_file(&name), module));
+        }
+        out
+    }
+
     /// Makes the closures that imported modules create callable from the script: Rhai looks
     /// a closure's anonymous function up in the script's own functions, so the anonymous
     /// functions of every module the script imports (and they import) are added to them,
     /// read afresh from the files on every run (a watch re-run never sees a stale module).
     /// A module that cannot be read or compiled adds nothing; its `import` reports the error.
     fn link_module_closures(&self, ast: &mut rhai::AST) {
-        fn imports(ast: &rhai::AST) -> Vec<String> {
-            let mut out = Vec::new();
-            ast.walk(&mut |path: &[rhai::ASTNode]| {
-                if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(x, _))) = path.last()
-                    && let rhai::Expr::StringConstant(name, _) = &x.0
-                {
-                    out.push(name.to_string());
-                }
-                true
-            });
-            out
-        }
-        let mut queue = imports(ast);
-        let mut seen = std::collections::HashSet::new();
-        while let Some(name) = queue.pop() {
-            if !seen.insert(name.clone()) {
-                continue;
+        for (_, _, module) in self.imported_modules(ast) {
+            if let Some(module) = module {
+                ast.combine(
+                    module.clone_functions_only_filtered(|_, _, _, name, _| {
+                        name.starts_with("anon$")
+                    }),
+                );
             }
-            let Some(source) = self.module_source(&name) else {
-                continue;
-            };
-            let Ok(module) = self.engine.compile(&source) else {
-                continue;
-            };
-            queue.extend(imports(&module));
-            ast.combine(
-                module.clone_functions_only_filtered(|_, _, _, name, _| name.starts_with("anon$")),
-            );
         }
     }
 
@@ -324,7 +393,7 @@ impl Host {
         self.engine
             .run_ast_with_scope(&mut scope, &ast)
             .map_err(|e| ScriptError {
-                message: format_eval_error(&file, &e),
+                message: format_eval_error_in(&file, &e, &|name| self.module_display(name)),
             })
     }
 
@@ -334,15 +403,90 @@ impl Host {
             Ok(x) => x,
             Err(e) => return vec![e.message],
         };
-        match self.engine.compile(&source) {
-            Err(e) => vec![format_parse_error(&file, &e)],
-            Ok(ast) => {
-                self.script = path.to_path_buf();
-                self.set_resolver();
-                check::check_ast(&ast, &file, &api::catalogue())
+        let ast = match self.engine.compile(&source) {
+            Err(e) => return vec![format_parse_error(&file, &e)],
+            Ok(ast) => ast,
+        };
+        self.script = path.to_path_buf();
+        self.set_resolver();
+        let mut problems = Vec::new();
+        // Undefined variables: Rhai's strict mode finds the first at compile time.
+        let mut scope = Scope::new();
+        scope.push_constant("params", self.params.clone());
+        self.engine.set_strict_variables(true);
+        let strict = self.engine.compile_with_scope(&scope, &source);
+        self.engine.set_strict_variables(false);
+        if let Err(e) = strict {
+            problems.push(match &*e.0 {
+                rhai::ParseErrorType::VariableUndefined(name) => {
+                    let mut defined = vec!["params".to_string()];
+                    ast.walk(&mut |path: &[rhai::ASTNode]| {
+                        if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Var(x, ..))) = path.last() {
+                            defined.push(x.0.name.to_string());
+                        }
+                        true
+                    });
+                    format!(
+                        "{}: undefined variable `{name}`{}; define it with `let {name} = ...;` before this line",
+                        at(&file, e.1),
+                        check::did_you_mean(name, defined.iter().map(String::as_str))
+                    )
+                }
+                other => format!("{}: {other}", at(&file, e.1)),
+            });
+        }
+        let mut known = check::Known {
+            arities: check::Known::arities_from_signatures(&self.engine.gen_fn_signatures(false)),
+            ..Default::default()
+        };
+        for (name, _) in imports(&ast) {
+            // A module that exists but does not compile is not checked against (its `import`
+            // reports the error when the script runs).
+            match self.module_source(&name) {
+                None => {
+                    known.missing.insert(name.clone());
+                    known.modules.insert(name, None);
+                }
+                Some(source) => {
+                    known
+                        .modules
+                        .insert(name, self.engine.compile(&source).ok());
+                }
             }
         }
+        let mut folders = vec![self.state.script_dir.borrow().clone()];
+        folders.extend(self.lib_dirs.iter().cloned());
+        for dir in folders {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                known.importable.extend(entries.filter_map(|e| {
+                    let p = e.ok()?.path();
+                    if p.extension()? != "rhai" {
+                        return None;
+                    }
+                    Some(p.file_stem()?.to_string_lossy().into_owned())
+                }));
+            }
+        }
+        known
+            .importable
+            .extend(stdlib::SOURCES.iter().map(|(n, _)| n.to_string()));
+        problems.extend(check::check_script(&ast, &file, &api::catalogue(), &known));
+        problems
     }
+}
+
+/// The `import "..."` statements of a script with literal names: the name and its position.
+fn imports(ast: &rhai::AST) -> Vec<(String, Position)> {
+    let mut out = Vec::new();
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(x, pos))) = path.last()
+            && let rhai::Expr::StringConstant(name, _) = &x.0
+        {
+            out.push((name.to_string(), *pos));
+        }
+        true
+    });
+    out
 }
 
 #[cfg(test)]

@@ -147,6 +147,12 @@ pub fn check(function: &str, map: &Map, known: &[Opt]) -> Result<(), String> {
             Some(o) if !fits(o.kind, value) => {
                 return Err(wrong_kind_message(function, key, o.kind, &type_name(value)));
             }
+            Some(o) if o.kind == Kind::Float && value.as_float().is_ok_and(|x| !x.is_finite()) => {
+                return Err(format!(
+                    "option `{key}` of {function} must be a finite number, got {}",
+                    value.as_float().unwrap_or(f64::NAN)
+                ));
+            }
             Some(o)
                 if matches!(o.kind, Kind::Int | Kind::IntOrAuto)
                     && value.as_int().is_ok_and(|i| i < 0) =>
@@ -272,6 +278,9 @@ mod tests {
         );
         let e = check("f", &map(&[("steps", Dynamic::from(-3_i64))]), &KNOWN).unwrap_err();
         assert!(e.contains("negative"), "{e}");
+        // NaN would reach serde as null ("invalid type: null, expected f64").
+        let e = check("f", &map(&[("lr", Dynamic::from(f64::NAN))]), &KNOWN).unwrap_err();
+        assert!(e.contains("`lr`") && e.contains("finite number"), "{e}");
     }
 
     #[test]

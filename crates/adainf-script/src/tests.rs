@@ -9,6 +9,7 @@ fn host(dir: &Path) -> Host {
         device_name: "flex".into(),
         runs_dir: dir.join("runs"),
         max_operations: 200_000,
+        max_memory_gib: 1,
         params: Map::new(),
         lib_dirs: vec![],
         cancel: CancelFlag::new(),

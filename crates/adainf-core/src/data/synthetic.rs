@@ -58,7 +58,8 @@ pub struct GeneratorSpec {
     pub fidelity: f64,
 }
 
-fn check_size(size: usize) -> Result<()> {
+/// The image side must be in 8..=256 pixels (also `adainf check`'s static check of `size`).
+pub fn check_size(size: usize) -> Result<()> {
     if !(8..=256).contains(&size) {
         return Err(Error::config(
             "size",

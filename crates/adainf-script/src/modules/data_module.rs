@@ -265,6 +265,11 @@ fn cifar_recipe(st: &HostState, dir: &str, variant: Variant, split: &str) -> Rec
     }
 }
 
+/// The data-free checks of `data::synthetic*` options (`modules::static_option_check`).
+pub(super) fn check_literal(opts: &Map) -> crate::error::Result<()> {
+    crate::data::synthetic::check_size(int_or(opts, "size", 32).max(0) as usize)
+}
+
 pub const SYNTHETIC: &[Opt] = &[
     opt("n", Kind::Int, "number of images (default 5000)"),
     opt("seed", Kind::Int, "random seed (default 0)"),

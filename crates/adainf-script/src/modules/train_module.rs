@@ -87,6 +87,21 @@ fn resolved_config(opts: &Map, data_len: usize) -> Res<PretrainConfig> {
     Ok(config)
 }
 
+/// The data-free checks of pretrain options (`modules::static_option_check`): the method's
+/// name and the config's ranges, as `prepare` and the core check them.
+pub(super) fn check_literal(opts: &Map) -> crate::error::Result<()> {
+    let config = resolved_config(opts, 1 << 20).map_err(|e| {
+        crate::error::Error::Data(match *e {
+            EvalAltResult::ErrorRuntime(m, _) => m.to_string(),
+            other => other.to_string(),
+        })
+    });
+    match config {
+        Ok(c) => c.validate(),
+        Err(e) => Err(e),
+    }
+}
+
 /// One run a script asked for, with everything resolved.
 struct Prepared {
     config: PretrainConfig,

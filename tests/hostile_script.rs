@@ -1,0 +1,299 @@
+//! Hostile scripts and command lines end in one clear error (or a correct result), bounded
+//! and fast: deeply nested data, values growing without end, errors inside imported modules,
+//! edits to modules in subfolders under `watch`, and bad `--` parameters and flags.
+
+mod common;
+
+use common::*;
+
+fn run_source(name: &str, source: &str, extra: &[&str]) -> (Option<i32>, String, String) {
+    let ws = Workspace::new(name);
+    let script = ws.script(&format!("{name}.rhai"), source);
+    let out = ws.run(&script, extra);
+    let (stdout, stderr) = text(&out);
+    (out.status.code(), stdout, stderr)
+}
+
+/// Printing, comparing and interpolating 6000 levels of `[[[...]]]` used to overflow the
+/// stack and abort the process (exit 134); they now give their results.
+#[test]
+fn deeply_nested_data_prints_compares_and_interpolates() {
+    let (code, stdout, stderr) = run_source(
+        "nested",
+        "let a = []; for i in 0..6000 { a = [a]; }\nprint(a);\nprint(a == a);\nprint(`${a}`.len());\n",
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout:.200}");
+    assert_eq!(lines[0].len(), 2 * 6001, "{:.100}", lines[0]);
+    assert!(lines[0].starts_with("[[[") && lines[0].ends_with("]]]"));
+    assert_eq!(lines[1], "true");
+    assert_eq!(lines[2], "12002");
+}
+
+/// `a.push(1)` forever used to re-measure the whole array at each push (about an hour to the
+/// array limit); it now stops at the operation budget, with the message that says so.
+#[test]
+fn pushing_forever_ends_with_an_error() {
+    let (code, _, stderr) = run_source(
+        "push",
+        "let a = [];\nloop { a.push(1); }\n",
+        &["--max-operations", "5000000"],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("push.rhai:2:") && stderr.contains("operation budget"),
+        "{stderr}"
+    );
+}
+
+/// Values that double at each step stop at the memory limit with a message naming it and the
+/// flag that raises it, within one step of the limit.
+#[test]
+fn doubling_data_stops_at_the_memory_limit() {
+    for (name, source) in [
+        ("string", "let s = \"x\";\nloop { s += s; }\n"),
+        ("array", "let a = [1];\nloop { a = [a, a]; }\n"),
+    ] {
+        let (code, _, stderr) = run_source(name, source, &["--max-memory", "1"]);
+        assert_eq!(code, Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{name}.rhai:2:"))
+                && stderr.contains("memory limit of 1 GiB")
+                && stderr.contains("--max-memory"),
+            "{name}: {stderr}"
+        );
+    }
+}
+
+/// An error inside an imported module is placed in the module's file, with the import or call
+/// in the script as the way there.
+#[test]
+fn errors_inside_imported_modules_name_the_module_file() {
+    let ws = Workspace::new("module-error");
+    std::fs::create_dir_all(ws.0.join("sub")).unwrap();
+    ws.script(
+        "sub/deep.rhai",
+        "fn boom(x) {\n    let y = x + ();\n    y\n}\n",
+    );
+    ws.script("sub/bad.rhai", "let z = 1;\nlet q = z + ();\n");
+    let call = ws.script(
+        "call.rhai",
+        "import \"sub/deep\" as d;\nprint(d::boom(1));\n",
+    );
+    let out = ws.run(&call, &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("deep.rhai:2:15") && stderr.contains("call.rhai:2:"),
+        "{stderr}"
+    );
+    let load = ws.script("load.rhai", "import \"sub/bad\" as b;\n");
+    let out = ws.run(&load, &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bad.rhai:2:11") && stderr.contains("load.rhai:1:"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("load.rhai:2:"), "{stderr}");
+}
+
+/// `adainf watch` re-runs the script when a module imported from a subfolder is saved.
+#[test]
+fn watch_sees_edits_to_a_module_in_a_subfolder() {
+    use std::io::BufRead;
+    let ws = Workspace::new("watch-sub");
+    std::fs::create_dir_all(ws.0.join("sub")).unwrap();
+    ws.script("sub/deep.rhai", "fn value() { 1 }\n");
+    let script = ws.script(
+        "main.rhai",
+        "import \"sub/deep\" as d;\nprint(`value=${d::value()}`);\n",
+    );
+    let mut child = bin()
+        .arg("watch")
+        .arg(&script)
+        .arg("--runs-dir")
+        .arg(ws.0.join("runs"))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    for stream in [
+        Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stdout.take().unwrap()),
+    ] {
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+    }
+    let wait_for = |what: &str| {
+        let started = std::time::Instant::now();
+        loop {
+            let text = log.lock().unwrap().clone();
+            if text.contains(what) {
+                return text;
+            }
+            if started.elapsed().as_secs() > 60 {
+                return text;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let first = wait_for("watch: waiting for changes");
+    // Save by rename, as editors do.
+    let tmp = ws.0.join("sub/.deep.rhai.swp");
+    std::fs::write(&tmp, "fn value() { 2 }\n").unwrap();
+    std::fs::rename(&tmp, ws.0.join("sub/deep.rhai")).unwrap();
+    let second = wait_for("value=2");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(first.contains("value=1"), "{first}");
+    assert!(
+        second.contains("value=2") && second.contains("changed: deep.rhai"),
+        "{second}"
+    );
+}
+
+/// Bad script parameters and flags are refused with a message that says how to fix them.
+#[test]
+fn bad_parameters_and_flags_are_refused_clearly() {
+    let (code, _, stderr) = run_source("nan", "print(params);\n", &["--", "lr=nan"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("lr=nan") && stderr.contains("not a finite number"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("null"), "{stderr}");
+    let (code, _, stderr) = run_source("empty", "print(params);\n", &["--", "=5"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`=5`") && stderr.contains("no name"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run_source("zero", "print(1);\n", &["--max-operations", "0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--max-operations"), "{stderr}");
+    let help = bin().args(["run", "--help"]).output().unwrap();
+    let (help, _) = text(&help);
+    assert!(help.contains("no unlimited setting"), "{help}");
+    // A NaN made inside the script is refused by the option check, not by a serde message.
+    let (code, _, stderr) = run_source(
+        "nan-option",
+        "let d = data::synthetic(#{ n: 16, size: 8 });\ntrain::pretrain(#{ data: d, lr: 0.0 / 0.0, steps: 1 });\n",
+        &[],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nan-option.rhai:2:") && stderr.contains("finite number"),
+        "{stderr}"
+    );
+}
+
+/// `adainf check` finds what `adainf run` would refuse on facts it can know statically, each
+/// with file:line:col and a did-you-mean where one applies.
+#[test]
+fn check_reports_what_run_would_refuse() {
+    let ws = Workspace::new("check");
+    ws.script("mymod.rhai", "fn value() { 1 }\nfn twice(x) { x * 2 }\n");
+    let data = "let d = data::synthetic(#{ n: 16 });\n";
+    let cases: &[(&str, String, &[&str])] = &[
+        (
+            "arity",
+            format!("{data}let o = #{{ lr: 0.1 }};\ntrain::pretrain(d, o);\n"),
+            &[
+                "arity.rhai:3:",
+                "`train::pretrain` takes 1 argument, given 2",
+            ],
+        ),
+        (
+            "missing",
+            "import \"mymodd\" as m;\n".into(),
+            &[
+                "missing.rhai:1:",
+                "module `mymodd` not found",
+                "did you mean `mymod`",
+            ],
+        ),
+        (
+            "stdlib_fn",
+            "import \"sweep\" as s;\nprint(s::gird(1));\n".into(),
+            &[
+                "stdlib_fn.rhai:2:",
+                "unknown function `s::gird`",
+                "did you mean `grid`",
+            ],
+        ),
+        (
+            "module_arity",
+            "import \"mymod\" as m;\nprint(m::twice(1, 2));\n".into(),
+            &[
+                "module_arity.rhai:2:",
+                "`m::twice` takes 1 argument, given 2",
+            ],
+        ),
+        (
+            "undefined",
+            "let alpha = 1;\nprint(alpah + 1);\n".into(),
+            &[
+                "undefined.rhai:2:",
+                "undefined variable `alpah`",
+                "did you mean `alpha`",
+            ],
+        ),
+        (
+            "map_variable",
+            format!("{data}let o = #{{ data: d, lr: 0.1, bogsu: 1 }};\ntrain::pretrain(o);\n"),
+            &["map_variable.rhai:2:", "unknown option `bogsu`"],
+        ),
+        (
+            "lr",
+            format!("{data}train::pretrain(#{{ data: d, lr: -1 }});\n"),
+            &["lr.rhai:2:", "`lr`", "positive"],
+        ),
+        (
+            "method",
+            format!("{data}train::pretrain(#{{ data: d, method: \"nope\" }});\n"),
+            &["method.rhai:2:", "\"nope\"", "simclr"],
+        ),
+        (
+            "n",
+            "let d = data::synthetic(#{ n: -5 });\n".into(),
+            &["n.rhai:1:", "`n`", "negative"],
+        ),
+        (
+            "size",
+            "let d = data::synthetic(#{ n: 16, size: 4 });\n".into(),
+            &["size.rhai:1:", "`size`", "between 8 and 256"],
+        ),
+    ];
+    for (name, source, wanted) in cases {
+        let script = ws.script(&format!("{name}.rhai"), source);
+        let out = bin().arg("check").arg(&script).output().unwrap();
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        for w in *wanted {
+            assert!(stderr.contains(w), "{name}: `{w}` missing in {stderr}");
+        }
+        // `run` refuses the same script (each is a real mistake, not a checker's opinion).
+        let run = ws.run(&script, &[]);
+        assert_eq!(run.status.code(), Some(1), "{name} runs: {}", text(&run).1);
+    }
+    // A correct script using the same features passes.
+    let fine = ws.script(
+        "fine.rhai",
+        &format!(
+            "import \"mymod\" as m;\nimport \"sweep\" as s;\nlet alpha = m::twice(m::value());\n{data}let o = #{{ data: d, lr: 0.1, steps: 1 }};\nprint(alpha);\n"
+        ),
+    );
+    let out = bin().arg("check").arg(&fine).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+}
