@@ -219,7 +219,7 @@ def fixtures(path):
     x_t, eps, z = n(), n(), n()
     steps = []
     # (t, t_prev) pairs: a full-schedule step, a respaced step (50 of 1000), the last step.
-    for t, tp in [(500, 499), (980, 960), (0, None)]:
+    for t, tp in [(500, 499), (980, 960), (300, 100), (40, 0), (0, None)]:
         ab = float(abar[t])
         abp = 1.0 if tp is None else float(abar[tp])
         steps.append({"t": t, "t_prev": tp,

@@ -128,7 +128,7 @@ fn ddpm_and_ddim_steps_match_torch() {
         assert_close(
             &read_floats(ddpm),
             &vec_f32(&case["ddpm"]),
-            1e-4,
+            2e-5,
             &format!("ddpm {what}"),
         );
         for (eta, key) in [(0.0, "ddim_eta0"), (1.0, "ddim_eta1")] {
@@ -136,7 +136,7 @@ fn ddpm_and_ddim_steps_match_torch() {
             assert_close(
                 &read_floats(ddim),
                 &vec_f32(&case[key]),
-                1e-4,
+                2e-5,
                 &format!("{key} {what}"),
             );
         }
