@@ -4,6 +4,7 @@
 //! seeded sampling. The denoiser is `unet::UNet`. Images are scaled to [-1, 1]; all noise is
 //! drawn on the host from `Rng`, so a seed gives the same samples on every device.
 
+pub mod run;
 pub mod unet;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};

@@ -355,3 +355,115 @@ fn configurations_the_unet_cannot_take_are_clear_errors() {
         "invalid option `sampler`: unknown sampler \"euler\"; use one of ddim, ddpm"
     );
 }
+
+fn tiny_run_config() -> run::DiffusionConfig {
+    run::DiffusionConfig {
+        steps: 3,
+        batch: 2,
+        channels: 4,
+        channel_mult: vec![1, 2],
+        attention_at: vec![],
+        ..Default::default()
+    }
+}
+
+fn tiny_real() -> crate::data::Dataset {
+    crate::data::synthetic::synthetic(&crate::data::synthetic::SyntheticSpec {
+        n: 8,
+        seed: 0,
+        size: 16,
+        split: "train".into(),
+    })
+    .unwrap()
+}
+
+/// A generator is a cached run: trained once, then loaded with the same weights (the same
+/// samples), its folder holding config, metrics and result; samples are a u8 dataset with
+/// labels -1.
+#[test]
+fn a_generator_run_is_cached_and_samples_a_dataset() {
+    let dir = std::env::temp_dir().join(format!("adainf-diffusion-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let device = Device::flex();
+    let real = tiny_real();
+    let cfg = tiny_run_config();
+    let first = run::train(&real, &cfg, &dir, &device, |_| {}).unwrap();
+    assert!(!first.cached);
+    assert_eq!(first.metrics.last().unwrap().step, 3);
+    for f in ["config.json", "metrics.jsonl", "result.json", "ema.bpk"] {
+        assert!(first.dir.join(f).exists(), "{f}");
+    }
+    let again = run::train(&real, &cfg, &dir, &device, |_| {}).unwrap();
+    assert!(again.cached);
+    assert_eq!(again.result, first.result);
+    let sc = run::SampleConfig {
+        steps: 4,
+        batch: 2,
+        ..Default::default()
+    };
+    let a = first.sample(3, &sc, &device, |_| {}).unwrap();
+    let b = again.sample(3, &sc, &device, |_| {}).unwrap();
+    assert_eq!(a.len(), 3);
+    assert_eq!(a.shape(), [16, 16, 3]);
+    let (ha, hb) = (
+        crate::data::loader::gather(&a, &[0, 1, 2]),
+        crate::data::loader::gather(&b, &[0, 1, 2]),
+    );
+    assert_eq!(ha.labels, vec![-1; 3]);
+    assert_eq!(
+        ha.pixels, hb.pixels,
+        "the cached weights sample the same images"
+    );
+    // Another seed of the generator is another run.
+    let other = run::DiffusionConfig { seed: 1, ..cfg };
+    assert_ne!(
+        run::train(&real, &other, &dir, &device, |_| {})
+            .unwrap()
+            .dir,
+        first.dir
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Options the generator cannot take fail before anything is written.
+#[test]
+fn bad_generator_options_write_nothing() {
+    let dir = std::env::temp_dir().join(format!("adainf-diffusion-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let device = Device::flex();
+    let real = tiny_real();
+    let cases: Vec<(run::DiffusionConfig, &str)> = vec![
+        (
+            run::DiffusionConfig {
+                timesteps: 0,
+                ..tiny_run_config()
+            },
+            "timesteps",
+        ),
+        (
+            run::DiffusionConfig {
+                channel_mult: vec![1, 2, 2, 2, 2, 2],
+                ..tiny_run_config()
+            },
+            "multiple of 32",
+        ),
+        (
+            run::DiffusionConfig {
+                steps: 0,
+                ..tiny_run_config()
+            },
+            "steps",
+        ),
+    ];
+    for (cfg, want) in cases {
+        let err = run::train(&real, &cfg, &dir, &device, |_| {})
+            .err()
+            .expect("an error")
+            .to_string();
+        assert!(err.contains(want), "{err}");
+        assert!(!dir.exists(), "nothing written for {want}");
+    }
+    let unknown: std::result::Result<run::DiffusionConfig, _> =
+        serde_json::from_str(r#"{"stpes": 3}"#);
+    assert!(unknown.unwrap_err().to_string().contains("stpes"));
+}
