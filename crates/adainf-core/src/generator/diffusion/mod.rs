@@ -266,12 +266,10 @@ impl Trainer {
     /// A trainer for `model` (built on an autodiff device).
     pub fn new(model: UNet, schedule: Schedule, settings: TrainSettings) -> Self {
         let ema = model.clone().valid();
-        let optimizer = ModuleOptimizer::from(
-            AdamWConfig::new()
-                .with_weight_decay(0.0)
-                .with_epsilon(1e-8)
-                .init(),
-        );
+        let optimizer: ModuleOptimizer = AdamWConfig::new()
+            .with_weight_decay(0.0)
+            .with_epsilon(1e-8)
+            .init();
         Trainer {
             model,
             ema,

@@ -70,13 +70,13 @@ impl UNetConfig {
     /// option to change.
     pub fn check(&self) -> Result<()> {
         let c = self.channels;
-        if c < 2 || c > 1024 || c % 2 != 0 {
+        if !(2..=1024).contains(&c) || !c.is_multiple_of(2) {
             return Err(Error::config(
                 "channels",
                 format!("must be an even number between 2 and 1024, got {c}"),
             ));
         }
-        if c > 32 && c % 32 != 0 {
+        if c > 32 && !c.is_multiple_of(32) {
             return Err(Error::config(
                 "channels",
                 format!(
@@ -109,7 +109,7 @@ impl UNetConfig {
         }
         let levels = self.channel_mult.len();
         let factor = 1usize << (levels - 1);
-        if self.image_size == 0 || self.image_size % factor != 0 {
+        if self.image_size == 0 || !self.image_size.is_multiple_of(factor) {
             return Err(Error::config(
                 "data",
                 format!(
