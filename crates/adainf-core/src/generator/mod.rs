@@ -8,6 +8,7 @@
 //! `replay` makes a set again from its recipe (`data::recipe::Recipe::build`), fitting and
 //! sampling generators where the recipe says so.
 
+pub mod diffusion;
 pub mod replay;
 
 use burn::tensor::{Device, Tensor};

@@ -1,4 +1,5 @@
-//! The `gen` module (a Gaussian-mixture generator, the generator gap) and the `Generator` handle.
+//! The `gen` module (a Gaussian-mixture generator, the DDPM generator, the generator gap) and
+//! the `Generator` and `DiffusionGenerator` handles.
 
 use super::*;
 
@@ -27,8 +28,81 @@ impl GeneratorHandle {
     }
 }
 
+/// A trained DDPM generator (`gen::diffusion`) as a script handle.
+#[derive(Clone)]
+pub struct DiffusionHandle {
+    run: Rc<DiffusionRun>,
+    device: burn::tensor::Device,
+}
+
+/// The options of `gen::diffusion` as the core's config: list options must hold whole numbers;
+/// `device` and `precision` are not part of the run's identity.
+fn diffusion_config(opts: &Map) -> Res<DiffusionConfig> {
+    const FN: &str = "gen::diffusion";
+    options::check(FN, opts, DIFFUSION)?;
+    let mut json = options::to_json(opts, DIFFUSION);
+    if let serde_json::Value::Object(obj) = &mut json {
+        obj.remove("device");
+        obj.remove("precision");
+        for key in ["channel_mult", "attention_at"] {
+            if let Some(serde_json::Value::Array(values)) = obj.get_mut(key) {
+                for v in values.iter_mut() {
+                    let x = v.as_f64().unwrap_or(-1.0);
+                    if x < 0.0 || x.fract() != 0.0 {
+                        return fail(format!(
+                            "{FN}: invalid option `{key}`: expected whole numbers, got {x}"
+                        ));
+                    }
+                    *v = serde_json::Value::from(x as u64);
+                }
+            }
+        }
+    }
+    serde_json::from_value(json).or_else(|e| fail(format!("bad options for {FN}: {e}")))
+}
+
 /// `Generator`: `info()` with its gap against the images it was fitted on.
 pub(super) fn register_type(engine: &mut Engine, state: &Rc<HostState>) {
+    engine.register_type_with_name::<DiffusionHandle>("DiffusionGenerator");
+    engine.register_get("id", |g: &mut DiffusionHandle| g.run.result.id.clone());
+    engine.register_get("dir", |g: &mut DiffusionHandle| {
+        g.run.dir.display().to_string()
+    });
+    engine.register_get("cached", |g: &mut DiffusionHandle| g.run.cached);
+    engine.register_get("metrics", |g: &mut DiffusionHandle| -> Array {
+        g.run
+            .metrics
+            .iter()
+            .map(|m| {
+                let mut row = Map::new();
+                row.insert("step".into(), (m.step as i64).into());
+                row.insert("loss".into(), m.loss.into());
+                row.insert("images_per_s".into(), m.images_per_s.into());
+                row.into()
+            })
+            .collect()
+    });
+    engine.register_fn("info", |g: &mut DiffusionHandle| -> Map {
+        let r = &g.run.result;
+        let mut m = Map::new();
+        m.insert("id".into(), r.id.clone().into());
+        m.insert("steps".into(), (r.steps as i64).into());
+        m.insert("final_loss".into(), r.final_loss.into());
+        m.insert("images_per_s".into(), r.images_per_s.into());
+        m.insert("train_seconds".into(), r.train_seconds.into());
+        m.insert(
+            "timesteps".into(),
+            (g.run.schedule.timesteps() as i64).into(),
+        );
+        m.insert(
+            "parameters".into(),
+            (burn::module::Module::num_params(&g.run.model) as i64).into(),
+        );
+        m
+    });
+    engine.register_fn("to_string", |g: &mut DiffusionHandle| {
+        format!("DiffusionGenerator({})", g.run.result.id)
+    });
     engine.register_type_with_name::<GeneratorHandle>("Generator");
     let st = state.clone();
     engine.register_fn("info", move |g: &mut GeneratorHandle| -> Res<Map> {
@@ -74,8 +148,74 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
         })
     });
     let st = state.clone();
+    register!(m, "diffusion", move |real: Dataset,
+                                    opts: Map|
+          -> Res<DiffusionHandle> {
+        let cfg = diffusion_config(&opts)?;
+        if let Some(p) = opts.get("precision") {
+            let p = p.to_string();
+            if p != "f32" {
+                return fail(format!(
+                    "gen::diffusion: invalid option `precision`: \"{p}\" is not supported yet; only \"f32\""
+                ));
+            }
+        }
+        let device = match opts.get("device") {
+            Some(name) => core(DeviceSpec::parse(&name.to_string()).and_then(|d| d.open()))?,
+            None => st.device.clone(),
+        };
+        let mut progress = (st.progress)();
+        progress.start("gen::diffusion", cfg.steps, false);
+        let run = core(diffusion::run::train(
+            &real,
+            &cfg,
+            &st.runs_dir,
+            &device,
+            |step| progress.update(step, f64::NAN, 0.0),
+        ))?;
+        progress.finish(&format!(
+            "generator {} (loss {:.4})",
+            run.result.id, run.result.final_loss
+        ));
+        Ok(DiffusionHandle {
+            run: Rc::new(run),
+            device,
+        })
+    });
+    let st = state.clone();
+    let sample_diffusion = move |g: DiffusionHandle, n: i64, opts: Map| -> Res<Dataset> {
+        let cfg: diffusion::run::SampleConfig = parsed("gen::sample", &opts, SAMPLE)?;
+        if n <= 0 {
+            return fail(format!("gen::sample: n must be at least 1, got {n}"));
+        }
+        let mut progress = (st.progress)();
+        progress.start("gen::sample", n as usize, false);
+        let out = core(g.run.sample(n as usize, &cfg, &g.device, |done| {
+            progress.update(done, f64::NAN, 0.0)
+        }))?;
+        progress.finish(&format!("{n} samples"));
+        Ok(out)
+    };
+    let sample_diffusion_default = sample_diffusion.clone();
+    register!(m, "sample", move |g: DiffusionHandle,
+                                 n: i64,
+                                 opts: Map|
+          -> Res<Dataset> {
+        sample_diffusion(g, n, opts)
+    });
+    register!(m, "sample", move |g: DiffusionHandle,
+                                 n: i64|
+          -> Res<Dataset> {
+        sample_diffusion_default(g, n, Map::new())
+    });
+    let st = state.clone();
     let sample = move |g: GeneratorHandle, n: i64, opts: Map| -> Res<Dataset> {
         options::check("gen::sample", &opts, SAMPLE)?;
+        if let Some(k) = opts.keys().find(|k| k.as_str() != "seed") {
+            return fail(format!(
+                "gen::sample: `{k}` applies to diffusion generators only; a Gaussian-mixture generator takes only `seed`"
+            ));
+        }
         g.sample(
             n.max(0) as usize,
             int_or(&opts, "seed", 0) as u64,
@@ -133,7 +273,73 @@ pub const GMM: &[Opt] = &[
     ),
 ];
 
-pub const SAMPLE: &[Opt] = &[opt("seed", Kind::Int, "random seed (default 0)")];
+pub const SAMPLE: &[Opt] = &[
+    opt("seed", Kind::Int, "random seed (default 0)"),
+    opt(
+        "steps",
+        Kind::Int,
+        "diffusion: reverse steps, at most the generator's timesteps (default 50)",
+    ),
+    opt(
+        "sampler",
+        Kind::Str,
+        "diffusion: \"ddim\" (default) or \"ddpm\"",
+    ),
+    opt(
+        "eta",
+        Kind::Float,
+        "diffusion: DDIM's η in [0, 1] (default 0: deterministic)",
+    ),
+    opt(
+        "batch",
+        Kind::Int,
+        "diffusion: images per batch (default 64)",
+    ),
+];
+
+pub const DIFFUSION: &[Opt] = &[
+    opt("steps", Kind::Int, "optimisation steps (default 1000)"),
+    opt("batch", Kind::Int, "images per step (default 64)"),
+    opt("lr", Kind::Float, "AdamW learning rate (default 2e-4)"),
+    opt(
+        "channels",
+        Kind::Int,
+        "UNet channels of the first level: 128 = the paper's 35.7M-parameter model (default 32)",
+    ),
+    opt(
+        "channel_mult",
+        Kind::Floats,
+        "channel multiplier per level, whole numbers (default [1, 2, 2, 2])",
+    ),
+    opt(
+        "attention_at",
+        Kind::Floats,
+        "resolutions with self-attention (default [16])",
+    ),
+    opt(
+        "dropout",
+        Kind::Float,
+        "dropout in the residual blocks (default 0.1)",
+    ),
+    opt(
+        "timesteps",
+        Kind::Int,
+        "diffusion steps T of the linear β schedule (default 1000)",
+    ),
+    opt(
+        "ema",
+        Kind::Float,
+        "EMA decay of the sampling weights (default 0.9999)",
+    ),
+    opt("flip", Kind::Bool, "random horizontal flips (default true)"),
+    opt("seed", Kind::Int, "random seed (default 0)"),
+    opt(
+        "device",
+        Kind::Str,
+        "flex, wgpu, vulkan, cuda or cuda:N (default: the command's --device); not part of the run id",
+    ),
+    opt("precision", Kind::Str, "\"f32\" only for now (default)"),
+];
 
 pub const GAP: &[Opt] = &[
     opt(
@@ -181,9 +387,15 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             GMM,
         ),
         entry(
+            "gen::diffusion",
+            "gen::diffusion(real, opts) -> DiffusionGenerator",
+            "trains a DDPM (the UNet of Ho et al. 2020, ε-prediction, linear β, AdamW, EMA weights) on real images as a cached run (id, dir, cached, metrics, info())",
+            DIFFUSION,
+        ),
+        entry(
             "gen::sample",
             "gen::sample(generator, n, opts) -> Dataset",
-            "n generated images (labels -1)",
+            "n generated images (labels -1); steps, sampler, eta and batch apply to diffusion generators",
             SAMPLE,
         ),
         entry(
@@ -205,4 +417,110 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             &[],
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    //! `gen::diffusion` and `gen::sample` on a diffusion generator, from a script.
+
+    use std::path::{Path, PathBuf};
+
+    use burn::tensor::Device;
+    use rhai::Map;
+
+    use crate::train::{CancelFlag, Silent};
+    use crate::{Host, HostConfig};
+
+    fn run(dir: &Path, source: &str) -> Result<(), String> {
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join("diffusion.rhai");
+        std::fs::write(&path, source).unwrap();
+        let config = HostConfig {
+            device: Device::flex(),
+            device_name: "flex".into(),
+            runs_dir: dir.join("runs"),
+            max_operations: 0,
+            params: Map::new(),
+            lib_dirs: vec![],
+            cancel: CancelFlag::new(),
+            executor: Default::default(),
+            retry_failed: false,
+        };
+        Host::new(config, Box::new(|| Box::new(Silent)))
+            .run_file(&path)
+            .map_err(|e| e.message)
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("adainf-gen-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    const TINY: &str =
+        "steps: 2, batch: 2, channels: 4, channel_mult: [1, 2], attention_at: [], timesteps: 20";
+
+    #[test]
+    fn train_cache_sample_save_and_inflate() {
+        let dir = temp("ok");
+        let script = format!(
+            r#"
+let real = data::synthetic(#{{ n: 8, size: 16, seed: 0 }});
+let g = gen::diffusion(real, #{{ {TINY} }});
+if g.cached {{ throw "trained before?"; }}
+if g.metrics.len() == 0 || g.metrics[0].step < 1 {{ throw "no metrics"; }}
+let again = gen::diffusion(real, #{{ {TINY} }});
+if !again.cached || again.id != g.id {{ throw "not cached"; }}
+let s = gen::sample(g, 3, #{{ steps: 5, sampler: "ddpm", batch: 2, seed: 1 }});
+if s.len() != 3 {{ throw "wrong count"; }}
+data::save_npz(s, "samples.npz");
+let back = data::npz("samples.npz");
+if back.len() != 3 {{ throw "npz"; }}
+let mix = data::inflate(real, s, #{{ dup: 1 }});
+if mix.len() != 11 {{ throw `inflate: ${{mix.len()}}`; }}
+"#
+        );
+        run(&dir, &script).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_options_are_clear_errors_with_nothing_written() {
+        let cases = [
+            ("stpes: 3", "`stpes`"),
+            ("timesteps: 0", "timesteps"),
+            ("channel_mult: [1, 2, 2, 2, 2, 2]", "multiple of 32"),
+            ("channel_mult: [1.5]", "whole numbers"),
+            ("precision: \"bf16\"", "precision"),
+        ];
+        for (i, (opts, want)) in cases.iter().enumerate() {
+            let dir = temp(&format!("bad{i}"));
+            let script = format!(
+                "let real = data::synthetic(#{{ n: 4, size: 16 }});\nlet g = gen::diffusion(real, #{{ {opts} }});\n"
+            );
+            let e = run(&dir, &script).unwrap_err();
+            assert!(
+                e.contains(want) && e.contains("diffusion.rhai:2:"),
+                "{opts}: {e}"
+            );
+            assert!(!dir.join("runs").exists(), "{opts}: nothing written");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        // Sampling with more steps than the generator's timesteps, or an unknown sampler.
+        for (opts, want) in [
+            ("steps: 21", "timesteps (20)"),
+            ("sampler: \"euler\"", "euler"),
+        ] {
+            let dir = temp("badsample");
+            let script = format!(
+                "let real = data::synthetic(#{{ n: 4, size: 16 }});\nlet g = gen::diffusion(real, #{{ {TINY} }});\nlet s = gen::sample(g, 2, #{{ {opts} }});\n"
+            );
+            let e = run(&dir, &script).unwrap_err();
+            assert!(
+                e.contains(want) && e.contains("diffusion.rhai:3:"),
+                "{opts}: {e}"
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 }

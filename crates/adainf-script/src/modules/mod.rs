@@ -25,6 +25,10 @@ use crate::data::synthetic::{GeneratorSpec, SyntheticSpec};
 use crate::device::DeviceSpec;
 use crate::eval::linear::LinearProbeConfig;
 use crate::eval::runs::{self, Encoder, KnnConfig};
+use crate::generator::diffusion::{
+    self,
+    run::{DiffusionConfig, DiffusionRun},
+};
 use crate::generator::{Gmm, GmmConfig, fit_gmm, frechet};
 use crate::method::Method;
 use crate::report::{self, Cell, Row};
