@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 /// `eval::runs` (evaluating finished runs) sits above `train`; the rest of `eval` (the probes
 /// the training loop calls) below it.
 const CORE_LAYERS: &[&[&str]] = &[
-    &["error", "rng", "tensor", "png", "linalg"],
+    &["error", "files", "rng", "tensor", "png", "linalg"],
     &["data"],
     &["augment", "model", "method", "optim", "device"],
     &["generator"],

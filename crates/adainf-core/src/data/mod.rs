@@ -467,6 +467,31 @@ impl Dataset {
     }
 }
 
+/// What a dataset contributes to a run's identity and record.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DataRef {
+    /// Fingerprint of the dataset's contents.
+    pub fingerprint: String,
+    /// Human-readable description of the dataset (e.g. its source).
+    pub description: String,
+    /// Number of items.
+    pub len: usize,
+    /// Recipe attributes shown in reports (e.g. `dup`, `n_real`, `n_generated`).
+    pub attributes: Vec<(String, String)>,
+}
+
+impl DataRef {
+    /// The fingerprint, description, length and attributes of `d`.
+    pub fn of(d: &Dataset) -> Self {
+        DataRef {
+            fingerprint: d.fingerprint().into(),
+            description: d.description().into(),
+            len: d.len(),
+            attributes: d.attributes().to_vec(),
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn tiny_store(n: usize, classes: usize, seed: u8) -> ImageStore {
     let pixels: Vec<u8> = (0..n * 4 * 4 * 3)

@@ -67,7 +67,7 @@ pub fn live_lines(runs_dir: &Path, ids: &[&str]) -> Vec<String> {
             let last = read_metrics(&dir.join("metrics.jsonl"))
                 .ok()
                 .and_then(|m| m.last().cloned());
-            let short = &id[..id.len().min(12)];
+            let short = super::short_id(id);
             match last {
                 Some(m) => format!("  run {short}: step {} · loss {:.4}", m.step, m.loss),
                 None => format!("  run {short}: starting"),
@@ -85,12 +85,13 @@ pub fn run_workers(
     progress: &mut dyn Progress,
     cancel: &CancelFlag,
 ) -> Result<()> {
-    let mut queue: Vec<(String, PathBuf)> = Vec::new();
+    let mut queue: Vec<(String, PathBuf, Option<&str>)> = Vec::new();
     for r in requests {
         if needs_training(runs_dir, &r.id, workers.retry_failed)
-            && !queue.iter().any(|(id, _)| *id == r.id)
+            && !queue.iter().any(|(id, ..)| *id == r.id)
         {
-            queue.push((r.id.clone(), write_request(runs_dir, r)?));
+            let path = write_request(runs_dir, r)?;
+            queue.push((r.id.clone(), path, r.device.as_deref()));
         }
     }
     if queue.is_empty() {
@@ -121,9 +122,10 @@ pub fn run_workers(
                 finished += 1;
             }
             if entry.is_none()
-                && let Some((id, path)) = queue.pop()
+                && let Some((id, path, asked)) = queue.pop()
             {
-                let device = &workers.devices[slot % workers.devices.len().max(1)];
+                // The run's own `device` option first, else the slot's.
+                let device = asked.unwrap_or(&workers.devices[slot % workers.devices.len().max(1)]);
                 *entry = Some((spawn(workers, runs_dir, &id, &path, device)?, id));
             }
         }

@@ -51,6 +51,10 @@ pub struct RunRequest {
     /// Report columns of the script (not part of the run id).
     #[serde(default)]
     pub tags: serde_json::Map<String, serde_json::Value>,
+    /// The device the script asked this run to train on (its `device` option), which a
+    /// local worker opens instead of its slot's; None: the slot's (not part of the run id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 fn data_request(d: &Dataset) -> Result<DataRequest> {
@@ -94,6 +98,7 @@ impl RunRequest {
             checkpoint_every: req.checkpoint_every,
             placement,
             tags,
+            device: None,
         })
     }
 

@@ -197,8 +197,9 @@ pub fn run_array(
     }
     let mut ids: Vec<String> = Vec::new();
     for r in requests {
-        let live = super::claim::state(&run_dir(runs_dir, &r.id))
-            .is_some_and(|s| s.age < super::claim::timeout());
+        // The same rule as everywhere else: a claim is live when fresh and its owner is not
+        // known to be gone.
+        let live = super::claim::held_live(&run_dir(runs_dir, &r.id));
         if needs_training(runs_dir, &r.id, sub.retry_failed) && !live && !ids.contains(&r.id) {
             write_request(runs_dir, r)?;
             ids.push(r.id.clone());

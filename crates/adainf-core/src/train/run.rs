@@ -12,9 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use super::config::PretrainConfig;
 use crate::augment::ViewPair;
+pub use crate::data::DataRef;
+use crate::data::Dataset;
 use crate::data::batches::Placement;
-use crate::data::{Dataset, hash_hex};
+use crate::data::hash_hex;
 use crate::error::{Error, Result};
+pub use crate::files::{write_atomic, write_json};
 
 /// A run's request, as the driver (or an in-process run with recipes) wrote it.
 pub const REQUEST_FILE: &str = "request.json";
@@ -24,31 +27,6 @@ pub const REQUEST_FILE: &str = "request.json";
 /// 3: initial weights come from the seeded host generator on every device. 4: hue jitter is
 /// torchvision's HSV shift instead of a YIQ rotation.)
 const FORMAT: u32 = 4;
-
-/// What a dataset contributes to a run's identity and record.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DataRef {
-    /// Fingerprint of the dataset's contents.
-    pub fingerprint: String,
-    /// Human-readable description of the dataset (e.g. its source).
-    pub description: String,
-    /// Number of items.
-    pub len: usize,
-    /// Recipe attributes shown in reports (e.g. `dup`, `n_real`, `n_generated`).
-    pub attributes: Vec<(String, String)>,
-}
-
-impl DataRef {
-    /// The fingerprint, description, length and attributes of `d`.
-    pub fn of(d: &Dataset) -> Self {
-        DataRef {
-            fingerprint: d.fingerprint().into(),
-            description: d.description().into(),
-            len: d.len(),
-            attributes: d.attributes().to_vec(),
-        }
-    }
-}
 
 /// Everything that determines a run's result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -156,22 +134,6 @@ pub struct FinishedRun {
 /// The folder of run `id` under `runs_dir`.
 pub fn run_dir(runs_dir: &Path, id: &str) -> PathBuf {
     runs_dir.join(id)
-}
-
-/// Writes `path` through a temporary file renamed into place. The temporary name is unique to
-/// the process and the call, so two processes writing the same file never share it.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
-    fs::write(&tmp, contents).map_err(|e| Error::file(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
-}
-
-/// Writes `value` as pretty-printed JSON, atomically (`write_atomic`).
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::file(path, e))?;
-    write_atomic(path, text.as_bytes())
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {

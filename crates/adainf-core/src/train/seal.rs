@@ -11,8 +11,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::run::write_json;
 use crate::error::{Error, Result};
+use crate::files::write_json;
 
 /// A finished run's seal.
 pub const SEAL_FILE: &str = "seal.json";

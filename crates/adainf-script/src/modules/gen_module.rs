@@ -440,6 +440,7 @@ mod tests {
             device_name: "flex".into(),
             runs_dir: dir.join("runs"),
             max_operations: 0,
+            max_memory_gib: 1,
             params: Map::new(),
             lib_dirs: vec![],
             cancel: CancelFlag::new(),

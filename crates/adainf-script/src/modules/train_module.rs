@@ -110,6 +110,8 @@ struct Prepared {
     aug: ViewPair,
     tags: Map,
     device: burn::tensor::Device,
+    /// The run's `device` option as written (forwarded to `--jobs` workers).
+    device_name: Option<String>,
     placement: Placement,
     checkpoint_every: usize,
 }
@@ -231,6 +233,7 @@ fn prepare(ctx: &NativeCallContext, function: &str, st: &HostState, opts: &Map) 
             .and_then(|t| t.clone().try_cast::<Map>())
             .unwrap_or_default(),
         device,
+        device_name: opts.get("device").map(|d| d.to_string()),
         placement,
         checkpoint_every: int_or(opts, "checkpoint_every", 0) as usize,
         data,
@@ -254,7 +257,9 @@ impl Prepared {
             .iter()
             .map(|(k, v)| (k.to_string(), tag_json(v)))
             .collect();
-        core(RunRequest::new(&self.request(), self.placement, tags))
+        let mut request = core(RunRequest::new(&self.request(), self.placement, tags))?;
+        request.device = self.device_name.clone();
+        Ok(request)
     }
 }
 

@@ -14,12 +14,13 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::{Schedule, TrainSettings, Trainer, UNet, UNetConfig};
+use crate::data::DataRef;
 use crate::data::loader::gather;
 use crate::data::{Dataset, ImageStore, UNLABELED, hash_hex};
 use crate::error::{Error, Result};
+use crate::files::{write_atomic, write_json};
 use crate::rng::Rng;
 use crate::tensor::{floats, read_floats};
-use crate::train::run::{DataRef, write_atomic, write_json};
 
 /// Bump when the training semantics change, so old cached generators are not reused.
 const FORMAT: u32 = 1;
