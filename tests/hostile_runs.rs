@@ -158,7 +158,8 @@ fn a_changed_finished_run_is_reported_and_retrained_on_retry() {
     assert!(first.contains("cached=true"), "{first}");
     let accuracy = value(&first, "acc");
     let knn = value(&first, "knn");
-    let edits: [(&str, fn(&Path)); 5] = [
+    type Edit = (&'static str, fn(&Path));
+    let edits: [Edit; 5] = [
         ("result.json", |p| {
             let t = std::fs::read_to_string(p).unwrap();
             let mut j: serde_json::Value = serde_json::from_str(&t).unwrap();

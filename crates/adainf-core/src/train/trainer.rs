@@ -55,17 +55,20 @@ impl Encoder {
 
 /// What each method adds to the shared state, built from its typed settings: the momentum
 /// target and MoCo's queues exist exactly for the methods that use them.
+// One per trainer, built once and never moved on a hot path: the size of its largest variant
+// costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum MethodState {
     /// SimCLR: nothing beyond the encoder.
     Simclr,
     /// MoCo v2+: momentum target and key queues.
     Mocov2 {
-        target: Encoder,
+        target: Box<Encoder>,
         queue: KeyQueue,
         ema: Ema,
     },
     /// BYOL: momentum target (the predictor is part of the online encoder).
-    Byol { target: Encoder, ema: Ema },
+    Byol { target: Box<Encoder>, ema: Ema },
     /// Barlow Twins: its loss weights.
     Barlow { lambda: f64, scale: f64 },
 }
@@ -74,7 +77,9 @@ impl MethodState {
     /// The momentum target, for the methods that have one.
     pub(super) fn target(&self) -> Option<&Encoder> {
         match self {
-            MethodState::Mocov2 { target, .. } | MethodState::Byol { target, .. } => Some(target),
+            MethodState::Mocov2 { target, .. } | MethodState::Byol { target, .. } => {
+                Some(target.as_ref())
+            }
             _ => None,
         }
     }
@@ -83,7 +88,7 @@ impl MethodState {
     pub(super) fn target_mut(&mut self) -> Option<(&mut Encoder, Ema)> {
         match self {
             MethodState::Mocov2 { target, ema, .. } | MethodState::Byol { target, ema } => {
-                Some((target, *ema))
+                Some((target.as_mut(), *ema))
             }
             _ => None,
         }
@@ -159,10 +164,10 @@ impl Trainer {
             (encoder, LinearConfig::new(feat, classes.max(1)).init(host))
         });
         let target = || {
-            momentum_copy(&Encoder {
+            Box::new(momentum_copy(&Encoder {
                 predictor: None,
                 ..encoder.clone()
-            })
+            }))
         };
         let state = match settings {
             MethodSettings::Simclr => MethodState::Simclr,
