@@ -164,3 +164,40 @@ fn f16_on_vulkan_tracks_f32_on_flex() {
         "f16 on vulkan {half} vs f32 on flex {reference}"
     );
 }
+
+/// A run's own `device` option reaches the `--jobs` worker that trains it (the command's
+/// `--device` is only the default): each worker's log says it opened wgpu.
+#[cfg(feature = "wgpu")]
+#[test]
+fn a_runs_device_option_reaches_its_jobs_worker() {
+    let ws = Workspace::new("device-jobs");
+    let script = ws.script(
+        "jobs.rhai",
+        r#"
+let real = data::synthetic(#{ n: 32, seed: 5, size: 8 });
+let base = #{ data: real, device: "wgpu", backbone: "resnet10", width: 4, batch: 8, steps: 2,
+              optimizer: "sgd", lr: 0.05, warmup: 0, proj_hidden: 16, proj_dim: 8, log_every: 1 };
+let runs = train::pretrain_all([base + #{ seed: 1 }, base + #{ seed: 2 }]);
+print(`trained=${runs.len()}`);
+"#,
+    );
+    let out = bin()
+        .arg("run")
+        .arg(&script)
+        .args(["--quiet", "--device", "flex", "--jobs", "2", "--runs-dir"])
+        .arg(ws.0.join("runs"))
+        .env("CUBECL_AUTOTUNE_LEVEL", "minimal")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(value(&stdout, "trained"), "2");
+    let logs: Vec<String> = std::fs::read_dir(ws.0.join("runs"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path().join("worker.log")).unwrap())
+        .collect();
+    assert_eq!(logs.len(), 2);
+    for log in logs {
+        assert!(log.contains("on device wgpu"), "{log}");
+    }
+}

@@ -392,6 +392,8 @@ fn worker(args: WorkerArgs) -> ExitCode {
         Ok(d) => d,
         Err(e) => return report(&e, 1),
     };
+    // The first line of each worker.log: which device the run trains on.
+    eprintln!("worker {}: on device {}", std::process::id(), args.device);
     let cancel = CancelFlag::new();
     let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, cancel.flag());
     let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, cancel.flag());
