@@ -178,6 +178,13 @@ fn task_alive(dir: &Path) -> Result<bool> {
     Ok(live_tasks(task.trim())?.is_none_or(|tasks| !tasks.is_empty()))
 }
 
+/// Whether run `id` is submitted now: it still needs training and no live process holds its
+/// claim (`claim::held_live`, the rule used everywhere else: fresh, and its owner not known to
+/// be gone; a fresh claim of a process that exited does not hold a run back).
+fn to_submit(runs_dir: &Path, id: &str, retry_failed: bool) -> bool {
+    needs_training(runs_dir, id, retry_failed) && !super::claim::held_live(&run_dir(runs_dir, id))
+}
+
 /// Submits the runs of `requests` that need training as one array job and waits for them.
 pub fn run_array(
     requests: &[RunRequest],
@@ -197,10 +204,7 @@ pub fn run_array(
     }
     let mut ids: Vec<String> = Vec::new();
     for r in requests {
-        // The same rule as everywhere else: a claim is live when fresh and its owner is not
-        // known to be gone.
-        let live = super::claim::held_live(&run_dir(runs_dir, &r.id));
-        if needs_training(runs_dir, &r.id, sub.retry_failed) && !live && !ids.contains(&r.id) {
+        if to_submit(runs_dir, &r.id, sub.retry_failed) && !ids.contains(&r.id) {
             write_request(runs_dir, r)?;
             ids.push(r.id.clone());
         }
@@ -398,6 +402,42 @@ pub fn run_array(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fresh claim of a process of this machine that exited does not hold a run back from
+    /// the array; a live one does (Linux: the owner's /proc entry is looked at).
+    #[test]
+    fn a_fresh_claim_of_an_exited_process_does_not_hold_a_run_back() {
+        if !Path::new("/proc/self").exists() {
+            return;
+        }
+        let runs = std::env::temp_dir().join(format!("adainf-slurm-claims-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&runs);
+        let claim_file = |id: &str, owner: &super::super::claim::Owner| {
+            let dir = run_dir(&runs, id);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join(super::super::claim::CLAIM_FILE),
+                serde_json::to_string(owner).unwrap(),
+            )
+            .unwrap();
+        };
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        let me = super::super::claim::Owner::me();
+        claim_file(
+            "gone",
+            &super::super::claim::Owner {
+                pid: dead_pid,
+                ..me.clone()
+            },
+        );
+        claim_file("live", &me);
+        assert!(to_submit(&runs, "gone", false));
+        assert!(!to_submit(&runs, "live", false));
+        assert!(to_submit(&runs, "unclaimed", false));
+        std::fs::remove_dir_all(&runs).unwrap();
+    }
 
     #[test]
     fn the_job_script_carries_the_options() {
