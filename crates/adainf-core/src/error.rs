@@ -56,3 +56,15 @@ impl Error {
 
 /// A result whose error is the core library's `Error`.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Parses `name` as a value of a closed set whose accepted names are `names`; otherwise a config
+/// error on `key` that lists them (`unknown <key> "<name>"; use one of a, b`). Every typed enum
+/// of the options parses through it.
+pub fn parse_one_of<T: std::str::FromStr>(key: &str, name: &str, names: &[&str]) -> Result<T> {
+    name.parse().map_err(|_| {
+        Error::config(
+            key,
+            format!("unknown {key} \"{name}\"; use one of {}", names.join(", ")),
+        )
+    })
+}

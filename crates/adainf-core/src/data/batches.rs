@@ -15,7 +15,7 @@ use super::Dataset;
 use super::loader::{Batch, Sampler};
 use super::prefetch::{self, Prefetcher};
 use super::resident::ResidentData;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Largest dataset (distinct images, bytes on the device) that `auto` keeps on a GPU: a 1M
 /// 32×32 generated set plus its real data is about 3.2 GB.
@@ -53,15 +53,7 @@ impl Placement {
 
     /// The placement named `name` (one of `NAMES`); an error listing the names otherwise.
     pub fn parse(name: &str) -> Result<Self> {
-        name.parse().map_err(|_| {
-            Error::config(
-                "placement",
-                format!(
-                    "unknown placement \"{name}\"; use one of {}",
-                    Self::NAMES.join(", ")
-                ),
-            )
-        })
+        crate::error::parse_one_of("placement", name, Self::NAMES)
     }
 
     /// The lowercase name, as in `NAMES` and the serialized form.

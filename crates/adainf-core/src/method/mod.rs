@@ -11,7 +11,7 @@ pub mod queue;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Canonical method names, in `Method` variant order (strum's list, as an array).
 pub const METHODS: [&str; 4] = {
@@ -53,15 +53,7 @@ pub enum Method {
 impl Method {
     /// Parses a method name or alias (`mocov2plus`, `moco`, `barlow_twins`).
     pub fn parse(name: &str) -> Result<Self> {
-        name.parse().map_err(|_| {
-            Error::config(
-                "method",
-                format!(
-                    "unknown method \"{name}\"; use one of {}",
-                    METHODS.join(", ")
-                ),
-            )
-        })
+        crate::error::parse_one_of("method", name, &METHODS)
     }
 
     /// The canonical name, as in `METHODS`.

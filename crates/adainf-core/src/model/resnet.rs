@@ -44,15 +44,7 @@ impl Backbone {
 
     /// Parses a backbone name (`resnet18` or `resnet10`).
     pub fn parse(name: &str) -> Result<Self> {
-        name.parse().map_err(|_| {
-            Error::config(
-                "backbone",
-                format!(
-                    "unknown backbone \"{name}\"; use one of {}",
-                    Self::NAMES.join(", ")
-                ),
-            )
-        })
+        crate::error::parse_one_of("backbone", name, Self::NAMES)
     }
 
     /// The serialised name, as in `NAMES`.

@@ -7,7 +7,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{ModuleOptimizer, SgdConfig, decay::WeightDecayConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The pretraining optimiser, serialised as `lars` or `sgd`; both use momentum 0.9.
 #[derive(
@@ -47,15 +47,7 @@ impl OptimizerKind {
 
     /// Parses `lars` or `sgd`.
     pub fn parse(name: &str) -> Result<Self> {
-        name.parse().map_err(|_| {
-            Error::config(
-                "optimizer",
-                format!(
-                    "unknown optimizer \"{name}\"; use one of {}",
-                    <Self as strum::VariantNames>::VARIANTS.join(", ")
-                ),
-            )
-        })
+        crate::error::parse_one_of("optimizer", name, <Self as strum::VariantNames>::VARIANTS)
     }
 
     /// A module optimiser with momentum 0.9 (the official value for both).

@@ -121,15 +121,7 @@ impl Sampler {
 
     /// Parses a sampler name.
     pub fn parse(name: &str) -> Result<Self> {
-        name.parse().map_err(|_| {
-            Error::config(
-                "sampler",
-                format!(
-                    "unknown sampler \"{name}\"; use one of {}",
-                    Self::NAMES.join(", ")
-                ),
-            )
-        })
+        crate::error::parse_one_of("sampler", name, Self::NAMES)
     }
 }
 
