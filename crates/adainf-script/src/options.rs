@@ -66,6 +66,13 @@ pub const fn opt(key: &'static str, kind: Kind, doc: &'static str) -> Opt {
     Opt { key, kind, doc }
 }
 
+/// The `device` option of every run kind (pretraining, the diffusion generator): one row.
+pub const DEVICE: Opt = opt(
+    "device",
+    Kind::Str,
+    "flex, wgpu, vulkan, cuda or cuda:N (default: the command's --device); not part of the run id",
+);
+
 /// Human name of a script value's type.
 pub fn type_name(v: &Dynamic) -> String {
     let t = v.type_name();

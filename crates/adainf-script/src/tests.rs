@@ -3,7 +3,8 @@
 use super::*;
 use crate::train::Silent;
 
-fn host(dir: &Path) -> Host {
+/// A host on flex with its runs in `dir/runs` (also used by the modules' own tests).
+pub(crate) fn host(dir: &Path) -> Host {
     let config = HostConfig {
         device: Device::flex(),
         device_name: "flex".into(),

@@ -333,11 +333,7 @@ pub const DIFFUSION: &[Opt] = &[
     ),
     opt("flip", Kind::Bool, "random horizontal flips (default true)"),
     opt("seed", Kind::Int, "random seed (default 0)"),
-    opt(
-        "device",
-        Kind::Str,
-        "flex, wgpu, vulkan, cuda or cuda:N (default: the command's --device); not part of the run id",
-    ),
+    options::DEVICE,
     opt("precision", Kind::Str, "\"f32\" only for now (default)"),
 ];
 
@@ -425,29 +421,11 @@ mod tests {
 
     use std::path::{Path, PathBuf};
 
-    use burn::tensor::Device;
-    use rhai::Map;
-
-    use crate::train::{CancelFlag, Silent};
-    use crate::{Host, HostConfig};
-
     fn run(dir: &Path, source: &str) -> Result<(), String> {
         std::fs::create_dir_all(dir).unwrap();
         let path = dir.join("diffusion.rhai");
         std::fs::write(&path, source).unwrap();
-        let config = HostConfig {
-            device: Device::flex(),
-            device_name: "flex".into(),
-            runs_dir: dir.join("runs"),
-            max_operations: 0,
-            max_memory_gib: 1,
-            params: Map::new(),
-            lib_dirs: vec![],
-            cancel: CancelFlag::new(),
-            executor: Default::default(),
-            retry_failed: false,
-        };
-        Host::new(config, Box::new(|| Box::new(Silent)))
+        crate::tests::host(dir)
             .run_file(&path)
             .map_err(|e| e.message)
     }

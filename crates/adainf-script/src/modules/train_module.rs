@@ -439,11 +439,7 @@ pub const PRETRAIN: &[Opt] = &[
         Kind::Map,
         "extra columns for reports; not part of the run id",
     ),
-    opt(
-        "device",
-        Kind::Str,
-        "flex, wgpu, vulkan, cuda or cuda:N (default: the command's --device); not part of the run id",
-    ),
+    options::DEVICE,
     opt(
         "placement",
         Kind::Str,
