@@ -48,6 +48,46 @@ fn pushing_forever_ends_with_an_error() {
     );
 }
 
+/// `a = [a]` copies all of `a` (Rhai copies values whole), so a loop of it did quadratic work
+/// that neither the operation count nor the memory limit saw (10,000 levels took 6 s, 100,000
+/// would take ten minutes). The values a script copies now count against its operation budget:
+/// it stops there, with the message that says so.
+#[test]
+fn nesting_without_end_stops_at_the_operation_budget() {
+    let ws = Workspace::new("nest-forever");
+    let script = ws.script("nest.rhai", "let a = [];\nloop { a = [a]; }\n");
+    let limit = std::time::Duration::from_secs(120);
+    let out = ws
+        .run_bounded(&script, &["--max-operations", "2000000"], limit)
+        .expect("`loop { a = [a]; }` did not stop within 120 s");
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nest.rhai:2:")
+            && stderr.contains("operation budget")
+            && stderr.contains("--max-operations"),
+        "{stderr}"
+    );
+    assert!(
+        !ws.0.join("runs").exists(),
+        "a script that trains nothing wrote a runs folder"
+    );
+}
+
+/// What host functions allocate (here a whole pretraining run, thousands of tensors) is their
+/// own work: only the script's own copies count against the operation budget, so a small
+/// budget still trains.
+#[test]
+fn host_work_does_not_count_against_the_operation_budget() {
+    let (code, stdout, stderr) = run_source(
+        "host-work",
+        "let real = data::synthetic(#{ n: 64, seed: 3, size: 8 });\nlet run = train::pretrain(#{ data: real, width: 4, steps: 20, batch: 16 });\nprint(`trained ${run.id.len()}`);\n",
+        &["--max-operations", "1000"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("trained 24"), "{stdout}");
+}
+
 /// Values that double at each step stop at the memory limit with a message naming it and the
 /// flag that raises it, within one step of the limit.
 #[test]
@@ -56,7 +96,9 @@ fn doubling_data_stops_at_the_memory_limit() {
         ("string", "let s = \"x\";\nloop { s += s; }\n"),
         ("array", "let a = [1];\nloop { a = [a, a]; }\n"),
     ] {
-        let (code, _, stderr) = run_source(name, source, &["--max-memory", "1"]);
+        // A budget high enough that the copies of `[a, a]` do not end it first.
+        let extra = ["--max-memory", "1", "--max-operations", "1000000000"];
+        let (code, _, stderr) = run_source(name, source, &extra);
         assert_eq!(code, Some(1), "{name}: {stderr}");
         assert!(
             stderr.contains(&format!("{name}.rhai:2:"))
@@ -242,17 +284,32 @@ fn check_reports_what_run_would_refuse() {
         ),
         (
             "undefined",
-            "let alpha = 1;\nprint(alpah + 1);\n".into(),
+            "let alpha = 1;\nprint(alpah + 1);\nprint(alpah + betta);\n".into(),
             &[
                 "undefined.rhai:2:",
                 "undefined variable `alpah`",
                 "did you mean `alpha`",
+                // Every undefined variable is reported, each once.
+                "undefined.rhai:3:",
+                "undefined variable `betta`",
             ],
         ),
         (
             "map_variable",
             format!("{data}let o = #{{ data: d, lr: 0.1, bogsu: 1 }};\ntrain::pretrain(o);\n"),
             &["map_variable.rhai:2:", "unknown option `bogsu`"],
+        ),
+        (
+            "map_later",
+            format!(
+                "{data}let o = #{{ data: d, lr: 0.1 }};\no.bogsu = 1;\no[\"lr\"] = -1;\ntrain::pretrain(o);\n"
+            ),
+            &[
+                "map_later.rhai:3:",
+                "unknown option `bogsu`",
+                "map_later.rhai:4:",
+                "positive",
+            ],
         ),
         (
             "lr",
@@ -291,7 +348,7 @@ fn check_reports_what_run_would_refuse() {
     let fine = ws.script(
         "fine.rhai",
         &format!(
-            "import \"mymod\" as m;\nimport \"sweep\" as s;\nlet alpha = m::twice(m::value());\n{data}let o = #{{ data: d, lr: 0.1, steps: 1 }};\nprint(alpha);\n"
+            "import \"mymod\" as m;\nimport \"sweep\" as s;\nlet alpha = m::twice(m::value());\n{data}let o = #{{ data: d, lr: 0.1, steps: 1 }};\no.seed = 2;\ntrain::pretrain(o);\no.note = \"a key set after the call is not an option\";\nprint(alpha);\n"
         ),
     );
     let out = bin().arg("check").arg(&fine).output().unwrap();

@@ -123,8 +123,10 @@ struct RunArgs {
     /// Folders searched for `import "name"` after the script's own folder.
     #[arg(long = "lib")]
     lib: Vec<PathBuf>,
-    /// Script operation budget (a runaway loop stops with an error); at least 1 (there is no
-    /// unlimited setting: raise it instead).
+    /// Script operation budget (a runaway loop stops with an error): each operation counts one,
+    /// and so does each value the script copies (Rhai copies a value whole on assignment, so
+    /// `a = [a]` in a loop is quadratic work); host functions such as training do not count.
+    /// At least 1 (there is no unlimited setting: raise it instead).
     #[arg(long, default_value_t = 50_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_operations: u64,
     /// Memory limit in GiB: the script stops with an error once the process holds more (a

@@ -33,6 +33,35 @@ impl Workspace {
             .output()
             .unwrap()
     }
+    /// `run`, killed after `limit`: None where it had not ended by then (a hang detector for
+    /// scripts that used to run for hours, not a speed test).
+    pub fn run_bounded(
+        &self,
+        script: &Path,
+        extra: &[&str],
+        limit: std::time::Duration,
+    ) -> Option<Output> {
+        let mut child = bin()
+            .arg("run")
+            .arg(script)
+            .arg("--runs-dir")
+            .arg(self.0.join("runs"))
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(child.wait_with_output().unwrap())
+    }
 }
 
 impl Drop for Workspace {

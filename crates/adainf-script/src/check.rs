@@ -150,6 +150,39 @@ fn map_variables(ast: &AST) -> HashMap<String, Expr> {
         .collect()
 }
 
+/// Keys set on a variable after it was made, `name.key = value` or `name["key"] = value`: per
+/// variable, each key with its position and value.
+fn assigned_keys(ast: &AST) -> HashMap<String, Vec<(String, rhai::Position, Expr)>> {
+    let mut keys: HashMap<String, Vec<(String, rhai::Position, Expr)>> = HashMap::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::Assignment(x))) = path.last()
+            && let Expr::Dot(target, _, _) | Expr::Index(target, _, _) = &x.1.lhs
+            && let Expr::Variable(var, ..) = &target.lhs
+        {
+            let key = match &target.rhs {
+                Expr::Property(p, pos) => Some((p.2.to_string(), *pos)),
+                Expr::StringConstant(k, pos) if matches!(x.1.lhs, Expr::Index(..)) => {
+                    Some((k.to_string(), *pos))
+                }
+                _ => None,
+            };
+            if let Some((key, pos)) = key {
+                let value = x.1.rhs.clone();
+                keys.entry(var.1.to_string())
+                    .or_default()
+                    .push((key, pos, value));
+            }
+        }
+        true
+    });
+    keys
+}
+
+/// Whether `a` comes before `b` in the script.
+fn before(a: rhai::Position, b: rhai::Position) -> bool {
+    (a.line(), a.position()) < (b.line(), b.position())
+}
+
 pub fn check_ast(ast: &AST, file: &str, api: &[ApiEntry]) -> Vec<String> {
     check_script(ast, file, api, &Known::default())
 }
@@ -218,6 +251,7 @@ pub fn check_script(ast: &AST, file: &str, api: &[ApiEntry], known: &Known) -> V
     let mut problems = Vec::new();
     check_imports(ast, file, known, &mut problems);
     let variables = map_variables(ast);
+    let assigned = assigned_keys(ast);
     ast.walk(&mut |path: &[ASTNode]| {
         let Some(ASTNode::Expr(Expr::FnCall(call, pos))) = path.last() else {
             return true;
@@ -255,21 +289,38 @@ pub fn check_script(ast: &AST, file: &str, api: &[ApiEntry], known: &Known) -> V
             return true;
         };
         for arg in call.args.iter() {
+            // A map variable's keys: those of its literal, then those set before this call.
+            let mut later: Vec<(&str, rhai::Position, &Expr)> = Vec::new();
             let arg = match arg {
                 Expr::Variable(x, ..) => match variables.get(x.1.as_str()) {
-                    Some(e) => e,
+                    Some(e) => {
+                        later.extend(
+                            assigned
+                                .get(x.1.as_str())
+                                .into_iter()
+                                .flatten()
+                                .filter(|(_, p, _)| before(*p, *pos))
+                                .map(|(k, p, v)| (k.as_str(), *p, v)),
+                        );
+                        e
+                    }
                     None => arg,
                 },
                 _ => arg,
             };
             if let Expr::Map(map, _) = arg {
                 let mut literals = Map::new();
-                for (ident, value) in map.0.iter() {
-                    let key = ident.name.as_str();
+                let keys: Vec<(&str, rhai::Position, &Expr)> = map
+                    .0
+                    .iter()
+                    .map(|(ident, value)| (ident.name.as_str(), ident.pos, value))
+                    .chain(later)
+                    .collect();
+                for &(key, key_pos, value) in &keys {
                     match entry.options.iter().find(|o| o.key == key) {
                         None => problems.push(format!(
                             "{}: {}",
-                            at(file, ident.pos),
+                            at(file, key_pos),
                             unknown_key_message(&full, key, entry.options)
                         )),
                         Some(o) => {
@@ -301,11 +352,12 @@ pub fn check_script(ast: &AST, file: &str, api: &[ApiEntry], known: &Known) -> V
                 // The call's own checks of the literal values (ranges, names), placed at the
                 // value they name.
                 if let Some(Err(e)) = static_option_check(&full, &literals) {
-                    let place = map
-                        .0
+                    // The last setting of the key named is the one the call gets.
+                    let place = keys
                         .iter()
-                        .find(|(ident, _)| e.contains(&format!("`{}`", ident.name)))
-                        .map_or(arg.position(), |(_, v)| v.position());
+                        .rev()
+                        .find(|(key, ..)| e.contains(&format!("`{key}`")))
+                        .map_or(arg.position(), |(_, _, v)| v.position());
                     problems.push(format!("{}: {e} (in {full})", at(file, place)));
                 }
             }

@@ -62,6 +62,9 @@ pub(crate) struct HostState {
     pub datasets: RefCell<std::collections::HashMap<String, crate::data::Dataset>>,
     pub executor: crate::runs::Executor,
     pub retry_failed: bool,
+    /// The script thread's `memory::script_allocations` when the running script began: what
+    /// it has allocated since is charged to its operation budget.
+    pub copies_before_run: Rc<std::cell::Cell<u64>>,
 }
 
 impl HostState {
@@ -163,9 +166,7 @@ pub fn format_eval_error_in(
     }
     let reason = match e {
         EvalAltResult::ErrorRuntime(msg, _) => msg.to_string(),
-        EvalAltResult::ErrorTooManyOperations(_) => {
-            "the script exceeded its operation budget (a runaway loop?); raise it with --max-operations if the script is right".into()
-        }
+        EvalAltResult::ErrorTooManyOperations(_) => OPERATION_BUDGET_SPENT.into(),
         EvalAltResult::ErrorTerminated(token, _) => match token.clone().into_string() {
             // The memory guard's token is its message.
             Ok(text) if text != "cancelled" => text,
@@ -187,6 +188,9 @@ pub fn format_eval_error_in(
     msg
 }
 
+/// Why a script stopped at its operation budget (Rhai's own count, or with the values it copied).
+const OPERATION_BUDGET_SPENT: &str = "the script exceeded its operation budget (a runaway loop, or nested data copied whole on each assignment?); raise it with --max-operations if the script is right";
+
 impl Host {
     pub fn new(config: HostConfig, progress: ProgressFactory) -> Host {
         let state = Rc::new(HostState {
@@ -198,6 +202,7 @@ impl Host {
             datasets: RefCell::new(std::collections::HashMap::new()),
             executor: config.executor,
             retry_failed: config.retry_failed,
+            copies_before_run: Rc::new(std::cell::Cell::new(0)),
         });
         let mut engine = Engine::new();
         engine.set_optimization_level(OptimizationLevel::None);
@@ -218,9 +223,15 @@ impl Host {
         });
         let cancel = state.cancel.clone();
         let max_memory = config.max_memory_gib;
-        engine.on_progress(move |_| {
+        let max_operations = config.max_operations;
+        let copies_before = state.copies_before_run.clone();
+        engine.on_progress(move |operations| {
+            // Each allocation the script made (copying values) counts as one operation too.
+            let copies = memory::script_allocations().saturating_sub(copies_before.get());
             if cancel.is_cancelled() {
                 Some(Dynamic::from("cancelled"))
+            } else if operations.saturating_add(copies) > max_operations {
+                Some(Dynamic::from(OPERATION_BUDGET_SPENT))
             } else if memory::over_limit(max_memory) {
                 Some(Dynamic::from(memory::over_limit_message(max_memory)))
             } else {
@@ -390,6 +401,9 @@ impl Host {
         self.link_module_closures(&mut ast);
         let mut scope = Scope::new();
         scope.push_constant("params", self.params.clone());
+        self.state
+            .copies_before_run
+            .set(memory::script_allocations());
         self.engine
             .run_ast_with_scope(&mut scope, &ast)
             .map_err(|e| ScriptError {
@@ -410,31 +424,43 @@ impl Host {
         self.script = path.to_path_buf();
         self.set_resolver();
         let mut problems = Vec::new();
-        // Undefined variables: Rhai's strict mode finds the first at compile time.
+        // Undefined variables: Rhai's strict mode stops at the first; each one found is then
+        // defined in the scope and the script compiled again, so every one is reported.
         let mut scope = Scope::new();
         scope.push_constant("params", self.params.clone());
+        let mut defined: Option<Vec<String>> = None;
+        let mut reported = std::collections::HashSet::new();
         self.engine.set_strict_variables(true);
-        let strict = self.engine.compile_with_scope(&scope, &source);
-        self.engine.set_strict_variables(false);
-        if let Err(e) = strict {
-            problems.push(match &*e.0 {
-                rhai::ParseErrorType::VariableUndefined(name) => {
-                    let mut defined = vec!["params".to_string()];
-                    ast.walk(&mut |path: &[rhai::ASTNode]| {
-                        if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Var(x, ..))) = path.last() {
-                            defined.push(x.0.name.to_string());
-                        }
-                        true
-                    });
-                    format!(
-                        "{}: undefined variable `{name}`{}; define it with `let {name} = ...;` before this line",
-                        at(&file, e.1),
-                        check::did_you_mean(name, defined.iter().map(String::as_str))
-                    )
-                }
-                other => format!("{}: {other}", at(&file, e.1)),
+        for _ in 0..100 {
+            let Err(e) = self.engine.compile_with_scope(&scope, &source) else {
+                break;
+            };
+            let rhai::ParseErrorType::VariableUndefined(name) = &*e.0 else {
+                problems.push(format!("{}: {}", at(&file, e.1), e.0));
+                break;
+            };
+            // A name the scope cannot define (one used inside a `fn`) is reported once.
+            if !reported.insert((name.clone(), e.1)) {
+                break;
+            }
+            let defined = defined.get_or_insert_with(|| {
+                let mut names = vec!["params".to_string()];
+                ast.walk(&mut |path: &[rhai::ASTNode]| {
+                    if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Var(x, ..))) = path.last() {
+                        names.push(x.0.name.to_string());
+                    }
+                    true
+                });
+                names
             });
+            problems.push(format!(
+                "{}: undefined variable `{name}`{}; define it with `let {name} = ...;` before this line",
+                at(&file, e.1),
+                check::did_you_mean(name, defined.iter().map(String::as_str))
+            ));
+            scope.push_dynamic(name.clone(), Dynamic::UNIT);
         }
+        self.engine.set_strict_variables(false);
         let mut known = check::Known {
             arities: check::Known::arities_from_signatures(&self.engine.gen_fn_signatures(false)),
             ..Default::default()

@@ -102,6 +102,7 @@ macro_rules! register {
             .with_params_info(entry::params_info(&entries(), MODULE, $name, &[]))
             .set_into_module(&mut $module, move |ctx: NativeCallContext| -> $ret {
                 // The body runs in a closure called on the spot, so it can use `?` and `return`.
+                let _work = crate::memory::HostCall::enter();
                 #[allow(clippy::redundant_closure_call)]
                 let result = (|| -> $ret { $body })();
                 placed(&ctx, result)
@@ -113,6 +114,7 @@ macro_rules! register {
             .with_comments(entry::doc_comments(&entries(), MODULE, $name))
             .with_params_info(entry::params_info(&entries(), MODULE, $name, &[$(concat!(stringify!($arg), ": ", stringify!($ty))),*]))
             .set_into_module(&mut $module, move |ctx: NativeCallContext, $($arg: $ty),*| -> $ret {
+                let _work = crate::memory::HostCall::enter();
                 #[allow(clippy::redundant_closure_call)]
                 let result = (|| -> $ret { $body })();
                 placed(&ctx, result)
@@ -129,6 +131,7 @@ macro_rules! register_with_context {
             .with_comments(entry::doc_comments(&entries(), MODULE, $name))
             .with_params_info(entry::params_info(&entries(), MODULE, $name, &[$(concat!(stringify!($arg), ": ", stringify!($ty))),*]))
             .set_into_module(&mut $module, move |$ctx: NativeCallContext, $($arg: $ty),*| -> $ret {
+                let _work = crate::memory::HostCall::enter();
                 #[allow(clippy::redundant_closure_call)]
                 let result = (|| -> $ret { $body })();
                 placed(&$ctx, result)
