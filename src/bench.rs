@@ -14,7 +14,7 @@ use crate::data::Dataset;
 use crate::data::batches::{Batches, Placement};
 use crate::data::loader::{Sampler, gather};
 use crate::data::synthetic::{GeneratorSpec, SyntheticSpec, synthetic, synthetic_generator};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::Backbone;
 use crate::rng::Rng;
 use crate::tensor::read_floats;
@@ -61,6 +61,35 @@ pub struct BenchLine {
     pub iterations: usize,
 }
 
+impl BenchConfig {
+    /// The train-step configuration of the flags, over `base`.
+    fn pretrain_config(&self, steps: usize, base: PretrainConfig) -> PretrainConfig {
+        PretrainConfig {
+            backbone: self.backbone,
+            width: self.width,
+            batch: self.batch,
+            steps,
+            warmup: 0,
+            precision: self.precision,
+            ..base
+        }
+    }
+
+    /// Checks the flags before anything is measured, with the training run's own checks: a
+    /// bad value is one clear error naming it, not a partial set of results.
+    pub fn check(&self) -> Result<()> {
+        if self.steps == 0 {
+            return Err(Error::config(
+                "steps",
+                "must be at least 1 (the timed steps)",
+            ));
+        }
+        crate::data::synthetic::check_size(self.size)?;
+        self.pretrain_config(self.warmup_steps + self.steps, PretrainConfig::default())
+            .validate()
+    }
+}
+
 impl BenchLine {
     fn new(bench: &'static str, cfg: &BenchConfig, seconds: f64, iterations: usize) -> Self {
         BenchLine {
@@ -97,15 +126,7 @@ fn simclr_trainer(
         size: cfg.size,
         split: "train".into(),
     })?;
-    let tc = PretrainConfig {
-        backbone: cfg.backbone,
-        width: cfg.width,
-        batch: cfg.batch,
-        steps,
-        warmup: 0,
-        precision: cfg.precision,
-        ..base
-    };
+    let tc = cfg.pretrain_config(steps, base);
     tc.validate()?;
     let trainer = Trainer::new(&tc, &preset("symmetric")?, 10, device)?;
     // The same pipeline as training.

@@ -205,6 +205,25 @@ fn watch_sees_edits_to_a_module_in_a_subfolder() {
     );
 }
 
+/// `adainf bench` checks its flags before measuring anything: a bad one is one error naming it
+/// (exit 2), not an error about a key the user never set, or a partial set of results.
+#[test]
+fn bench_flags_are_checked_before_anything_is_measured() {
+    for (flag, value, key) in [
+        ("--batch", "0", "`batch`"),
+        ("--batch", "1", "`batch`"),
+        ("--steps", "0", "`steps`"),
+        ("--width", "0", "`width`"),
+        ("--size", "4", "`size`"),
+    ] {
+        let out = bin().args(["bench", flag, value]).output().unwrap();
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(key), "{flag} {value}: {stderr}");
+        assert!(stdout.is_empty(), "{flag} {value} measured: {stdout}");
+    }
+}
+
 /// Bad script parameters and flags are refused with a message that says how to fix them.
 #[test]
 fn bad_parameters_and_flags_are_refused_clearly() {

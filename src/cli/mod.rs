@@ -682,6 +682,9 @@ fn command(cli: Cli) -> ExitCode {
                 precision,
                 placement,
             };
+            if let Err(e) = cfg.check() {
+                return report(&e.to_string(), 2);
+            }
             let benches: &[fn(&BenchConfig, &Device) -> crate::Result<bench::BenchLine>] =
                 match b.suite {
                     Suite::Throughput => &[
