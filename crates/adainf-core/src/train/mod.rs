@@ -7,15 +7,17 @@ pub mod checkpoint;
 pub mod config;
 pub mod events;
 pub mod progress;
+mod record;
 pub mod run;
 pub mod schedule;
 #[cfg(test)]
 mod schedule_tests;
 pub mod seal;
+mod steps;
 pub mod trainer;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::Device;
@@ -25,12 +27,11 @@ use crate::data::Dataset;
 use crate::data::batches::{Batches, Placement};
 use crate::error::{Error, Result};
 use crate::model::ResNet;
-use crate::tensor::read_floats;
 pub use config::PretrainConfig;
-use events::RunEvents;
 pub use progress::{CancelFlag, Progress, Silent};
+use record::RunRecord;
 pub use run::{FinishedRun, MetricRow, RunResult, RunSpec};
-use run::{MetricsLog, load_finished, read_metrics, run_dir, write_json};
+use run::{load_finished, run_dir, write_json};
 pub use trainer::{Encoder, Trainer};
 
 /// What to train on.
@@ -123,8 +124,8 @@ fn check_inputs(req: &PretrainRequest) -> Result<()> {
     Ok(())
 }
 
-/// Trains (or loads from the cache) one run.
-pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> {
+/// Trains (or loads from the cache) one run: the parts in order.
+pub fn pretrain(req: PretrainRequest, mut ctx: TrainContext) -> Result<FinishedRun> {
     check_inputs(&req)?;
     let spec = RunSpec::new(req.config.clone(), req.data, req.aug.clone(), req.probe);
     let id = spec.id();
@@ -136,149 +137,43 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::file(&dir, format!("cannot create the run folder: {e}")))?;
     write_json(&dir.join("config.json"), &spec)?;
-
     let cfg = &req.config;
-    let classes = req
-        .data
-        .classes()
-        .max(req.probe.map_or(0, |p| p.classes()))
-        .max(1);
-    let mut trainer = Trainer::new(cfg, req.aug, classes, ctx.device)?;
-    // A run that was interrupted resumes from its last checkpoint; the metrics logged after
-    // that checkpoint are dropped, since those steps run again.
-    let first_step = match Trainer::checkpoint_dir(&dir) {
-        Some(ckpt) => trainer.load_checkpoint(&ckpt).map_err(|e| {
-            Error::file(
-                &ckpt,
-                format!(
-                    "cannot resume from this checkpoint ({e}); run the script again with --retry-failed to discard it and train the run from the start"
-                ),
-            )
-        })?,
-        None => 0,
-    };
-    let mut metrics: Vec<MetricRow> = read_metrics(&dir.join("metrics.jsonl"))?
-        .into_iter()
-        .filter(|m| m.step <= first_step)
-        .collect();
-    let mut log = MetricsLog::create(&dir.join("metrics.jsonl"))?;
-    for row in &metrics {
-        log.append(row)?;
-    }
-    // TensorBoard event files: a new one per process start, the older ones cut at first_step.
-    let mut events = RunEvents::start(&dir, &spec, first_step, || {
+    let classes = req.data.classes().max(req.probe.map_or(0, |p| p.classes()));
+    let mut trainer = Trainer::new(cfg, req.aug, classes.max(1), ctx.device)?;
+    let first_step = steps::resume(&mut trainer, &dir)?;
+    let mut record = RunRecord::open(&dir, &spec, first_step, || {
         events::preview(req.data, req.aug, ctx.device)
     })?;
     let sampler = schedule::sampler(req.data, &cfg.schedule, cfg.batch, cfg.seed, first_step)?;
-    let mut batches = Batches::start(req.data, sampler, ctx.device, ctx.placement)?;
-
+    let batches = Batches::start(req.data, sampler, ctx.device, ctx.placement)?;
     ctx.progress.start(&id, cfg.steps, false);
     if first_step > 0 {
         ctx.progress.resumed(first_step);
     }
     let started = Instant::now();
-    let mut interval_start = Instant::now();
-    let mut interval_images = 0usize;
-    let mut interval_generated = 0usize;
-    let mut total_wait = Duration::ZERO;
-    let mut last_loss = metrics.last().map_or(f64::NAN, |m| m.loss);
-    let mut last_checkpoint = first_step;
-    for step in first_step..cfg.steps {
-        if ctx.cancel.is_cancelled() {
-            // Ctrl-C, a watch reload, or a pre-empted Slurm task (SIGTERM): keep what was
-            // computed, so running again resumes here.
-            if step > last_checkpoint {
-                drop(batches);
-                trainer.save_checkpoint(&dir, step)?;
-            }
-            return Err(Error::Cancelled);
-        }
-        let batch = batches.next_batch();
-        interval_images += batch.len();
-        interval_generated += batch.generated().iter().filter(|&&g| g).count();
-        let loss = trainer.step(batch, step);
-
-        let done = step + 1;
-        let eval_now = req.probe.is_some()
-            && (done == cfg.steps || (cfg.eval_every > 0 && done % cfg.eval_every == 0));
-        let checkpoint_now =
-            req.checkpoint_every > 0 && done % req.checkpoint_every == 0 && done < cfg.steps;
-        if done % cfg.log_every == 0 || eval_now || checkpoint_now || done == cfg.steps {
-            // The only host synchronisation of the step, every `log_every` steps.
-            last_loss = read_floats(loss)[0] as f64;
-            if !last_loss.is_finite() {
-                let kept = if last_checkpoint > 0 {
-                    format!(
-                        "the last good checkpoint (step {last_checkpoint}) is kept in {}",
-                        dir.join("checkpoint").display()
-                    )
-                } else {
-                    "no checkpoint was written before it".to_string()
-                };
-                return Err(Error::Numeric(format!(
-                    "the loss became {last_loss} at step {done}; {kept}. Lower the learning rate (lr = {}) or check the data",
-                    cfg.lr
-                )));
-            }
-            let interval = interval_start.elapsed().as_secs_f64().max(1e-9);
-            let images_per_s = interval_images as f64 / interval;
-            let waited = batches.take_waited();
-            total_wait += waited;
-            let data_wait = (waited.as_secs_f64() / interval).min(1.0);
-            let probe_acc = match (eval_now, req.probe) {
-                (true, Some(p)) => trainer.probe_accuracy(p),
-                _ => None,
-            };
-            let row = MetricRow {
-                step: done,
-                loss: last_loss,
-                lr: trainer.lr(step),
-                probe_acc,
-                images_per_s,
-                data_wait,
-                generated_fraction: Some(interval_generated as f64 / interval_images.max(1) as f64),
-                strength: Some(trainer.strength(step)),
-            };
-            log.append(&row)?;
-            events.row(&row)?;
-            ctx.progress.update(done, last_loss, images_per_s);
-            if let Some(acc) = probe_acc {
-                ctx.progress.probe(done, acc);
-            }
-            metrics.push(row);
-            if checkpoint_now {
-                trainer.save_checkpoint(&dir, done)?;
-                last_checkpoint = done;
-            }
-            interval_start = Instant::now();
-            interval_images = 0;
-            interval_generated = 0;
-        }
-    }
-    let train_seconds = started.elapsed().as_secs_f64();
-    let placement = batches.placement();
-    drop(batches);
-    trainer.save_weights(&dir)?;
-    trainer.save_checkpoint(&dir, cfg.steps)?;
-    let accuracy = metrics.iter().rev().find_map(|m| m.probe_acc);
+    let trained = steps::train(
+        &req,
+        &mut ctx,
+        &dir,
+        &mut trainer,
+        batches,
+        &mut record,
+        first_step,
+    )?;
+    let train_seconds = started.elapsed().as_secs_f64().max(1e-9);
     let result = RunResult {
-        id: id.clone(),
-        accuracy,
-        final_loss: last_loss,
+        id,
+        accuracy: record.accuracy(),
+        final_loss: record.last_loss(),
         steps: cfg.steps,
         train_seconds,
-        images_per_s: ((cfg.steps - first_step) * cfg.batch) as f64 / train_seconds.max(1e-9),
-        data_wait: (total_wait.as_secs_f64() / train_seconds.max(1e-9)).min(1.0),
-        placement: Some(placement),
+        images_per_s: ((cfg.steps - first_step) * cfg.batch) as f64 / train_seconds,
+        data_wait: (trained.total_wait.as_secs_f64() / train_seconds).min(1.0),
+        placement: Some(trained.placement),
     };
-    write_json(&dir.join("result.json"), &result)?;
-    // Last: the seal makes the run finished.
-    seal::write(&dir)?;
-    events.finish(cfg.steps)?;
-    ctx.progress.finish(&match accuracy {
-        Some(a) => format!("loss {last_loss:.4}, probe accuracy {:.2}%", 100.0 * a),
-        None => format!("loss {last_loss:.4}"),
-    });
+    steps::finish(&dir, &trainer, &result)?;
+    let metrics = record.finish(cfg.steps)?;
+    ctx.progress.finish(&result.summary());
     Ok(FinishedRun {
         spec,
         result,

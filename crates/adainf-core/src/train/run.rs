@@ -116,6 +116,20 @@ pub struct RunResult {
     pub placement: Option<Placement>,
 }
 
+impl RunResult {
+    /// The line a run's progress display ends with.
+    pub fn summary(&self) -> String {
+        match self.accuracy {
+            Some(a) => format!(
+                "loss {:.4}, probe accuracy {:.2}%",
+                self.final_loss,
+                100.0 * a
+            ),
+            None => format!("loss {:.4}", self.final_loss),
+        }
+    }
+}
+
 /// A finished run as the rest of the program sees it.
 #[derive(Clone, Debug)]
 pub struct FinishedRun {
