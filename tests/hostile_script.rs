@@ -88,6 +88,64 @@ fn host_work_does_not_count_against_the_operation_budget() {
     assert!(stdout.contains("trained 24"), "{stdout}");
 }
 
+/// Built-ins that allocate a size the script names (`pad`, `blob`) used to abort the process
+/// (an allocation the system refuses) or run for minutes past every limit; they are refused
+/// before they allocate, naming the limit.
+#[test]
+fn one_call_asking_for_too_much_memory_is_refused_before_it_allocates() {
+    for (name, source) in [
+        ("array", "let a = [];\na.pad(1000000000000, 0);\n"),
+        ("string", "let s = \"x\";\ns.pad(100000000000, \"y\");\n"),
+        ("blob", "let b = 1;\nb = blob(1000000000000);\n"),
+    ] {
+        let ws = Workspace::new(&format!("pad-{name}"));
+        let script = ws.script("pad.rhai", source);
+        let limit = std::time::Duration::from_secs(120);
+        let out = ws
+            .run_bounded(&script, &["--max-memory", "1"], limit)
+            .unwrap_or_else(|| panic!("{name}: did not stop within 120 s"));
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains("pad.rhai:2:") && stderr.contains("memory limit of 1 GiB"),
+            "{name}: {stderr}"
+        );
+    }
+}
+
+/// An import cycle (which used to recurse until the stack overflowed, exit 134, also under
+/// `watch`) and a script importing itself are one clear error, from `run` and `check`.
+#[test]
+fn import_cycles_and_self_imports_are_clear_errors() {
+    let ws = Workspace::new("cycles");
+    ws.script("cyc_a.rhai", "import \"cyc_b\" as b;\nfn a() { 1 }\n");
+    ws.script("cyc_b.rhai", "import \"cyc_a\" as a;\nfn b() { 2 }\n");
+    let main = ws.script(
+        "main.rhai",
+        "let x = 1;\nimport \"cyc_a\" as a;\nprint(x);\n",
+    );
+    let own = ws.script("own.rhai", "import \"own\" as me;\n");
+    for (script, place, wanted) in [
+        (
+            &main,
+            "main.rhai:2:",
+            "import cycle: \"cyc_a\" imports \"cyc_b\" imports \"cyc_a\"",
+        ),
+        (&own, "own.rhai:1:", "names this script itself"),
+    ] {
+        let run = ws.run(script, &[]);
+        let check = bin().arg("check").arg(script).output().unwrap();
+        for (what, out) in [("run", run), ("check", check)] {
+            let (_, stderr) = text(&out);
+            assert_eq!(out.status.code(), Some(1), "{what} {script:?}: {stderr}");
+            assert!(
+                stderr.contains(place) && stderr.contains(wanted),
+                "{what} {script:?}: {stderr}"
+            );
+        }
+    }
+}
+
 /// Values that double at each step stop at the memory limit with a message naming it and the
 /// flag that raises it, within one step of the limit.
 #[test]

@@ -9,6 +9,7 @@ mod entry;
 pub mod memory;
 mod modules;
 pub mod options;
+mod sized;
 mod stdlib;
 
 // The core's modules under this crate's root, so the host names them as `crate::data`, ….
@@ -153,6 +154,12 @@ pub fn format_eval_error_in(
                 }
                 e = inner;
             }
+            // An import the resolver refused (a cycle, the script itself): the error is the
+            // import's own, at its position in the importing file.
+            EvalAltResult::ErrorInModule(_, inner, pos) if matches!(&**inner, EvalAltResult::ErrorRuntime(_, p) if p == pos) =>
+            {
+                e = inner;
+            }
             EvalAltResult::ErrorInModule(name, inner, pos) => {
                 calls.push(format!(
                     "in module `{name}` imported at {}",
@@ -238,6 +245,7 @@ impl Host {
                 None
             }
         });
+        sized::register(&mut engine, config.max_operations, config.max_memory_gib);
         modules::register_all(&mut engine, &state);
         Host {
             engine,
@@ -280,7 +288,10 @@ impl Host {
             });
         }
         chain.push(stdlib::EmbeddedStdlib);
-        self.engine.set_module_resolver(chain);
+        self.engine.set_module_resolver(stdlib::NoCycles {
+            inner: chain,
+            active: Default::default(),
+        });
     }
 
     /// The folders whose `.rhai` files a script can import (for `adainf watch`): the script's,
@@ -373,6 +384,44 @@ impl Host {
         out
     }
 
+    /// An import cycle among the modules the script imports (directly or through others), with
+    /// the position of the script's import that leads into it.
+    fn import_cycle(&self, ast: &rhai::AST) -> Option<(Vec<String>, Position)> {
+        fn walk(
+            host: &Host,
+            ast: &rhai::AST,
+            active: &mut Vec<String>,
+            done: &mut std::collections::HashSet<String>,
+        ) -> Option<Vec<String>> {
+            for (name, _) in imports(ast) {
+                if let Some(cycle) = stdlib::cycle_through(active, &name) {
+                    return Some(cycle);
+                }
+                if !done.insert(name.clone()) {
+                    continue;
+                }
+                let module = host
+                    .module_source(&name)
+                    .and_then(|source| host.engine.compile(&source).ok());
+                if let Some(module) = module {
+                    active.push(name);
+                    if let Some(cycle) = walk(host, &module, active, done) {
+                        return Some(cycle);
+                    }
+                    active.pop();
+                }
+            }
+            None
+        }
+        imports(ast).into_iter().find_map(|(name, pos)| {
+            let module = self
+                .module_source(&name)
+                .and_then(|source| self.engine.compile(&source).ok())?;
+            let mut active = vec![name];
+            walk(self, &module, &mut active, &mut Default::default()).map(|c| (c, pos))
+        })
+    }
+
     /// Makes the closures that imported modules create callable from the script: Rhai looks
     /// a closure's anonymous function up in the script's own functions, so the anonymous
     /// functions of every module the script imports (and they import) are added to them,
@@ -461,11 +510,29 @@ impl Host {
             scope.push_dynamic(name.clone(), Dynamic::UNIT);
         }
         self.engine.set_strict_variables(false);
+        if let Some((cycle, pos)) = self.import_cycle(&ast) {
+            problems.push(format!(
+                "{}: {}",
+                at(&file, pos),
+                stdlib::import_cycle_message(&cycle)
+            ));
+        }
         let mut known = check::Known {
             arities: check::Known::arities_from_signatures(&self.engine.gen_fn_signatures(false)),
             ..Default::default()
         };
-        for (name, _) in imports(&ast) {
+        for (name, pos) in imports(&ast) {
+            let bare = name.trim_end_matches(".rhai");
+            let own_folder = self.state.script_dir.borrow().join(format!("{bare}.rhai"));
+            if stdlib::same_file(&own_folder, &self.script) && self.module_source(&name).is_none() {
+                problems.push(format!(
+                    "{}: {}",
+                    at(&file, pos),
+                    stdlib::self_import_message(bare)
+                ));
+                known.modules.insert(name, None);
+                continue;
+            }
             // A module that exists but does not compile is not checked against (its `import`
             // reports the error when the script runs).
             match self.module_source(&name) {

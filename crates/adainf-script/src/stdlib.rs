@@ -78,6 +78,10 @@ impl ModuleResolver for NotTheScript {
             .base_path()
             .map(|dir| dir.join(format!("{}.rhai", path.trim_end_matches(".rhai"))));
         if file.is_some_and(|f| same_file(&f, &self.script)) {
+            let name = path.trim_end_matches(".rhai");
+            if !SOURCES.iter().any(|(n, _)| *n == name) {
+                return Err(in_module(path, self_import_message(name), pos));
+            }
             return Err(Box::new(EvalAltResult::ErrorModuleNotFound(
                 path.to_string(),
                 pos,
@@ -85,4 +89,70 @@ impl ModuleResolver for NotTheScript {
         }
         self.files.resolve(engine, source, path, pos)
     }
+}
+
+/// Stops an import cycle (`a` imports `b`, which imports `a`), which would otherwise import
+/// without end until the stack overflows: it keeps the chain of modules being imported right
+/// now and refuses an import already on it, naming the cycle.
+pub struct NoCycles<R> {
+    /// The resolver that finds modules.
+    pub inner: R,
+    /// The modules being imported now, outermost first.
+    pub active: std::cell::RefCell<Vec<String>>,
+}
+
+impl<R: ModuleResolver> ModuleResolver for NoCycles<R> {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        let name = path.trim_end_matches(".rhai").to_string();
+        if let Some(cycle) = cycle_through(&self.active.borrow(), &name) {
+            return Err(in_module(path, import_cycle_message(&cycle), pos));
+        }
+        self.active.borrow_mut().push(name);
+        let module = self.inner.resolve(engine, source, path, pos);
+        self.active.borrow_mut().pop();
+        module
+    }
+}
+
+/// The cycle that importing `name` closes, given the chain of imports in progress: from the
+/// first `name` on the chain back to `name` (None: no cycle).
+pub fn cycle_through(active: &[String], name: &str) -> Option<Vec<String>> {
+    let start = active.iter().position(|n| n == name)?;
+    let mut cycle = active[start..].to_vec();
+    cycle.push(name.to_string());
+    Some(cycle)
+}
+
+/// The message of an import cycle (`["a", "b", "a"]`), for `run` and `check` alike.
+pub fn import_cycle_message(cycle: &[String]) -> String {
+    format!(
+        "import cycle: {}; modules cannot import each other in a circle: move what they share into a module that imports neither",
+        cycle
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(" imports ")
+    )
+}
+
+/// The message of a script that imports itself (`run` and `check` alike).
+pub fn self_import_message(name: &str) -> String {
+    format!(
+        "`import \"{name}\"` names this script itself; a script cannot import itself: move the functions it shares into a module of their own"
+    )
+}
+
+/// An error of the import of `path` (a resolver may only return a module error).
+fn in_module(path: &str, message: String, pos: Position) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorInModule(
+        path.to_string(),
+        Box::new(EvalAltResult::ErrorRuntime(message.into(), pos)),
+        pos,
+    ))
 }
