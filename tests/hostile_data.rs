@@ -141,6 +141,63 @@ fn special_files_and_bombs_are_refused() {
     );
 }
 
+/// Files a script or the CLI names for output (tables, plots, npz, the HTML report) never
+/// replace a link, a FIFO or a device (`report --out /dev/full` used to turn the device into a
+/// file) nor block writing into a FIFO; an empty path is not a file name.
+#[cfg(unix)]
+#[test]
+fn outputs_never_replace_links_fifos_or_devices() {
+    let ws = Workspace::new("outputs");
+    let fifo = ws.0.join("out.fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(ws.0.join("target"), "kept").unwrap();
+    std::os::unix::fs::symlink(ws.0.join("target"), ws.0.join("link.out")).unwrap();
+    let rows = "let rows = [#{ x: 1, y: 0.5 }, #{ x: 2, y: 0.7 }];\n";
+    let d = "let d = data::synthetic(#{ n: 8, size: 8 });\n";
+    for (path, wanted) in [
+        ("out.fifo", "not a regular file"),
+        ("link.out", "not a regular file"),
+        ("", "not a"),
+    ] {
+        for call in [
+            format!("{rows}report::save_csv(rows, \"{path}\", #{{}});\n"),
+            format!("{rows}report::plot(rows, #{{ x: \"x\", y: \"y\", path: \"{path}\" }});\n"),
+            format!("{d}data::save_npz(d, \"{path}\");\n"),
+        ] {
+            let script = ws.script("out.rhai", &call);
+            let limit = std::time::Duration::from_secs(120);
+            let out = ws
+                .run_bounded(&script, &[], limit)
+                .unwrap_or_else(|| panic!("{call}: did not end within 120 s"));
+            let (_, stderr) = text(&out);
+            assert_eq!(out.status.code(), Some(1), "{call}: {stderr}");
+            assert!(stderr.contains(wanted), "{call}: {stderr}");
+        }
+    }
+    let out = bin()
+        .args(["report"])
+        .arg(ws.0.join("runs"))
+        .arg("--out")
+        .arg(ws.0.join("link.out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out).1);
+    let meta = std::fs::symlink_metadata(ws.0.join("link.out")).unwrap();
+    assert!(meta.file_type().is_symlink(), "the link was replaced");
+    assert_eq!(
+        std::fs::read_to_string(ws.0.join("target")).unwrap(),
+        "kept"
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+}
+
 #[test]
 fn knn_temperatures_must_be_positive_and_tiny_ones_give_the_nearest_neighbour() {
     let ws = Workspace::new("temperature");

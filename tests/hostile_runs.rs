@@ -144,6 +144,28 @@ fn an_edited_request_without_its_methods_settings_is_a_clear_error() {
         );
         assert_eq!(snapshot(&runs), before, "{method}");
     }
+    // An id edited into a path (`../x`) is refused before anything is written: the failure
+    // record used to land outside the runs folder.
+    let mut edited = original.clone();
+    edited["id"] = "../escaped".into();
+    let path = ws.0.join("escape.json");
+    std::fs::write(&path, edited.to_string()).unwrap();
+    let runs = ws.0.join("runs");
+    let before = snapshot(&runs);
+    let out = bin()
+        .args(["worker", "--runs-dir"])
+        .arg(&runs)
+        .arg(&path)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not a run id"), "{stderr}");
+    assert!(
+        !ws.0.join("escaped").exists(),
+        "a folder was made outside the runs folder"
+    );
+    assert_eq!(snapshot(&runs), before);
 }
 
 /// A finished run whose result, config, metrics or weights changed is reported with the
@@ -188,6 +210,22 @@ fn a_changed_finished_run_is_reported_and_retrained_on_retry() {
                 && stderr.contains("--retry-failed"),
             "{file}: {stderr}"
         );
+        // The listing (and the HTML report, which reads it) shows a changed record as damaged,
+        // naming the file, never as done with the edited numbers. Weights are checked on use.
+        if !file.ends_with(".bpk") {
+            let out = bin()
+                .args(["runs", "--json"])
+                .arg(ws.0.join("runs"))
+                .output()
+                .unwrap();
+            let row: serde_json::Value = serde_json::from_str(text(&out).0.trim()).unwrap();
+            assert_eq!(row["state"], "damaged", "{file}: {row}");
+            assert!(
+                row["error"].as_str().unwrap().contains(file),
+                "{file}: {row}"
+            );
+            assert!(row["accuracy"].is_null(), "{file}: {row}");
+        }
         let out = ws.run(&script, &["--retry-failed"]);
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "{file}: {stderr}");

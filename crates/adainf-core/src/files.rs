@@ -8,9 +8,38 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
+/// Refuses to write `path` unless it names a regular file or nothing yet: a folder, a link, a
+/// FIFO or a device is never replaced by a file (nor written into: a FIFO would block), and an
+/// empty name is no file.
+pub fn check_replaceable(path: &Path) -> Result<()> {
+    if path.as_os_str().is_empty() || path.file_name().is_none() {
+        return Err(Error::file(
+            path,
+            "this is not a file name: give the path of a file to write",
+        ));
+    }
+    match fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => Err(Error::file(
+            path,
+            "this is not a regular file (a folder, a link, a FIFO or a device): adainf replaces only regular files; choose another path, or remove it first",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Creates the folders `path` is to be written in (a file the user names: a plot, a table, a
+/// report), where they are missing.
+pub fn create_parent(path: &Path) -> Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => fs::create_dir_all(parent).map_err(|e| Error::file(parent, e)),
+        None => Ok(()),
+    }
+}
+
 /// Writes `path` through a temporary file renamed into place. The temporary name is unique to
 /// the process and the call, so two processes writing the same file never share it.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    check_replaceable(path)?;
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));

@@ -7,18 +7,8 @@ use crate::error::{Error, Result};
 
 /// Writes `rgb` (row-major, 3 bytes per pixel) as a `width` × `height` PNG at `path`.
 pub fn write_rgb(path: &Path, rgb: &[u8], width: usize, height: usize) -> Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::file(parent, e))?;
-    }
-    let file = std::fs::File::create(path).map_err(|e| Error::file(path, e))?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().map_err(|e| Error::file(path, e))?;
-    writer
-        .write_image_data(rgb)
-        .map_err(|e| Error::file(path, e))?;
-    writer.finish().map_err(|e| Error::file(path, e))
+    crate::files::create_parent(path)?;
+    crate::files::write_atomic(path, &encode_rgb(rgb, width, height)?)
 }
 
 /// `rgb` (row-major, 3 bytes per pixel) encoded as a `width` × `height` PNG.

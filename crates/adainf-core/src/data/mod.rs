@@ -225,9 +225,18 @@ pub fn hash_hex(parts: &[&str]) -> String {
     }
     h.finalize()
         .iter()
-        .take(12)
+        .take(HASH_BYTES)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The bytes of SHA-256 a `hash_hex` keeps (run ids, fingerprints).
+const HASH_BYTES: usize = 12;
+
+/// Whether `s` has the shape of a `hash_hex` (a run id): lower-case hex of the kept bytes.
+/// A name of another shape (`../x`, an edited id) never names a run folder.
+pub fn is_hash_hex(s: &str) -> bool {
+    s.len() == 2 * HASH_BYTES && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 impl Dataset {

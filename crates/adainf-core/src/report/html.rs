@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Cell, Row, columns_of, compare, table_cells};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::runs::listing::{self, RunState};
 use crate::train::run::{RunResult, RunSpec, read_metrics, write_atomic};
 
@@ -30,7 +30,8 @@ const JS: &str = include_str!("html/report.js");
 pub struct RunView {
     /// The run id.
     pub id: String,
-    /// `done`, `running`, `claimed`, `failed`, `partial` or `requested`.
+    /// `done`, `damaged`, `running`, `claimed`, `failed`, `partial` or `requested`
+    /// (`RunState::name`).
     pub state: String,
     /// The run's setting: its `setting` tag, else its other tags but the seed, else method
     /// and augmentation.
@@ -117,7 +118,10 @@ fn view_of(
 ) -> RunView {
     let tags = tags.cloned().unwrap_or(entry.tags.clone());
     let spec: Option<RunSpec> = read_json(&dir.join("config.json"));
-    let result: Option<RunResult> = read_json(&dir.join("result.json"));
+    // The result of a finished run only (the listing checked its seal).
+    let result: Option<RunResult> = (entry.state == RunState::Done)
+        .then(|| read_json(&dir.join("result.json")))
+        .flatten();
     let metrics = read_metrics(&dir.join("metrics.jsonl")).unwrap_or_default();
     let aug = spec.as_ref().map_or(String::new(), |s| s.aug.name.clone());
     let setting = match tags.get("setting") {
@@ -145,14 +149,7 @@ fn view_of(
         }
         None => entry.data.clone(),
     };
-    let state = match entry.state {
-        RunState::Done => "done",
-        RunState::Running => "running",
-        RunState::Claimed => "claimed",
-        RunState::Failed => "failed",
-        RunState::Partial => "partial",
-        RunState::Requested => "requested",
-    };
+    let state = entry.state.name();
     RunView {
         id: entry.id.clone(),
         state: state.into(),
@@ -416,9 +413,7 @@ pub fn page(mut runs: Vec<RunView>, opts: &PageOptions) -> String {
 
 /// Writes the page of `runs` to `path` (atomically, creating its folder); returns its size.
 pub fn write(runs: Vec<RunView>, opts: &PageOptions, path: &Path) -> Result<usize> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::file(parent, e))?;
-    }
+    crate::files::create_parent(path)?;
     let text = page(runs, opts);
     write_atomic(path, text.as_bytes())?;
     Ok(text.len())

@@ -259,10 +259,8 @@ pub fn csv(rows: &[Row], columns: &[String]) -> String {
 
 /// Writes `csv(rows, columns)` to `path`, creating its parent folders.
 pub fn save_csv(rows: &[Row], columns: &[String], path: &Path) -> Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::file(parent, e))?;
-    }
-    std::fs::write(path, csv(rows, columns)).map_err(|e| Error::file(path, e))
+    crate::files::create_parent(path)?;
+    crate::files::write_atomic(path, csv(rows, columns).as_bytes())
 }
 
 /// Number of distinct values per column (used to drop constant columns in summaries).

@@ -14,13 +14,17 @@ use super::request::RunRequest;
 use super::{REQUEST_FILE, WORKER_LOG, short_id, tail};
 use crate::error::{Error, Result};
 use crate::train::run::{RunResult, RunSpec, read_metrics};
+use crate::train::seal;
 
 /// Where a run folder stands, judged from its files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
-    /// Finished: `result.json` exists.
+    /// Finished: sealed, and its records match the seal.
     Done,
+    /// Sealed, but its records no longer match the seal (edited, truncated or deleted after
+    /// it finished); the error names the file. `adainf run --retry-failed` trains it again.
+    Damaged,
     /// Claimed by a live process (fresh heartbeat).
     Running,
     /// Claimed by a process that stopped (stale heartbeat, or exited); a driver takes it over.
@@ -34,9 +38,11 @@ pub enum RunState {
 }
 
 impl RunState {
-    fn name(self) -> &'static str {
+    /// The state's name, as listings and reports show it.
+    pub fn name(self) -> &'static str {
         match self {
             RunState::Done => "done",
+            RunState::Damaged => "damaged",
             RunState::Running => "running",
             RunState::Claimed => "claimed",
             RunState::Failed => "failed",
@@ -98,10 +104,19 @@ pub fn entry(dir: &Path) -> Option<RunEntry> {
         (None, Some(r)) => (r.config.clone(), r.data.description.clone()),
         (None, None) => return None,
     };
-    let result: Option<RunResult> = read_json(&dir.join("result.json"));
+    // Only a sealed run whose records match its seal is finished (its weights are checked
+    // when they are used); an unsealed result.json is an unfinished run's.
+    let damage = seal::is_sealed(dir)
+        .then(|| seal::verify(dir, &seal::RECORDS).err())
+        .flatten();
+    let result: Option<RunResult> = (seal::is_sealed(dir) && damage.is_none())
+        .then(|| read_json(&dir.join("result.json")))
+        .flatten();
     let held = claim::state(dir);
     let failed = failure(dir);
-    let state = if result.is_some() {
+    let state = if damage.is_some() {
+        RunState::Damaged
+    } else if result.is_some() {
         RunState::Done
     } else if let Some(h) = &held {
         if h.is_live(claim::timeout()) {
@@ -135,7 +150,7 @@ pub fn entry(dir: &Path) -> Option<RunEntry> {
         data,
         tags: request.map(|r| r.tags).unwrap_or_default(),
         owner: held.and_then(|h| h.owner).map(|o| o.to_string()),
-        error: failed.map(|f| f.error),
+        error: damage.map(|e| e.to_string()).or(failed.map(|f| f.error)),
     })
 }
 
@@ -189,9 +204,10 @@ pub fn render(entries: &[RunEntry]) -> String {
     }
     let count = |s: RunState| entries.iter().filter(|e| e.state == s).count();
     out.push_str(&format!(
-        "\n{} run(s): {} done, {} running, {} claimed, {} failed, {} partial, {} requested\n",
+        "\n{} run(s): {} done, {} damaged, {} running, {} claimed, {} failed, {} partial, {} requested\n",
         entries.len(),
         count(RunState::Done),
+        count(RunState::Damaged),
         count(RunState::Running),
         count(RunState::Claimed),
         count(RunState::Failed),

@@ -112,6 +112,16 @@ impl RunRequest {
                 format!("not a run request of this adainf version: {e}"),
             )
         })?;
+        // An id of another shape (`../../x`) would name a folder outside the runs folder.
+        if !crate::data::is_hash_hex(&req.id) {
+            return Err(Error::file(
+                path,
+                format!(
+                    "the run request's id {:?} is not a run id (24 hex digits): the file was edited; use the request adainf wrote",
+                    req.id
+                ),
+            ));
+        }
         // A request edited by hand into a config its method cannot run stops here, before
         // anything is written.
         req.config

@@ -425,9 +425,8 @@ pub fn save_npz(data: &Dataset, path: &Path) -> Result<()> {
     let mut label_crc = flate2::Crc::new();
     label_crc.update(&label_bytes);
 
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::file(parent, e))?;
-    }
+    crate::files::create_parent(path)?;
+    crate::files::check_replaceable(path)?;
     let tmp = path.with_extension("npz.tmp");
     let io = |e: std::io::Error| Error::file(&tmp, e);
     let mut out = std::io::BufWriter::new(File::create(&tmp).map_err(io)?);
