@@ -146,6 +146,65 @@ fn import_cycles_and_self_imports_are_clear_errors() {
     }
 }
 
+/// Recursion as deep as a script can mean it works (the limit was 64 calls); a recursion
+/// without end stops with a message that says so, not Rhai's bare "Stack overflow".
+#[test]
+fn deep_recursion_works_and_endless_recursion_is_named() {
+    let f = "fn f(n) { if n == 0 { 0 } else { 1 + f(n - 1) } }\n";
+    let (code, stdout, stderr) = run_source("deep", &format!("{f}print(f(9000));\n"), &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), "9000");
+    let (code, _, stderr) = run_source("endless", &format!("{f}print(f(-1));\n"), &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("endless.rhai:2:") && stderr.contains("deeper than 10000 levels"),
+        "{stderr}"
+    );
+}
+
+/// Ctrl-C stops a long offline linear probe between two of its steps (it used to ignore it).
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_a_long_linear_probe() {
+    let ws = Workspace::new("linear-ctrl-c");
+    let script = ws.script(
+        "linear.rhai",
+        "let d = data::synthetic(#{ n: 64, size: 8 });\nlet r = train::pretrain(#{ data: d, width: 4, batch: 16, steps: 2, eval_every: 0 });\nprint(\"trained\");\nprint(eval::linear(r, d, d, #{ epochs: 1000000000 }));\n",
+    );
+    let mut child = bin()
+        .arg("run")
+        .arg(&script)
+        .arg("--runs-dir")
+        .arg(ws.0.join("runs"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the probe is running, then interrupt.
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "trained");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the linear probe went on for 60 s after Ctrl-C");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!child.wait().unwrap().success());
+}
+
 /// Values that double at each step stop at the memory limit with a message naming it and the
 /// flag that raises it, within one step of the limit.
 #[test]

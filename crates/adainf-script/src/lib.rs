@@ -174,6 +174,9 @@ pub fn format_eval_error_in(
     let reason = match e {
         EvalAltResult::ErrorRuntime(msg, _) => msg.to_string(),
         EvalAltResult::ErrorTooManyOperations(_) => OPERATION_BUDGET_SPENT.into(),
+        EvalAltResult::ErrorStackOverflow(_) => format!(
+            "function calls nest deeper than {MAX_CALL_LEVELS} levels (a recursion without end?)"
+        ),
         EvalAltResult::ErrorTerminated(token, _) => match token.clone().into_string() {
             // The memory guard's token is its message.
             Ok(text) if text != "cancelled" => text,
@@ -195,6 +198,10 @@ pub fn format_eval_error_in(
     msg
 }
 
+/// How deep script function calls may nest: about 9 kB of stack a level, well within the
+/// 1 GiB stack scripts run on (110,000 levels overflowed it).
+const MAX_CALL_LEVELS: usize = 10_000;
+
 /// Why a script stopped at its operation budget (Rhai's own count, or with the values it copied).
 const OPERATION_BUDGET_SPENT: &str = "the script exceeded its operation budget (a runaway loop, or nested data copied whole on each assignment?); raise it with --max-operations if the script is right";
 
@@ -214,7 +221,7 @@ impl Host {
         let mut engine = Engine::new();
         engine.set_optimization_level(OptimizationLevel::None);
         engine.set_max_operations(config.max_operations);
-        engine.set_max_call_levels(64);
+        engine.set_max_call_levels(MAX_CALL_LEVELS);
         engine.set_max_expr_depths(128, 64);
         // No per-value size limits: Rhai re-measures a whole value after each change, which
         // makes growing data quadratic; the memory guard below bounds growth instead (`memory`).

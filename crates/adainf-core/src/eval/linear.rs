@@ -47,6 +47,7 @@ pub fn linear_probe_accuracy(
     classes: usize,
     cfg: &LinearProbeConfig,
     device: &Device,
+    cancel: &crate::train::CancelFlag,
 ) -> Result<f64> {
     let [n, f] = train.dims();
     if n == 0 {
@@ -89,6 +90,10 @@ pub fn linear_probe_accuracy(
     for _ in 0..cfg.epochs {
         rng.shuffle(&mut order);
         for chunk in order.chunks(cfg.batch) {
+            // Ctrl-C, a watch reload: a long probe stops between two steps.
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
             let idx = ints(chunk.iter().map(|&i| i as i64).collect(), device);
             let x = train.clone().select(0, idx);
             let y = ints(chunk.iter().map(|&i| train_labels[i] as i64).collect(), &ad);
@@ -134,7 +139,8 @@ mod tests {
             batch: 32,
             seed: 0,
         };
-        let acc = linear_probe_accuracy(tr, &trl, te, &tel, 3, &cfg, &device).unwrap();
+        let acc = linear_probe_accuracy(tr, &trl, te, &tel, 3, &cfg, &device, &Default::default())
+            .unwrap();
         assert!(acc > 0.9, "{acc}");
     }
 }

@@ -179,6 +179,7 @@ pub fn linear(
     test: &Dataset,
     cfg: &LinearProbeConfig,
     device: &Device,
+    cancel: &crate::train::CancelFlag,
 ) -> Result<f64> {
     check_sets(train_set, test)?;
     crate::train::seal::verify(&run.dir, &["backbone.bpk"])?;
@@ -193,6 +194,7 @@ pub fn linear(
             f.classes,
             cfg,
             device,
+            cancel,
         )
     })
 }
@@ -213,12 +215,13 @@ fn cached<C: Serialize>(
     })?;
     // A result computed now also goes to TensorBoard (`eval/knn`, ...) at the run's last step.
     if computed {
-        crate::train::events::write_eval(
+        // Best effort too (`cached_in`).
+        let _ = crate::train::events::write_eval(
             &run.dir,
             &format!("eval/{kind}"),
             run.result.steps,
             value,
-        )?;
+        );
     }
     Ok(value)
 }
@@ -249,12 +252,15 @@ fn cached_in<C: Serialize>(
         return Ok(v);
     }
     let value = compute()?;
-    std::fs::create_dir_all(&folder).map_err(|e| Error::file(&folder, e))?;
     let record = serde_json::json!({
         "format": EVAL_FORMAT, "kind": kind, "options": cfg,
         "train": train_set.description(), "test": test.description(), "value": value,
     });
-    train::run::write_json(&path, &record)?;
+    // Best effort: a run folder that cannot be written (a read-only copy, an archive) still
+    // evaluates; its result is only not kept.
+    let _ = std::fs::create_dir_all(&folder)
+        .map_err(|e| Error::file(&folder, e))
+        .and_then(|_| train::run::write_json(&path, &record));
     Ok(value)
 }
 
@@ -291,6 +297,14 @@ mod tests {
                 0.5
             );
         }
+        // A run folder that cannot keep the result still evaluates (here `evals` is a file).
+        let blocked = dir.join("blocked");
+        std::fs::create_dir_all(&blocked).unwrap();
+        std::fs::write(blocked.join("evals"), "not a folder").unwrap();
+        assert_eq!(
+            cached_in(&blocked, "knn", &a, &b, &k20, || Ok(0.75)).unwrap(),
+            0.75
+        );
         // A failed evaluation leaves nothing behind.
         assert!(
             cached_in(&dir, "linear", &a, &b, &k20, || Err(Error::Data(

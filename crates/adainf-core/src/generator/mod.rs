@@ -76,15 +76,18 @@ fn host_matrix(v: &[f64], rows: usize, cols: usize, device: &Device) -> Tensor<2
 }
 
 /// PCA of `x` [n, D] by randomised subspace iteration (4 power iterations, 8 extra columns).
-pub fn fit_pca(x: &Tensor<2>, dims: usize, seed: u64, device: &Device) -> Result<Pca> {
+/// `key` names the option that set `dims` in errors (`pca_dims`, `dims`).
+pub fn fit_pca(x: &Tensor<2>, dims: usize, key: &str, seed: u64, device: &Device) -> Result<Pca> {
     let [n, d] = x.dims();
     if dims == 0 || dims > d.min(n) {
+        let limit = if n < d {
+            format!("{n}, the number of images used (`max_images` and the data's size)")
+        } else {
+            format!("{d}, the pixels per image")
+        };
         return Err(Error::config(
-            "pca_dims",
-            format!(
-                "must be between 1 and {} for this data, got {dims}",
-                d.min(n)
-            ),
+            key,
+            format!("must be between 1 and {limit}, got {dims}"),
         ));
     }
     let mean_t = x.clone().mean_dim(0);
@@ -142,11 +145,14 @@ fn log_sum_exp(v: &[f64]) -> f64 {
 
 /// Fits the generator on `real`.
 pub fn fit_gmm(real: &Dataset, cfg: &GmmConfig, device: &Device) -> Result<Gmm> {
-    if cfg.components == 0 || cfg.iterations == 0 {
-        return Err(Error::config(
-            "components",
-            "components and iterations must be at least 1",
-        ));
+    for (key, value) in [
+        ("components", cfg.components),
+        ("iterations", cfg.iterations),
+        ("max_images", cfg.max_images),
+    ] {
+        if value == 0 {
+            return Err(Error::config(key, "must be at least 1"));
+        }
     }
     if real.len() < cfg.components {
         return Err(Error::config(
@@ -159,7 +165,7 @@ pub fn fit_gmm(real: &Dataset, cfg: &GmmConfig, device: &Device) -> Result<Gmm> 
         ));
     }
     let x = pixel_matrix(real, cfg.max_images, device);
-    let pca = fit_pca(&x, cfg.pca_dims, cfg.seed, device)?;
+    let pca = fit_pca(&x, cfg.pca_dims, "pca_dims", cfg.seed, device)?;
     let y = pca.project(x, device);
     let k = pca.dims;
     let n = y.len() / k;
@@ -313,7 +319,10 @@ pub fn frechet(
         )));
     }
     let xr = pixel_matrix(reference, max_images, device);
-    let pca = fit_pca(&xr, dims, 0, device)?;
+    if max_images == 0 {
+        return Err(Error::config("max_images", "must be at least 1"));
+    }
+    let pca = fit_pca(&xr, dims, "dims", 0, device)?;
     let stats = |y: Vec<f64>| {
         let n = y.len() / dims;
         let mu: Vec<f64> = (0..dims)
@@ -347,6 +356,71 @@ pub fn frechet(
 mod tests {
     use super::*;
     use crate::data::synthetic::{GeneratorSpec, SyntheticSpec, synthetic, synthetic_generator};
+
+    /// Each bad option is named as the user wrote it (`iterations: 0` used to be reported as
+    /// `components`, `gen::frechet`'s `dims` as `pca_dims`, `max_images: 0` as a `pca_dims`
+    /// out of "1 and 1").
+    #[test]
+    fn bad_generator_options_name_their_own_key() {
+        let device = Device::flex();
+        let real = synthetic(&SyntheticSpec {
+            n: 40,
+            seed: 0,
+            size: 8,
+            split: "train".into(),
+        })
+        .unwrap();
+        let gmm = |cfg: GmmConfig| match fit_gmm(&real, &cfg, &device) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        };
+        let base = GmmConfig {
+            components: 2,
+            pca_dims: 4,
+            ..Default::default()
+        };
+        for (cfg, key) in [
+            (
+                GmmConfig {
+                    iterations: 0,
+                    ..base.clone()
+                },
+                "`iterations`",
+            ),
+            (
+                GmmConfig {
+                    components: 0,
+                    ..base.clone()
+                },
+                "`components`",
+            ),
+            (
+                GmmConfig {
+                    max_images: 0,
+                    ..base.clone()
+                },
+                "`max_images`",
+            ),
+            (
+                GmmConfig {
+                    pca_dims: 500,
+                    ..base.clone()
+                },
+                "`pca_dims`",
+            ),
+        ] {
+            let e = gmm(cfg);
+            assert!(e.contains(key), "{key}: {e}");
+        }
+        let e = frechet(&real, &real, 0, 100, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`dims`") && !e.contains("pca_dims"), "{e}");
+        let e = frechet(&real, &real, 4, 0, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`max_images`"), "{e}");
+    }
 
     #[test]
     fn pca_explains_a_low_rank_set_and_gmm_samples_look_like_the_data() {

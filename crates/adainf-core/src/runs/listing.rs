@@ -173,6 +173,19 @@ pub fn list(runs_dir: &Path) -> Result<Vec<RunEntry>> {
     Ok(out)
 }
 
+/// `text` as one cell of a markdown table on a terminal: control characters (escape sequences
+/// that would clear or recolour the screen, line breaks that would split the row) are shown
+/// escaped, and `|` cannot end the cell.
+fn table_cell(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '|' => "\\|".to_string(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 /// The listing as a table.
 pub fn render(entries: &[RunEntry]) -> String {
     let mut out = String::from(
@@ -185,6 +198,7 @@ pub fn render(entries: &[RunEntry]) -> String {
             .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
             .collect::<Vec<_>>()
             .join(" ");
+        let tags = table_cell(&tags);
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {} | {} | {} |\n",
             short_id(&e.id),
@@ -279,4 +293,19 @@ pub fn detail(runs_dir: &Path, id_prefix: &str) -> Result<String> {
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_cells_show_control_characters_escaped() {
+        assert_eq!(table_cell("a=1 b=x"), "a=1 b=x");
+        assert_eq!(
+            table_cell("\u{1b}[2J|x\ny\u{7}"),
+            "\\u{1b}[2J\\|x\\ny\\u{7}"
+        );
+        assert_eq!(table_cell("é ünï"), "é ünï");
+    }
 }

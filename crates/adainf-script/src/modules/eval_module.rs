@@ -58,7 +58,9 @@ pub(super) fn eval_module(state: &Rc<HostState>) -> Module {
                                  opts: Map|
           -> Res<f64> {
         let cfg: LinearProbeConfig = parsed("eval::linear", &opts, LINEAR)?;
-        core(runs::linear(&r.run, &train_set, &test, &cfg, &st.device))
+        core(runs::linear(
+            &r.run, &train_set, &test, &cfg, &st.device, &st.cancel,
+        ))
     });
     m
 }
