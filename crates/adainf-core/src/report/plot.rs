@@ -100,6 +100,18 @@ pub fn plot(rows: &[Row], spec: &PlotSpec, path: &Path) -> Result<()> {
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| draw_error(e.to_string()))?;
+        // A log axis needs positive values; clamping them would draw a range of nothing.
+        if spec.log_x
+            && let Some(x) = data
+                .iter()
+                .flat_map(|(_, p)| p.iter().map(|q| q.0))
+                .find(|&x| x <= 0.0)
+        {
+            return Err(Error::Data(format!(
+                "`log_x` needs positive values of `{}`, but one is {x}; plot without log_x or leave those rows out",
+                spec.x
+            )));
+        }
         let xs = data.iter().flat_map(|(_, p)| p.iter().map(|q| q.0));
         let (mut x0, mut x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
             (a.min(x), b.max(x))
@@ -249,6 +261,18 @@ mod tests {
             .clone();
         assert_eq!((info.width, info.height), (800, 520));
         std::fs::remove_file(path).unwrap();
+        // A log axis over a value ≤ 0 names the column and the value.
+        let e = plot(
+            &[row("a", -1.0, 0.5), row("a", 2.0, 0.7)],
+            &spec,
+            &std::env::temp_dir().join("log-x.png"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`log_x`") && e.contains("`x`") && e.contains("-1"),
+            "{e}"
+        );
         let bad = PlotSpec {
             y: "nope".into(),
             ..spec

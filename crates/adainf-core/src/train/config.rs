@@ -398,6 +398,16 @@ impl PretrainConfig {
         positive("lr", self.lr)?;
         positive("classifier_lr", self.classifier_lr)?;
         positive("temperature", self.temperature)?;
+        // Barlow Twins' off-diagonal weight and loss scale: 0 or less trains nothing (a loss
+        // of 0 throughout) or rewards correlation.
+        for (key, v) in [
+            ("barlow_lambda", self.barlow_lambda),
+            ("barlow_scale", self.barlow_scale),
+        ] {
+            if let Some(v) = v {
+                positive(key, v)?;
+            }
+        }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
             return Err(Error::config(
                 "weight_decay",
@@ -536,6 +546,22 @@ mod tests {
         for m in crate::method::METHODS {
             let cfg = PretrainConfig::for_method(Method::parse(m).unwrap());
             assert!(cfg.validate().is_ok(), "{m}");
+        }
+        for (key, bad) in [
+            ("barlow_scale", 0.0),
+            ("barlow_lambda", -1.0),
+            ("barlow_lambda", f64::NAN),
+        ] {
+            let mut cfg = PretrainConfig::for_method(Method::Barlow);
+            match key {
+                "barlow_scale" => cfg.barlow_scale = Some(bad),
+                _ => cfg.barlow_lambda = Some(bad),
+            }
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("`{key}`")) && e.contains("positive"),
+                "{e}"
+            );
         }
         let e = PretrainConfig {
             queue_size: Some(256),

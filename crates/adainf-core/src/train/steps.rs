@@ -67,8 +67,18 @@ fn finite_loss(loss: f64, done: usize, last_checkpoint: usize, dir: &Path, lr: f
         "no checkpoint was written before it".to_string()
     };
     Err(Error::Numeric(format!(
-        "the loss became {loss} at step {done}; {kept}. Lower the learning rate (lr = {lr}) or check the data"
+        "the loss became {loss} at step {done}; {kept}. Training diverged: lower the learning rate (it is {}), or check the options that scale the loss (temperature, the method's settings) and the data",
+        short_number(lr)
     )))
+}
+
+/// `x` as a person reads it: `0.4`, `1e300` (not 301 digits).
+fn short_number(x: f64) -> String {
+    if x != 0.0 && !(1e-4..1e6).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
 }
 
 /// What the loop leaves for the run's result.
@@ -200,9 +210,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("NaN at step 7") && e.contains("no checkpoint") && e.contains("lr = 0.1"),
+            e.contains("NaN at step 7") && e.contains("no checkpoint") && e.contains("(it is 0.1)"),
             "{e}"
         );
+        let e = finite_loss(f64::NAN, 1, 0, dir, 1e300)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("(it is 1e300)"), "{e}");
         let e = finite_loss(f64::INFINITY, 9, 6, dir, 0.1)
             .unwrap_err()
             .to_string();
