@@ -357,6 +357,26 @@ fn bad_parameters_and_flags_are_refused_clearly() {
         stderr.contains("`=5`") && stderr.contains("no name"),
         "{stderr}"
     );
+    // A parameter given twice, or an integer too large to stay one, is not silently changed.
+    for (args, wanted) in [
+        (["a=1", "a=2"], "given twice"),
+        (["n=99999999999999999999", "b=1"], "too large"),
+    ] {
+        let extra: Vec<&str> = std::iter::once("--").chain(args).collect();
+        let (code, _, stderr) = run_source("twice", "print(params);\n", &extra);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains(wanted), "{stderr}");
+    }
+    // `api --defs` names a folder; a file there is refused before anything is printed.
+    let ws = Workspace::new("defs");
+    let file = ws.script("base.rhai", "print(1);\n");
+    let out = bin().args(["api", "--defs"]).arg(&file).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("folder") && stdout.is_empty(), "{stderr}");
+    // `worker --index` without its --list does nothing: refused.
+    let out = bin().args(["worker", "--index", "5"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
     let (code, _, stderr) = run_source("zero", "print(1);\n", &["--max-operations", "0"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--max-operations"), "{stderr}");

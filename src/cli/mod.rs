@@ -46,8 +46,9 @@ enum Command {
     Check { script: PathBuf },
     /// List every script function with its signature and options.
     Api {
-        /// Also write Rhai definition files (`.d.rhai`) for the Rhai language server here.
-        #[arg(long)]
+        /// Also write Rhai definition files (`.d.rhai`) for the Rhai language server into this
+        /// folder (made where missing).
+        #[arg(long, value_name = "DIR")]
         defs: Option<PathBuf>,
         /// Print the reference as markdown (what docs/api.md holds).
         #[arg(long)]
@@ -94,7 +95,8 @@ struct WorkerArgs {
     /// array tasks).
     #[arg(long, requires = "index")]
     list: Option<PathBuf>,
-    #[arg(long)]
+    /// The line of --list to train (0 for the first).
+    #[arg(long, requires = "list")]
     index: Option<usize>,
     #[arg(long)]
     retry_failed: bool,
@@ -222,8 +224,18 @@ fn parse_params(items: &[String]) -> Result<Map, String> {
                 "script parameter `{item}` has no name before `=`; write it as key=value, e.g. lr=0.1"
             ));
         }
+        let all_digits = {
+            let digits = v.strip_prefix('-').unwrap_or(v);
+            !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+        };
         let value = if let Ok(i) = v.parse::<i64>() {
             Dynamic::from(i)
+        } else if all_digits {
+            // Silently a float (1e20) would lose digits a script may count on.
+            return Err(format!(
+                "script parameter `{item}`: `{v}` is an integer too large for a script (at most {}); write it as a decimal number ({v}.0) if a float is meant",
+                i64::MAX
+            ));
         } else if let Ok(f) = v.parse::<f64>() {
             if !f.is_finite() {
                 return Err(format!(
@@ -237,7 +249,12 @@ fn parse_params(items: &[String]) -> Result<Map, String> {
         } else {
             Dynamic::from(v.to_string())
         };
-        map.insert(k.trim().into(), value);
+        if map.insert(k.trim().into(), value).is_some() {
+            return Err(format!(
+                "script parameter `{}` is given twice; give each parameter once",
+                k.trim()
+            ));
+        }
     }
     Ok(map)
 }
@@ -598,6 +615,15 @@ fn command(cli: Cli) -> ExitCode {
             }
         }
         Command::Api { defs, markdown } => {
+            if let Some(dir) = defs.as_ref().filter(|d| d.exists() && !d.is_dir()) {
+                return report(
+                    &format!(
+                        "--defs {}: this is a file; --defs names the folder to write the .d.rhai files in",
+                        dir.display()
+                    ),
+                    2,
+                );
+            }
             if markdown {
                 print!("{}", api::render_markdown());
             } else {
