@@ -67,7 +67,8 @@ pub fn pretrain_claimed(
     // A run that is finished (loaded), or failed and not to be retried (its error).
     let settled = |progress: &mut dyn crate::train::Progress| -> Option<Result<FinishedRun>> {
         // Changed after it finished: trained again from the start on a retry.
-        if retry_failed && crate::train::seal::damaged(&dir) {
+        if retry_failed && crate::train::seal::damaged(&dir, &crate::train::seal::pretrain_files())
+        {
             return None;
         }
         match load_finished(&dir) {
@@ -98,7 +99,11 @@ pub fn pretrain_claimed(
                 }
                 let _ = std::fs::remove_file(dir.join(FAILED_FILE));
                 if retry_failed {
-                    discard_damaged(&dir, ctx.progress)?;
+                    crate::train::checkpoint::discard_damaged(
+                        &dir,
+                        &crate::train::seal::pretrain_files(),
+                        ctx.progress,
+                    )?;
                 }
                 if let Some(r) = request {
                     write_json(&dir.join(REQUEST_FILE), r)?;
@@ -127,30 +132,6 @@ pub fn pretrain_claimed(
             }
         }
     }
-}
-
-/// On a retry: a run whose files changed after it finished, or whose checkpoint is damaged,
-/// is trained again from the start (said on the progress line).
-fn discard_damaged(dir: &Path, progress: &mut dyn crate::train::Progress) -> Result<()> {
-    if crate::train::seal::damaged(dir) {
-        progress.note(&format!(
-            "{}: its files changed after it finished; training it again from the start",
-            dir.display()
-        ));
-        return crate::train::seal::discard(dir);
-    }
-    if let Some(ckpt) = crate::train::Trainer::checkpoint_dir(dir)
-        && let Err(e) = crate::train::checkpoint::check_intact(&ckpt)
-    {
-        progress.note(&format!("{e}; discarding it and training from the start"));
-        for folder in ["checkpoint", "checkpoint.old"] {
-            let path = dir.join(folder);
-            if path.exists() {
-                std::fs::remove_dir_all(&path).map_err(|e| Error::file(&path, e))?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Records that the run in `dir` failed with `error` (`failed.json`).

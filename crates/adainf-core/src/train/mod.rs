@@ -146,17 +146,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
     let mut trainer = Trainer::new(cfg, req.aug, classes, ctx.device)?;
     // A run that was interrupted resumes from its last checkpoint; the metrics logged after
     // that checkpoint are dropped, since those steps run again.
-    let first_step = match Trainer::checkpoint_dir(&dir) {
-        Some(ckpt) => trainer.load_checkpoint(&ckpt).map_err(|e| {
-            Error::file(
-                &ckpt,
-                format!(
-                    "cannot resume from this checkpoint ({e}); run the script again with --retry-failed to discard it and train the run from the start"
-                ),
-            )
-        })?,
-        None => 0,
-    };
+    let first_step = checkpoint::resume(&dir, |ckpt| trainer.load_checkpoint(ckpt))?;
     let mut metrics: Vec<MetricRow> = read_metrics(&dir.join("metrics.jsonl"))?
         .into_iter()
         .filter(|m| m.step <= first_step)
@@ -273,7 +263,7 @@ pub fn pretrain(req: PretrainRequest, ctx: TrainContext) -> Result<FinishedRun> 
     };
     write_json(&dir.join("result.json"), &result)?;
     // Last: the seal makes the run finished.
-    seal::write(&dir)?;
+    seal::write(&dir, &seal::pretrain_files())?;
     events.finish(cfg.steps)?;
     ctx.progress.finish(&match accuracy {
         Some(a) => format!("loss {last_loss:.4}, probe accuracy {:.2}%", 100.0 * a),

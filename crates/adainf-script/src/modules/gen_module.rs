@@ -165,18 +165,17 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
             None => st.device.clone(),
         };
         let mut progress = (st.progress)();
-        progress.start("gen::diffusion", cfg.steps, false);
         let run = core(diffusion::run::train(
             &real,
             &cfg,
-            &st.runs_dir,
-            &device,
-            |step| progress.update(step, f64::NAN, 0.0),
+            diffusion::run::DiffusionContext {
+                device: &device,
+                runs_dir: &st.runs_dir,
+                progress: progress.as_mut(),
+                cancel: &st.cancel,
+                retry_failed: st.retry_failed,
+            },
         ))?;
-        progress.finish(&format!(
-            "generator {} (loss {:.4})",
-            run.result.id, run.result.final_loss
-        ));
         Ok(DiffusionHandle {
             run: Rc::new(run),
             device,
@@ -333,6 +332,7 @@ pub const DIFFUSION: &[Opt] = &[
     ),
     opt("flip", Kind::Bool, "random horizontal flips (default true)"),
     opt("seed", Kind::Int, "random seed (default 0)"),
+    options::CHECKPOINT_EVERY,
     options::DEVICE,
     opt("precision", Kind::Str, "\"f32\" only for now (default)"),
 ];

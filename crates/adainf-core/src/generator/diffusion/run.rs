@@ -1,10 +1,17 @@
 //! Training a DDPM generator as a cached run: the options (`DiffusionConfig`, defaults on the
 //! struct, checked before anything is written), the run id (a hash of the config and the
 //! data's fingerprint, like `train::run::RunSpec`), and the folder `runs/<id>/` with
-//! `config.json`, `metrics.jsonl` (step, loss, images/s), the EMA weights `ema.bpk` and, once
-//! finished, `result.json`; a folder with `result.json` is loaded instead of trained again.
-//! Not yet: checkpoints and resume, claims for parallel workers, the executor, precision
-//! other than f32 (see issue 23).
+//! `config.json`, `metrics.jsonl` (step, loss, images/s), the EMA weights `ema.bpk`,
+//! `result.json` and, written last, the seal (`train::seal`) that makes the run finished. A
+//! sealed folder is loaded (its files checked against the seal) instead of trained again; a
+//! damaged one is reported, and trained again from the start with `--retry-failed`.
+//!
+//! Checkpoints (`train::checkpoint`: `checkpoint/` with the model, its EMA and the AdamW state,
+//! every `checkpoint_every` steps and when the run is cancelled) let a killed run resume and end
+//! with the weights of an uninterrupted one: each step's randomness (batch, flips, timesteps,
+//! noise, dropout) is drawn from a stream derived from the seed and the step, so no generator
+//! state is saved. A finished run keeps only `ema.bpk`; its checkpoints are removed.
+//! Not yet: claims for parallel workers, the executor, precision other than f32 (issue 23).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -21,9 +28,14 @@ use crate::error::{Error, Result};
 use crate::files::{write_atomic, write_json};
 use crate::rng::Rng;
 use crate::tensor::{floats, read_floats};
+use crate::train::checkpoint::{self, load_module, load_optimizer, save_module, save_optimizer};
+use crate::train::progress::{CancelFlag, Progress};
+use crate::train::run::{read_json, read_rows};
+use crate::train::seal;
 
-/// Bump when the training semantics change, so old cached generators are not reused.
-const FORMAT: u32 = 1;
+/// Bump when the training semantics change, so old cached generators are not reused. (2: each
+/// step's randomness comes from a stream derived from the seed and the step, dropout included.)
+const FORMAT: u32 = 2;
 
 /// The options of `gen::diffusion` (the defaults are the paper's, except `channels` and
 /// `steps`, which are CPU-sized).
@@ -50,8 +62,12 @@ pub struct DiffusionConfig {
     pub ema: f64,
     /// Random horizontal flips of the training images.
     pub flip: bool,
-    /// Seed of the initial weights, the batches, the timesteps and the noise.
+    /// Seed of the initial weights, the batches, the timesteps, the noise and dropout.
     pub seed: u64,
+    /// Save a checkpoint every this many steps (0 = only when the run is cancelled by Ctrl-C
+    /// or SIGTERM). Not part of the run id.
+    #[serde(skip_serializing)]
+    pub checkpoint_every: usize,
 }
 
 impl Default for DiffusionConfig {
@@ -68,6 +84,7 @@ impl Default for DiffusionConfig {
             ema: 0.9999,
             flip: true,
             seed: 0,
+            checkpoint_every: 0,
         }
     }
 }
@@ -164,7 +181,7 @@ pub struct DiffusionResult {
     pub final_loss: f64,
     /// Steps trained.
     pub steps: usize,
-    /// Wall time of training, in seconds.
+    /// Wall time of training, in seconds (after a resume, only the resumed part).
     pub train_seconds: f64,
     /// Mean training throughput.
     pub images_per_s: f64,
@@ -190,6 +207,7 @@ pub struct DiffusionRun {
     pub schedule: Schedule,
 }
 
+/// The EMA weights of a finished generator (burn's format), written as `save_module(…, "ema")`.
 const EMA_FILE: &str = "ema.bpk";
 
 /// Training images `indices` of `data` as a [B, C, H, W] tensor in [-1, 1], flipped
@@ -219,24 +237,81 @@ fn batch_tensor(
     floats(v, [indices.len(), c, h, w], device)
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
-    serde_json::from_str(&text).map_err(|e| {
-        Error::file(
-            path,
-            format!("is not a valid run file ({e}); delete the run folder to retrain"),
-        )
+/// The files a finished generator run seals: its records and its EMA weights.
+fn sealed_files() -> Vec<&'static str> {
+    seal::RECORDS.iter().copied().chain([EMA_FILE]).collect()
+}
+
+/// Where and how a generator trains.
+pub struct DiffusionContext<'a> {
+    /// Device to train on (not part of the run id).
+    pub device: &'a Device,
+    /// Folder of the run folders.
+    pub runs_dir: &'a Path,
+    /// Receives the run's progress.
+    pub progress: &'a mut dyn Progress,
+    /// Checked before each step; when set, the run checkpoints and returns `Error::Cancelled`.
+    pub cancel: &'a CancelFlag,
+    /// Train a run whose files changed after it finished, or whose checkpoint is damaged,
+    /// again from the start (`--retry-failed`).
+    pub retry_failed: bool,
+}
+
+impl Trainer {
+    /// Writes the run's `checkpoint/`: the model, its EMA and the AdamW state.
+    fn save_checkpoint(&self, run_dir: &Path, steps_done: usize) -> Result<()> {
+        checkpoint::write(run_dir, steps_done, None, |tmp| {
+            save_module(self.model.clone(), tmp, "model")?;
+            save_module(self.ema.clone(), tmp, "ema")?;
+            save_optimizer(&self.optimizer, tmp, "optimizer")
+        })
+    }
+
+    /// Restores the state saved by `save_checkpoint`; returns the number of steps done.
+    fn load_checkpoint(&mut self, dir: &Path) -> Result<usize> {
+        let state = checkpoint::read(dir)?;
+        self.model = load_module(self.model.clone(), dir, "model")?;
+        self.ema = load_module(self.ema.clone(), dir, "ema")?;
+        self.optimizer = load_optimizer(self.optimizer.clone(), dir, "optimizer")?;
+        Ok(state.step)
+    }
+}
+
+/// The random stream of training step `step` (0-based): its batch, flips, timesteps, noise and
+/// dropout seed.
+fn step_rng(seed: u64, step: usize) -> Rng {
+    Rng::derive(seed, &[0xd1ff, step as u64])
+}
+
+/// Loads the finished generator in `dir` after checking its files against the seal.
+fn load_finished(
+    spec: DiffusionSpec,
+    unet: &UNetConfig,
+    schedule: Schedule,
+    dir: PathBuf,
+    device: &Device,
+) -> Result<DiffusionRun> {
+    seal::verify(&dir, &sealed_files())?;
+    let result: DiffusionResult = read_json(&dir.join("result.json"))?;
+    let metrics = read_rows(&dir.join("metrics.jsonl"))?;
+    let model = load_module(unet.init(device)?, &dir, "ema")?;
+    Ok(DiffusionRun {
+        spec,
+        result,
+        metrics,
+        dir,
+        cached: true,
+        model,
+        schedule,
     })
 }
 
-/// Trains a generator on `real` (or loads it from `runs_dir` when it was trained before).
-/// `progress` is told the steps done after each step.
+/// Trains a generator on `real` (or loads it from `ctx.runs_dir` when it was trained before;
+/// an interrupted run resumes from its checkpoint).
 pub fn train(
     real: &Dataset,
     config: &DiffusionConfig,
-    runs_dir: &Path,
-    device: &Device,
-    mut progress: impl FnMut(usize),
+    ctx: DiffusionContext,
 ) -> Result<DiffusionRun> {
     let unet = config.check(real)?;
     let schedule = Schedule::linear(config.timesteps)?;
@@ -247,36 +322,19 @@ pub fn train(
         data: DataRef::of(real),
     };
     let id = spec.id();
-    let dir = runs_dir.join(&id);
-    let result_path = dir.join("result.json");
-    let metrics_path = dir.join("metrics.jsonl");
-    if result_path.exists() {
-        let result: DiffusionResult = read_json(&result_path)?;
-        let text =
-            std::fs::read_to_string(&metrics_path).map_err(|e| Error::file(&metrics_path, e))?;
-        let metrics = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).map_err(|e| Error::file(&metrics_path, e)))
-            .collect::<Result<Vec<DiffusionMetric>>>()?;
-        let path = dir.join(EMA_FILE);
-        let model = unet
-            .init(device)?
-            .try_load_file(&path)
-            .map_err(|e| Error::file(&path, format!("cannot load ({e})")))?;
-        return Ok(DiffusionRun {
-            spec,
-            result,
-            metrics,
-            dir,
-            cached: true,
-            model,
-            schedule,
-        });
+    let dir = ctx.runs_dir.join(&id);
+    let files = sealed_files();
+    if ctx.retry_failed && dir.is_dir() {
+        checkpoint::discard_damaged(&dir, &files, ctx.progress)?;
+    }
+    if seal::is_sealed(&dir) {
+        let run = load_finished(spec, &unet, schedule, dir, ctx.device)?;
+        ctx.progress.start(&id, run.result.steps, true);
+        return Ok(run);
     }
     std::fs::create_dir_all(&dir).map_err(|e| Error::file(&dir, e))?;
     write_json(&dir.join("config.json"), &spec)?;
-    let train_device = device.clone().autodiff();
+    let train_device = ctx.device.clone().autodiff();
     let model = crate::model::init_seeded(config.seed, true, &train_device, |d| {
         unet.init(d).expect("checked above")
     });
@@ -288,64 +346,105 @@ pub fn train(
             ema: config.ema,
         },
     );
-    let mut rng = Rng::derive(config.seed, &[0xd1ff]);
-    let every = (config.steps / 20).max(1);
-    let mut metrics = Vec::new();
+    // A run that was interrupted resumes from its last checkpoint; the rows logged after it
+    // are dropped, since those steps run again.
+    let first_step = checkpoint::resume(&dir, |ckpt| trainer.load_checkpoint(ckpt))?;
+    let metrics_path = dir.join("metrics.jsonl");
+    let mut metrics: Vec<DiffusionMetric> = read_rows::<DiffusionMetric>(&metrics_path)?
+        .into_iter()
+        .filter(|m| m.step <= first_step)
+        .collect();
     let mut log = String::new();
+    for row in &metrics {
+        log.push_str(&serde_json::to_string(row).unwrap_or_default());
+        log.push('\n');
+    }
+    write_atomic(&metrics_path, log.as_bytes())?;
+    ctx.progress.start(&id, config.steps, false);
+    if first_step > 0 {
+        ctx.progress.resumed(first_step);
+    }
+    let every = (config.steps / 20).max(1);
     let start = Instant::now();
     let mut last_time = start;
-    let mut last_step = 0;
-    let mut loss = 0.0;
-    for step in 1..=config.steps {
+    let mut last_step = first_step;
+    let mut last_checkpoint = first_step;
+    let mut loss = metrics.last().map_or(f64::NAN, |m| m.loss);
+    for step in first_step..config.steps {
+        if ctx.cancel.is_cancelled() {
+            // Ctrl-C or SIGTERM: keep what was computed, so running again resumes here.
+            if step > last_checkpoint {
+                trainer.save_checkpoint(&dir, step)?;
+            }
+            return Err(Error::Cancelled);
+        }
+        let mut rng = step_rng(config.seed, step);
         let idx: Vec<usize> = (0..config.batch).map(|_| rng.below(real.len())).collect();
         let x0 = batch_tensor(real, &idx, config.flip, &mut rng, &train_device);
         let l = trainer.step(x0, &mut rng);
-        if step % every == 0 || step == config.steps {
+        let done = step + 1;
+        let checkpoint_now = config.checkpoint_every > 0
+            && done % config.checkpoint_every == 0
+            && done < config.steps;
+        if done % every == 0 || checkpoint_now || done == config.steps {
             loss = read_floats(l)[0] as f64;
             if !loss.is_finite() {
+                let kept = if last_checkpoint > 0 {
+                    format!(
+                        "the last good checkpoint (step {last_checkpoint}) is kept in {}",
+                        dir.join("checkpoint").display()
+                    )
+                } else {
+                    "no checkpoint was written before it".to_string()
+                };
                 return Err(Error::Numeric(format!(
-                    "the diffusion loss is {loss} at step {step}; lower `lr`"
+                    "the diffusion loss is {loss} at step {done}; {kept}. Lower `lr` (lr = {})",
+                    config.lr
                 )));
             }
             let now = Instant::now();
             let row = DiffusionMetric {
-                step,
+                step: done,
                 loss,
-                images_per_s: ((step - last_step) * config.batch) as f64
+                images_per_s: ((done - last_step) * config.batch) as f64
                     / now.duration_since(last_time).as_secs_f64().max(1e-9),
             };
             log.push_str(&serde_json::to_string(&row).unwrap_or_default());
             log.push('\n');
             write_atomic(&metrics_path, log.as_bytes())?;
+            ctx.progress.update(done, loss, row.images_per_s);
             metrics.push(row);
+            if checkpoint_now {
+                trainer.save_checkpoint(&dir, done)?;
+                last_checkpoint = done;
+            }
             last_time = now;
-            last_step = step;
+            last_step = done;
         }
-        progress(step);
     }
     let seconds = start.elapsed().as_secs_f64();
-    let path = dir.join(EMA_FILE);
-    trainer
-        .ema
-        .clone()
-        .save_file(&path)
-        .map_err(|e| Error::file(&path, format!("cannot save weights: {e}")))?;
+    save_module(trainer.ema.clone(), &dir, "ema")?;
     let result = DiffusionResult {
         id: id.clone(),
         final_loss: loss,
         steps: config.steps,
         train_seconds: seconds,
-        images_per_s: (config.steps * config.batch) as f64 / seconds.max(1e-9),
+        images_per_s: ((config.steps - first_step) * config.batch) as f64 / seconds.max(1e-9),
         shape: real.shape(),
     };
-    write_json(&result_path, &result)?;
+    write_json(&dir.join("result.json"), &result)?;
+    // Last: the seal makes the run finished; its checkpoints are not needed any more.
+    seal::write(&dir, &files)?;
+    checkpoint::remove_all(&dir)?;
+    ctx.progress
+        .finish(&format!("generator {id} (loss {loss:.4})"));
     Ok(DiffusionRun {
         spec,
         result,
         metrics,
         dir,
         cached: false,
-        model: trainer.ema.fork(device),
+        model: trainer.ema.fork(ctx.device),
         schedule,
     })
 }

@@ -356,6 +356,25 @@ fn configurations_the_unet_cannot_take_are_clear_errors() {
     );
 }
 
+/// Trains (or loads) a generator under `dir` on flex, silently, not cancelled.
+fn train_in(
+    real: &crate::data::Dataset,
+    cfg: &run::DiffusionConfig,
+    dir: &std::path::Path,
+) -> Result<run::DiffusionRun> {
+    run::train(
+        real,
+        cfg,
+        run::DiffusionContext {
+            device: &Device::flex(),
+            runs_dir: dir,
+            progress: &mut crate::train::Silent,
+            cancel: &crate::train::CancelFlag::new(),
+            retry_failed: false,
+        },
+    )
+}
+
 fn tiny_run_config() -> run::DiffusionConfig {
     run::DiffusionConfig {
         steps: 3,
@@ -387,13 +406,13 @@ fn a_generator_run_is_cached_and_samples_a_dataset() {
     let device = Device::flex();
     let real = tiny_real();
     let cfg = tiny_run_config();
-    let first = run::train(&real, &cfg, &dir, &device, |_| {}).unwrap();
+    let first = train_in(&real, &cfg, &dir).unwrap();
     assert!(!first.cached);
     assert_eq!(first.metrics.last().unwrap().step, 3);
     for f in ["config.json", "metrics.jsonl", "result.json", "ema.bpk"] {
         assert!(first.dir.join(f).exists(), "{f}");
     }
-    let again = run::train(&real, &cfg, &dir, &device, |_| {}).unwrap();
+    let again = train_in(&real, &cfg, &dir).unwrap();
     assert!(again.cached);
     assert_eq!(again.result, first.result);
     let sc = run::SampleConfig {
@@ -416,12 +435,7 @@ fn a_generator_run_is_cached_and_samples_a_dataset() {
     );
     // Another seed of the generator is another run.
     let other = run::DiffusionConfig { seed: 1, ..cfg };
-    assert_ne!(
-        run::train(&real, &other, &dir, &device, |_| {})
-            .unwrap()
-            .dir,
-        first.dir
-    );
+    assert_ne!(train_in(&real, &other, &dir).unwrap().dir, first.dir);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -430,7 +444,6 @@ fn a_generator_run_is_cached_and_samples_a_dataset() {
 fn bad_generator_options_write_nothing() {
     let dir = std::env::temp_dir().join(format!("adainf-diffusion-bad-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let device = Device::flex();
     let real = tiny_real();
     let cases: Vec<(run::DiffusionConfig, &str)> = vec![
         (
@@ -456,7 +469,7 @@ fn bad_generator_options_write_nothing() {
         ),
     ];
     for (cfg, want) in cases {
-        let err = run::train(&real, &cfg, &dir, &device, |_| {})
+        let err = train_in(&real, &cfg, &dir)
             .err()
             .expect("an error")
             .to_string();
@@ -466,4 +479,209 @@ fn bad_generator_options_write_nothing() {
     let unknown: std::result::Result<run::DiffusionConfig, _> =
         serde_json::from_str(r#"{"stpes": 3}"#);
     assert!(unknown.unwrap_err().to_string().contains("stpes"));
+}
+
+/// Every parameter of a module, flattened, in visiting order.
+fn weights<M: Module>(m: &M) -> Vec<f32> {
+    params_of(m).into_iter().flat_map(read_floats).collect()
+}
+
+/// A progress sink that stops the run once it reports `at` steps: by the cancel flag (the run
+/// checkpoints on its way out, as on Ctrl-C) or by a panic (a kill: nothing more is written).
+struct StopAt {
+    at: usize,
+    cancel: crate::train::CancelFlag,
+    kill: bool,
+}
+
+impl crate::train::Progress for StopAt {
+    fn start(&mut self, _: &str, _: usize, _: bool) {}
+    fn update(&mut self, step: usize, _: f64, _: f64) {
+        if step == self.at {
+            if self.kill {
+                panic!("killed at step {step} (planted by the test)");
+            }
+            self.cancel.cancel();
+        }
+    }
+    fn probe(&mut self, _: usize, _: f64) {}
+    fn finish(&mut self, _: &str) {}
+}
+
+fn train_stopped(
+    real: &crate::data::Dataset,
+    cfg: &run::DiffusionConfig,
+    dir: &std::path::Path,
+    at: usize,
+    kill: bool,
+) -> bool {
+    let cancel = crate::train::CancelFlag::new();
+    let mut stop = StopAt {
+        at,
+        cancel: cancel.clone(),
+        kill,
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run::train(
+            real,
+            cfg,
+            run::DiffusionContext {
+                device: &Device::flex(),
+                runs_dir: dir,
+                progress: &mut stop,
+                cancel: &cancel,
+                retry_failed: false,
+            },
+        )
+    }));
+    match outcome {
+        Err(_) => kill,
+        Ok(Err(Error::Cancelled)) => !kill,
+        Ok(other) => panic!("the run was not stopped: {:?}", other.map(|r| r.result)),
+    }
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("adainf-diffusion-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Kill + resume gives the weights of an uninterrupted run, bit for bit (dropout on, so the
+/// device generator's stream must be a function of the step too): a run cancelled after step 3
+/// (checkpointed on its way out), and a run killed after step 5 with `checkpoint_every: 2`
+/// (resumed from step 4, step 5 trained again), each end with the EMA weights, the metrics and
+/// the samples of a run trained straight through; a finished run is sealed and keeps no
+/// checkpoint.
+#[test]
+fn a_killed_or_cancelled_run_resumes_to_the_weights_of_an_uninterrupted_one() {
+    let real = tiny_real();
+    let cfg = run::DiffusionConfig {
+        steps: 6,
+        dropout: 0.3,
+        ema: 0.5,
+        lr: 1e-3,
+        checkpoint_every: 2,
+        ..tiny_run_config()
+    };
+    let straight_dir = temp_dir("straight");
+    let straight = train_in(&real, &cfg, &straight_dir).unwrap();
+    assert!(crate::train::seal::is_sealed(&straight.dir));
+    assert!(crate::train::checkpoint::latest(&straight.dir).is_none());
+    let want = weights(&straight.model);
+    let sc = run::SampleConfig {
+        steps: 3,
+        batch: 2,
+        ..Default::default()
+    };
+    let want_samples = straight.sample(2, &sc, &Device::flex(), |_| {}).unwrap();
+    for (name, at, kill, resumes_from) in [("cancelled", 3, false, 3), ("killed", 5, true, 4)] {
+        let dir = temp_dir(name);
+        assert!(train_stopped(&real, &cfg, &dir, at, kill), "{name}");
+        let run_dir = dir.join(&straight.result.id);
+        assert!(!crate::train::seal::is_sealed(&run_dir), "{name}");
+        let ckpt =
+            crate::train::checkpoint::read(&crate::train::checkpoint::latest(&run_dir).unwrap())
+                .unwrap();
+        assert_eq!(ckpt.step, resumes_from, "{name}");
+        let resumed = train_in(&real, &cfg, &dir).unwrap();
+        assert!(!resumed.cached);
+        let got = weights(&resumed.model);
+        assert_eq!(got.len(), want.len());
+        let differing = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert_eq!(
+            differing, 0,
+            "{name}: {differing} EMA weights differ from the straight run's"
+        );
+        // The training weights changed over the run (the EMA is not the initial model).
+        assert_ne!(
+            weights(&resumed.model),
+            weights(&crate::model::init_seeded(
+                cfg.seed,
+                false,
+                &Device::flex(),
+                |d| cfg.unet([16, 16, 3]).unwrap().init(d).unwrap()
+            )),
+            "{name}"
+        );
+        assert_eq!(
+            resumed
+                .metrics
+                .iter()
+                .map(|m| (m.step, m.loss))
+                .collect::<Vec<_>>(),
+            straight
+                .metrics
+                .iter()
+                .map(|m| (m.step, m.loss))
+                .collect::<Vec<_>>(),
+            "{name}: the metrics of the resumed run"
+        );
+        let got_samples = resumed.sample(2, &sc, &Device::flex(), |_| {}).unwrap();
+        assert_eq!(
+            crate::data::loader::gather(&got_samples, &[0, 1]).pixels,
+            crate::data::loader::gather(&want_samples, &[0, 1]).pixels,
+            "{name}"
+        );
+        assert!(crate::train::checkpoint::latest(&resumed.dir).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let _ = std::fs::remove_dir_all(&straight_dir);
+}
+
+/// A finished generator whose weights changed is reported by name with the way out, and is
+/// trained again (to the same weights) with `--retry-failed`; so is a damaged checkpoint.
+#[test]
+fn a_damaged_generator_is_reported_and_retrained_on_retry() {
+    let real = tiny_real();
+    let cfg = tiny_run_config();
+    let dir = temp_dir("damaged");
+    let first = train_in(&real, &cfg, &dir).unwrap();
+    let want = weights(&first.model);
+    let ema = first.dir.join("ema.bpk");
+    let mut bytes = std::fs::read(&ema).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&ema, &bytes).unwrap();
+    let err = train_in(&real, &cfg, &dir)
+        .err()
+        .expect("an error")
+        .to_string();
+    assert!(
+        err.contains("ema.bpk") && err.contains("--retry-failed"),
+        "{err}"
+    );
+    let retry = |dir: &std::path::Path| {
+        run::train(
+            &real,
+            &cfg,
+            run::DiffusionContext {
+                device: &Device::flex(),
+                runs_dir: dir,
+                progress: &mut crate::train::Silent,
+                cancel: &crate::train::CancelFlag::new(),
+                retry_failed: true,
+            },
+        )
+    };
+    let again = retry(&dir).unwrap();
+    assert!(!again.cached);
+    assert_eq!(weights(&again.model), want);
+    assert!(train_in(&real, &cfg, &dir).unwrap().cached);
+    // A damaged checkpoint: an error that says how to start over, then a fresh start.
+    let dir2 = temp_dir("damaged-ckpt");
+    assert!(train_stopped(&real, &cfg, &dir2, 2, false));
+    let ckpt = crate::train::checkpoint::latest(&dir2.join(&first.result.id)).unwrap();
+    std::fs::write(ckpt.join("optimizer.bpk"), b"truncated").unwrap();
+    let err = train_in(&real, &cfg, &dir2)
+        .err()
+        .expect("an error")
+        .to_string();
+    assert!(
+        err.contains("checkpoint") && err.contains("--retry-failed"),
+        "{err}"
+    );
+    assert_eq!(weights(&retry(&dir2).unwrap().model), want);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dir2);
 }
