@@ -188,12 +188,17 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
             return fail(format!("gen::sample: n must be at least 1, got {n}"));
         }
         let mut progress = (st.progress)();
-        progress.start("gen::sample", n as usize, false);
-        let out = core(g.run.sample(n as usize, &cfg, &g.device, |done| {
-            progress.update(done, f64::NAN, 0.0)
-        }))?;
-        progress.finish(&format!("{n} samples"));
-        Ok(out)
+        let out = core(g.run.sample_run(
+            n as usize,
+            &cfg,
+            diffusion::run::SampleContext {
+                device: &g.device,
+                runs_dir: &st.runs_dir,
+                progress: progress.as_mut(),
+                retry_failed: st.retry_failed,
+            },
+        ))?;
+        Ok(out.dataset)
     };
     let sample_diffusion_default = sample_diffusion.clone();
     register!(m, "sample", move |g: DiffusionHandle,
@@ -391,7 +396,7 @@ pub(super) fn entries() -> Vec<ApiEntry> {
         entry(
             "gen::sample",
             "gen::sample(generator, n, opts) -> Dataset",
-            "n generated images (labels -1); steps, sampler, eta and batch apply to diffusion generators",
+            "n generated images (labels -1); steps, sampler, eta and batch apply to diffusion generators, whose samples are stored in a run folder (samples.npz) and loaded from it when the same generator, n and options come again",
             SAMPLE,
         ),
         entry(

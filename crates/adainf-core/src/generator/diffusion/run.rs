@@ -10,7 +10,14 @@
 //! every `checkpoint_every` steps and when the run is cancelled) let a killed run resume and end
 //! with the weights of an uninterrupted one: each step's randomness (batch, flips, timesteps,
 //! noise, dropout) is drawn from a stream derived from the seed and the step, so no generator
-//! state is saved. A finished run keeps only `ema.bpk`; its checkpoints are removed.
+//! state is saved. (Dropout masks come from the device's generator, seeded per step; it is one
+//! per process, so the guarantee holds while nothing else in the process draws from it at the
+//! same time: the script host trains one run at a time, `--jobs` workers are processes.) A
+//! finished run keeps only `ema.bpk`; its checkpoints are removed.
+//!
+//! Samples are runs too (`DiffusionRun::sample_run`): `runs/<id>/` with `samples.npz` (the
+//! official AdaInf layout), `config.json` (the generator's id, `n` and the options: the id),
+//! `result.json` and the seal; the same call again loads them instead of sampling.
 //! Not yet: claims for parallel workers, the executor, precision other than f32 (issue 23).
 
 use std::path::{Path, PathBuf};
@@ -477,8 +484,189 @@ impl Default for SampleConfig {
     }
 }
 
+impl SampleConfig {
+    /// Checks the options for `n` samples of a generator with `schedule`; nothing is written
+    /// before this passes.
+    pub fn check(&self, n: usize, schedule: &Schedule) -> Result<()> {
+        if n == 0 {
+            return Err(Error::config("n", "must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&self.eta) {
+            return Err(Error::config(
+                "eta",
+                format!("must be in [0, 1], got {}", self.eta),
+            ));
+        }
+        if self.batch == 0 {
+            return Err(Error::config("batch", "must be at least 1"));
+        }
+        schedule.sampling_steps(self.steps).map(|_| ())
+    }
+}
+
+/// Everything that determines a set of samples: the generator, the number and the options
+/// (the device is not part of it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleSpec {
+    /// Version of the sampling semantics.
+    pub format: u32,
+    /// Which kind of run this is.
+    pub kind: String,
+    /// The generator's run id.
+    pub generator: String,
+    /// Number of images.
+    pub n: usize,
+    /// The options.
+    pub config: SampleConfig,
+}
+
+impl SampleSpec {
+    /// The sampling run's id (24 hex digits of a SHA-256 of the spec's JSON), which is also the
+    /// fingerprint of the samples as a dataset.
+    pub fn id(&self) -> String {
+        hash_hex(&[&serde_json::to_string(self).unwrap_or_default()])
+    }
+}
+
+/// `result.json` of a sampling run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleResult {
+    /// The sampling run's id.
+    pub id: String,
+    /// Number of images.
+    pub n: usize,
+    /// Image shape [height, width, channels].
+    pub shape: [usize; 3],
+    /// Wall time of sampling, in seconds.
+    pub seconds: f64,
+    /// Sampling throughput.
+    pub images_per_s: f64,
+}
+
+/// Samples stored in their run folder.
+pub struct SampleRun {
+    /// The images (labels -1).
+    pub dataset: Dataset,
+    /// What sampled them.
+    pub spec: SampleSpec,
+    /// Their summary.
+    pub result: SampleResult,
+    /// The run folder (`samples.npz`, `config.json`, `result.json`, the seal).
+    pub dir: PathBuf,
+    /// Loaded from the folder rather than sampled now.
+    pub cached: bool,
+}
+
+/// Where and how samples are drawn.
+pub struct SampleContext<'a> {
+    /// Device to sample on (not part of the run id).
+    pub device: &'a Device,
+    /// Folder of the run folders.
+    pub runs_dir: &'a Path,
+    /// Receives the images done.
+    pub progress: &'a mut dyn Progress,
+    /// Sample again a run whose files changed after it finished (`--retry-failed`).
+    pub retry_failed: bool,
+}
+
+/// The samples of a sampling run, in the official AdaInf layout (`data::save_npz`).
+const SAMPLES_FILE: &str = "samples.npz";
+
+/// The files a finished sampling run seals.
+const SAMPLE_FILES: [&str; 3] = ["config.json", "result.json", SAMPLES_FILE];
+
+/// Bump when the sampling semantics change, so old stored samples are not reused.
+const SAMPLE_FORMAT: u32 = 1;
+
 impl DiffusionRun {
-    /// `n` generated images (labels -1) as a dataset; `progress` gets the images done.
+    /// The spec of `n` samples with `cfg`.
+    pub fn sample_spec(&self, n: usize, cfg: &SampleConfig) -> SampleSpec {
+        SampleSpec {
+            format: SAMPLE_FORMAT,
+            kind: "diffusion_sample".into(),
+            generator: self.result.id.clone(),
+            n,
+            config: cfg.clone(),
+        }
+    }
+
+    /// The source line of a set of samples.
+    fn sample_source(&self, spec: &SampleSpec) -> String {
+        format!(
+            "diffusion_sample(generator={}, n={}, steps={}, sampler={})",
+            self.result.id,
+            spec.n,
+            spec.config.steps,
+            <&str>::from(spec.config.sampler)
+        )
+    }
+
+    /// `n` samples as a sampling run under `ctx.runs_dir`: drawn and stored the first time,
+    /// loaded (after checking them against the seal) afterwards.
+    pub fn sample_run(
+        &self,
+        n: usize,
+        cfg: &SampleConfig,
+        ctx: SampleContext,
+    ) -> Result<SampleRun> {
+        cfg.check(n, &self.schedule)?;
+        let spec = self.sample_spec(n, cfg);
+        let id = spec.id();
+        let dir = ctx.runs_dir.join(&id);
+        if ctx.retry_failed && dir.is_dir() {
+            checkpoint::discard_damaged(&dir, &SAMPLE_FILES, ctx.progress)?;
+        }
+        if seal::is_sealed(&dir) {
+            seal::verify(&dir, &SAMPLE_FILES)?;
+            let result: SampleResult = read_json(&dir.join("result.json"))?;
+            let mut store = crate::data::readers::npz::read_npz_store(
+                &dir.join(SAMPLES_FILE),
+                &Default::default(),
+            )?;
+            store.source = self.sample_source(&spec);
+            store.fingerprint = id.clone();
+            ctx.progress.start(&id, n, true);
+            return Ok(SampleRun {
+                dataset: Dataset::from_store(store),
+                spec,
+                result,
+                dir,
+                cached: true,
+            });
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| Error::file(&dir, e))?;
+        write_json(&dir.join("config.json"), &spec)?;
+        ctx.progress.start(&id, n, false);
+        let start = Instant::now();
+        let progress = &mut *ctx.progress;
+        let dataset = self.sample(n, cfg, ctx.device, |done| {
+            let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            progress.update(done, f64::NAN, rate);
+        })?;
+        let seconds = start.elapsed().as_secs_f64();
+        crate::data::readers::npz::save_npz(&dataset, &dir.join(SAMPLES_FILE))?;
+        let result = SampleResult {
+            id: id.clone(),
+            n,
+            shape: dataset.shape(),
+            seconds,
+            images_per_s: n as f64 / seconds.max(1e-9),
+        };
+        write_json(&dir.join("result.json"), &result)?;
+        // Last: the seal makes the samples finished.
+        seal::write(&dir, &SAMPLE_FILES)?;
+        ctx.progress.finish(&format!("{n} samples ({id})"));
+        Ok(SampleRun {
+            dataset,
+            spec,
+            result,
+            dir,
+            cached: false,
+        })
+    }
+
+    /// `n` generated images (labels -1) as a dataset, in memory (`sample_run` stores them in
+    /// a run folder); `progress` gets the images done.
     pub fn sample(
         &self,
         n: usize,
@@ -486,15 +674,7 @@ impl DiffusionRun {
         device: &Device,
         progress: impl FnMut(usize),
     ) -> Result<Dataset> {
-        if n == 0 {
-            return Err(Error::config("n", "must be at least 1"));
-        }
-        if !(0.0..=1.0).contains(&cfg.eta) {
-            return Err(Error::config(
-                "eta",
-                format!("must be in [0, 1], got {}", cfg.eta),
-            ));
-        }
+        cfg.check(n, &self.schedule)?;
         let [h, w, c] = self.result.shape;
         let parts = super::sample(
             &self.model,
@@ -520,15 +700,15 @@ impl DiffusionRun {
                     .map(|x| ((x + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8),
             );
         }
-        let cfg_json = serde_json::to_string(cfg).unwrap_or_default();
-        let fp = hash_hex(&[&self.result.id, &n.to_string(), &cfg_json]);
-        let source = format!(
-            "diffusion_sample(generator={}, n={n}, steps={}, sampler={})",
-            self.result.id,
-            cfg.steps,
-            <&str>::from(cfg.sampler)
-        );
-        let store = ImageStore::new(source, fp, [h, w, c], 0, pixels, vec![UNLABELED; n])?;
+        let spec = self.sample_spec(n, cfg);
+        let store = ImageStore::new(
+            self.sample_source(&spec),
+            spec.id(),
+            [h, w, c],
+            0,
+            pixels,
+            vec![UNLABELED; n],
+        )?;
         Ok(Dataset::from_store(store))
     }
 }

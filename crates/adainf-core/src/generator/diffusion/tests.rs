@@ -375,6 +375,10 @@ fn train_in(
     )
 }
 
+/// A tiny generator without dropout: dropout masks come from the device's generator, which is
+/// one per process, and the other tests of this binary draw from it in parallel, so runs that
+/// must agree bit for bit here leave it out (`tests/diffusion.rs` checks a killed run with
+/// dropout, alone in its process).
 fn tiny_run_config() -> run::DiffusionConfig {
     run::DiffusionConfig {
         steps: 3,
@@ -382,6 +386,7 @@ fn tiny_run_config() -> run::DiffusionConfig {
         channels: 4,
         channel_mult: vec![1, 2],
         attention_at: vec![],
+        dropout: 0.0,
         ..Default::default()
     }
 }
@@ -547,8 +552,8 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// Kill + resume gives the weights of an uninterrupted run, bit for bit (dropout on, so the
-/// device generator's stream must be a function of the step too): a run cancelled after step 3
+/// Kill + resume gives the weights of an uninterrupted run, bit for bit (the batches, flips,
+/// timesteps and noise of each step come from the step's own stream): a run cancelled after step 3
 /// (checkpointed on its way out), and a run killed after step 5 with `checkpoint_every: 2`
 /// (resumed from step 4, step 5 trained again), each end with the EMA weights, the metrics and
 /// the samples of a run trained straight through; a finished run is sealed and keeps no
@@ -558,7 +563,6 @@ fn a_killed_or_cancelled_run_resumes_to_the_weights_of_an_uninterrupted_one() {
     let real = tiny_real();
     let cfg = run::DiffusionConfig {
         steps: 6,
-        dropout: 0.3,
         ema: 0.5,
         lr: 1e-3,
         checkpoint_every: 2,
@@ -684,4 +688,143 @@ fn a_damaged_generator_is_reported_and_retrained_on_retry() {
     assert_eq!(weights(&retry(&dir2).unwrap().model), want);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&dir2);
+}
+
+fn sample_in(
+    g: &run::DiffusionRun,
+    n: usize,
+    cfg: &run::SampleConfig,
+    dir: &std::path::Path,
+    retry_failed: bool,
+) -> Result<run::SampleRun> {
+    g.sample_run(
+        n,
+        cfg,
+        run::SampleContext {
+            device: &Device::flex(),
+            runs_dir: dir,
+            progress: &mut crate::train::Silent,
+            retry_failed,
+        },
+    )
+}
+
+fn pixels(d: &crate::data::Dataset) -> Vec<u8> {
+    crate::data::loader::gather(d, &(0..d.len()).collect::<Vec<_>>()).pixels
+}
+
+/// Samples are a run of their own: drawn, stored and sealed the first time, loaded (the same
+/// pixels, source and fingerprint as when drawn) the second; any changed option, or another
+/// `n`, samples anew into another folder; a damaged samples file is reported by name and
+/// sampled again with `--retry-failed`.
+#[test]
+fn samples_are_stored_and_loaded_by_generator_and_options() {
+    let real = tiny_real();
+    let dir = temp_dir("samples");
+    let g = train_in(&real, &tiny_run_config(), &dir).unwrap();
+    let sc = run::SampleConfig {
+        steps: 4,
+        batch: 2,
+        seed: 1,
+        ..Default::default()
+    };
+    let first = sample_in(&g, 3, &sc, &dir, false).unwrap();
+    assert!(!first.cached);
+    assert!(crate::train::seal::is_sealed(&first.dir));
+    assert!(first.dir.join("samples.npz").is_file());
+    let in_memory = g.sample(3, &sc, &Device::flex(), |_| {}).unwrap();
+    assert_eq!(first.dataset.fingerprint(), in_memory.fingerprint());
+    assert_eq!(pixels(&first.dataset), pixels(&in_memory));
+    let again = sample_in(&g, 3, &sc, &dir, false).unwrap();
+    assert!(
+        again.cached,
+        "the same generator, n and options load the stored samples"
+    );
+    assert_eq!(again.dir, first.dir);
+    assert_eq!(pixels(&again.dataset), pixels(&first.dataset));
+    assert_eq!(again.dataset.fingerprint(), first.dataset.fingerprint());
+    assert_eq!(again.dataset.description(), first.dataset.description());
+    assert_eq!(again.dataset.label(0), crate::data::UNLABELED);
+    let changed = [
+        (
+            3,
+            run::SampleConfig {
+                seed: 2,
+                ..sc.clone()
+            },
+        ),
+        (
+            3,
+            run::SampleConfig {
+                steps: 5,
+                ..sc.clone()
+            },
+        ),
+        (
+            3,
+            run::SampleConfig {
+                sampler: Sampler::Ddpm,
+                ..sc.clone()
+            },
+        ),
+        (
+            3,
+            run::SampleConfig {
+                eta: 0.5,
+                ..sc.clone()
+            },
+        ),
+        (
+            3,
+            run::SampleConfig {
+                batch: 3,
+                ..sc.clone()
+            },
+        ),
+        (4, sc.clone()),
+    ];
+    for (n, cfg) in &changed {
+        let other = sample_in(&g, *n, cfg, &dir, false).unwrap();
+        assert!(!other.cached, "{n} {cfg:?} was loaded instead of sampled");
+        assert_ne!(other.dir, first.dir);
+        assert_ne!(other.dataset.fingerprint(), first.dataset.fingerprint());
+    }
+    // A changed byte of the stored pixels: reported, then sampled again on a retry.
+    let npz = first.dir.join("samples.npz");
+    let mut bytes = std::fs::read(&npz).unwrap();
+    bytes[200] ^= 0xff;
+    std::fs::write(&npz, &bytes).unwrap();
+    let err = sample_in(&g, 3, &sc, &dir, false)
+        .err()
+        .expect("an error")
+        .to_string();
+    assert!(
+        err.contains("samples.npz") && err.contains("--retry-failed"),
+        "{err}"
+    );
+    let retried = sample_in(&g, 3, &sc, &dir, true).unwrap();
+    assert!(!retried.cached);
+    assert_eq!(pixels(&retried.dataset), pixels(&first.dataset));
+    assert!(sample_in(&g, 3, &sc, &dir, false).unwrap().cached);
+    // Bad options write nothing.
+    let before = std::fs::read_dir(&dir).unwrap().count();
+    for bad in [
+        run::SampleConfig {
+            steps: 1001,
+            ..sc.clone()
+        },
+        run::SampleConfig {
+            eta: 2.0,
+            ..sc.clone()
+        },
+        run::SampleConfig {
+            batch: 0,
+            ..sc.clone()
+        },
+    ] {
+        assert!(sample_in(&g, 3, &bad, &dir, false).is_err(), "{bad:?}");
+    }
+    assert!(sample_in(&g, 0, &sc, &dir, false).is_err());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), before);
+    let _ = std::fs::remove_dir_all(&dir);
 }
