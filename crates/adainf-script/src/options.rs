@@ -78,7 +78,7 @@ pub const DEVICE: Opt = opt(
 pub const CHECKPOINT_EVERY: Opt = opt(
     "checkpoint_every",
     Kind::Int,
-    "checkpoint period in steps (default 0: a checkpoint only when the run is stopped by Ctrl-C or SIGTERM); an interrupted run resumes from its last checkpoint and ends with the weights of an uninterrupted one; not part of the run id",
+    "checkpoint period in steps (default 0: a checkpoint only when the run is stopped by Ctrl-C or SIGTERM); an interrupted run resumes from its last checkpoint and computes the same steps as an uninterrupted one; not part of the run id",
 );
 
 /// Human name of a script value's type.
