@@ -18,7 +18,10 @@
 //! Samples are runs too (`DiffusionRun::sample_run`): `runs/<id>/` with `samples.npz` (the
 //! official AdaInf layout), `config.json` (the generator's id, `n` and the options: the id),
 //! `result.json` and the seal; the same call again loads them instead of sampling.
-//! Not yet: claims for parallel workers, the executor, precision other than f32 (issue 23).
+//! Training runs under the run's claim (`runs::execute::claimed`, as pretraining does), so two
+//! processes sharing a runs folder never train one generator at once: the second waits, then
+//! loads it; a failure is recorded in `failed.json`.
+//! Not yet: `--jobs` workers and Slurm arrays (the executor), precision other than f32 (issue 23).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -314,7 +317,8 @@ fn load_finished(
 }
 
 /// Trains a generator on `real` (or loads it from `ctx.runs_dir` when it was trained before;
-/// an interrupted run resumes from its checkpoint).
+/// an interrupted run resumes from its checkpoint), under the run's claim
+/// (`runs::execute::claimed`): a process that finds another training it waits and loads it.
 pub fn train(
     real: &Dataset,
     config: &DiffusionConfig,
@@ -330,18 +334,73 @@ pub fn train(
     };
     let id = spec.id();
     let dir = ctx.runs_dir.join(&id);
+    let DiffusionContext {
+        device,
+        progress,
+        cancel,
+        retry_failed,
+        ..
+    } = ctx;
+    crate::runs::execute::claimed(
+        &id,
+        &dir,
+        &sealed_files(),
+        retry_failed,
+        progress,
+        cancel,
+        |progress| {
+            if !seal::is_sealed(&dir) {
+                return Ok(None);
+            }
+            let run = load_finished(spec.clone(), &unet, schedule.clone(), dir.clone(), device)?;
+            progress.start(&id, run.result.steps, true);
+            Ok(Some(run))
+        },
+        |progress| {
+            train_claimed(
+                real,
+                config,
+                Resolved {
+                    spec: spec.clone(),
+                    unet: &unet,
+                    schedule: schedule.clone(),
+                    dir: dir.clone(),
+                },
+                device,
+                progress,
+                cancel,
+            )
+        },
+    )
+}
+
+/// What `train` resolved before taking the run's claim.
+struct Resolved<'a> {
+    spec: DiffusionSpec,
+    unet: &'a UNetConfig,
+    schedule: Schedule,
+    dir: PathBuf,
+}
+
+/// Trains the generator whose claim this process holds, from its checkpoint if it has one.
+fn train_claimed(
+    real: &Dataset,
+    config: &DiffusionConfig,
+    Resolved {
+        spec,
+        unet,
+        schedule,
+        dir,
+    }: Resolved,
+    device: &Device,
+    progress: &mut dyn Progress,
+    cancel: &CancelFlag,
+) -> Result<DiffusionRun> {
+    let id = spec.id();
     let files = sealed_files();
-    if ctx.retry_failed && dir.is_dir() {
-        checkpoint::discard_damaged(&dir, &files, ctx.progress)?;
-    }
-    if seal::is_sealed(&dir) {
-        let run = load_finished(spec, &unet, schedule, dir, ctx.device)?;
-        ctx.progress.start(&id, run.result.steps, true);
-        return Ok(run);
-    }
     std::fs::create_dir_all(&dir).map_err(|e| Error::file(&dir, e))?;
     write_json(&dir.join("config.json"), &spec)?;
-    let train_device = ctx.device.clone().autodiff();
+    let train_device = device.clone().autodiff();
     let model = crate::model::init_seeded(config.seed, true, &train_device, |d| {
         unet.init(d).expect("checked above")
     });
@@ -367,9 +426,9 @@ pub fn train(
         log.push('\n');
     }
     write_atomic(&metrics_path, log.as_bytes())?;
-    ctx.progress.start(&id, config.steps, false);
+    progress.start(&id, config.steps, false);
     if first_step > 0 {
-        ctx.progress.resumed(first_step);
+        progress.resumed(first_step);
     }
     let every = (config.steps / 20).max(1);
     let start = Instant::now();
@@ -378,7 +437,7 @@ pub fn train(
     let mut last_checkpoint = first_step;
     let mut loss = metrics.last().map_or(f64::NAN, |m| m.loss);
     for step in first_step..config.steps {
-        if ctx.cancel.is_cancelled() {
+        if cancel.is_cancelled() {
             // Ctrl-C or SIGTERM: keep what was computed, so running again resumes here.
             if step > last_checkpoint {
                 trainer.save_checkpoint(&dir, step)?;
@@ -419,7 +478,7 @@ pub fn train(
             log.push_str(&serde_json::to_string(&row).unwrap_or_default());
             log.push('\n');
             write_atomic(&metrics_path, log.as_bytes())?;
-            ctx.progress.update(done, loss, row.images_per_s);
+            progress.update(done, loss, row.images_per_s);
             metrics.push(row);
             if checkpoint_now {
                 trainer.save_checkpoint(&dir, done)?;
@@ -443,15 +502,14 @@ pub fn train(
     // Last: the seal makes the run finished; its checkpoints are not needed any more.
     seal::write(&dir, &files)?;
     checkpoint::remove_all(&dir)?;
-    ctx.progress
-        .finish(&format!("generator {id} (loss {loss:.4})"));
+    progress.finish(&format!("generator {id} (loss {loss:.4})"));
     Ok(DiffusionRun {
         spec,
         result,
         metrics,
         dir,
         cached: false,
-        model: trainer.ema.fork(ctx.device),
+        model: trainer.ema.fork(device),
         schedule,
     })
 }

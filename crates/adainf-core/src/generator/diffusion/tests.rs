@@ -828,3 +828,70 @@ fn samples_are_stored_and_loaded_by_generator_and_options() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), before);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Sends the notes of a run (what it waits for) to the test.
+struct Notes(std::sync::mpsc::Sender<String>);
+
+impl crate::train::Progress for Notes {
+    fn start(&mut self, _: &str, _: usize, _: bool) {}
+    fn update(&mut self, _: usize, _: f64, _: f64) {}
+    fn probe(&mut self, _: usize, _: f64) {}
+    fn finish(&mut self, _: &str) {}
+    fn note(&mut self, message: &str) {
+        let _ = self.0.send(message.to_string());
+    }
+}
+
+/// Two processes never train one generator at once: while another process holds the run's
+/// claim, `train` says it waits and writes nothing; once the claim is released it trains the
+/// run (to the weights of an unclaimed run).
+#[test]
+fn a_generator_claimed_by_another_process_is_waited_for() {
+    let real = tiny_real();
+    let cfg = tiny_run_config();
+    let elsewhere = temp_dir("unclaimed");
+    let want = train_in(&real, &cfg, &elsewhere).unwrap();
+    let dir = temp_dir("claimed");
+    let run_dir = dir.join(&want.result.id);
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let crate::runs::claim::Claimed::Mine(held) =
+        crate::runs::claim::try_claim(&run_dir, std::time::Duration::from_secs(60)).unwrap()
+    else {
+        panic!("the fresh folder could not be claimed");
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let mut notes = Notes(tx);
+            run::train(
+                &real,
+                &cfg,
+                run::DiffusionContext {
+                    device: &Device::flex(),
+                    runs_dir: &dir,
+                    progress: &mut notes,
+                    cancel: &crate::train::CancelFlag::new(),
+                    retry_failed: false,
+                },
+            )
+            .map(|r| (r.cached, weights(&r.model)))
+        });
+        let note = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the run did not wait for the claim's owner");
+        assert!(note.contains("being trained by"), "{note}");
+        for f in ["metrics.jsonl", "config.json", "ema.bpk", "seal.json"] {
+            assert!(
+                !run_dir.join(f).exists(),
+                "{f} written while another held the claim"
+            );
+        }
+        assert!(!waiter.is_finished());
+        drop(held);
+        let (cached, got) = waiter.join().unwrap().unwrap();
+        assert!(!cached);
+        assert_eq!(got, weights(&want.model));
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&elsewhere);
+}
