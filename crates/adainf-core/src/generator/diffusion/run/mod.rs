@@ -770,3 +770,6 @@ impl DiffusionRun {
         Ok(Dataset::from_store(store))
     }
 }
+
+#[cfg(test)]
+mod tests;
