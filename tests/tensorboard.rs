@@ -15,27 +15,7 @@ use std::process::Command;
 
 /// The Python with `tensorboard`, or None (after saying why) when this machine has none.
 fn python() -> Option<PathBuf> {
-    let found = std::env::var_os("ADAINF_TEST_PYTHON").map(PathBuf::from);
-    if let Some(p) = &found {
-        let ok = Command::new(p)
-            .args(["-c", "import tensorboard"])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "ADAINF_TEST_PYTHON={} cannot import tensorboard; pip install tensorboard into it",
-            p.display()
-        );
-        return found;
-    }
-    let msg = "ADAINF_TEST_PYTHON is not set: it names a Python with the `tensorboard` package \
-               (python3 -m venv /work/venv-tb && /work/venv-tb/bin/pip install tensorboard)";
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "{msg} (.ci/run sets it up)"
-    );
-    eprintln!("skipped: {msg}");
-    None
+    test_python("tensorboard")
 }
 
 /// What read_events.py reports about a run folder.

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: the binary, a scratch folder that cleans up
-//! after itself, and reading `key=value` words from a script's output.
+//! after itself, reading `key=value` words from a script's output, and the Python that reads
+//! what adainf writes.
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::path::{Path, PathBuf};
@@ -113,4 +114,33 @@ pub fn assert_same_runs(a: &[(String, f64, String)], b: &[(String, f64, String)]
         );
         assert_eq!(acc_a, acc_b, "{what}");
     }
+}
+
+/// The Python of `ADAINF_TEST_PYTHON`, checked to import `module` (CI makes a venv with
+/// `tensorboard`, which brings `numpy`, and sets it). Without it: None after saying why, except
+/// under CI (`CI=true`), where the test fails instead of skipping.
+pub fn test_python(module: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("ADAINF_TEST_PYTHON").map(PathBuf::from);
+    if let Some(p) = &found {
+        let ok = Command::new(p)
+            .args(["-c", &format!("import {module}")])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "ADAINF_TEST_PYTHON={} cannot import {module}; pip install {module} into it",
+            p.display()
+        );
+        return found;
+    }
+    let msg = format!(
+        "ADAINF_TEST_PYTHON is not set: it names a Python with the `{module}` package \
+         (python3 -m venv /work/venv-tb && /work/venv-tb/bin/pip install tensorboard)"
+    );
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "{msg} (.ci/run sets it up)"
+    );
+    eprintln!("skipped: {msg}");
+    None
 }

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 /// The core's layers, lowest first: a module may import its own layer and those below.
 /// `eval::runs` (evaluating finished runs) sits above `train`; the rest of `eval` (the probes
-/// the training loop calls) below it.
+/// the training loop calls) below it. `generator::diffusion::run` (the generator as a cached
+/// run, with the checkpoints and seal of `train`) sits above `train`; the model below it.
 const CORE_LAYERS: &[&[&str]] = &[
     &["error", "files", "rng", "tensor", "png", "linalg"],
     &["data"],
@@ -23,7 +24,7 @@ const CORE_LAYERS: &[&[&str]] = &[
     &["generator"],
     &["theory", "eval"],
     &["train"],
-    &["eval::runs", "report", "runs"],
+    &["eval::runs", "generator::diffusion::run", "report", "runs"],
 ];
 
 /// One source file of a crate: its module path (`data::recipe`) and its imports.

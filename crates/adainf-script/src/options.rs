@@ -73,6 +73,14 @@ pub const DEVICE: Opt = opt(
     "flex, wgpu, vulkan, cuda or cuda:N (default: the command's --device); not part of the run id",
 );
 
+/// The `checkpoint_every` option of every run kind (pretraining, the diffusion generator): one
+/// row.
+pub const CHECKPOINT_EVERY: Opt = opt(
+    "checkpoint_every",
+    Kind::Int,
+    "checkpoint period in steps (default 0: a checkpoint only when the run is stopped by Ctrl-C or SIGTERM); an interrupted run resumes from its last checkpoint and computes the same steps as an uninterrupted one; not part of the run id",
+);
+
 /// Human name of a script value's type.
 pub fn type_name(v: &Dynamic) -> String {
     let t = v.type_name();

@@ -14,8 +14,17 @@ static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Seeds `device`'s generator under the same lock as `init_seeded`.
 pub fn seed_device(device: &Device, seed: u64) {
+    with_seed(device, seed, || ());
+}
+
+/// Runs `f` with `device`'s generator seeded with `seed`, holding the lock of `init_seeded`
+/// throughout: the random values `f` draws on the device (dropout masks) are a function of
+/// `seed` alone, whatever other threads do. A training loop that reseeds before each step
+/// this way needs no generator state in its checkpoints.
+pub fn with_seed<T>(device: &Device, seed: u64, f: impl FnOnce() -> T) -> T {
     let _held = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     device.seed(seed);
+    f()
 }
 
 /// Builds a module with the host (flex) random generator seeded with `seed`, then moves it

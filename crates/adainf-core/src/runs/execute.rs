@@ -1,5 +1,6 @@
-//! Training one run under its claim: the run cache first (a finished run is loaded), then a
-//! recorded failure (reported, unless a retry is asked for), then the claim. A process that
+//! Training one run of any kind (pretraining, the diffusion generator) under its claim: the run
+//! cache first (a finished run is loaded), then a recorded failure (reported, unless a retry is
+//! asked for), then the claim. A process that
 //! finds the run claimed by a live process waits for it to finish (or for the claim to go
 //! stale, and then takes it over and resumes from the checkpoint). A failure is written to
 //! `failed.json` with its error; nothing else in the folder is removed.
@@ -14,7 +15,9 @@ use super::request::RunRequest;
 use super::{FAILED_FILE, REQUEST_FILE, WORKER_LOG, tail};
 use crate::error::{Error, Result};
 use crate::train::run::{load_finished, run_dir, write_json};
-use crate::train::{self, FinishedRun, PretrainRequest, RunSpec, TrainContext};
+use crate::train::{
+    self, CancelFlag, FinishedRun, PretrainRequest, Progress, RunSpec, TrainContext,
+};
 
 /// What `failed.json` holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -62,52 +65,103 @@ pub fn pretrain_claimed(
     req.check()?;
     let id = RunSpec::new(req.config.clone(), req.data, req.aug.clone(), req.probe).id();
     let dir = run_dir(ctx.runs_dir, &id);
+    let TrainContext {
+        device,
+        placement,
+        runs_dir,
+        progress,
+        cancel,
+    } = ctx;
+    claimed(
+        &id,
+        &dir,
+        &crate::train::seal::pretrain_files(),
+        retry_failed,
+        progress,
+        cancel,
+        |progress| {
+            let run = load_finished(&dir)?;
+            if let Some(run) = &run {
+                progress.start(&id, run.result.steps, true);
+            }
+            Ok(run)
+        },
+        |progress| {
+            if let Some(r) = request {
+                write_json(&dir.join(REQUEST_FILE), r)?;
+            }
+            train::pretrain(
+                req,
+                TrainContext {
+                    device,
+                    placement,
+                    runs_dir,
+                    progress,
+                    cancel,
+                },
+            )
+        },
+    )
+}
+
+/// Runs `train` on the run `id` in `dir` under its claim, exactly once across every process
+/// sharing the runs folder, for every run kind: `load` gives the run when it is finished
+/// (sealed; an error when its sealed `files` changed), a recorded failure is reported unless
+/// `retry_failed`, and a process that finds the run claimed by a live process waits for it
+/// (said once on `progress`) and then loads it, or takes the claim over when it goes stale
+/// and resumes from the checkpoint. On a retry a damaged run or checkpoint is discarded
+/// before `train`; a failure of `train` is recorded in `failed.json`.
+#[allow(clippy::too_many_arguments)]
+pub fn claimed<T>(
+    id: &str,
+    dir: &Path,
+    files: &[&str],
+    retry_failed: bool,
+    progress: &mut dyn Progress,
+    cancel: &CancelFlag,
+    mut load: impl FnMut(&mut dyn Progress) -> Result<Option<T>>,
+    train: impl FnOnce(&mut dyn Progress) -> Result<T>,
+) -> Result<T> {
     let timeout = claim::timeout();
     let mut waiting_told = false;
     // A run that is finished (loaded), or failed and not to be retried (its error).
-    let settled = |progress: &mut dyn crate::train::Progress| -> Option<Result<FinishedRun>> {
+    let mut settled = |progress: &mut dyn Progress| -> Option<Result<T>> {
         // Changed after it finished: trained again from the start on a retry.
-        if retry_failed && crate::train::seal::damaged(&dir) {
+        if retry_failed && crate::train::seal::damaged(dir, files) {
             return None;
         }
-        match load_finished(&dir) {
-            Ok(Some(run)) => {
-                progress.start(&id, run.result.steps, true);
-                return Some(Ok(run));
-            }
+        match load(progress) {
+            Ok(Some(run)) => return Some(Ok(run)),
             Err(e) => return Some(Err(e)),
             Ok(None) => {}
         }
-        failure(&dir)
+        failure(dir)
             .filter(|_| !retry_failed)
-            .map(|f| Err(failed_error(&id, &dir, &f)))
+            .map(|f| Err(failed_error(id, dir, &f)))
     };
     loop {
-        if let Some(outcome) = settled(ctx.progress) {
+        if let Some(outcome) = settled(progress) {
             return outcome;
         }
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::file(&dir, format!("cannot create the run folder: {e}")))?;
-        match claim::try_claim(&dir, timeout)? {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::file(dir, format!("cannot create the run folder: {e}")))?;
+        match claim::try_claim(dir, timeout)? {
             Claimed::Mine(held) => {
                 // Another process may have finished or failed the run between the look above
                 // and the claim.
-                if let Some(outcome) = settled(ctx.progress) {
+                if let Some(outcome) = settled(progress) {
                     drop(held);
                     return outcome;
                 }
                 let _ = std::fs::remove_file(dir.join(FAILED_FILE));
                 if retry_failed {
-                    discard_damaged(&dir, ctx.progress)?;
+                    crate::train::checkpoint::discard_damaged(dir, files, progress)?;
                 }
-                if let Some(r) = request {
-                    write_json(&dir.join(REQUEST_FILE), r)?;
-                }
-                let result = train::pretrain(req, ctx);
+                let result = train(progress);
                 if let Err(e) = &result
                     && !matches!(e, Error::Cancelled)
                 {
-                    record_failure(&dir, e)?;
+                    record_failure(dir, e)?;
                 }
                 drop(held);
                 return result;
@@ -115,42 +169,18 @@ pub fn pretrain_claimed(
             Claimed::Other(owner) => {
                 if !waiting_told {
                     let who = owner.map_or("another process".to_string(), |o| o.to_string());
-                    ctx.progress.note(&format!(
+                    progress.note(&format!(
                         "run {id} is being trained by {who}; waiting for it"
                     ));
                     waiting_told = true;
                 }
-                if ctx.cancel.is_cancelled() {
+                if cancel.is_cancelled() {
                     return Err(Error::Cancelled);
                 }
                 std::thread::sleep(POLL);
             }
         }
     }
-}
-
-/// On a retry: a run whose files changed after it finished, or whose checkpoint is damaged,
-/// is trained again from the start (said on the progress line).
-fn discard_damaged(dir: &Path, progress: &mut dyn crate::train::Progress) -> Result<()> {
-    if crate::train::seal::damaged(dir) {
-        progress.note(&format!(
-            "{}: its files changed after it finished; training it again from the start",
-            dir.display()
-        ));
-        return crate::train::seal::discard(dir);
-    }
-    if let Some(ckpt) = crate::train::Trainer::checkpoint_dir(dir)
-        && let Err(e) = crate::train::checkpoint::check_intact(&ckpt)
-    {
-        progress.note(&format!("{e}; discarding it and training from the start"));
-        for folder in ["checkpoint", "checkpoint.old"] {
-            let path = dir.join(folder);
-            if path.exists() {
-                std::fs::remove_dir_all(&path).map_err(|e| Error::file(&path, e))?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Records that the run in `dir` failed with `error` (`failed.json`).

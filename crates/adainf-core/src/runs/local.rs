@@ -37,7 +37,7 @@ pub struct Workers {
 /// failure that is not to be retried).
 pub fn needs_training(runs_dir: &Path, id: &str, retry_failed: bool) -> bool {
     let dir = run_dir(runs_dir, id);
-    if retry_failed && crate::train::seal::damaged(&dir) {
+    if retry_failed && crate::train::seal::damaged(&dir, &crate::train::seal::pretrain_files()) {
         return true;
     }
     match load_finished(&dir) {

@@ -1,16 +1,20 @@
-//! A trainer's files: the final weights of a finished run (burn's format and, for the
-//! backbone, safetensors with torchvision's names), and checkpoints that capture everything a
-//! resumed run needs (every module, both optimisers' states, MoCo's queues and the step; the
-//! sampler and the augmentation randomness are functions of the seed and the step, so they need
-//! no state). A checkpoint is written to `checkpoint.tmp/` and renamed into place; its
-//! `state.json`, written last, holds the SHA-256 of every other file, checked before a resume.
+//! A run's checkpoints, and a pretraining trainer's files. A checkpoint captures everything a
+//! resumed run needs; it is written to `checkpoint.tmp/` and renamed into place; its
+//! `state.json`, written last, holds the step and the SHA-256 of every other file, checked
+//! before a resume. `write`, `latest`, `resume` and `discard_damaged` serve every run kind
+//! (pretraining, the diffusion generator); the files are the kind's own. Pretraining's
+//! checkpoint holds every module, both optimisers' states, MoCo's queues and the step (the
+//! sampler and the augmentation randomness are functions of the seed and the step, so they
+//! need no state), and a finished run's weights are in burn's format and, for the backbone,
+//! safetensors with torchvision's names.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 
+use super::progress::Progress;
 use super::run::write_json;
 use super::trainer::Trainer;
 use crate::error::{Error, Result};
@@ -54,18 +58,137 @@ pub fn check_intact(dir: &Path) -> Result<()> {
     })
 }
 
-fn save_module<M: Module>(module: M, dir: &Path, name: &str) -> Result<()> {
+/// The state of the checkpoint in `dir`, once its files match their digests.
+pub fn read(dir: &Path) -> Result<CheckpointState> {
+    check_intact(dir)?;
+    read_state(dir)
+}
+
+/// Writes `run_dir/checkpoint/` atomically: `save` writes the files into `checkpoint.tmp/`,
+/// then `state.json` (the step, `queue_ptr`, the digests of those files) is written last and
+/// the folder renamed into place (the previous checkpoint stays until the new one is
+/// complete).
+pub fn write(
+    run_dir: &Path,
+    step: usize,
+    queue_ptr: Option<usize>,
+    save: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    let tmp = run_dir.join("checkpoint.tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
+    save(&tmp)?;
+    let names: Vec<String> = std::fs::read_dir(&tmp)
+        .map_err(|e| Error::file(&tmp, e))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    write_json(
+        &tmp.join("state.json"),
+        &CheckpointState {
+            step,
+            queue_ptr,
+            files: super::seal::digests(&tmp, &names)?,
+        },
+    )?;
+    let current = run_dir.join("checkpoint");
+    let old = run_dir.join("checkpoint.old");
+    let _ = std::fs::remove_dir_all(&old);
+    if current.exists() {
+        std::fs::rename(&current, &old).map_err(|e| Error::file(&current, e))?;
+    }
+    std::fs::rename(&tmp, &current).map_err(|e| Error::file(&current, e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// The checkpoint folders a run may have (the current one, the previous one kept while a
+/// new one is renamed into place, an incomplete one being written).
+pub const FOLDERS: [&str; 3] = ["checkpoint", "checkpoint.old", "checkpoint.tmp"];
+
+/// The newest complete checkpoint folder of a run, if any.
+pub fn latest(run_dir: &Path) -> Option<PathBuf> {
+    FOLDERS[..2]
+        .iter()
+        .map(|n| run_dir.join(n))
+        .find(|d| d.join("state.json").exists())
+}
+
+/// Resumes the run in `run_dir` from its newest checkpoint with `load` (which restores the
+/// state from the folder and returns the steps done): 0 when there is none, and an error
+/// that says how to start over when it cannot be used.
+pub fn resume(run_dir: &Path, load: impl FnOnce(&Path) -> Result<usize>) -> Result<usize> {
+    let Some(ckpt) = latest(run_dir) else {
+        return Ok(0);
+    };
+    load(&ckpt).map_err(|e| {
+        Error::file(
+            &ckpt,
+            format!(
+                "cannot resume from this checkpoint ({e}); run the script again with --retry-failed to discard it and train the run from the start"
+            ),
+        )
+    })
+}
+
+/// Removes every checkpoint folder of the run in `run_dir`.
+pub fn remove_all(run_dir: &Path) -> Result<()> {
+    for folder in FOLDERS {
+        let path = run_dir.join(folder);
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(|e| Error::file(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// On a retry: a run whose sealed `files` changed after it finished, or whose checkpoint is
+/// damaged, is trained again from the start (said on the progress line).
+pub fn discard_damaged(run_dir: &Path, files: &[&str], progress: &mut dyn Progress) -> Result<()> {
+    if super::seal::damaged(run_dir, files) {
+        progress.note(&format!(
+            "{}: its files changed after it finished; training it again from the start",
+            run_dir.display()
+        ));
+        return super::seal::discard(run_dir, files);
+    }
+    if let Some(ckpt) = latest(run_dir)
+        && let Err(e) = check_intact(&ckpt)
+    {
+        progress.note(&format!("{e}; discarding it and training from the start"));
+        remove_all(run_dir)?;
+    }
+    Ok(())
+}
+
+/// Writes `module` to `dir/<name>.bpk`.
+pub fn save_module<M: Module>(module: M, dir: &Path, name: &str) -> Result<()> {
     let path = dir.join(format!("{name}.bpk"));
     module
         .save_file(&path)
         .map_err(|e| Error::file(&path, format!("cannot save weights: {e}")))
 }
 
-fn load_module<M: Module>(fresh: M, dir: &Path, name: &str) -> Result<M> {
+/// `fresh` with the weights of `dir/<name>.bpk`.
+pub fn load_module<M: Module>(fresh: M, dir: &Path, name: &str) -> Result<M> {
     let path = dir.join(format!("{name}.bpk"));
     fresh
         .try_load_file(&path)
         .map_err(|e| Error::file(&path, format!("cannot load ({e})")))
+}
+
+/// Writes an optimiser's state to `dir/<name>.bpk`.
+pub fn save_optimizer(o: &ModuleOptimizer, dir: &Path, name: &str) -> Result<()> {
+    let path = dir.join(format!("{name}.bpk"));
+    o.save(&path)
+        .map_err(|e| Error::file(&path, format!("cannot save optimizer state: {e}")))
+}
+
+/// `o` with the state of `dir/<name>.bpk`.
+pub fn load_optimizer(o: ModuleOptimizer, dir: &Path, name: &str) -> Result<ModuleOptimizer> {
+    let path = dir.join(format!("{name}.bpk"));
+    o.load(&path)
+        .map_err(|e| Error::file(&path, format!("cannot load optimizer state: {e}")))
 }
 
 fn write_floats(path: &Path, values: &[f32]) -> Result<()> {
@@ -97,76 +220,39 @@ impl Trainer {
         save_module(self.probe.valid(), dir, "probe")
     }
 
-    /// Writes `checkpoint/` atomically: into `checkpoint.tmp/`, then renames (the previous
-    /// checkpoint stays until the new one is complete).
+    /// Writes the trainer's `checkpoint/` (`write`).
     pub fn save_checkpoint(&self, run_dir: &Path, steps_done: usize) -> Result<()> {
-        let tmp = run_dir.join("checkpoint.tmp");
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
-        save_module(self.encoder.clone(), &tmp, "encoder")?;
-        save_module(self.probe.clone(), &tmp, "probe")?;
-        if let Some(target) = self.state.target() {
-            save_module(target.clone(), &tmp, "target")?;
-        }
-        let opt = |o: &ModuleOptimizer, name: &str| {
-            let path = tmp.join(format!("{name}.bpk"));
-            o.save(&path)
-                .map_err(|e| Error::file(&path, format!("cannot save optimizer state: {e}")))
-        };
-        opt(&self.encoder_opt, "encoder_optim")?;
-        opt(&self.probe_opt, "probe_optim")?;
-        if let Some(q) = self.state.queue() {
-            write_floats(&tmp.join("queue0.f32"), &read_floats(q.keys[0].clone()))?;
-            write_floats(&tmp.join("queue1.f32"), &read_floats(q.keys[1].clone()))?;
-        }
-        let names: Vec<String> = std::fs::read_dir(&tmp)
-            .map_err(|e| Error::file(&tmp, e))?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        write_json(
-            &tmp.join("state.json"),
-            &CheckpointState {
-                step: steps_done,
-                queue_ptr: self.state.queue().map(|q| q.ptr),
-                files: super::seal::digests(&tmp, &names)?,
+        write(
+            run_dir,
+            steps_done,
+            self.state.queue().map(|q| q.ptr),
+            |tmp| {
+                save_module(self.encoder.clone(), tmp, "encoder")?;
+                save_module(self.probe.clone(), tmp, "probe")?;
+                if let Some(target) = self.state.target() {
+                    save_module(target.clone(), tmp, "target")?;
+                }
+                save_optimizer(&self.encoder_opt, tmp, "encoder_optim")?;
+                save_optimizer(&self.probe_opt, tmp, "probe_optim")?;
+                if let Some(q) = self.state.queue() {
+                    write_floats(&tmp.join("queue0.f32"), &read_floats(q.keys[0].clone()))?;
+                    write_floats(&tmp.join("queue1.f32"), &read_floats(q.keys[1].clone()))?;
+                }
+                Ok(())
             },
-        )?;
-        let current = run_dir.join("checkpoint");
-        let old = run_dir.join("checkpoint.old");
-        let _ = std::fs::remove_dir_all(&old);
-        if current.exists() {
-            std::fs::rename(&current, &old).map_err(|e| Error::file(&current, e))?;
-        }
-        std::fs::rename(&tmp, &current).map_err(|e| Error::file(&current, e))?;
-        let _ = std::fs::remove_dir_all(&old);
-        Ok(())
-    }
-
-    /// The newest complete checkpoint folder of a run, if any.
-    pub fn checkpoint_dir(run_dir: &Path) -> Option<std::path::PathBuf> {
-        ["checkpoint", "checkpoint.old"]
-            .iter()
-            .map(|n| run_dir.join(n))
-            .find(|d| d.join("state.json").exists())
+        )
     }
 
     /// Restores the state saved by `save_checkpoint`; returns the number of steps done.
     pub fn load_checkpoint(&mut self, dir: &Path) -> Result<usize> {
-        check_intact(dir)?;
-        let state = read_state(dir)?;
+        let state = read(dir)?;
         self.encoder = load_module(self.encoder.clone(), dir, "encoder")?;
         self.probe = load_module(self.probe.clone(), dir, "probe")?;
         if let Some((target, _)) = self.state.target_mut() {
             *target = load_module(target.clone(), dir, "target")?.no_grad();
         }
-        let opt = |o: ModuleOptimizer, name: &str| {
-            let path = dir.join(format!("{name}.bpk"));
-            o.load(&path)
-                .map_err(|e| Error::file(&path, format!("cannot load optimizer state: {e}")))
-        };
-        self.encoder_opt = opt(self.encoder_opt.clone(), "encoder_optim")?;
-        self.probe_opt = opt(self.probe_opt.clone(), "probe_optim")?;
+        self.encoder_opt = load_optimizer(self.encoder_opt.clone(), dir, "encoder_optim")?;
+        self.probe_opt = load_optimizer(self.probe_opt.clone(), dir, "probe_optim")?;
         let plain = self.plain.clone();
         if let Some(q) = self.state.queue_mut() {
             for (k, slot) in q.keys.iter_mut().enumerate() {

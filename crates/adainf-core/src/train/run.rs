@@ -150,7 +150,8 @@ pub fn run_dir(runs_dir: &Path, id: &str) -> PathBuf {
     runs_dir.join(id)
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+/// A run file's JSON; an error that says how to start over when it is not valid.
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
     serde_json::from_str(&text).map_err(|e| {
         Error::file(
@@ -162,6 +163,12 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
 
 /// The rows of a `metrics.jsonl` (blank lines skipped); none when the file is missing.
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
+    read_rows(path)
+}
+
+/// The rows of a JSON-lines file of any run kind (blank lines skipped); none when the file is
+/// missing.
+pub fn read_rows<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -342,7 +349,7 @@ mod tests {
         write_json(&dir.join("result.json"), &result).unwrap();
         // Not finished until sealed.
         assert!(load_finished(&dir).unwrap().is_none());
-        super::super::seal::write(&dir).unwrap();
+        super::super::seal::write(&dir, &super::super::seal::pretrain_files()).unwrap();
         let run = load_finished(&dir).unwrap().unwrap();
         assert_eq!(
             (run.spec, run.result, run.metrics),

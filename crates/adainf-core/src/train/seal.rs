@@ -25,16 +25,22 @@ use crate::files::write_json;
 /// A finished run's seal.
 pub const SEAL_FILE: &str = "seal.json";
 
-/// The records of a finished run, checked each time it is loaded (small files).
+/// The records of a finished pretraining run, checked each time it is loaded (small files).
 pub const RECORDS: [&str; 3] = ["config.json", "result.json", "metrics.jsonl"];
 
-/// The weights of a finished run, checked each time they are used.
+/// The weights of a finished pretraining run, checked each time they are used.
 pub const WEIGHTS: [&str; 4] = [
     "backbone.bpk",
     "projector.bpk",
     "probe.bpk",
     "backbone.safetensors",
 ];
+
+/// Every sealed file of a finished pretraining run: its records and weights. (Other run kinds
+/// seal their own files with the same functions.)
+pub fn pretrain_files() -> Vec<&'static str> {
+    RECORDS.iter().chain(&WEIGHTS).copied().collect()
+}
 
 /// How each file of a finished run looked when its digest was last found right.
 pub const STAMPS_FILE: &str = "verified.json";
@@ -131,11 +137,11 @@ pub fn digests(dir: &Path, names: &[&str]) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-/// Seals the finished run in `dir` (its records and weights); written last.
-pub fn write(dir: &Path) -> Result<()> {
-    let names: Vec<&str> = RECORDS.iter().chain(&WEIGHTS).copied().collect();
+/// Seals the finished run in `dir`: the digests of its `files` (records and results); written
+/// last.
+pub fn write(dir: &Path, files: &[&str]) -> Result<()> {
     let seal = Seal {
-        files: digests(dir, &names)?,
+        files: digests(dir, files)?,
     };
     write_json(&dir.join(SEAL_FILE), &seal)
 }
@@ -213,9 +219,9 @@ fn check_stamped(
     Ok(())
 }
 
-/// Whether `dir` holds a finished run whose records or weights no longer match its seal.
-pub fn damaged(dir: &Path) -> bool {
-    is_sealed(dir) && (verify(dir, &RECORDS).is_err() || verify(dir, &WEIGHTS).is_err())
+/// Whether `dir` holds a finished run whose `files` no longer match its seal.
+pub fn damaged(dir: &Path, files: &[&str]) -> bool {
+    is_sealed(dir) && verify(dir, files).is_err()
 }
 
 /// Checks `names` of the sealed run in `dir` against its seal.
@@ -244,15 +250,14 @@ fn changed(dir: &Path, name: &str, how: &str) -> Error {
 }
 
 /// Makes a finished (or damaged) run in `dir` unfinished again, to be trained from the start:
-/// removes its seal, records, weights, evaluations and checkpoints (its claim, request and
+/// removes its seal, its sealed `files`, evaluations and checkpoints (its claim, request and
 /// logs stay).
-pub fn discard(dir: &Path) -> Result<()> {
-    let files = [SEAL_FILE, STAMPS_FILE]
+pub fn discard(dir: &Path, files: &[&str]) -> Result<()> {
+    for path in [SEAL_FILE, STAMPS_FILE]
         .iter()
-        .chain(&RECORDS)
-        .chain(&WEIGHTS)
-        .map(|n| dir.join(n));
-    for path in files {
+        .chain(files)
+        .map(|n| dir.join(n))
+    {
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(Error::file(&path, e));
@@ -281,7 +286,7 @@ mod tests {
         for name in RECORDS.iter().chain(&WEIGHTS) {
             std::fs::write(dir.join(name), format!("contents of {name}")).unwrap();
         }
-        write(&dir).unwrap();
+        write(&dir, &pretrain_files()).unwrap();
         assert!(is_sealed(&dir));
         verify(&dir, &RECORDS).unwrap();
         verify(&dir, &WEIGHTS).unwrap();
@@ -304,7 +309,7 @@ mod tests {
         std::fs::remove_file(dir.join("metrics.jsonl")).unwrap();
         let e = verify(&dir, &RECORDS).unwrap_err().to_string();
         assert!(e.contains("metrics.jsonl") && e.contains("missing"), "{e}");
-        discard(&dir).unwrap();
+        discard(&dir, &pretrain_files()).unwrap();
         assert!(!is_sealed(&dir) && !dir.join("backbone.bpk").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -324,7 +329,7 @@ mod tests {
         for name in RECORDS.iter().chain(&WEIGHTS) {
             std::fs::write(dir.join(name), format!("contents of {name}")).unwrap();
         }
-        write(&dir).unwrap();
+        write(&dir, &pretrain_files()).unwrap();
         let seal: Seal =
             serde_json::from_str(&std::fs::read_to_string(dir.join(SEAL_FILE)).unwrap()).unwrap();
         let now = std::time::SystemTime::now;
@@ -360,7 +365,7 @@ mod tests {
         other.files.insert("probe.bpk".into(), "0".repeat(64));
         let e = check_stamped(&dir, &other.files, &WEIGHTS, later()).unwrap_err();
         assert!(e.to_string().contains("probe.bpk"), "{e}");
-        discard(&dir).unwrap();
+        discard(&dir, &pretrain_files()).unwrap();
         assert!(!dir.join(STAMPS_FILE).exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -16,17 +16,7 @@ use crate::tensor::read_floats;
 /// Restores an interrupted run's last checkpoint into `trainer`; the steps it had done (0 for
 /// a fresh run).
 pub fn resume(trainer: &mut Trainer, dir: &Path) -> Result<usize> {
-    let Some(ckpt) = Trainer::checkpoint_dir(dir) else {
-        return Ok(0);
-    };
-    trainer.load_checkpoint(&ckpt).map_err(|e| {
-        Error::file(
-            &ckpt,
-            format!(
-                "cannot resume from this checkpoint ({e}); run the script again with --retry-failed to discard it and train the run from the start"
-            ),
-        )
-    })
+    super::checkpoint::resume(dir, |ckpt| trainer.load_checkpoint(ckpt))
 }
 
 /// What a step that has just finished (`done` steps in all) must do besides training.
@@ -159,7 +149,7 @@ pub fn finish(dir: &Path, trainer: &Trainer, result: &RunResult) -> Result<()> {
     trainer.save_weights(dir)?;
     trainer.save_checkpoint(dir, result.steps)?;
     write_json(&dir.join("result.json"), result)?;
-    seal::write(dir)
+    seal::write(dir, &seal::pretrain_files())
 }
 
 #[cfg(test)]

@@ -682,7 +682,7 @@ mod tests {
             .unwrap();
             second.cfg.seed = cfg.seed;
             let done = second
-                .load_checkpoint(&Trainer::checkpoint_dir(&dir).unwrap())
+                .load_checkpoint(&crate::train::checkpoint::latest(&dir).unwrap())
                 .unwrap();
             assert_eq!(done, 3);
             let got = run(&mut second, &data, &cfg, 3, 6);

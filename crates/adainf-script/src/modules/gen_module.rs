@@ -165,18 +165,17 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
             None => st.device.clone(),
         };
         let mut progress = (st.progress)();
-        progress.start("gen::diffusion", cfg.steps, false);
         let run = core(diffusion::run::train(
             &real,
             &cfg,
-            &st.runs_dir,
-            &device,
-            |step| progress.update(step, f64::NAN, 0.0),
+            diffusion::run::DiffusionContext {
+                device: &device,
+                runs_dir: &st.runs_dir,
+                progress: progress.as_mut(),
+                cancel: &st.cancel,
+                retry_failed: st.retry_failed,
+            },
         ))?;
-        progress.finish(&format!(
-            "generator {} (loss {:.4})",
-            run.result.id, run.result.final_loss
-        ));
         Ok(DiffusionHandle {
             run: Rc::new(run),
             device,
@@ -189,12 +188,17 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
             return fail(format!("gen::sample: n must be at least 1, got {n}"));
         }
         let mut progress = (st.progress)();
-        progress.start("gen::sample", n as usize, false);
-        let out = core(g.run.sample(n as usize, &cfg, &g.device, |done| {
-            progress.update(done, f64::NAN, 0.0)
-        }))?;
-        progress.finish(&format!("{n} samples"));
-        Ok(out)
+        let out = core(g.run.sample_run(
+            n as usize,
+            &cfg,
+            diffusion::run::SampleContext {
+                device: &g.device,
+                runs_dir: &st.runs_dir,
+                progress: progress.as_mut(),
+                retry_failed: st.retry_failed,
+            },
+        ))?;
+        Ok(out.dataset)
     };
     let sample_diffusion_default = sample_diffusion.clone();
     register!(m, "sample", move |g: DiffusionHandle,
@@ -333,6 +337,7 @@ pub const DIFFUSION: &[Opt] = &[
     ),
     opt("flip", Kind::Bool, "random horizontal flips (default true)"),
     opt("seed", Kind::Int, "random seed (default 0)"),
+    options::CHECKPOINT_EVERY,
     options::DEVICE,
     opt("precision", Kind::Str, "\"f32\" only for now (default)"),
 ];
@@ -391,7 +396,7 @@ pub(super) fn entries() -> Vec<ApiEntry> {
         entry(
             "gen::sample",
             "gen::sample(generator, n, opts) -> Dataset",
-            "n generated images (labels -1); steps, sampler, eta and batch apply to diffusion generators",
+            "n generated images (labels -1); steps, sampler, eta and batch apply to diffusion generators, whose samples are stored in a run folder (samples.npz) and loaded from it when the same generator, n and options come again",
             SAMPLE,
         ),
         entry(

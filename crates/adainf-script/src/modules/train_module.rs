@@ -511,11 +511,7 @@ pub const PRETRAIN: &[Opt] = &[
         "online-probe evaluation period in steps (0 = end only)",
     ),
     opt("log_every", Kind::Int, "loss logging period in steps"),
-    opt(
-        "checkpoint_every",
-        Kind::Int,
-        "checkpoint period in steps (0 = end only); an interrupted run resumes from its last checkpoint; not part of the run id",
-    ),
+    options::CHECKPOINT_EVERY,
     opt(
         "ema_base",
         Kind::Float,

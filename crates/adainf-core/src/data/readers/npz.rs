@@ -256,6 +256,12 @@ fn header(path: &Path, m: &Member, key: &str) -> Result<Header> {
 
 /// Opens an npz file as a dataset.
 pub fn read_npz(path: &Path, opts: &NpzOptions) -> Result<Dataset> {
+    read_npz_store(path, opts).map(Dataset::from_store)
+}
+
+/// Opens an npz file as an image store (its source and fingerprint name the file; a run that
+/// stored its own output there gives it back its own).
+pub fn read_npz_store(path: &Path, opts: &NpzOptions) -> Result<ImageStore> {
     let (file, _) = super::open_regular(path)?;
     // SAFETY: the map is read-only; a file truncated by another process while mapped can fault
     // on access, which is the usual contract of memory-mapped readers.
@@ -364,9 +370,10 @@ pub fn read_npz(path: &Path, opts: &NpzOptions) -> Result<Dataset> {
     let source = format!("npz({})", path.display());
     let fp = file_fingerprint(path)?;
     let fp = crate::data::hash_hex(&[&fp, &format!("{opts:?}")]);
-    let store = ImageStore::new(source, fp, [h, w, 3], classes, pixels, labels)?
-        .with_bgr(opts.bgr && c == 3);
-    Ok(Dataset::from_store(store))
+    Ok(
+        ImageStore::new(source, fp, [h, w, 3], classes, pixels, labels)?
+            .with_bgr(opts.bgr && c == 3),
+    )
 }
 
 /// If `data`'s channel means match `reference`'s better with R and B swapped, a warning.

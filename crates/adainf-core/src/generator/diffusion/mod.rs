@@ -293,9 +293,15 @@ impl Trainer {
     }
 
     /// One AdamW step on images `x0` in [-1, 1], then the EMA update; returns the loss (on the
-    /// device, not read back).
+    /// device, not read back). The forward pass runs with the device's generator seeded from
+    /// `rng` (`model::with_seed`), so its dropout masks, like its timesteps and noise, are a
+    /// function of `rng`'s state alone.
     pub fn step(&mut self, x0: Tensor<4>, rng: &mut Rng) -> Tensor<1> {
-        let loss = Self::loss(&self.model, &self.schedule, x0, rng);
+        let device = x0.device();
+        let dropout_seed = rng.next_u64();
+        let loss = crate::model::with_seed(&device, dropout_seed, || {
+            Self::loss(&self.model, &self.schedule, x0, rng)
+        });
         let grads = loss.backward();
         let grads = GradientsParams::from_grads(grads, &self.model);
         self.model = self

@@ -1,0 +1,775 @@
+//! Training a DDPM generator as a cached run: the options (`DiffusionConfig`, defaults on the
+//! struct, checked before anything is written), the run id (a hash of the config and the
+//! data's fingerprint, like `train::run::RunSpec`), and the folder `runs/<id>/` with
+//! `config.json`, `metrics.jsonl` (step, loss, images/s), the EMA weights `ema.bpk`,
+//! `result.json` and, written last, the seal (`train::seal`) that makes the run finished. A
+//! sealed folder is loaded (its files checked against the seal) instead of trained again; a
+//! damaged one is reported, and trained again from the start with `--retry-failed`.
+//!
+//! Checkpoints (`train::checkpoint`: `checkpoint/` with the model, its EMA and the AdamW state,
+//! every `checkpoint_every` steps and when the run is cancelled) let a killed run resume and end
+//! with the weights of an uninterrupted one: each step's randomness (batch, flips, timesteps,
+//! noise, dropout) is drawn from a stream derived from the seed and the step, so no generator
+//! state is saved. (Dropout masks come from the device's generator, seeded per step; it is one
+//! per process, so the guarantee holds while nothing else in the process draws from it at the
+//! same time: the script host trains one run at a time, `--jobs` workers are processes.) A
+//! finished run keeps only `ema.bpk`; its checkpoints are removed.
+//!
+//! Samples are runs too (`DiffusionRun::sample_run`): `runs/<id>/` with `samples.npz` (the
+//! official AdaInf layout), `config.json` (the generator's id, `n` and the options: the id),
+//! `result.json` and the seal; the same call again loads them instead of sampling.
+//! Training runs under the run's claim (`runs::execute::claimed`, as pretraining does), so two
+//! processes sharing a runs folder never train one generator at once: the second waits, then
+//! loads it; a failure is recorded in `failed.json`.
+//! Not yet: `--jobs` workers and Slurm arrays (the executor), precision other than f32 (issue 23).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::{Schedule, TrainSettings, Trainer, UNet, UNetConfig};
+use crate::data::DataRef;
+use crate::data::loader::gather;
+use crate::data::{Dataset, ImageStore, UNLABELED, hash_hex};
+use crate::error::{Error, Result};
+use crate::files::{write_atomic, write_json};
+use crate::rng::Rng;
+use crate::tensor::{floats, read_floats};
+use crate::train::checkpoint::{self, load_module, load_optimizer, save_module, save_optimizer};
+use crate::train::progress::{CancelFlag, Progress};
+use crate::train::run::{read_json, read_rows};
+use crate::train::seal;
+
+/// Bump when the training semantics change, so old cached generators are not reused. (2: each
+/// step's randomness comes from a stream derived from the seed and the step, dropout included.)
+const FORMAT: u32 = 2;
+
+/// The options of `gen::diffusion` (the defaults are the paper's, except `channels` and
+/// `steps`, which are CPU-sized).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiffusionConfig {
+    /// Optimisation steps.
+    pub steps: usize,
+    /// Images per step.
+    pub batch: usize,
+    /// AdamW learning rate.
+    pub lr: f64,
+    /// Channels of the UNet's first level (128 = the paper's model).
+    pub channels: usize,
+    /// Channel multiplier per level.
+    pub channel_mult: Vec<usize>,
+    /// Resolutions with self-attention.
+    pub attention_at: Vec<usize>,
+    /// Dropout in the residual blocks.
+    pub dropout: f64,
+    /// Diffusion steps T of the linear β schedule.
+    pub timesteps: usize,
+    /// EMA decay of the weights used for sampling.
+    pub ema: f64,
+    /// Random horizontal flips of the training images.
+    pub flip: bool,
+    /// Seed of the initial weights, the batches, the timesteps, the noise and dropout.
+    pub seed: u64,
+    /// Save a checkpoint every this many steps (0 = only when the run is cancelled by Ctrl-C
+    /// or SIGTERM). Not part of the run id.
+    #[serde(skip_serializing)]
+    pub checkpoint_every: usize,
+}
+
+impl Default for DiffusionConfig {
+    fn default() -> Self {
+        DiffusionConfig {
+            steps: 1000,
+            batch: 64,
+            lr: 2e-4,
+            channels: 32,
+            channel_mult: vec![1, 2, 2, 2],
+            attention_at: vec![16],
+            dropout: 0.1,
+            timesteps: 1000,
+            ema: 0.9999,
+            flip: true,
+            seed: 0,
+            checkpoint_every: 0,
+        }
+    }
+}
+
+impl DiffusionConfig {
+    /// The UNet for images of `shape` [height, width, channels]; an error for shapes it
+    /// cannot take.
+    pub fn unet(&self, shape: [usize; 3]) -> Result<UNetConfig> {
+        let [h, w, c] = shape;
+        if h != w {
+            return Err(Error::config(
+                "data",
+                format!("the UNet takes square images; got {h}×{w} images"),
+            ));
+        }
+        let cfg = UNetConfig {
+            channels: self.channels,
+            channel_mult: self.channel_mult.clone(),
+            res_blocks: 2,
+            attention_at: self.attention_at.clone(),
+            dropout: self.dropout,
+            image_size: h,
+            image_channels: c,
+        };
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Checks every option against `real`; nothing is written before this passes.
+    pub fn check(&self, real: &Dataset) -> Result<UNetConfig> {
+        if self.steps == 0 {
+            return Err(Error::config("steps", "must be at least 1"));
+        }
+        if self.batch == 0 {
+            return Err(Error::config("batch", "must be at least 1"));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(Error::config(
+                "lr",
+                format!("must be positive, got {}", self.lr),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.ema) {
+            return Err(Error::config(
+                "ema",
+                format!("must be in [0, 1), got {}", self.ema),
+            ));
+        }
+        Schedule::linear(self.timesteps)?;
+        if real.is_empty() {
+            return Err(Error::config("real", "the training set is empty"));
+        }
+        self.unet(real.shape())
+    }
+}
+
+/// Everything that determines a trained generator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DiffusionSpec {
+    /// Version of the training semantics.
+    pub format: u32,
+    /// Which kind of run this is (so no pretraining run can share its id).
+    pub kind: String,
+    /// The options.
+    pub config: DiffusionConfig,
+    /// The training images.
+    pub data: DataRef,
+}
+
+impl DiffusionSpec {
+    /// The run id: 24 hex digits of a SHA-256 of the spec's JSON.
+    pub fn id(&self) -> String {
+        hash_hex(&[&serde_json::to_string(self).unwrap_or_default()])
+    }
+}
+
+/// One line of the generator's `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DiffusionMetric {
+    /// Steps completed.
+    pub step: usize,
+    /// ε-prediction loss of the last step.
+    pub loss: f64,
+    /// Training throughput since the previous row.
+    pub images_per_s: f64,
+}
+
+/// `result.json` of a finished generator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DiffusionResult {
+    /// The run id.
+    pub id: String,
+    /// Loss of the last step.
+    pub final_loss: f64,
+    /// Steps trained.
+    pub steps: usize,
+    /// Wall time of training, in seconds (after a resume, only the resumed part).
+    pub train_seconds: f64,
+    /// Mean training throughput.
+    pub images_per_s: f64,
+    /// Image shape [height, width, channels].
+    pub shape: [usize; 3],
+}
+
+/// A trained generator: its EMA weights, schedule and record.
+pub struct DiffusionRun {
+    /// What determined it.
+    pub spec: DiffusionSpec,
+    /// Its summary.
+    pub result: DiffusionResult,
+    /// The logged rows.
+    pub metrics: Vec<DiffusionMetric>,
+    /// Its folder.
+    pub dir: PathBuf,
+    /// Loaded from the cache rather than trained now.
+    pub cached: bool,
+    /// EMA weights (not autodiff).
+    pub model: UNet,
+    /// The β schedule.
+    pub schedule: Schedule,
+}
+
+/// The EMA weights of a finished generator (burn's format), written as `save_module(…, "ema")`.
+const EMA_FILE: &str = "ema.bpk";
+
+/// Training images `indices` of `data` as a [B, C, H, W] tensor in [-1, 1], flipped
+/// horizontally where `rng` says so when `flip`.
+fn batch_tensor(
+    data: &Dataset,
+    indices: &[usize],
+    flip: bool,
+    rng: &mut Rng,
+    device: &Device,
+) -> Tensor<4> {
+    let hb = gather(data, indices);
+    let [h, w, c] = hb.shape;
+    let mut v = vec![0f32; indices.len() * c * h * w];
+    for i in 0..indices.len() {
+        let mirror = flip && rng.bernoulli(0.5);
+        for y in 0..h {
+            for x in 0..w {
+                let sx = if mirror { w - 1 - x } else { x };
+                for ch in 0..c {
+                    let p = hb.pixels[((i * h + y) * w + sx) * c + ch];
+                    v[((i * c + ch) * h + y) * w + x] = p as f32 / 127.5 - 1.0;
+                }
+            }
+        }
+    }
+    floats(v, [indices.len(), c, h, w], device)
+}
+
+/// The files a finished generator run seals: its records and its EMA weights.
+fn sealed_files() -> Vec<&'static str> {
+    seal::RECORDS.iter().copied().chain([EMA_FILE]).collect()
+}
+
+/// Where and how a generator trains.
+pub struct DiffusionContext<'a> {
+    /// Device to train on (not part of the run id).
+    pub device: &'a Device,
+    /// Folder of the run folders.
+    pub runs_dir: &'a Path,
+    /// Receives the run's progress.
+    pub progress: &'a mut dyn Progress,
+    /// Checked before each step; when set, the run checkpoints and returns `Error::Cancelled`.
+    pub cancel: &'a CancelFlag,
+    /// Train a run whose files changed after it finished, or whose checkpoint is damaged,
+    /// again from the start (`--retry-failed`).
+    pub retry_failed: bool,
+}
+
+impl Trainer {
+    /// Writes the run's `checkpoint/`: the model, its EMA and the AdamW state.
+    fn save_checkpoint(&self, run_dir: &Path, steps_done: usize) -> Result<()> {
+        checkpoint::write(run_dir, steps_done, None, |tmp| {
+            save_module(self.model.clone(), tmp, "model")?;
+            save_module(self.ema.clone(), tmp, "ema")?;
+            save_optimizer(&self.optimizer, tmp, "optimizer")
+        })
+    }
+
+    /// Restores the state saved by `save_checkpoint`; returns the number of steps done.
+    fn load_checkpoint(&mut self, dir: &Path) -> Result<usize> {
+        let state = checkpoint::read(dir)?;
+        self.model = load_module(self.model.clone(), dir, "model")?;
+        self.ema = load_module(self.ema.clone(), dir, "ema")?;
+        self.optimizer = load_optimizer(self.optimizer.clone(), dir, "optimizer")?;
+        Ok(state.step)
+    }
+}
+
+/// The random stream of training step `step` (0-based): its batch, flips, timesteps, noise and
+/// dropout seed.
+fn step_rng(seed: u64, step: usize) -> Rng {
+    Rng::derive(seed, &[0xd1ff, step as u64])
+}
+
+/// Loads the finished generator in `dir` after checking its files against the seal.
+fn load_finished(
+    spec: DiffusionSpec,
+    unet: &UNetConfig,
+    schedule: Schedule,
+    dir: PathBuf,
+    device: &Device,
+) -> Result<DiffusionRun> {
+    seal::verify(&dir, &sealed_files())?;
+    let result: DiffusionResult = read_json(&dir.join("result.json"))?;
+    let metrics = read_rows(&dir.join("metrics.jsonl"))?;
+    let model = load_module(unet.init(device)?, &dir, "ema")?;
+    Ok(DiffusionRun {
+        spec,
+        result,
+        metrics,
+        dir,
+        cached: true,
+        model,
+        schedule,
+    })
+}
+
+/// Trains a generator on `real` (or loads it from `ctx.runs_dir` when it was trained before;
+/// an interrupted run resumes from its checkpoint), under the run's claim
+/// (`runs::execute::claimed`): a process that finds another training it waits and loads it.
+pub fn train(
+    real: &Dataset,
+    config: &DiffusionConfig,
+    ctx: DiffusionContext,
+) -> Result<DiffusionRun> {
+    let unet = config.check(real)?;
+    let schedule = Schedule::linear(config.timesteps)?;
+    let spec = DiffusionSpec {
+        format: FORMAT,
+        kind: "diffusion".into(),
+        config: config.clone(),
+        data: DataRef::of(real),
+    };
+    let id = spec.id();
+    let dir = ctx.runs_dir.join(&id);
+    let DiffusionContext {
+        device,
+        progress,
+        cancel,
+        retry_failed,
+        ..
+    } = ctx;
+    crate::runs::execute::claimed(
+        &id,
+        &dir,
+        &sealed_files(),
+        retry_failed,
+        progress,
+        cancel,
+        |progress| {
+            if !seal::is_sealed(&dir) {
+                return Ok(None);
+            }
+            let run = load_finished(spec.clone(), &unet, schedule.clone(), dir.clone(), device)?;
+            progress.start(&id, run.result.steps, true);
+            Ok(Some(run))
+        },
+        |progress| {
+            train_claimed(
+                real,
+                config,
+                Resolved {
+                    spec: spec.clone(),
+                    unet: &unet,
+                    schedule: schedule.clone(),
+                    dir: dir.clone(),
+                },
+                device,
+                progress,
+                cancel,
+            )
+        },
+    )
+}
+
+/// What `train` resolved before taking the run's claim.
+struct Resolved<'a> {
+    spec: DiffusionSpec,
+    unet: &'a UNetConfig,
+    schedule: Schedule,
+    dir: PathBuf,
+}
+
+/// Trains the generator whose claim this process holds, from its checkpoint if it has one.
+fn train_claimed(
+    real: &Dataset,
+    config: &DiffusionConfig,
+    Resolved {
+        spec,
+        unet,
+        schedule,
+        dir,
+    }: Resolved,
+    device: &Device,
+    progress: &mut dyn Progress,
+    cancel: &CancelFlag,
+) -> Result<DiffusionRun> {
+    let id = spec.id();
+    let files = sealed_files();
+    std::fs::create_dir_all(&dir).map_err(|e| Error::file(&dir, e))?;
+    write_json(&dir.join("config.json"), &spec)?;
+    let train_device = device.clone().autodiff();
+    let model = crate::model::init_seeded(config.seed, true, &train_device, |d| {
+        unet.init(d).expect("checked above")
+    });
+    let mut trainer = Trainer::new(
+        model,
+        schedule.clone(),
+        TrainSettings {
+            lr: config.lr,
+            ema: config.ema,
+        },
+    );
+    // A run that was interrupted resumes from its last checkpoint; the rows logged after it
+    // are dropped, since those steps run again.
+    let first_step = checkpoint::resume(&dir, |ckpt| trainer.load_checkpoint(ckpt))?;
+    let metrics_path = dir.join("metrics.jsonl");
+    let mut metrics: Vec<DiffusionMetric> = read_rows::<DiffusionMetric>(&metrics_path)?
+        .into_iter()
+        .filter(|m| m.step <= first_step)
+        .collect();
+    let mut log = String::new();
+    for row in &metrics {
+        log.push_str(&serde_json::to_string(row).unwrap_or_default());
+        log.push('\n');
+    }
+    write_atomic(&metrics_path, log.as_bytes())?;
+    progress.start(&id, config.steps, false);
+    if first_step > 0 {
+        progress.resumed(first_step);
+    }
+    let every = (config.steps / 20).max(1);
+    let start = Instant::now();
+    let mut last_time = start;
+    let mut last_step = first_step;
+    let mut last_checkpoint = first_step;
+    let mut loss = metrics.last().map_or(f64::NAN, |m| m.loss);
+    for step in first_step..config.steps {
+        if cancel.is_cancelled() {
+            // Ctrl-C or SIGTERM: keep what was computed, so running again resumes here.
+            if step > last_checkpoint {
+                trainer.save_checkpoint(&dir, step)?;
+            }
+            return Err(Error::Cancelled);
+        }
+        let mut rng = step_rng(config.seed, step);
+        let idx: Vec<usize> = (0..config.batch).map(|_| rng.below(real.len())).collect();
+        let x0 = batch_tensor(real, &idx, config.flip, &mut rng, &train_device);
+        let l = trainer.step(x0, &mut rng);
+        let done = step + 1;
+        let checkpoint_now = config.checkpoint_every > 0
+            && done % config.checkpoint_every == 0
+            && done < config.steps;
+        if done % every == 0 || checkpoint_now || done == config.steps {
+            loss = read_floats(l)[0] as f64;
+            if !loss.is_finite() {
+                let kept = if last_checkpoint > 0 {
+                    format!(
+                        "the last good checkpoint (step {last_checkpoint}) is kept in {}",
+                        dir.join("checkpoint").display()
+                    )
+                } else {
+                    "no checkpoint was written before it".to_string()
+                };
+                return Err(Error::Numeric(format!(
+                    "the diffusion loss is {loss} at step {done}; {kept}. Lower `lr` (lr = {})",
+                    config.lr
+                )));
+            }
+            let now = Instant::now();
+            let row = DiffusionMetric {
+                step: done,
+                loss,
+                images_per_s: ((done - last_step) * config.batch) as f64
+                    / now.duration_since(last_time).as_secs_f64().max(1e-9),
+            };
+            log.push_str(&serde_json::to_string(&row).unwrap_or_default());
+            log.push('\n');
+            write_atomic(&metrics_path, log.as_bytes())?;
+            progress.update(done, loss, row.images_per_s);
+            metrics.push(row);
+            if checkpoint_now {
+                trainer.save_checkpoint(&dir, done)?;
+                last_checkpoint = done;
+            }
+            last_time = now;
+            last_step = done;
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    save_module(trainer.ema.clone(), &dir, "ema")?;
+    let result = DiffusionResult {
+        id: id.clone(),
+        final_loss: loss,
+        steps: config.steps,
+        train_seconds: seconds,
+        images_per_s: ((config.steps - first_step) * config.batch) as f64 / seconds.max(1e-9),
+        shape: real.shape(),
+    };
+    write_json(&dir.join("result.json"), &result)?;
+    // Last: the seal makes the run finished; its checkpoints are not needed any more.
+    seal::write(&dir, &files)?;
+    checkpoint::remove_all(&dir)?;
+    progress.finish(&format!("generator {id} (loss {loss:.4})"));
+    Ok(DiffusionRun {
+        spec,
+        result,
+        metrics,
+        dir,
+        cached: false,
+        model: trainer.ema.fork(device),
+        schedule,
+    })
+}
+
+/// The options of `gen::sample` on a diffusion generator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SampleConfig {
+    /// Reverse steps (at most the generator's `timesteps`).
+    pub steps: usize,
+    /// `ddim` or `ddpm`.
+    pub sampler: super::Sampler,
+    /// DDIM's η (0 = deterministic).
+    pub eta: f64,
+    /// Seed of the noise.
+    pub seed: u64,
+    /// Images per batch.
+    pub batch: usize,
+}
+
+impl Default for SampleConfig {
+    fn default() -> Self {
+        SampleConfig {
+            steps: 50,
+            sampler: super::Sampler::Ddim,
+            eta: 0.0,
+            seed: 0,
+            batch: 64,
+        }
+    }
+}
+
+impl SampleConfig {
+    /// Checks the options for `n` samples of a generator with `schedule`; nothing is written
+    /// before this passes.
+    pub fn check(&self, n: usize, schedule: &Schedule) -> Result<()> {
+        if n == 0 {
+            return Err(Error::config("n", "must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&self.eta) {
+            return Err(Error::config(
+                "eta",
+                format!("must be in [0, 1], got {}", self.eta),
+            ));
+        }
+        if self.batch == 0 {
+            return Err(Error::config("batch", "must be at least 1"));
+        }
+        schedule.sampling_steps(self.steps).map(|_| ())
+    }
+}
+
+/// Everything that determines a set of samples: the generator, the number and the options
+/// (the device is not part of it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleSpec {
+    /// Version of the sampling semantics.
+    pub format: u32,
+    /// Which kind of run this is.
+    pub kind: String,
+    /// The generator's run id.
+    pub generator: String,
+    /// Number of images.
+    pub n: usize,
+    /// The options.
+    pub config: SampleConfig,
+}
+
+impl SampleSpec {
+    /// The sampling run's id (24 hex digits of a SHA-256 of the spec's JSON), which is also the
+    /// fingerprint of the samples as a dataset.
+    pub fn id(&self) -> String {
+        hash_hex(&[&serde_json::to_string(self).unwrap_or_default()])
+    }
+}
+
+/// `result.json` of a sampling run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleResult {
+    /// The sampling run's id.
+    pub id: String,
+    /// Number of images.
+    pub n: usize,
+    /// Image shape [height, width, channels].
+    pub shape: [usize; 3],
+    /// Wall time of sampling, in seconds.
+    pub seconds: f64,
+    /// Sampling throughput.
+    pub images_per_s: f64,
+}
+
+/// Samples stored in their run folder.
+pub struct SampleRun {
+    /// The images (labels -1).
+    pub dataset: Dataset,
+    /// What sampled them.
+    pub spec: SampleSpec,
+    /// Their summary.
+    pub result: SampleResult,
+    /// The run folder (`samples.npz`, `config.json`, `result.json`, the seal).
+    pub dir: PathBuf,
+    /// Loaded from the folder rather than sampled now.
+    pub cached: bool,
+}
+
+/// Where and how samples are drawn.
+pub struct SampleContext<'a> {
+    /// Device to sample on (not part of the run id).
+    pub device: &'a Device,
+    /// Folder of the run folders.
+    pub runs_dir: &'a Path,
+    /// Receives the images done.
+    pub progress: &'a mut dyn Progress,
+    /// Sample again a run whose files changed after it finished (`--retry-failed`).
+    pub retry_failed: bool,
+}
+
+/// The samples of a sampling run, in the official AdaInf layout (`data::save_npz`).
+const SAMPLES_FILE: &str = "samples.npz";
+
+/// The files a finished sampling run seals.
+const SAMPLE_FILES: [&str; 3] = ["config.json", "result.json", SAMPLES_FILE];
+
+/// Bump when the sampling semantics change, so old stored samples are not reused.
+const SAMPLE_FORMAT: u32 = 1;
+
+impl DiffusionRun {
+    /// The spec of `n` samples with `cfg`.
+    pub fn sample_spec(&self, n: usize, cfg: &SampleConfig) -> SampleSpec {
+        SampleSpec {
+            format: SAMPLE_FORMAT,
+            kind: "diffusion_sample".into(),
+            generator: self.result.id.clone(),
+            n,
+            config: cfg.clone(),
+        }
+    }
+
+    /// The source line of a set of samples.
+    fn sample_source(&self, spec: &SampleSpec) -> String {
+        format!(
+            "diffusion_sample(generator={}, n={}, steps={}, sampler={})",
+            self.result.id,
+            spec.n,
+            spec.config.steps,
+            <&str>::from(spec.config.sampler)
+        )
+    }
+
+    /// `n` samples as a sampling run under `ctx.runs_dir`: drawn and stored the first time,
+    /// loaded (after checking them against the seal) afterwards.
+    pub fn sample_run(
+        &self,
+        n: usize,
+        cfg: &SampleConfig,
+        ctx: SampleContext,
+    ) -> Result<SampleRun> {
+        cfg.check(n, &self.schedule)?;
+        let spec = self.sample_spec(n, cfg);
+        let id = spec.id();
+        let dir = ctx.runs_dir.join(&id);
+        if ctx.retry_failed && dir.is_dir() {
+            checkpoint::discard_damaged(&dir, &SAMPLE_FILES, ctx.progress)?;
+        }
+        if seal::is_sealed(&dir) {
+            seal::verify(&dir, &SAMPLE_FILES)?;
+            let result: SampleResult = read_json(&dir.join("result.json"))?;
+            let mut store = crate::data::readers::npz::read_npz_store(
+                &dir.join(SAMPLES_FILE),
+                &Default::default(),
+            )?;
+            store.source = self.sample_source(&spec);
+            store.fingerprint = id.clone();
+            ctx.progress.start(&id, n, true);
+            return Ok(SampleRun {
+                dataset: Dataset::from_store(store),
+                spec,
+                result,
+                dir,
+                cached: true,
+            });
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| Error::file(&dir, e))?;
+        write_json(&dir.join("config.json"), &spec)?;
+        ctx.progress.start(&id, n, false);
+        let start = Instant::now();
+        let progress = &mut *ctx.progress;
+        let dataset = self.sample(n, cfg, ctx.device, |done| {
+            let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            progress.update(done, f64::NAN, rate);
+        })?;
+        let seconds = start.elapsed().as_secs_f64();
+        crate::data::readers::npz::save_npz(&dataset, &dir.join(SAMPLES_FILE))?;
+        let result = SampleResult {
+            id: id.clone(),
+            n,
+            shape: dataset.shape(),
+            seconds,
+            images_per_s: n as f64 / seconds.max(1e-9),
+        };
+        write_json(&dir.join("result.json"), &result)?;
+        // Last: the seal makes the samples finished.
+        seal::write(&dir, &SAMPLE_FILES)?;
+        ctx.progress.finish(&format!("{n} samples ({id})"));
+        Ok(SampleRun {
+            dataset,
+            spec,
+            result,
+            dir,
+            cached: false,
+        })
+    }
+
+    /// `n` generated images (labels -1) as a dataset, in memory (`sample_run` stores them in
+    /// a run folder); `progress` gets the images done.
+    pub fn sample(
+        &self,
+        n: usize,
+        cfg: &SampleConfig,
+        device: &Device,
+        progress: impl FnMut(usize),
+    ) -> Result<Dataset> {
+        cfg.check(n, &self.schedule)?;
+        let [h, w, c] = self.result.shape;
+        let parts = super::sample(
+            &self.model,
+            &self.schedule,
+            [c, h, w],
+            n,
+            cfg.steps,
+            cfg.sampler,
+            cfg.eta,
+            cfg.seed,
+            cfg.batch,
+            device,
+            progress,
+        )?;
+        let mut pixels = Vec::with_capacity(n * h * w * c);
+        for part in parts {
+            let b = part.dims()[0];
+            // [B, C, H, W] in [-1, 1] → HWC u8.
+            let v = read_floats(part.swap_dims(1, 2).swap_dims(2, 3));
+            debug_assert_eq!(v.len(), b * h * w * c);
+            pixels.extend(
+                v.iter()
+                    .map(|x| ((x + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8),
+            );
+        }
+        let spec = self.sample_spec(n, cfg);
+        let store = ImageStore::new(
+            self.sample_source(&spec),
+            spec.id(),
+            [h, w, c],
+            0,
+            pixels,
+            vec![UNLABELED; n],
+        )?;
+        Ok(Dataset::from_store(store))
+    }
+}
+
+#[cfg(test)]
+mod tests;

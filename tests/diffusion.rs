@@ -1,0 +1,202 @@
+//! The diffusion generator end to end through the script host: `data::save_npz` of
+//! `gen::sample`'s output is the official AdaInf layout that numpy reads (`image` N×H×W×3
+//! uint8, `label` all -1), with exactly the pixels adainf holds.
+//!
+//! The Python comes from `ADAINF_TEST_PYTHON` (`common::test_python`): without it the test
+//! skips with a message, except under CI (`CI=true`), where it fails.
+
+mod common;
+
+use adainf_core::data::Dataset;
+use adainf_core::data::loader::gather;
+use adainf_core::train::{CancelFlag, Silent};
+use adainf_script::{Host, HostConfig};
+use common::*;
+use std::process::Command;
+
+/// Reads an npz with numpy and prints its keys, the image array's shape, dtype and bytes, and
+/// the labels, as JSON.
+const READ_NPZ: &str = r#"
+import json, sys
+import numpy as np
+z = np.load(sys.argv[1])
+img = z["image"]
+print(json.dumps({
+    "keys": sorted(z.files),
+    "shape": list(img.shape),
+    "dtype": str(img.dtype),
+    "pixels": img.reshape(-1).tolist(),
+    "labels": z["label"].tolist(),
+}))
+"#;
+
+#[test]
+fn numpy_reads_the_samples_of_a_diffusion_generator_with_the_pixels_adainf_holds() {
+    let Some(python) = test_python("numpy") else {
+        return;
+    };
+    let ws = Workspace::new("diffusion-npz");
+    let npz = ws.0.join("samples.npz");
+    let host = Host::new(
+        HostConfig {
+            device: burn::tensor::Device::flex(),
+            device_name: "flex".into(),
+            runs_dir: ws.0.join("runs"),
+            max_operations: 200_000,
+            max_memory_gib: 1,
+            params: rhai::Map::new(),
+            lib_dirs: vec![],
+            cancel: CancelFlag::new(),
+            executor: Default::default(),
+            retry_failed: false,
+        },
+        Box::new(|| Box::new(Silent)),
+    );
+    let script = format!(
+        r#"
+let real = data::synthetic(#{{ n: 8, size: 16, seed: 0 }});
+let g = gen::diffusion(real, #{{ steps: 2, batch: 2, channels: 4, channel_mult: [1, 2],
+                                attention_at: [], timesteps: 20 }});
+let s = gen::sample(g, 5, #{{ steps: 4, batch: 2, seed: 3 }});
+data::save_npz(s, "{}");
+s
+"#,
+        npz.display()
+    );
+    let samples: Dataset = host.engine().eval(&script).unwrap();
+    let held = gather(&samples, &(0..samples.len()).collect::<Vec<_>>());
+    let out = Command::new(&python)
+        .args(["-c", READ_NPZ])
+        .arg(&npz)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success(),
+        "numpy could not read the npz: {stderr}"
+    );
+    let got: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(got["keys"], serde_json::json!(["image", "label"]));
+    assert_eq!(got["shape"], serde_json::json!([5, 16, 16, 3]));
+    assert_eq!(got["dtype"], "uint8");
+    let pixels: Vec<u8> = got["pixels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u8)
+        .collect();
+    assert_eq!(held.shape, [16, 16, 3]);
+    assert_eq!(pixels.len(), held.pixels.len());
+    let differing = pixels
+        .iter()
+        .zip(&held.pixels)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(
+        differing, 0,
+        "{differing} pixel values differ from adainf's"
+    );
+    // The samples are images, not a constant.
+    assert!(held.pixels.iter().any(|&p| p != held.pixels[0]));
+    assert_eq!(got["labels"], serde_json::json!(vec![-1; 5]));
+}
+
+/// The tensor bytes of a burnpack file (`.bpk`): after the magic `NRUB`, a u16 version and a
+/// u32 (little-endian) header length, the CBOR header (names, shapes, offsets and each
+/// parameter's id, which is new in every process), then the data.
+fn tensor_data(file: &[u8]) -> &[u8] {
+    assert_eq!(&file[..4], b"NRUB", "not a burnpack file");
+    let header = u32::from_le_bytes([file[6], file[7], file[8], file[9]]) as usize;
+    &file[10 + header..]
+}
+
+/// A generator's script: a small UNet with dropout, trained long enough to be killed mid-way,
+/// with a checkpoint every 10 steps.
+const TRAIN: &str = r#"
+let real = data::synthetic(#{ n: 16, size: 16, seed: 0 });
+let g = gen::diffusion(real, #{ steps: 200, batch: 4, channels: 8, channel_mult: [1, 2],
+                               attention_at: [8], timesteps: 50, dropout: 0.3, ema: 0.9,
+                               lr: 1e-3, checkpoint_every: 10 });
+print(`id=${g.id} cached=${g.cached}`);
+"#;
+
+/// `adainf run` killed (SIGKILL) after a checkpoint and run again ends with the EMA weights of
+/// an uninterrupted run, byte for byte, and the same metrics: every step's randomness,
+/// dropout included, is a function of the seed and the step, and the checkpoint holds the
+/// model, its EMA and the AdamW state.
+#[test]
+fn a_killed_generator_run_resumes_to_the_weights_of_an_uninterrupted_one() {
+    let straight = Workspace::new("diffusion-straight");
+    let script = straight.script("gen.rhai", TRAIN);
+    let out = straight.run(&script, &["--quiet"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let id = value(&stdout, "id");
+    let want = straight.0.join("runs").join(&id);
+
+    let ws = Workspace::new("diffusion-killed");
+    let script = ws.script("gen.rhai", TRAIN);
+    let runs = ws.0.join("runs");
+    let run_dir = runs.join(&id);
+    let mut child = bin()
+        .arg("run")
+        .arg(&script)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .arg("--quiet")
+        .spawn()
+        .unwrap();
+    // Kill it once a checkpoint exists and steps after it were logged (a step of this size
+    // takes milliseconds, so it stops well before the end).
+    let started = std::time::Instant::now();
+    loop {
+        let state =
+            std::fs::read_to_string(run_dir.join("checkpoint/state.json")).unwrap_or_default();
+        let step = serde_json::from_str::<serde_json::Value>(&state)
+            .ok()
+            .and_then(|v| v["step"].as_u64());
+        let logged = std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+            .map_or(0, |m| m.lines().count() as u64);
+        if step.is_some_and(|s| s >= 20 && logged * 10 > s) {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 120, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !run_dir.join("seal.json").exists(),
+        "the run finished before it could be killed"
+    );
+    let again = ws.run(&script, &["--quiet"]);
+    let (stdout, stderr) = text(&again);
+    assert!(again.status.success(), "{stderr}");
+    assert_eq!(value(&stdout, "cached"), "false");
+    assert!(run_dir.join("seal.json").is_file());
+    assert!(
+        !run_dir.join("checkpoint").exists(),
+        "a finished run keeps no checkpoint"
+    );
+    let bytes = |dir: &std::path::Path, f: &str| std::fs::read(dir.join(f)).unwrap();
+    let (got, expected) = (bytes(&run_dir, "ema.bpk"), bytes(&want, "ema.bpk"));
+    let (got, expected) = (tensor_data(&got), tensor_data(&expected));
+    assert_eq!(got.len(), expected.len());
+    let differing = got.iter().zip(expected).filter(|(a, b)| a != b).count();
+    assert_eq!(
+        differing, 0,
+        "{differing} bytes of the resumed run's EMA weights differ from the uninterrupted run's"
+    );
+    let losses = |dir: &std::path::Path| -> Vec<(u64, f64)> {
+        String::from_utf8(bytes(dir, "metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+            .collect()
+    };
+    assert_eq!(losses(&run_dir), losses(&want));
+    // The same script again loads the sealed generator.
+    let cached = ws.run(&script, &["--quiet"]);
+    assert_eq!(value(&text(&cached).0, "cached"), "true");
+}
