@@ -194,7 +194,7 @@ pub fn linear(
             f.classes,
             cfg,
             device,
-            cancel,
+            || cancel.is_cancelled(),
         )
     })
 }
