@@ -14,7 +14,7 @@ use rhai::{
 
 use super::HostState;
 use super::entry::{self, ApiEntry, entry};
-use super::options::{self, Kind, Opt, float_or, int_or, opt, str_or};
+use super::options::{self, Kind, Opt, opt, typed};
 use crate::augment::preview::write_preview;
 use crate::augment::{AugSpec, DEFAULT_PRESET, ViewPair, preset};
 use crate::data::Dataset;
@@ -209,8 +209,10 @@ pub(super) fn register_all(engine: &mut Engine, state: &Rc<HostState>) {
 /// Only errors about the keys in `opts` are returned; `None` where the function has none.
 pub(super) fn static_option_check(function: &str, opts: &Map) -> Option<Result<(), String>> {
     let result = match function {
-        "train::pretrain" | "train::pretrain_all" => train_module::check_literal(opts),
-        "data::synthetic" | "data::synthetic_generator" => data_module::check_literal(opts),
+        "train::pretrain" | "train::pretrain_all" => train_module::check_literal(function, opts),
+        "data::synthetic" | "data::synthetic_generator" => {
+            data_module::check_literal(function, opts)
+        }
         _ => return None,
     };
     Some(match result {
@@ -249,7 +251,7 @@ fn run_row_map(h: &RunHandle) -> Map {
     m
 }
 
-/// Options map → config struct (defaults on the struct), errors with the call's position.
+/// Options map → typed options (defaults on the struct), errors with the call's position.
 fn parsed<T: for<'de> serde::Deserialize<'de>>(
     function: &str,
     opts: &Map,
