@@ -11,6 +11,12 @@ use rhai::{Dynamic, Map};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
+/// A JSON object: options given, a struct's serialized defaults.
+pub type JsonMap = serde_json::Map<String, Value>;
+
+/// Serialized defaults, each with the label of the variant it belongs to ("" when one).
+pub type Defaults = Vec<(&'static str, JsonMap)>;
+
 /// The value of an option that asks the tool to choose (`dup: "auto"`).
 pub const AUTO: &str = "auto";
 
@@ -237,7 +243,7 @@ impl Kind {
 }
 
 /// The primitive options of `map` as a JSON object (handles and maps are left out).
-pub fn to_json(map: &Map, known: &[Opt]) -> serde_json::Map<String, Value> {
+pub fn to_json(map: &Map, known: &[Opt]) -> JsonMap {
     map.iter()
         .filter_map(|(key, value)| {
             let o = known.iter().find(|o| o.key == key.as_str())?;
@@ -250,10 +256,10 @@ pub fn to_json(map: &Map, known: &[Opt]) -> serde_json::Map<String, Value> {
 /// first given key that fails on its own over `base`).
 pub fn deserialize_over<T: DeserializeOwned>(
     function: &str,
-    base: &serde_json::Map<String, Value>,
-    given: serde_json::Map<String, Value>,
+    base: &JsonMap,
+    given: JsonMap,
 ) -> Result<T, String> {
-    let over = |pairs: &serde_json::Map<String, Value>| {
+    let over = |pairs: &JsonMap| {
         let mut merged = base.clone();
         merged.extend(pairs.iter().map(|(k, v)| (k.clone(), v.clone())));
         serde_json::from_value::<T>(Value::Object(merged))
@@ -284,7 +290,7 @@ pub struct Typed {
     pub fields: fn() -> Vec<&'static str>,
     /// The serialized defaults: one map, or one per labelled variant where the defaults depend
     /// on another option (pretraining's per-method defaults).
-    pub defaults: fn() -> Vec<(&'static str, serde_json::Map<String, Value>)>,
+    pub defaults: fn() -> Defaults,
 }
 
 /// The typed options of a function whose options are the struct `T` alone.
@@ -295,8 +301,40 @@ pub fn typed<T: Default + Serialize + DeserializeOwned>() -> Typed {
     }
 }
 
+/// The typed options of a function whose options are two structs: `A` (a core config) and `B`
+/// (the options of the call that are not part of that config, e.g. its device).
+pub fn typed_pair<A, B>() -> Typed
+where
+    A: Default + Serialize + DeserializeOwned,
+    B: Default + Serialize + DeserializeOwned,
+{
+    Typed {
+        fields: field_names_of_both::<A, B>,
+        defaults: || {
+            let mut d = serialized(&A::default());
+            d.extend(serialized(&B::default()));
+            vec![("", d)]
+        },
+    }
+}
+
+/// The field names of `A` then of `B`.
+pub fn field_names_of_both<A: DeserializeOwned, B: DeserializeOwned>() -> Vec<&'static str> {
+    let mut f = field_names::<A>();
+    f.extend(field_names::<B>());
+    f
+}
+
+/// The primitive options of `map` split into the fields of `B` and the rest (for `typed_pair`).
+pub fn split_json<B: DeserializeOwned>(map: &Map, known: &[Opt]) -> (JsonMap, JsonMap) {
+    let keys = field_names::<B>();
+    to_json(map, known)
+        .into_iter()
+        .partition(|(k, _)| keys.contains(&k.as_str()))
+}
+
 /// `value` serialized as a JSON object (empty if it is not one).
-pub fn serialized<T: Serialize>(value: &T) -> serde_json::Map<String, Value> {
+pub fn serialized<T: Serialize>(value: &T) -> JsonMap {
     match serde_json::to_value(value) {
         Ok(Value::Object(m)) => m,
         _ => serde_json::Map::new(),
@@ -373,6 +411,38 @@ mod tests {
         // NaN would reach serde as null ("invalid type: null, expected f64").
         let e = check("f", &map(&[("lr", Dynamic::from(f64::NAN))]), &KNOWN).unwrap_err();
         assert!(e.contains("`lr`") && e.contains("finite number"), "{e}");
+    }
+
+    /// A value serde refuses (an unknown name of a closed set) is reported with its option.
+    #[test]
+    fn a_refused_value_names_its_option() {
+        #[derive(Default, serde::Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        enum Sampler {
+            #[default]
+            Ddim,
+            Ddpm,
+        }
+        #[derive(Default, serde::Deserialize)]
+        #[serde(default)]
+        struct C {
+            name: Sampler,
+            steps: usize,
+        }
+        assert_eq!(field_names::<C>(), ["name", "steps"]);
+        let m = map(&[
+            ("steps", Dynamic::from(3_i64)),
+            ("name", Dynamic::from("euler")),
+        ]);
+        let e = parse::<C>("gen::sample", &m, &KNOWN)
+            .map(|c| c.steps)
+            .unwrap_err();
+        assert!(
+            e.contains("option `name` of gen::sample") && e.contains("euler") && e.contains("ddpm"),
+            "{e}"
+        );
+        let ok = parse::<C>("f", &map(&[("name", Dynamic::from("ddpm"))]), &KNOWN).unwrap();
+        assert!(matches!(ok.name, Sampler::Ddpm) && ok.steps == 0);
     }
 
     #[test]

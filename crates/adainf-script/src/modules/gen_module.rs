@@ -44,36 +44,15 @@ struct DiffusionRunOptions {
     precision: crate::train::config::Precision,
 }
 
-/// The fields and defaults of `gen::diffusion`'s options: the run options and the config.
-fn diffusion_typed() -> options::Typed {
-    options::Typed {
-        fields: || {
-            let mut f = options::field_names::<DiffusionConfig>();
-            f.extend(options::field_names::<DiffusionRunOptions>());
-            f
-        },
-        defaults: || {
-            let mut d = options::serialized(&DiffusionConfig::default());
-            d.extend(options::serialized(&DiffusionRunOptions::default()));
-            vec![("", d)]
-        },
-    }
-}
-
 /// The options of `gen::diffusion`: the core's config and the run options.
 fn diffusion_options(opts: &Map) -> Res<(DiffusionConfig, DiffusionRunOptions)> {
     const FN: &str = "gen::diffusion";
     options::check(FN, opts, DIFFUSION)?;
-    let run_keys = options::field_names::<DiffusionRunOptions>();
-    let (run, config): (serde_json::Map<_, _>, serde_json::Map<_, _>) =
-        options::to_json(opts, DIFFUSION)
-            .into_iter()
-            .partition(|(k, _)| run_keys.contains(&k.as_str()));
+    let (run, config) = options::split_json::<DiffusionRunOptions>(opts, DIFFUSION);
     let empty = serde_json::Map::new();
-    let fail_here = |m: String| Box::new(EvalAltResult::ErrorRuntime(m.into(), Position::NONE));
     Ok((
-        options::deserialize_over(FN, &empty, config).map_err(fail_here)?,
-        options::deserialize_over(FN, &empty, run).map_err(fail_here)?,
+        options::deserialize_over(FN, &empty, config).map_err(runtime_error)?,
+        options::deserialize_over(FN, &empty, run).map_err(runtime_error)?,
     ))
 }
 
@@ -364,7 +343,7 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "trains a DDPM (the UNet of Ho et al. 2020, ε-prediction, linear β, AdamW, EMA weights) on real images as a cached run (id, dir, cached, metrics, info())",
             DIFFUSION,
         )
-        .typed(diffusion_typed()),
+        .typed(options::typed_pair::<DiffusionConfig, DiffusionRunOptions>()),
         entry(
             "gen::sample",
             "gen::sample(generator, n, opts) -> Dataset",

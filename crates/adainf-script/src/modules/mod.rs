@@ -43,11 +43,13 @@ use crate::train::{self, FinishedRun, PretrainConfig, PretrainRequest, TrainCont
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
+/// A runtime error (`register!` places it at the script's call).
+fn runtime_error(message: String) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(message.into(), Position::NONE))
+}
+
 fn fail<T>(msg: impl std::fmt::Display) -> Res<T> {
-    Err(Box::new(EvalAltResult::ErrorRuntime(
-        msg.to_string().into(),
-        Position::NONE,
-    )))
+    Err(runtime_error(msg.to_string()))
 }
 
 fn core<T>(r: crate::error::Result<T>) -> Res<T> {
@@ -257,6 +259,5 @@ fn parsed<T: for<'de> serde::Deserialize<'de>>(
     opts: &Map,
     known: &[options::Opt],
 ) -> Res<T> {
-    options::parse(function, opts, known)
-        .map_err(|m| Box::new(EvalAltResult::ErrorRuntime(m.into(), Position::NONE)))
+    options::parse(function, opts, known).map_err(runtime_error)
 }

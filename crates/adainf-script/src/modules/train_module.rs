@@ -72,11 +72,7 @@ struct RunOptions {
 /// method, `PretrainConfig::for_method`), the run options' and the augmentation's.
 fn pretrain_typed() -> options::Typed {
     options::Typed {
-        fields: || {
-            let mut f = options::field_names::<PretrainConfig>();
-            f.extend(options::field_names::<RunOptions>());
-            f
-        },
+        fields: options::field_names_of_both::<PretrainConfig, RunOptions>,
         defaults: || {
             crate::method::METHODS
                 .iter()
@@ -103,20 +99,8 @@ fn pretrain_typed() -> options::Typed {
 }
 
 /// The primitive options of `opts` split into the run options' and the config's.
-fn split_options(
-    opts: &Map,
-) -> (
-    serde_json::Map<String, serde_json::Value>,
-    serde_json::Map<String, serde_json::Value>,
-) {
-    let run_keys = options::field_names::<RunOptions>();
-    options::to_json(opts, PRETRAIN)
-        .into_iter()
-        .partition(|(k, _)| run_keys.contains(&k.as_str()))
-}
-
-fn runtime_error(message: String) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorRuntime(message.into(), Position::NONE))
+fn split_options(opts: &Map) -> (options::JsonMap, options::JsonMap) {
+    options::split_json::<RunOptions>(opts, PRETRAIN)
 }
 
 /// The run config: the method's official defaults, the script's options over them, and the
