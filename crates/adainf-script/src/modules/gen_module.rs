@@ -368,7 +368,7 @@ pub(super) fn entries() -> Vec<ApiEntry> {
         entry(
             "Generator.info",
             "generator.info() -> map",
-            "components, pca_dims, explained variance, mean log-likelihood, and `gap` (gen::gap of 1000 samples against the images it was fitted on)",
+            "components, pca_dims, explained variance, mean log-likelihood, and `gap` (gen::gap with its defaults: as many samples as its `max_images`, against the images it was fitted on)",
             &[],
         ),
     ]
