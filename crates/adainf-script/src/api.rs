@@ -5,8 +5,7 @@
 //! validates calls against it, and the registration's Rhai doc comments come from it.
 
 pub use super::entry::{ApiEntry, entry};
-use super::entry::{kind_short, schedule_keys};
-use super::options::Kind;
+use super::entry::{Style, option_lines};
 
 /// The names of the script modules (`modules::SCRIPT_MODULES`, the one list), in the order
 /// `adainf api` lists them; `adainf check` and the catalogue test read them.
@@ -34,18 +33,9 @@ pub fn render() -> String {
     let mut out = String::new();
     for entry in catalogue() {
         out.push_str(&format!("{:<58} {}\n", entry.signature, entry.doc));
-        for o in entry.options {
-            out.push_str(&format!(
-                "    {:<16} {:<12} {}\n",
-                o.key,
-                kind_short(o.kind),
-                o.doc
-            ));
-            if o.kind == Kind::Schedule {
-                for (k, doc) in schedule_keys() {
-                    out.push_str(&format!("      .{k:<16} {doc}\n"));
-                }
-            }
+        for line in option_lines(&entry, Style::Text) {
+            out.push_str(&line);
+            out.push('\n');
         }
     }
     out
@@ -79,18 +69,9 @@ pub fn render_markdown() -> String {
         out.push_str(&format!("\n**`{}`**: {}\n", entry.signature, entry.doc));
         if !entry.options.is_empty() {
             out.push('\n');
-            for o in entry.options {
-                out.push_str(&format!(
-                    "- `{}` ({}): {}\n",
-                    o.key,
-                    kind_short(o.kind),
-                    o.doc
-                ));
-                if o.kind == Kind::Schedule {
-                    for (k, doc) in schedule_keys() {
-                        out.push_str(&format!("  - `{}.{k}`: {doc}\n", o.key));
-                    }
-                }
+            for line in option_lines(&entry, Style::Markdown) {
+                out.push_str(&line);
+                out.push('\n');
             }
         }
     }

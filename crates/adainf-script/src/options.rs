@@ -1,11 +1,21 @@
 //! Checked option maps. Every host function that takes `#{...}` options declares the keys it
-//! knows with their kinds; a map with an unknown key or a value of the wrong kind is refused
-//! with a message naming the key, the expected kind and the function. Integers are accepted
-//! where floats are expected. Primitive values are turned into JSON so the core's serde config
-//! structs (with their defaults) can be filled from them.
+//! knows with their kinds and docs (`Opt` rows) and parses the map into one typed struct whose
+//! fields hold the defaults (`Typed`): a map with an unknown key or a value of the wrong kind is
+//! refused with a message naming the key, the expected kind and the function; the primitive
+//! values are then turned into JSON and deserialized into the struct (defaults for missing keys),
+//! an error there naming the key too. Integers are accepted where floats are expected. The
+//! catalogue shows each option's default from the struct's serialized `Default`, and a test ties
+//! the rows to the struct's fields.
 
 use rhai::{Dynamic, Map};
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
+
+/// A JSON object: options given, a struct's serialized defaults.
+pub type JsonMap = serde_json::Map<String, Value>;
+
+/// Serialized defaults, each with the label of the variant it belongs to ("" when one).
+pub type Defaults = Vec<(&'static str, JsonMap)>;
 
 /// The value of an option that asks the tool to choose (`dup: "auto"`).
 pub const AUTO: &str = "auto";
@@ -21,6 +31,8 @@ pub enum Kind {
     Bool,
     /// An array of numbers.
     Floats,
+    /// An array of whole numbers (integers ≥ 0).
+    Ints,
     Dataset,
     /// An augmentation (`aug::preset(..)`), a preset name, or an array of two augmentations.
     Aug,
@@ -42,6 +54,7 @@ impl Kind {
             Kind::Str => "a string",
             Kind::Bool => "a bool (true/false)",
             Kind::Floats => "an array of numbers",
+            Kind::Ints => "an array of whole numbers",
             Kind::Dataset => "a dataset (from data::...)",
             Kind::Aug => {
                 "an augmentation (aug::preset(..)), a preset name, [view1, view2], or #{ real: .., generated: .. }"
@@ -70,7 +83,7 @@ pub const fn opt(key: &'static str, kind: Kind, doc: &'static str) -> Opt {
 pub const DEVICE: Opt = opt(
     "device",
     Kind::Str,
-    "flex, wgpu, vulkan, cuda or cuda:N (default: the command's --device); not part of the run id",
+    "flex, wgpu, vulkan, cuda or cuda:N (unset: the command's --device); not part of the run id",
 );
 
 /// The `checkpoint_every` option of every run kind (pretraining, the diffusion generator): one
@@ -78,8 +91,14 @@ pub const DEVICE: Opt = opt(
 pub const CHECKPOINT_EVERY: Opt = opt(
     "checkpoint_every",
     Kind::Int,
-    "checkpoint period in steps (default 0: a checkpoint only when the run is stopped by Ctrl-C or SIGTERM); an interrupted run resumes from its last checkpoint and computes the same steps as an uninterrupted one; not part of the run id",
+    "checkpoint period in steps (0: a checkpoint only when the run is stopped by Ctrl-C or SIGTERM); an interrupted run resumes from its last checkpoint and computes the same steps as an uninterrupted one; not part of the run id",
 );
+
+/// The `seed` option of every function that draws random numbers: one row.
+pub const SEED: Opt = opt("seed", Kind::Int, "random seed");
+
+/// The `steps` option of every run kind (pretraining, the diffusion generator): one row.
+pub const STEPS: Opt = opt("steps", Kind::Int, "optimisation steps");
 
 /// Human name of a script value's type.
 pub fn type_name(v: &Dynamic) -> String {
@@ -106,6 +125,10 @@ pub fn fits(kind: Kind, v: &Dynamic) -> bool {
                     .into_array()
                     .is_ok_and(|a| a.iter().all(|x| x.is_int() || x.is_float()))
         }
+        Kind::Ints => v
+            .clone()
+            .into_array()
+            .is_ok_and(|a| a.iter().all(|x| x.as_int().is_ok_and(|i| i >= 0))),
         Kind::Strings => {
             v.is_array()
                 && v.clone()
@@ -183,78 +206,178 @@ pub fn check(function: &str, map: &Map, known: &[Opt]) -> Result<(), String> {
     Ok(())
 }
 
+/// A script value of `kind` as JSON (integers stay integers); `None` for handles and maps.
+fn value_json(kind: Kind, value: &Dynamic) -> Option<Value> {
+    let number = |x: &Dynamic| {
+        x.as_int()
+            .map(Value::from)
+            .ok()
+            .or_else(|| x.as_float().ok().map(Value::from))
+    };
+    let strings = |x: &Dynamic| {
+        x.clone()
+            .into_array()
+            .ok()
+            .map(|a| a.iter().map(|s| Value::from(s.to_string())).collect())
+    };
+    match kind {
+        Kind::Int | Kind::Float => number(value),
+        Kind::IntOrAuto => {
+            number(value).or_else(|| value.clone().into_string().ok().map(Value::from))
+        }
+        Kind::Str => value.clone().into_string().ok().map(Value::from),
+        Kind::Bool => value.as_bool().ok().map(Value::from),
+        Kind::Floats | Kind::Ints => value
+            .clone()
+            .into_array()
+            .ok()
+            .map(|a| a.iter().map(|x| number(x).unwrap_or(Value::Null)).collect()),
+        Kind::Strings => strings(value),
+        Kind::Pairs => value.clone().into_array().ok().map(|a| {
+            a.iter()
+                .map(|p| strings(p).unwrap_or(Value::Null))
+                .collect()
+        }),
+        Kind::Dataset | Kind::Aug | Kind::Map | Kind::Schedule => None,
+    }
+}
+
+impl Kind {
+    /// Whether values of this kind are script handles or maps the host reads itself, not
+    /// fields of the function's options struct.
+    pub fn is_handle(self) -> bool {
+        matches!(self, Kind::Dataset | Kind::Aug | Kind::Map | Kind::Schedule)
+    }
+}
+
 /// The primitive options of `map` as a JSON object (handles and maps are left out).
-pub fn to_json(map: &Map, known: &[Opt]) -> Value {
-    let mut obj = serde_json::Map::new();
-    for (key, value) in map {
-        let Some(o) = known.iter().find(|o| o.key == key.as_str()) else {
-            continue;
-        };
-        let json = match o.kind {
-            Kind::Int => value.as_int().ok().map(Value::from),
-            Kind::Float => value
-                .as_float()
-                .ok()
-                .or_else(|| value.as_int().ok().map(|i| i as f64))
-                .map(Value::from),
-            Kind::Str => value.clone().into_string().ok().map(Value::from),
-            Kind::Bool => value.as_bool().ok().map(Value::from),
-            Kind::Floats => value.clone().into_array().ok().map(|a| {
-                Value::Array(
-                    a.iter()
-                        .map(|x| {
-                            Value::from(
-                                x.as_float()
-                                    .ok()
-                                    .or_else(|| x.as_int().ok().map(|i| i as f64))
-                                    .unwrap_or(0.0),
-                            )
-                        })
-                        .collect(),
-                )
-            }),
-            _ => None,
-        };
-        if let Some(j) = json {
-            obj.insert(key.to_string(), j);
+pub fn to_json(map: &Map, known: &[Opt]) -> JsonMap {
+    map.iter()
+        .filter_map(|(key, value)| {
+            let o = known.iter().find(|o| o.key == key.as_str())?;
+            Some((key.to_string(), value_json(o.kind, value)?))
+        })
+        .collect()
+}
+
+/// `given` over `base`, deserialized into `T`; an error names the option it comes from (the
+/// first given key that fails on its own over `base`).
+pub fn deserialize_over<T: DeserializeOwned>(
+    function: &str,
+    base: &JsonMap,
+    given: JsonMap,
+) -> Result<T, String> {
+    let over = |pairs: &JsonMap| {
+        let mut merged = base.clone();
+        merged.extend(pairs.iter().map(|(k, v)| (k.clone(), v.clone())));
+        serde_json::from_value::<T>(Value::Object(merged))
+    };
+    over(&given).map_err(|e| {
+        let culprit = given
+            .iter()
+            .find(|(k, v)| over(&[((*k).clone(), (*v).clone())].into_iter().collect()).is_err());
+        match culprit {
+            Some((key, _)) => format!("invalid option `{key}` of {function}: {e}"),
+            None => format!("bad options for {function}: {e}"),
+        }
+    })
+}
+
+/// Checks `map` and fills the typed options `T` (defaults for missing keys) from its
+/// primitive options.
+pub fn parse<T: DeserializeOwned>(function: &str, map: &Map, known: &[Opt]) -> Result<T, String> {
+    check(function, map, known)?;
+    deserialize_over(function, &serde_json::Map::new(), to_json(map, known))
+}
+
+/// The typed options of a function, for the catalogue: the struct's field names (what parsing
+/// reads) and its defaults, serialized.
+#[derive(Clone, Copy)]
+pub struct Typed {
+    /// The field names serde reads, in declaration order.
+    pub fields: fn() -> Vec<&'static str>,
+    /// The serialized defaults: one map, or one per labelled variant where the defaults depend
+    /// on another option (pretraining's per-method defaults).
+    pub defaults: fn() -> Defaults,
+}
+
+/// The typed options of a function whose options are the struct `T` alone.
+pub fn typed<T: Default + Serialize + DeserializeOwned>() -> Typed {
+    Typed {
+        fields: field_names::<T>,
+        defaults: || vec![("", serialized(&T::default()))],
+    }
+}
+
+/// The typed options of a function whose options are two structs: `A` (a core config) and `B`
+/// (the options of the call that are not part of that config, e.g. its device).
+pub fn typed_pair<A, B>() -> Typed
+where
+    A: Default + Serialize + DeserializeOwned,
+    B: Default + Serialize + DeserializeOwned,
+{
+    Typed {
+        fields: field_names_of_both::<A, B>,
+        defaults: || {
+            let mut d = serialized(&A::default());
+            d.extend(serialized(&B::default()));
+            vec![("", d)]
+        },
+    }
+}
+
+/// The field names of `A` then of `B`.
+pub fn field_names_of_both<A: DeserializeOwned, B: DeserializeOwned>() -> Vec<&'static str> {
+    let mut f = field_names::<A>();
+    f.extend(field_names::<B>());
+    f
+}
+
+/// The primitive options of `map` split into the fields of `B` and the rest (for `typed_pair`).
+pub fn split_json<B: DeserializeOwned>(map: &Map, known: &[Opt]) -> (JsonMap, JsonMap) {
+    let keys = field_names::<B>();
+    to_json(map, known)
+        .into_iter()
+        .partition(|(k, _)| keys.contains(&k.as_str()))
+}
+
+/// `value` serialized as a JSON object (empty if it is not one).
+pub fn serialized<T: Serialize>(value: &T) -> JsonMap {
+    match serde_json::to_value(value) {
+        Ok(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// The field names a derived `Deserialize` struct reads, as serde hands them to the
+/// deserializer (`deserialize_struct`'s `fields`): every field, serialized or not.
+pub fn field_names<T: DeserializeOwned>() -> Vec<&'static str> {
+    use serde::de::{Error, Visitor, value::Error as DeError};
+
+    struct Capture<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Capture<'_> {
+        type Error = DeError;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, DeError> {
+            Err(DeError::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, DeError> {
+            *self.0 = fields;
+            Err(DeError::custom("fields captured"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
         }
     }
-    Value::Object(obj)
-}
-
-/// Checks `map` and fills a serde config (defaults for missing keys) from its primitive options.
-pub fn parse<T: for<'de> serde::Deserialize<'de>>(
-    function: &str,
-    map: &Map,
-    known: &[Opt],
-) -> Result<T, String> {
-    check(function, map, known)?;
-    serde_json::from_value(to_json(map, known))
-        .map_err(|e| format!("bad options for {function}: {e}"))
-}
-
-/// Reads an optional integer option (already checked).
-pub fn int_or(map: &Map, key: &str, default: i64) -> i64 {
-    map.get(key)
-        .and_then(|v| v.as_int().ok())
-        .unwrap_or(default)
-}
-
-/// Reads an optional number option (already checked).
-pub fn float_or(map: &Map, key: &str, default: f64) -> f64 {
-    map.get(key)
-        .and_then(|v| {
-            v.as_float()
-                .ok()
-                .or_else(|| v.as_int().ok().map(|i| i as f64))
-        })
-        .unwrap_or(default)
-}
-
-pub fn str_or(map: &Map, key: &str, default: &str) -> String {
-    map.get(key)
-        .and_then(|v| v.clone().into_string().ok())
-        .unwrap_or_else(|| default.to_string())
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Capture(&mut fields));
+    fields.to_vec()
 }
 
 #[cfg(test)]
@@ -296,6 +419,38 @@ mod tests {
         // NaN would reach serde as null ("invalid type: null, expected f64").
         let e = check("f", &map(&[("lr", Dynamic::from(f64::NAN))]), &KNOWN).unwrap_err();
         assert!(e.contains("`lr`") && e.contains("finite number"), "{e}");
+    }
+
+    /// A value serde refuses (an unknown name of a closed set) is reported with its option.
+    #[test]
+    fn a_refused_value_names_its_option() {
+        #[derive(Default, serde::Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        enum Sampler {
+            #[default]
+            Ddim,
+            Ddpm,
+        }
+        #[derive(Default, serde::Deserialize)]
+        #[serde(default)]
+        struct C {
+            name: Sampler,
+            steps: usize,
+        }
+        assert_eq!(field_names::<C>(), ["name", "steps"]);
+        let m = map(&[
+            ("steps", Dynamic::from(3_i64)),
+            ("name", Dynamic::from("euler")),
+        ]);
+        let e = parse::<C>("gen::sample", &m, &KNOWN)
+            .map(|c| c.steps)
+            .unwrap_err();
+        assert!(
+            e.contains("option `name` of gen::sample") && e.contains("euler") && e.contains("ddpm"),
+            "{e}"
+        );
+        let ok = parse::<C>("f", &map(&[("name", Dynamic::from("ddpm"))]), &KNOWN).unwrap();
+        assert!(matches!(ok.name, Sampler::Ddpm) && ok.steps == 0);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 /// Settings of the PCA + Gaussian-mixture generator (`generator::fit_gmm`), as recipes
 /// record them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct GmmConfig {
     /// Number of mixture components (at least 1, at most the number of images).
     pub components: usize,

@@ -32,8 +32,9 @@ pub const CLASS_NAMES: [&str; CLASSES] = [
     "disk", "square", "triangle", "ring", "plus", "x", "bars", "ell", "crescent", "frame",
 ];
 
-/// Parameters of the real embedded dataset (`synthetic`).
+/// Parameters of the real embedded dataset (`synthetic`); the defaults are `data::synthetic`'s.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct SyntheticSpec {
     /// Number of images (at least 1).
     pub n: usize,
@@ -45,8 +46,10 @@ pub struct SyntheticSpec {
     pub split: String,
 }
 
-/// Parameters of the simulated generator's samples (`synthetic_generator`).
+/// Parameters of the simulated generator's samples (`synthetic_generator`); the defaults are
+/// `data::synthetic_generator`'s.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct GeneratorSpec {
     /// Number of images (at least 1).
     pub n: usize,
@@ -56,6 +59,28 @@ pub struct GeneratorSpec {
     pub size: usize,
     /// In [0, 1]; 1 = the real distribution.
     pub fidelity: f64,
+}
+
+impl Default for SyntheticSpec {
+    fn default() -> Self {
+        SyntheticSpec {
+            n: 5000,
+            seed: 0,
+            size: 32,
+            split: "train".into(),
+        }
+    }
+}
+
+impl Default for GeneratorSpec {
+    fn default() -> Self {
+        GeneratorSpec {
+            n: 50_000,
+            seed: 0,
+            size: 32,
+            fidelity: 0.7,
+        }
+    }
 }
 
 /// The image side must be in 8..=256 pixels (also `adainf check`'s static check of `size`).

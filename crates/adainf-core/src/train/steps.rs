@@ -33,10 +33,10 @@ struct Due {
 
 fn due(cfg: &PretrainConfig, has_probe: bool, checkpoint_every: usize, done: usize) -> Due {
     let last = done == cfg.steps;
-    let probe = has_probe && (last || (cfg.eval_every > 0 && done % cfg.eval_every == 0));
-    let checkpoint = checkpoint_every > 0 && done % checkpoint_every == 0 && !last;
+    let probe = has_probe && (last || (cfg.eval_every > 0 && done.is_multiple_of(cfg.eval_every)));
+    let checkpoint = checkpoint_every > 0 && done.is_multiple_of(checkpoint_every) && !last;
     Due {
-        row: done % cfg.log_every == 0 || probe || checkpoint || last,
+        row: done.is_multiple_of(cfg.log_every) || probe || checkpoint || last,
         probe,
         checkpoint,
     }

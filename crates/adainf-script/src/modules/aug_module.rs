@@ -29,26 +29,44 @@ fn strength(a: &ViewPair, s: f64) -> Res<ViewPair> {
     })
 }
 
+/// `aug::simclr`'s options: the `symmetric` preset (`AugSpec::default`) with the given keys
+/// over it.
 fn aug_spec_from(opts: &Map) -> Res<AugSpec> {
-    let mut json = options::to_json(opts, AUG);
-    options::check("aug::simclr", opts, AUG)?;
-    // Start from the `symmetric` preset and overwrite the given keys.
-    let mut base = serde_json::to_value(AugSpec::default()).unwrap_or_default();
-    if let (Some(b), Some(j)) = (base.as_object_mut(), json.as_object_mut()) {
-        for (k, v) in j.iter() {
-            b.insert(k.clone(), v.clone());
-        }
-    }
-    let spec: AugSpec = match serde_json::from_value(base) {
-        Ok(s) => s,
-        Err(e) => {
-            return fail(format!(
-                "bad options for aug::simclr: {e} (jitter has 4 values, mean and std 3)"
-            ));
-        }
-    };
+    let spec: AugSpec = options::parse("aug::simclr", opts, AUG)
+        .or_else(|e| fail(format!("{e} (jitter has 4 values, mean and std 3)")))?;
     core(spec.validate())?;
     Ok(spec)
+}
+
+/// The options of `aug::auto`.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct AutoOptions {
+    /// The preset to scale.
+    preset: String,
+}
+
+impl Default for AutoOptions {
+    fn default() -> Self {
+        AutoOptions {
+            preset: DEFAULT_PRESET.into(),
+        }
+    }
+}
+
+/// The options of `aug::preview`.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct PreviewOptions {
+    /// Images shown.
+    n: usize,
+    seed: u64,
+}
+
+impl Default for PreviewOptions {
+    fn default() -> Self {
+        PreviewOptions { n: 8, seed: 0 }
+    }
 }
 
 pub(super) fn aug_module(state: &Rc<HostState>) -> Module {
@@ -63,8 +81,8 @@ pub(super) fn aug_module(state: &Rc<HostState>) -> Module {
     let st = state.clone();
     // Overloads without an options map delegate with an empty one, so defaults live once.
     let auto = move |d: Dataset, opts: Map| -> Res<ViewPair> {
-        options::check("aug::auto", &opts, AUG_AUTO)?;
-        auto_strength(&d, &str_or(&opts, "preset", DEFAULT_PRESET), &st.device)
+        let AutoOptions { preset } = parsed("aug::auto", &opts, AUG_AUTO)?;
+        auto_strength(&d, &preset, &st.device)
     };
     let auto_default = auto.clone();
     register!(m, "auto", move |d: Dataset, opts: Map| -> Res<ViewPair> {
@@ -85,16 +103,9 @@ pub(super) fn aug_module(state: &Rc<HostState>) -> Module {
     });
     let st = state.clone();
     let preview = move |d: Dataset, a: ViewPair, path: &str, opts: Map| -> Res<()> {
-        options::check("aug::preview", &opts, PREVIEW)?;
+        let PreviewOptions { n, seed } = parsed("aug::preview", &opts, PREVIEW)?;
         let target = st.resolve(path);
-        core(write_preview(
-            &d,
-            &a,
-            &target,
-            int_or(&opts, "n", 8) as usize,
-            int_or(&opts, "seed", 0) as u64,
-            &st.device,
-        ))
+        core(write_preview(&d, &a, &target, n, seed, &st.device))
     };
     let preview_default = preview.clone();
     register!(m, "preview", move |d: Dataset,
@@ -179,7 +190,7 @@ pub const AUG_SOURCES: [&str; 2] = ["real", "generated"];
 pub const AUG_AUTO: &[Opt] = &[opt(
     "preset",
     Kind::Str,
-    "the augmentation to scale (default \"symmetric\"; \"asymmetric\" for BYOL and Barlow Twins)",
+    "the augmentation to scale (\"asymmetric\" for BYOL and Barlow Twins)",
 )];
 
 pub const AUG: &[Opt] = &[
@@ -210,19 +221,16 @@ pub const AUG: &[Opt] = &[
     opt(
         "mean",
         Kind::Floats,
-        "normalisation mean per channel (default CIFAR-10)",
+        "normalisation mean per channel; the default is CIFAR-10's",
     ),
     opt(
         "std",
         Kind::Floats,
-        "normalisation std per channel (default CIFAR-10)",
+        "normalisation std per channel; the default is CIFAR-10's",
     ),
 ];
 
-pub const PREVIEW: &[Opt] = &[
-    opt("n", Kind::Int, "number of images (default 8)"),
-    opt("seed", Kind::Int, "random seed (default 0)"),
-];
+pub const PREVIEW: &[Opt] = &[opt("n", Kind::Int, "number of images"), options::SEED];
 
 /// The catalogue entries of `aug` and of the handle it returns (`api::catalogue`).
 pub(super) fn entries() -> Vec<ApiEntry> {
@@ -238,13 +246,15 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "aug::simclr(opts) -> Aug",
             "a symmetric augmentation; unset keys keep the `symmetric` values",
             AUG,
-        ),
+        )
+        .typed(typed::<AugSpec>()),
         entry(
             "aug::auto",
             "aug::auto(data, opts) -> Aug",
             "the preset at the strength the adaptive rule gives `data` (docs/adaptive.md): the choice recorded by dup \"auto\", measured for a set inflated with a fixed dup, 1 for real data alone; named e.g. \"symmetric×0.7 (auto)\"",
             AUG_AUTO,
-        ),
+        )
+        .typed(typed::<AutoOptions>()),
         entry(
             "aug::pair",
             "aug::pair(view1, view2) -> Aug",
@@ -256,7 +266,8 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "aug::preview(data, aug, path, opts)",
             "writes a PNG grid: each image and its two views",
             PREVIEW,
-        ),
+        )
+        .typed(typed::<PreviewOptions>()),
         entry(
             "Aug.strength",
             "aug.strength(s) -> Aug",

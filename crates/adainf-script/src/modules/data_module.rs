@@ -84,11 +84,7 @@ pub(super) fn data_module(state: &Rc<HostState>) -> Module {
     // Overloads without an options map delegate with an empty one, so defaults live once.
     let st = state.clone();
     let cifar100 = move |dir: &str, split: &str, opts: Map| -> Res<Dataset> {
-        options::check("data::cifar100", &opts, CIFAR)?;
-        let coarse = opts
-            .get("coarse")
-            .and_then(|v| v.as_bool().ok())
-            .unwrap_or(false);
+        let CifarOptions { coarse } = parsed("data::cifar100", &opts, CIFAR)?;
         core(cifar_recipe(&st, dir, Variant::Cifar100 { coarse }, split).build(&st.device))
     };
     let cifar100_default = cifar100.clone();
@@ -105,30 +101,11 @@ pub(super) fn data_module(state: &Rc<HostState>) -> Module {
     });
     let st = state.clone();
     let npz = move |path: &str, opts: Map| -> Res<Dataset> {
-        options::check("data::npz", &opts, NPZ)?;
-        let labels = str_or(&opts, "labels", "keep");
-        if labels != "keep" && labels != "ignore" {
-            return fail(format!(
-                "option `labels` of data::npz must be \"keep\" or \"ignore\", got \"{labels}\""
-            ));
-        }
-        let o = NpzOptions {
-            image_key: str_or(&opts, "image_key", "image"),
-            label_key: str_or(&opts, "label_key", "label"),
-            ignore_labels: labels == "ignore",
-            bgr: opts
-                .get("bgr")
-                .and_then(|v| v.as_bool().ok())
-                .unwrap_or(false),
-            classes: opts
-                .get("classes")
-                .and_then(|v| v.as_int().ok())
-                .map(|c| c as usize),
-        };
+        let o: NpzArgs = parsed("data::npz", &opts, NPZ)?;
         let d = core(
             Recipe::Npz {
                 path: st.resolve(path),
-                options: o,
+                options: o.into(),
             }
             .build(&st.device),
         )?;
@@ -162,11 +139,11 @@ pub(super) fn data_module(state: &Rc<HostState>) -> Module {
     });
     let st = state.clone();
     let folder = move |path: &str, opts: Map| -> Res<Dataset> {
-        options::check("data::folder", &opts, FOLDER)?;
+        let FolderOptions { size } = parsed("data::folder", &opts, FOLDER)?;
         core(
             Recipe::Folder {
                 path: st.resolve(path),
-                size: int_or(&opts, "size", 32) as usize,
+                size,
             }
             .build(&st.device),
         )
@@ -184,42 +161,24 @@ pub(super) fn data_module(state: &Rc<HostState>) -> Module {
     });
     let st = state.clone();
     register!(m, "synthetic", move |opts: Map| -> Res<Dataset> {
-        options::check("data::synthetic", &opts, SYNTHETIC)?;
-        let spec = SyntheticSpec {
-            n: int_or(&opts, "n", 5000) as usize,
-            seed: int_or(&opts, "seed", 0) as u64,
-            size: int_or(&opts, "size", 32) as usize,
-            split: str_or(&opts, "split", "train"),
-        };
+        let spec: SyntheticSpec = parsed("data::synthetic", &opts, SYNTHETIC)?;
         st.memo(format!("{spec:?}"), || {
             core(Recipe::Synthetic(spec.clone()).build(&st.device))
         })
     });
     let st = state.clone();
     register!(m, "synthetic_generator", move |opts: Map| -> Res<Dataset> {
-        options::check("data::synthetic_generator", &opts, GENERATOR)?;
-        let spec = GeneratorSpec {
-            n: int_or(&opts, "n", 50_000) as usize,
-            seed: int_or(&opts, "seed", 0) as u64,
-            size: int_or(&opts, "size", 32) as usize,
-            fidelity: float_or(&opts, "fidelity", 0.7),
-        };
+        let spec: GeneratorSpec = parsed("data::synthetic_generator", &opts, GENERATOR)?;
         st.memo(format!("{spec:?}"), || {
             core(Recipe::SyntheticGenerator(spec.clone()).build(&st.device))
         })
     });
     let st = state.clone();
     let inflate = move |real: Dataset, generated: Dataset, opts: Map| -> Res<Dataset> {
-        options::check("data::inflate", &opts, INFLATE)?;
-        match opts.get("dup") {
-            Some(d) if d.is_string() => {
-                core(theory::adapt::inflate_auto(&real, &generated, &st.device))
-            }
-            _ => core(recipe::inflate(
-                &real,
-                &generated,
-                int_or(&opts, "dup", 1) as usize,
-            )),
+        let InflateOptions { dup } = parsed("data::inflate", &opts, INFLATE)?;
+        match dup {
+            Dup::Auto(_) => core(theory::adapt::inflate_auto(&real, &generated, &st.device)),
+            Dup::Copies(copies) => core(recipe::inflate(&real, &generated, copies)),
         }
     };
     let inflate_default = inflate.clone();
@@ -235,20 +194,11 @@ pub(super) fn data_module(state: &Rc<HostState>) -> Module {
         inflate_default(real, generated, Map::new())
     });
     register!(m, "subset", |d: Dataset, opts: Map| -> Res<Dataset> {
-        options::check("data::subset", &opts, SUBSET)?;
-        let seed = int_or(&opts, "seed", 0) as u64;
-        match (opts.get("per_class"), opts.get("n")) {
+        let SubsetOptions { per_class, n, seed } = parsed("data::subset", &opts, SUBSET)?;
+        match (per_class, n) {
             (Some(_), Some(_)) => fail("data::subset takes either `per_class` or `n`, not both"),
-            (Some(p), None) => core(recipe::subset_per_class(
-                &d,
-                p.as_int().unwrap_or(0) as usize,
-                seed,
-            )),
-            (None, Some(n)) => core(recipe::subset_random(
-                &d,
-                n.as_int().unwrap_or(0) as usize,
-                seed,
-            )),
+            (Some(p), None) => core(recipe::subset_per_class(&d, p, seed)),
+            (None, Some(n)) => core(recipe::subset_random(&d, n, seed)),
             (None, None) => {
                 fail("data::subset needs `per_class` (e.g. #{ per_class: 500 }) or `n`")
             }
@@ -265,64 +215,177 @@ fn cifar_recipe(st: &HostState, dir: &str, variant: Variant, split: &str) -> Rec
     }
 }
 
-/// The data-free checks of `data::synthetic*` options (`modules::static_option_check`).
-pub(super) fn check_literal(opts: &Map) -> crate::error::Result<()> {
-    crate::data::synthetic::check_size(int_or(opts, "size", 32).max(0) as usize)
+/// The data-free checks of `data::synthetic*` options (`modules::static_option_check`): the
+/// image size (options that do not parse are reported by the option check).
+pub(super) fn check_literal(function: &str, opts: &Map) -> crate::error::Result<()> {
+    let size = if function == "data::synthetic" {
+        options::parse::<SyntheticSpec>(function, opts, SYNTHETIC).map(|s| s.size)
+    } else {
+        options::parse::<GeneratorSpec>(function, opts, GENERATOR).map(|s| s.size)
+    };
+    match size {
+        Ok(size) => crate::data::synthetic::check_size(size),
+        Err(_) => Ok(()),
+    }
+}
+
+/// The options of `data::cifar100`.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct CifarOptions {
+    /// The 20 coarse labels instead of the 100 fine ones.
+    coarse: bool,
+}
+
+/// The options of `data::folder`.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FolderOptions {
+    /// Images are resized to size×size.
+    size: usize,
+}
+
+impl Default for FolderOptions {
+    fn default() -> Self {
+        FolderOptions { size: 32 }
+    }
+}
+
+/// The options of `data::subset`: `per_class` or `n` (one of them).
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct SubsetOptions {
+    per_class: Option<usize>,
+    n: Option<usize>,
+    seed: u64,
+}
+
+/// `dup: "auto"`.
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+enum AutoWord {
+    #[serde(rename = "auto")]
+    Auto,
+}
+
+/// How many copies of the real data `data::inflate` puts before the generated data.
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Dup {
+    Copies(usize),
+    /// Chosen from the generator gap by the adaptive rule.
+    Auto(AutoWord),
+}
+
+/// The options of `data::inflate`.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct InflateOptions {
+    dup: Dup,
+}
+
+impl Default for InflateOptions {
+    fn default() -> Self {
+        InflateOptions {
+            dup: Dup::Copies(1),
+        }
+    }
+}
+
+/// What `data::npz` does with the stored labels.
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Labels {
+    Keep,
+    /// All -1: generated images never reach the probe.
+    Ignore,
+}
+
+/// The options of `data::npz` (the core's `NpzOptions`, with `labels` named by its effect);
+/// the defaults are the core's.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct NpzArgs {
+    labels: Labels,
+    bgr: bool,
+    image_key: String,
+    label_key: String,
+    classes: Option<usize>,
+}
+
+impl Default for NpzArgs {
+    fn default() -> Self {
+        let d = NpzOptions::default();
+        NpzArgs {
+            labels: if d.ignore_labels {
+                Labels::Ignore
+            } else {
+                Labels::Keep
+            },
+            bgr: d.bgr,
+            image_key: d.image_key,
+            label_key: d.label_key,
+            classes: d.classes,
+        }
+    }
+}
+
+impl From<NpzArgs> for NpzOptions {
+    fn from(a: NpzArgs) -> Self {
+        NpzOptions {
+            image_key: a.image_key,
+            label_key: a.label_key,
+            ignore_labels: matches!(a.labels, Labels::Ignore),
+            bgr: a.bgr,
+            classes: a.classes,
+        }
+    }
 }
 
 pub const SYNTHETIC: &[Opt] = &[
-    opt("n", Kind::Int, "number of images (default 5000)"),
-    opt("seed", Kind::Int, "random seed (default 0)"),
-    opt("size", Kind::Int, "image side in pixels (default 32)"),
+    opt("n", Kind::Int, "number of images"),
+    options::SEED,
+    opt("size", Kind::Int, "image side in pixels"),
     opt(
         "split",
         Kind::Str,
-        "\"train\" or \"test\": independent streams (default \"train\")",
+        "\"train\" or \"test\": independent streams",
     ),
 ];
 
 pub const GENERATOR: &[Opt] = &[
-    opt("n", Kind::Int, "number of generated images (default 50000)"),
+    opt("n", Kind::Int, "number of generated images"),
     opt(
         "fidelity",
         Kind::Float,
-        "in [0, 1]; 1 = the real distribution (default 0.7)",
+        "in [0, 1]; 1 = the real distribution",
     ),
-    opt("seed", Kind::Int, "random seed (default 0)"),
-    opt("size", Kind::Int, "image side in pixels (default 32)"),
+    options::SEED,
+    opt("size", Kind::Int, "image side in pixels"),
 ];
 
 pub const INFLATE: &[Opt] = &[opt(
     "dup",
     Kind::IntOrAuto,
-    "copies of the real data before the generated data (default 1); \"auto\": chosen from the generator gap by the adaptive rule (docs/adaptive.md), reported in info()",
+    "copies of the real data before the generated data; \"auto\": chosen from the generator gap by the adaptive rule (docs/adaptive.md), reported in info()",
 )];
 
 pub const NPZ: &[Opt] = &[
     opt(
         "labels",
         Kind::Str,
-        "\"keep\" (default) or \"ignore\" (all -1: generated images never reach the probe)",
+        "\"keep\" or \"ignore\" (all -1: generated images never reach the probe)",
     ),
     opt(
         "bgr",
         Kind::Bool,
         "pixels are stored B, G, R (OpenCV-written files): swap to RGB",
     ),
-    opt(
-        "image_key",
-        Kind::Str,
-        "array name of the images (default \"image\")",
-    ),
-    opt(
-        "label_key",
-        Kind::Str,
-        "array name of the labels (default \"label\")",
-    ),
+    opt("image_key", Kind::Str, "array name of the images"),
+    opt("label_key", Kind::Str, "array name of the labels"),
     opt(
         "classes",
         Kind::Int,
-        "number of classes (default: largest label + 1)",
+        "number of classes (unset: largest label + 1)",
     ),
     opt(
         "reference",
@@ -337,11 +400,7 @@ pub const CIFAR: &[Opt] = &[opt(
     "CIFAR-100 only: the 20 coarse labels instead of the 100 fine ones",
 )];
 
-pub const FOLDER: &[Opt] = &[opt(
-    "size",
-    Kind::Int,
-    "images are resized to size×size (default 32)",
-)];
+pub const FOLDER: &[Opt] = &[opt("size", Kind::Int, "images are resized to size×size")];
 
 pub const SUBSET: &[Opt] = &[
     opt(
@@ -350,7 +409,7 @@ pub const SUBSET: &[Opt] = &[
         "labelled images per class (the paper's 5k set: 500)",
     ),
     opt("n", Kind::Int, "images chosen uniformly at random"),
-    opt("seed", Kind::Int, "random seed (default 0)"),
+    options::SEED,
 ];
 
 /// The catalogue entries of `data` and of the handle it returns (`api::catalogue`).
@@ -361,19 +420,22 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "data::synthetic(opts) -> Dataset",
             "the embedded 10-class shape family (labels 0..9)",
             SYNTHETIC,
-        ),
+        )
+        .typed(typed::<SyntheticSpec>()),
         entry(
             "data::synthetic_generator",
             "data::synthetic_generator(opts) -> Dataset",
             "simulated generator samples of that family (labels -1)",
             GENERATOR,
-        ),
+        )
+        .typed(typed::<GeneratorSpec>()),
         entry(
             "data::inflate",
             "data::inflate(real, generated, opts) -> Dataset",
             "real × dup then generated, as an index view (no copies)",
             INFLATE,
-        ),
+        )
+        .typed(typed::<InflateOptions>()),
         entry(
             "data::cifar10",
             "data::cifar10(dir, split) -> Dataset",
@@ -385,13 +447,15 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "data::cifar100(dir, split, opts) -> Dataset",
             "CIFAR-100 binary or python release folder (fine labels)",
             CIFAR,
-        ),
+        )
+        .typed(typed::<CifarOptions>()),
         entry(
             "data::npz",
             "data::npz(path, opts) -> Dataset",
             "AdaInf npz (image N×H×W×3 u8, label); memory-mapped when stored",
             NPZ,
-        ),
+        )
+        .typed(typed::<NpzArgs>()),
         entry(
             "data::idx",
             "data::idx(images, labels) -> Dataset",
@@ -403,7 +467,8 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "data::folder(path, opts) -> Dataset",
             "PNG/JPEG files; class subfolders give labels, else -1",
             FOLDER,
-        ),
+        )
+        .typed(typed::<FolderOptions>()),
         entry(
             "data::save_npz",
             "data::save_npz(data, path)",
@@ -415,7 +480,8 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "data::subset(data, opts) -> Dataset",
             "per_class labelled images per class, or n random images",
             SUBSET,
-        ),
+        )
+        .typed(typed::<SubsetOptions>()),
         entry("Dataset.len", "data.len() -> int", "number of images", &[]),
         entry(
             "Dataset.classes",

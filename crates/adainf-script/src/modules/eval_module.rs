@@ -66,19 +66,19 @@ pub(super) fn eval_module(state: &Rc<HostState>) -> Module {
 }
 
 pub const KNN: &[Opt] = &[
-    opt("k", Kind::Int, "neighbours (default 20)"),
+    opt("k", Kind::Int, "neighbours"),
     opt(
         "temperature",
         Kind::Float,
-        "vote temperature: votes weigh exp(similarity / T); positive (default 0.07), a tiny T gives the nearest neighbour's class",
+        "vote temperature: votes weigh exp(similarity / T); positive; a tiny T gives the nearest neighbour's class",
     ),
 ];
 
 pub const LINEAR: &[Opt] = &[
-    opt("epochs", Kind::Int, "epochs (default 20)"),
-    opt("lr", Kind::Float, "Adam learning rate (default 1e-3)"),
-    opt("batch", Kind::Int, "mini-batch (default 256)"),
-    opt("seed", Kind::Int, "random seed (default 0)"),
+    opt("epochs", Kind::Int, "epochs"),
+    opt("lr", Kind::Float, "Adam learning rate"),
+    opt("batch", Kind::Int, "mini-batch"),
+    options::SEED,
 ];
 
 /// The catalogue entries of `eval` and of the handle it returns (`api::catalogue`).
@@ -87,26 +87,30 @@ pub(super) fn entries() -> Vec<ApiEntry> {
         entry(
             "eval::knn",
             "eval::knn(run, train, test, opts) -> float",
-            "weighted kNN top-1 on frozen features (k 20, T 0.07)",
+            "weighted kNN top-1 on frozen features",
             KNN,
-        ),
+        )
+        .typed(typed::<KnnConfig>()),
         entry(
             "eval::knn_pixels",
             "eval::knn_pixels(train, test, opts) -> float",
             "the same kNN on raw normalised pixels (a baseline)",
             KNN,
-        ),
+        )
+        .typed(typed::<KnnConfig>()),
         entry(
             "eval::knn_random",
             "eval::knn_random(run, train, test, opts) -> float",
             "the same kNN on a randomly initialised encoder of the run's shape",
             KNN,
-        ),
+        )
+        .typed(typed::<KnnConfig>()),
         entry(
             "eval::linear",
             "eval::linear(run, train, test, opts) -> float",
             "offline linear probe on frozen features",
             LINEAR,
-        ),
+        )
+        .typed(typed::<LinearProbeConfig>()),
     ]
 }

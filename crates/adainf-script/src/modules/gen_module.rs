@@ -35,30 +35,25 @@ pub struct DiffusionHandle {
     device: burn::tensor::Device,
 }
 
-/// The options of `gen::diffusion` as the core's config: list options must hold whole numbers;
-/// `device` and `precision` are not part of the run's identity.
-fn diffusion_config(opts: &Map) -> Res<DiffusionConfig> {
+/// The options of `gen::diffusion` that are not part of the run's identity (the rest is the
+/// core's `DiffusionConfig`).
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct DiffusionRunOptions {
+    device: Option<String>,
+    precision: crate::train::config::Precision,
+}
+
+/// The options of `gen::diffusion`: the core's config and the run options.
+fn diffusion_options(opts: &Map) -> Res<(DiffusionConfig, DiffusionRunOptions)> {
     const FN: &str = "gen::diffusion";
     options::check(FN, opts, DIFFUSION)?;
-    let mut json = options::to_json(opts, DIFFUSION);
-    if let serde_json::Value::Object(obj) = &mut json {
-        obj.remove("device");
-        obj.remove("precision");
-        for key in ["channel_mult", "attention_at"] {
-            if let Some(serde_json::Value::Array(values)) = obj.get_mut(key) {
-                for v in values.iter_mut() {
-                    let x = v.as_f64().unwrap_or(-1.0);
-                    if x < 0.0 || x.fract() != 0.0 {
-                        return fail(format!(
-                            "{FN}: invalid option `{key}`: expected whole numbers, got {x}"
-                        ));
-                    }
-                    *v = serde_json::Value::from(x as u64);
-                }
-            }
-        }
-    }
-    serde_json::from_value(json).or_else(|e| fail(format!("bad options for {FN}: {e}")))
+    let (run, config) = options::split_json::<DiffusionRunOptions>(opts, DIFFUSION);
+    let empty = serde_json::Map::new();
+    Ok((
+        options::deserialize_over(FN, &empty, config).map_err(runtime_error)?,
+        options::deserialize_over(FN, &empty, run).map_err(runtime_error)?,
+    ))
 }
 
 /// `Generator`: `info()` with its gap against the images it was fitted on.
@@ -132,15 +127,7 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
     register!(m, "gmm", move |real: Dataset,
                               opts: Map|
           -> Res<GeneratorHandle> {
-        options::check("gen::gmm", &opts, GMM)?;
-        let d = GmmConfig::default();
-        let cfg = GmmConfig {
-            components: int_or(&opts, "components", d.components as i64) as usize,
-            pca_dims: int_or(&opts, "pca_dims", d.pca_dims as i64) as usize,
-            seed: int_or(&opts, "seed", 0) as u64,
-            iterations: int_or(&opts, "iterations", d.iterations as i64) as usize,
-            max_images: int_or(&opts, "max_images", d.max_images as i64) as usize,
-        };
+        let cfg: GmmConfig = parsed("gen::gmm", &opts, GMM)?;
         Ok(GeneratorHandle {
             gmm: Rc::new(core(fit_gmm(&real, &cfg, &st.device))?),
             real,
@@ -151,17 +138,15 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
     register!(m, "diffusion", move |real: Dataset,
                                     opts: Map|
           -> Res<DiffusionHandle> {
-        let cfg = diffusion_config(&opts)?;
-        if let Some(p) = opts.get("precision") {
-            let p = p.to_string();
-            if p != "f32" {
-                return fail(format!(
-                    "gen::diffusion: invalid option `precision`: \"{p}\" is not supported yet; only \"f32\""
-                ));
-            }
+        let (cfg, run) = diffusion_options(&opts)?;
+        if run.precision != crate::train::config::Precision::F32 {
+            return fail(format!(
+                "gen::diffusion: invalid option `precision`: \"{}\" is not supported yet; only \"f32\"",
+                run.precision.name()
+            ));
         }
-        let device = match opts.get("device") {
-            Some(name) => core(DeviceSpec::parse(&name.to_string()).and_then(|d| d.open()))?,
+        let device = match &run.device {
+            Some(name) => core(DeviceSpec::parse(name).and_then(|d| d.open()))?,
             None => st.device.clone(),
         };
         let mut progress = (st.progress)();
@@ -214,17 +199,13 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
     });
     let st = state.clone();
     let sample = move |g: GeneratorHandle, n: i64, opts: Map| -> Res<Dataset> {
-        options::check("gen::sample", &opts, SAMPLE)?;
+        let cfg: diffusion::run::SampleConfig = parsed("gen::sample", &opts, SAMPLE)?;
         if let Some(k) = opts.keys().find(|k| k.as_str() != "seed") {
             return fail(format!(
                 "gen::sample: `{k}` applies to diffusion generators only; a Gaussian-mixture generator takes only `seed`"
             ));
         }
-        g.sample(
-            n.max(0) as usize,
-            int_or(&opts, "seed", 0) as u64,
-            &st.device,
-        )
+        g.sample(n.max(0) as usize, cfg.seed, &st.device)
     };
     let sample_default = sample.clone();
     register!(m, "sample", move |g: GeneratorHandle,
@@ -253,128 +234,101 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
                                   b: Dataset,
                                   opts: Map|
           -> Res<f64> {
-        options::check("gen::frechet", &opts, FRECHET)?;
-        core(frechet(
-            &a,
-            &b,
-            int_or(&opts, "dims", 32) as usize,
-            int_or(&opts, "max_images", 10_000) as usize,
-            &st.device,
-        ))
+        let cfg: FrechetOptions = parsed("gen::frechet", &opts, FRECHET)?;
+        core(frechet(&a, &b, cfg.dims, cfg.max_images, &st.device))
     });
     m
 }
 
 pub const GMM: &[Opt] = &[
-    opt("components", Kind::Int, "mixture components (default 20)"),
-    opt("pca_dims", Kind::Int, "PCA dimensions (default 32)"),
-    opt("seed", Kind::Int, "random seed (default 0)"),
-    opt("iterations", Kind::Int, "EM iterations (default 40)"),
-    opt(
-        "max_images",
-        Kind::Int,
-        "fit on at most this many images (default 60000)",
-    ),
+    opt("components", Kind::Int, "mixture components"),
+    opt("pca_dims", Kind::Int, "PCA dimensions"),
+    options::SEED,
+    opt("iterations", Kind::Int, "EM iterations"),
+    opt("max_images", Kind::Int, "fit on at most this many images"),
 ];
 
 pub const SAMPLE: &[Opt] = &[
-    opt("seed", Kind::Int, "random seed (default 0)"),
+    options::SEED,
     opt(
         "steps",
         Kind::Int,
-        "diffusion: reverse steps, at most the generator's timesteps (default 50)",
+        "diffusion: reverse steps, at most the generator's timesteps",
     ),
-    opt(
-        "sampler",
-        Kind::Str,
-        "diffusion: \"ddim\" (default) or \"ddpm\"",
-    ),
+    opt("sampler", Kind::Str, "diffusion: \"ddim\" or \"ddpm\""),
     opt(
         "eta",
         Kind::Float,
-        "diffusion: DDIM's η in [0, 1] (default 0: deterministic)",
+        "diffusion: DDIM's η in [0, 1]; 0 is deterministic",
     ),
-    opt(
-        "batch",
-        Kind::Int,
-        "diffusion: images per batch (default 64)",
-    ),
+    opt("batch", Kind::Int, "diffusion: images per batch"),
 ];
 
 pub const DIFFUSION: &[Opt] = &[
-    opt("steps", Kind::Int, "optimisation steps (default 1000)"),
-    opt("batch", Kind::Int, "images per step (default 64)"),
-    opt("lr", Kind::Float, "AdamW learning rate (default 2e-4)"),
+    options::STEPS,
+    opt("batch", Kind::Int, "images per step"),
+    opt("lr", Kind::Float, "AdamW learning rate"),
     opt(
         "channels",
         Kind::Int,
-        "UNet channels of the first level: 128 = the paper's 35.7M-parameter model (default 32)",
+        "UNet channels of the first level: 128 = the paper's 35.7M-parameter model",
     ),
-    opt(
-        "channel_mult",
-        Kind::Floats,
-        "channel multiplier per level, whole numbers (default [1, 2, 2, 2])",
-    ),
+    opt("channel_mult", Kind::Ints, "channel multiplier per level"),
     opt(
         "attention_at",
-        Kind::Floats,
-        "resolutions with self-attention (default [16])",
+        Kind::Ints,
+        "resolutions with self-attention",
     ),
-    opt(
-        "dropout",
-        Kind::Float,
-        "dropout in the residual blocks (default 0.1)",
-    ),
+    opt("dropout", Kind::Float, "dropout in the residual blocks"),
     opt(
         "timesteps",
         Kind::Int,
-        "diffusion steps T of the linear β schedule (default 1000)",
+        "diffusion steps T of the linear β schedule",
     ),
-    opt(
-        "ema",
-        Kind::Float,
-        "EMA decay of the sampling weights (default 0.9999)",
-    ),
-    opt("flip", Kind::Bool, "random horizontal flips (default true)"),
-    opt("seed", Kind::Int, "random seed (default 0)"),
+    opt("ema", Kind::Float, "EMA decay of the sampling weights"),
+    opt("flip", Kind::Bool, "random horizontal flips"),
+    options::SEED,
     options::CHECKPOINT_EVERY,
     options::DEVICE,
-    opt("precision", Kind::Str, "\"f32\" only for now (default)"),
+    opt("precision", Kind::Str, "\"f32\" only for now"),
 ];
 
 pub const GAP: &[Opt] = &[
-    opt(
-        "max_images",
-        Kind::Int,
-        "images of each set compared (default 1000)",
-    ),
+    opt("max_images", Kind::Int, "images of each set compared"),
     opt(
         "k",
         Kind::Int,
-        "neighbours that vote real or generated, odd (default 5)",
+        "neighbours that vote real or generated, odd",
     ),
-    opt(
-        "dims",
-        Kind::Int,
-        "PCA dimensions of the Fréchet distance (default 32)",
-    ),
-    opt(
-        "seed",
-        Kind::Int,
-        "random seed of the subsample (default 0)",
-    ),
+    opt("dims", Kind::Int, "PCA dimensions of the Fréchet distance"),
+    opt("seed", Kind::Int, "random seed of the subsample"),
 ];
 
+/// The options of `gen::frechet`.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FrechetOptions {
+    /// PCA dimensions of the comparison space.
+    dims: usize,
+    /// Images of each set used, at most.
+    max_images: usize,
+}
+
+impl Default for FrechetOptions {
+    fn default() -> Self {
+        FrechetOptions {
+            dims: 32,
+            max_images: 10_000,
+        }
+    }
+}
+
 pub const FRECHET: &[Opt] = &[
-    opt(
-        "dims",
-        Kind::Int,
-        "PCA dimensions of the comparison space (default 32)",
-    ),
+    opt("dims", Kind::Int, "PCA dimensions of the comparison space"),
     opt(
         "max_images",
         Kind::Int,
-        "use at most this many images of each set (default 10000)",
+        "use at most this many images of each set",
     ),
 ];
 
@@ -386,35 +340,40 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "gen::gmm(real, opts) -> Generator",
             "fits PCA + Gaussian mixture (EM) on real images: a fast, weak generator",
             GMM,
-        ),
+        )
+        .typed(typed::<GmmConfig>()),
         entry(
             "gen::diffusion",
             "gen::diffusion(real, opts) -> DiffusionGenerator",
             "trains a DDPM (the UNet of Ho et al. 2020, ε-prediction, linear β, AdamW, EMA weights) on real images as a cached run (id, dir, cached, metrics, info())",
             DIFFUSION,
-        ),
+        )
+        .typed(options::typed_pair::<DiffusionConfig, DiffusionRunOptions>()),
         entry(
             "gen::sample",
             "gen::sample(generator, n, opts) -> Dataset",
             "n generated images (labels -1); steps, sampler, eta and batch apply to diffusion generators, whose samples are stored in a run folder (samples.npz) and loaded from it when the same generator, n and options come again",
             SAMPLE,
-        ),
+        )
+        .typed(typed::<diffusion::run::SampleConfig>()),
         entry(
             "gen::frechet",
             "gen::frechet(reference, other, opts) -> float",
             "Fréchet distance in the reference's PCA space (lower = closer)",
             FRECHET,
-        ),
+        )
+        .typed(typed::<FrechetOptions>()),
         entry(
             "gen::gap",
             "gen::gap(real, generated, opts) -> map",
             "the generator gap without labels: #{ tv, accuracy, frechet, images }; tv = max(0, 2·accuracy − 1) from a leave-one-out kNN real-vs-generated classifier on pixels (a lower bound on the total-variation distance), frechet as gen::frechet",
             GAP,
-        ),
+        )
+        .typed(typed::<GapConfig>()),
         entry(
             "Generator.info",
             "generator.info() -> map",
-            "components, pca_dims, explained variance, mean log-likelihood, and `gap` (gen::gap of 1000 samples against the images it was fitted on)",
+            "components, pca_dims, explained variance, mean log-likelihood, and `gap` (gen::gap with its defaults: as many samples as its `max_images`, against the images it was fitted on)",
             &[],
         ),
     ]
@@ -475,6 +434,7 @@ if mix.len() != 11 {{ throw `inflate: ${{mix.len()}}`; }}
             ("timesteps: 0", "timesteps"),
             ("channel_mult: [1, 2, 2, 2, 2, 2]", "multiple of 32"),
             ("channel_mult: [1.5]", "whole numbers"),
+            ("channel_mult: [-1]", "whole numbers"),
             ("precision: \"bf16\"", "precision"),
         ];
         for (i, (opts, want)) in cases.iter().enumerate() {

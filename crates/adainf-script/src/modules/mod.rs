@@ -14,7 +14,7 @@ use rhai::{
 
 use super::HostState;
 use super::entry::{self, ApiEntry, entry};
-use super::options::{self, Kind, Opt, float_or, int_or, opt, str_or};
+use super::options::{self, Kind, Opt, opt, typed};
 use crate::augment::preview::write_preview;
 use crate::augment::{AugSpec, DEFAULT_PRESET, ViewPair, preset};
 use crate::data::Dataset;
@@ -43,11 +43,13 @@ use crate::train::{self, FinishedRun, PretrainConfig, PretrainRequest, TrainCont
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
+/// A runtime error (`register!` places it at the script's call).
+fn runtime_error(message: String) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(message.into(), Position::NONE))
+}
+
 fn fail<T>(msg: impl std::fmt::Display) -> Res<T> {
-    Err(Box::new(EvalAltResult::ErrorRuntime(
-        msg.to_string().into(),
-        Position::NONE,
-    )))
+    Err(runtime_error(msg.to_string()))
 }
 
 fn core<T>(r: crate::error::Result<T>) -> Res<T> {
@@ -209,8 +211,10 @@ pub(super) fn register_all(engine: &mut Engine, state: &Rc<HostState>) {
 /// Only errors about the keys in `opts` are returned; `None` where the function has none.
 pub(super) fn static_option_check(function: &str, opts: &Map) -> Option<Result<(), String>> {
     let result = match function {
-        "train::pretrain" | "train::pretrain_all" => train_module::check_literal(opts),
-        "data::synthetic" | "data::synthetic_generator" => data_module::check_literal(opts),
+        "train::pretrain" | "train::pretrain_all" => train_module::check_literal(function, opts),
+        "data::synthetic" | "data::synthetic_generator" => {
+            data_module::check_literal(function, opts)
+        }
         _ => return None,
     };
     Some(match result {
@@ -249,12 +253,11 @@ fn run_row_map(h: &RunHandle) -> Map {
     m
 }
 
-/// Options map → config struct (defaults on the struct), errors with the call's position.
+/// Options map → typed options (defaults on the struct), errors with the call's position.
 fn parsed<T: for<'de> serde::Deserialize<'de>>(
     function: &str,
     opts: &Map,
     known: &[options::Opt],
 ) -> Res<T> {
-    options::parse(function, opts, known)
-        .map_err(|m| Box::new(EvalAltResult::ErrorRuntime(m.into(), Position::NONE)))
+    options::parse(function, opts, known).map_err(runtime_error)
 }

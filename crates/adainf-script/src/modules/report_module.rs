@@ -41,50 +41,94 @@ fn rows_of(rows: &Array) -> Res<Vec<Row>> {
         .collect()
 }
 
-fn strings(v: Option<&Dynamic>) -> Option<Vec<String>> {
-    v.and_then(|a| a.clone().into_array().ok())
-        .map(|a| a.iter().map(|s| s.to_string()).collect())
+/// The options of `report::table`.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TableOptions {
+    /// Columns shown, in order (unset: all).
+    columns: Option<Vec<String>>,
+    /// Rows with equal values here are merged.
+    group_by: Vec<String>,
+    print: bool,
+}
+
+impl Default for TableOptions {
+    fn default() -> Self {
+        TableOptions {
+            columns: None,
+            group_by: Vec::new(),
+            print: true,
+        }
+    }
+}
+
+/// The options of `report::compare` (`group`, `value` and `pairs` are required).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct CompareOptions {
+    group: Option<String>,
+    value: Option<String>,
+    pairs: Option<Vec<(String, String)>>,
+    print: bool,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        CompareOptions {
+            group: None,
+            value: None,
+            pairs: None,
+            print: true,
+        }
+    }
+}
+
+/// The options of `report::plot` (`x`, `y` and `path` are required).
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct PlotOptions {
+    x: Option<String>,
+    y: Option<String>,
+    group: Option<String>,
+    path: Option<String>,
+    /// Unset: "y vs x".
+    title: Option<String>,
+    log_x: bool,
+}
+
+/// The options of `report::save_csv`.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct CsvOptions {
+    /// Columns written, in order (unset: all).
+    columns: Option<Vec<String>>,
 }
 
 fn table(rows: Array, opts: Map) -> Res<String> {
-    options::check("report::table", &opts, TABLE)?;
+    let o: TableOptions = parsed("report::table", &opts, TABLE)?;
     let rows = rows_of(&rows)?;
-    let cols = report::columns_of(&rows, strings(opts.get("columns")).as_deref());
-    let group = strings(opts.get("group_by")).unwrap_or_default();
-    let text = report::markdown(&rows, &cols, &group);
-    if opts
-        .get("print")
-        .and_then(|p| p.as_bool().ok())
-        .unwrap_or(true)
-    {
+    let cols = report::columns_of(&rows, o.columns.as_deref());
+    let text = report::markdown(&rows, &cols, &o.group_by);
+    if o.print {
         println!("{text}");
     }
     Ok(text)
 }
 
 fn compare(rows: Array, opts: Map) -> Res<Array> {
-    options::check("report::compare", &opts, COMPARE)?;
-    let text = |k: &str| match opts.get(k).and_then(|v| v.clone().into_string().ok()) {
+    let o: CompareOptions = parsed("report::compare", &opts, COMPARE)?;
+    let text = |k: &str, v: Option<String>| match v {
         Some(v) => Ok(v),
         None => fail(format!(
             "report::compare needs `{k}` (e.g. #{{ group: \"setting\", value: \"knn\", pairs: [[\"adainf\", \"none\"]] }})"
         )),
     };
-    let (group, value) = (text("group")?, text("value")?);
-    let Some(pairs) = opts.get("pairs").and_then(|p| p.clone().into_array().ok()) else {
+    let (group, value) = (text("group", o.group)?, text("value", o.value)?);
+    let Some(pairs) = o.pairs else {
         return fail("report::compare needs `pairs`, e.g. [[\"adainf\", \"none\"]]");
     };
-    let pairs: Vec<(String, String)> = pairs
-        .iter()
-        .filter_map(|p| p.clone().into_array().ok())
-        .map(|p| (p[0].to_string(), p[1].to_string()))
-        .collect();
     let out = core(report::compare(&rows_of(&rows)?, &group, &value, &pairs))?;
-    if opts
-        .get("print")
-        .and_then(|p| p.as_bool().ok())
-        .unwrap_or(true)
-    {
+    if o.print {
         println!(
             "{}",
             report::markdown(&out, &report::columns_of(&out, None), &[])
@@ -103,9 +147,9 @@ fn compare(rows: Array, opts: Map) -> Res<Array> {
 }
 
 fn save_csv(st: &HostState, rows: Array, path: &str, opts: Map) -> Res<()> {
-    options::check("report::save_csv", &opts, CSV)?;
+    let o: CsvOptions = parsed("report::save_csv", &opts, CSV)?;
     let rows = rows_of(&rows)?;
-    let cols = report::columns_of(&rows, strings(opts.get("columns")).as_deref());
+    let cols = report::columns_of(&rows, o.columns.as_deref());
     core(report::save_csv(&rows, &cols, &st.resolve(path)))
 }
 
@@ -154,29 +198,23 @@ pub(super) fn report_module(state: &Rc<HostState>) -> Module {
     let mut m = Module::new();
     let st = state.clone();
     register!(m, "plot", move |rows: Array, opts: Map| -> Res<()> {
-        options::check("report::plot", &opts, PLOT)?;
-        let required = |k: &str| match opts.get(k).and_then(|v| v.clone().into_string().ok()) {
+        let o: PlotOptions = parsed("report::plot", &opts, PLOT)?;
+        let required = |k: &str, v: Option<String>| match v {
             Some(v) => Ok(v),
             None => fail(format!(
                 "report::plot needs `{k}` (e.g. #{{ x: \"dup\", y: \"accuracy\", path: \"dup.png\" }})"
             )),
         };
         let spec = report::plot::PlotSpec {
-            x: required("x")?,
-            y: required("y")?,
-            group: opts.get("group").and_then(|v| v.clone().into_string().ok()),
-            title: opts.get("title").and_then(|v| v.clone().into_string().ok()),
-            log_x: opts
-                .get("log_x")
-                .and_then(|v| v.as_bool().ok())
-                .unwrap_or(false),
+            x: required("x", o.x)?,
+            y: required("y", o.y)?,
+            group: o.group,
+            title: o.title,
+            log_x: o.log_x,
         };
+        let path = required("path", o.path)?;
         let rows = rows_of(&rows)?;
-        core(report::plot::plot(
-            &rows,
-            &spec,
-            &st.resolve(&required("path")?),
-        ))
+        core(report::plot::plot(&rows, &spec, &st.resolve(&path)))
     });
     register!(m, "table", |rows: Array, opts: Map| -> Res<String> {
         table(rows, opts)
@@ -211,14 +249,14 @@ pub const TABLE: &[Opt] = &[
     opt(
         "columns",
         Kind::Strings,
-        "columns to show, in order (default: all)",
+        "columns to show, in order (unset: all)",
     ),
     opt(
         "group_by",
         Kind::Strings,
         "merge rows with equal values here; numbers become mean ± std",
     ),
-    opt("print", Kind::Bool, "print the table (default true)"),
+    opt("print", Kind::Bool, "print the table"),
 ];
 
 pub const COMPARE: &[Opt] = &[
@@ -237,7 +275,7 @@ pub const COMPARE: &[Opt] = &[
         Kind::Pairs,
         "[a, b] group pairs; each row gives mean(a) − mean(b) (required)",
     ),
-    opt("print", Kind::Bool, "print the table (default true)"),
+    opt("print", Kind::Bool, "print the table"),
 ];
 
 pub const PLOT: &[Opt] = &[
@@ -245,14 +283,14 @@ pub const PLOT: &[Opt] = &[
     opt("y", Kind::Str, "column on the y axis (required)"),
     opt("group", Kind::Str, "one line per value of this column"),
     opt("path", Kind::Str, "PNG file to write (required)"),
-    opt("title", Kind::Str, "plot title (default \"y vs x\")"),
+    opt("title", Kind::Str, "plot title (unset: \"y vs x\")"),
     opt("log_x", Kind::Bool, "logarithmic x axis"),
 ];
 
 pub const CSV: &[Opt] = &[opt(
     "columns",
     Kind::Strings,
-    "columns to write, in order (default: all)",
+    "columns to write, in order (unset: all)",
 )];
 
 /// The catalogue entries of `report` and of the handle it returns (`api::catalogue`).
@@ -263,25 +301,29 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "report::table(rows, opts) -> string",
             "markdown table of runs or maps (printed)",
             TABLE,
-        ),
+        )
+        .typed(typed::<TableOptions>()),
         entry(
             "report::compare",
             "report::compare(rows, opts) -> array",
             "differences of group means with their standard error (over the rows of each group, e.g. seeds) and whether each exceeds 2 standard errors; printed as a table, returned as maps",
             COMPARE,
-        ),
+        )
+        .typed(typed::<CompareOptions>()),
         entry(
             "report::plot",
             "report::plot(rows, opts)",
             "PNG line plot of y vs x per group: mean ± std over repeated x (seeds)",
             PLOT,
-        ),
+        )
+        .typed(typed::<PlotOptions>()),
         entry(
             "report::save_csv",
             "report::save_csv(rows, path, opts)",
             "one CSV line per run or map",
             CSV,
-        ),
+        )
+        .typed(typed::<CsvOptions>()),
         entry(
             "report::html",
             "report::html(runs_or_dir, path) -> int",

@@ -80,52 +80,48 @@ pub(super) fn theory_module(state: &Rc<HostState>) -> Module {
 }
 
 pub const TOY: &[Opt] = &[
-    opt("n", Kind::Int, "natural samples, 3 to 2000 (default 400)"),
+    opt("n", Kind::Int, "natural samples, 3 to 2000"),
     opt(
         "r",
         Kind::Float,
-        "radius of the augmentation disc, the augmentation strength (default 0.5)",
+        "radius of the augmentation disc, the augmentation strength",
     ),
-    opt("seed", Kind::Int, "random seed of the samples (default 0)"),
+    opt("seed", Kind::Int, "random seed of the samples"),
     opt(
         "variance",
         Kind::Float,
-        "variance per axis of each Gaussian (default 0.7, the paper's)",
+        "variance per axis of each Gaussian (the default is the paper's)",
     ),
     opt(
         "separation",
         Kind::Float,
-        "distance between the two means (default 2: (-1, 0) and (1, 0))",
+        "distance between the two means, at (±separation/2, 0) (the default is the paper's)",
     ),
 ];
 
 pub const ESTIMATE: &[Opt] = &[
-    opt(
-        "n",
-        Kind::Int,
-        "labelled images per resample (default 1000)",
-    ),
+    opt("n", Kind::Int, "labelled images per resample"),
     opt(
         "views",
         Kind::Int,
-        "augmented views per image, alternating the pair's two views (default 2)",
+        "augmented views per image, alternating the pair's two views",
     ),
     opt(
         "neighbours",
         Kind::Int,
-        "nearest views each view is joined to in the graph (default 10)",
+        "nearest views each view is joined to in the graph",
     ),
     opt(
         "judge_k",
         Kind::Int,
-        "nearest un-augmented images whose labels judge a view's class (default 10)",
+        "nearest un-augmented images whose labels judge a view's class",
     ),
     opt(
         "resamples",
         Kind::Int,
-        "independent draws of images and views; mean and std over them (default 3)",
+        "independent draws of images and views; mean and std over them",
     ),
-    opt("seed", Kind::Int, "random seed (default 0)"),
+    options::SEED,
 ];
 
 /// The catalogue entries of `theory` and of the handle it returns (`api::catalogue`).
@@ -136,12 +132,14 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "theory::toy(opts) -> map",
             "the paper's 2-D toy, exact: two Gaussians, disc augmentation of radius r; returns #{ alpha, alpha_population, lambda_k1, lambda, bound, n, r, k } (λ_{k+1} of the normalised Laplacian of the augmentation graph, bound = α/λ_{k+1} + α)",
             TOY,
-        ),
+        )
+        .typed(typed::<ToyConfig>()),
         entry(
             "theory::estimate",
             "theory::estimate([run,] data, aug, opts) -> map",
             "estimates on labelled images, in normalised-pixel space or, given a run, in its frozen encoder's space (L2-normalised features): α (how often an augmented view's nearest un-augmented images vote another class; `alpha_clean` is that judge's error without augmentation) and λ_{k+1} of the normalised Laplacian of the k-nearest-neighbour graph over augmented views (sparse eigensolver); #{ k, alpha, alpha_std, alpha_clean, lambda_k1, lambda_k1_std, lambda, converged }",
             ESTIMATE,
-        ),
+        )
+        .typed(typed::<EstimateConfig>()),
     ]
 }

@@ -58,39 +58,70 @@ fn defaults_map(method: &str) -> Res<Map> {
         .unwrap_or_default())
 }
 
+/// The options of a pretraining run that are not part of its config (nor of its id); the
+/// rest of the primitive options are the config's (`PretrainConfig`).
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RunOptions {
+    device: Option<String>,
+    placement: Placement,
+    checkpoint_every: usize,
+}
+
+/// The fields and defaults of `train::pretrain`'s options: the config's (its defaults per
+/// method, `PretrainConfig::for_method`), the run options' and the augmentation's.
+fn pretrain_typed() -> options::Typed {
+    options::Typed {
+        fields: options::field_names_of_both::<PretrainConfig, RunOptions>,
+        defaults: || {
+            crate::method::METHODS
+                .iter()
+                .filter_map(|name| Method::parse(name).ok().map(|m| (*name, m)))
+                .map(|(name, method)| {
+                    let mut d = options::serialized(&PretrainConfig::for_method(method));
+                    // The config leaves f32 out of its serialized form (run ids); show it.
+                    d.entry("precision").or_insert_with(|| {
+                        serde_json::to_value(crate::train::config::Precision::default())
+                            .unwrap_or_default()
+                    });
+                    d.extend(options::serialized(&RunOptions::default()));
+                    // `method` picks the variant; its own default is the config's.
+                    d.insert(
+                        "method".into(),
+                        serde_json::to_value(PretrainConfig::default().method).unwrap_or_default(),
+                    );
+                    d.insert("aug".into(), DEFAULT_PRESET.into());
+                    (name, d)
+                })
+                .collect()
+        },
+    }
+}
+
+/// The primitive options of `opts` split into the run options' and the config's.
+fn split_options(opts: &Map) -> (options::JsonMap, options::JsonMap) {
+    options::split_json::<RunOptions>(opts, PRETRAIN)
+}
+
 /// The run config: the method's official defaults, the script's options over them, and the
 /// defaults that depend on the run fitted to it (`PretrainConfig::fit_defaults`).
-fn resolved_config(opts: &Map, data_len: usize) -> Res<PretrainConfig> {
-    let default_method = PretrainConfig::default().method;
-    let method = core(Method::parse(&str_or(
-        opts,
-        "method",
-        default_method.name(),
-    )))?;
-    let mut merged = serde_json::to_value(PretrainConfig::for_method(method)).unwrap_or_default();
-    if let (Some(base), serde_json::Value::Object(given)) =
-        (merged.as_object_mut(), options::to_json(opts, PRETRAIN))
-    {
-        for (k, v) in given {
-            if !["checkpoint_every", "device", "placement"].contains(&k.as_str()) {
-                base.insert(k, v);
-            }
-        }
-    }
-    let mut config: PretrainConfig = serde_json::from_value(merged).map_err(|e| {
-        Box::new(EvalAltResult::ErrorRuntime(
-            format!("bad options for train::pretrain: {e}").into(),
-            Position::NONE,
-        ))
-    })?;
+fn resolved_config(function: &str, opts: &Map, data_len: usize) -> Res<PretrainConfig> {
+    let (_, given) = split_options(opts);
+    let method = match given.get("method").and_then(|m| m.as_str()) {
+        Some(name) => core(Method::parse(name))?,
+        None => PretrainConfig::default().method,
+    };
+    let base = options::serialized(&PretrainConfig::for_method(method));
+    let mut config: PretrainConfig =
+        options::deserialize_over(function, &base, given).map_err(runtime_error)?;
     config.fit_defaults(|key| opts.contains_key(key), data_len);
     Ok(config)
 }
 
 /// The data-free checks of pretrain options (`modules::static_option_check`): the method's
 /// name and the config's ranges, as `prepare` and the core check them.
-pub(super) fn check_literal(opts: &Map) -> crate::error::Result<()> {
-    let config = resolved_config(opts, 1 << 20).map_err(|e| {
+pub(super) fn check_literal(function: &str, opts: &Map) -> crate::error::Result<()> {
+    let config = resolved_config(function, opts, 1 << 20).map_err(|e| {
         crate::error::Error::Data(match *e {
             EvalAltResult::ErrorRuntime(m, _) => m.to_string(),
             other => other.to_string(),
@@ -201,7 +232,10 @@ fn prepare(ctx: &NativeCallContext, function: &str, st: &HostState, opts: &Map) 
     {
         core(probe.require_images(&format!("`probe` of {function}")))?;
     }
-    let mut config = resolved_config(opts, data.len())?;
+    let mut config = resolved_config(function, opts, data.len())?;
+    let run: RunOptions =
+        options::deserialize_over(function, &serde_json::Map::new(), split_options(opts).0)
+            .map_err(runtime_error)?;
     config.schedule = schedule_option(ctx, function, opts.get("schedule"), config.steps)?;
     if config.schedule.table(ScheduleKey::Lr).is_some()
         && let Some(key) = ["warmup", "warmup_start"]
@@ -216,13 +250,9 @@ fn prepare(ctx: &NativeCallContext, function: &str, st: &HostState, opts: &Map) 
     core(config.schedule.check_data(&data, config.batch))?;
     let aug = aug_option(opts.get("aug"))?;
     core(aug.validate())?;
-    let device = match opts.get("device") {
-        Some(name) => core(DeviceSpec::parse(&name.to_string()).and_then(|d| d.open()))?,
+    let device = match &run.device {
+        Some(name) => core(DeviceSpec::parse(name).and_then(|d| d.open()))?,
         None => st.device.clone(),
-    };
-    let placement = match opts.get("placement") {
-        Some(name) => core(Placement::parse(&name.to_string()))?,
-        None => Placement::Auto,
     };
     Ok(Prepared {
         config,
@@ -233,9 +263,9 @@ fn prepare(ctx: &NativeCallContext, function: &str, st: &HostState, opts: &Map) 
             .and_then(|t| t.clone().try_cast::<Map>())
             .unwrap_or_default(),
         device,
-        device_name: opts.get("device").map(|d| d.to_string()),
-        placement,
-        checkpoint_every: int_or(opts, "checkpoint_every", 0) as usize,
+        device_name: run.device,
+        placement: run.placement,
+        checkpoint_every: run.checkpoint_every,
         data,
     })
 }
@@ -427,7 +457,7 @@ pub const PRETRAIN: &[Opt] = &[
     opt(
         "aug",
         Kind::Aug,
-        "augmentation: aug handle, preset name or [view1, view2] (default \"symmetric\"); #{ real: A, generated: B } applies A to real and B to generated images of the same batch (each side any of these forms; same normalisation)",
+        "augmentation: aug handle, preset name or [view1, view2]; #{ real: A, generated: B } applies A to real and B to generated images of the same batch (each side any of these forms; same normalisation)",
     ),
     opt(
         "probe",
@@ -443,7 +473,7 @@ pub const PRETRAIN: &[Opt] = &[
     opt(
         "placement",
         Kind::Str,
-        "\"auto\" (default: on the GPU when the data fits), \"device\" (upload the data once, gather batches there) or \"stream\" (gather on the host, upload each batch); not part of the run id",
+        "\"auto\" (on the GPU when the data fits), \"device\" (upload the data once, gather batches there) or \"stream\" (gather on the host, upload each batch); not part of the run id",
     ),
     opt(
         "schedule",
@@ -453,7 +483,7 @@ pub const PRETRAIN: &[Opt] = &[
     opt(
         "method",
         Kind::Str,
-        "\"simclr\" | \"mocov2\" | \"byol\" | \"barlow\"; unset keys take that method's official defaults",
+        "\"simclr\" | \"mocov2\" | \"byol\" | \"barlow\"; unset keys take that method's official defaults (shown per method where they differ)",
     ),
     opt(
         "backbone",
@@ -465,46 +495,38 @@ pub const PRETRAIN: &[Opt] = &[
         Kind::Int,
         "first-stage channels, 64 = standard ResNet-18",
     ),
-    opt("steps", Kind::Int, "optimisation steps"),
+    options::STEPS,
     opt("batch", Kind::Int, "images per step (two views each)"),
     opt(
         "lr",
         Kind::Float,
-        "learning rate, used as given (official SimCLR: 0.4 at batch 512)",
+        "learning rate, used as given (the defaults are the official effective rates at batch 512)",
     ),
-    opt(
-        "classifier_lr",
-        Kind::Float,
-        "online probe learning rate (official: 0.1)",
-    ),
+    opt("classifier_lr", Kind::Float, "online probe learning rate"),
     opt("optimizer", Kind::Str, "\"lars\" or \"sgd\""),
     opt(
         "weight_decay",
         Kind::Float,
         "weight decay (not on biases and norms with LARS)",
     ),
-    opt("warmup", Kind::Int, "linear warm-up steps"),
+    opt(
+        "warmup",
+        Kind::Int,
+        "linear warm-up steps; unset: the default, at most steps / 10",
+    ),
     opt(
         "warmup_start",
         Kind::Float,
-        "learning rate at step 0 (official 3e-5)",
+        "learning rate at step 0; unset: the default, at most lr",
     ),
     opt(
         "temperature",
         Kind::Float,
-        "NT-Xent temperature (official 0.2)",
+        "NT-Xent and InfoNCE temperature",
     ),
-    opt(
-        "proj_hidden",
-        Kind::Int,
-        "projector hidden size (official 2048)",
-    ),
-    opt(
-        "proj_dim",
-        Kind::Int,
-        "projector output size (official 256)",
-    ),
-    opt("seed", Kind::Int, "random seed"),
+    opt("proj_hidden", Kind::Int, "projector hidden size"),
+    opt("proj_dim", Kind::Int, "projector output size"),
+    options::SEED,
     opt(
         "eval_every",
         Kind::Int,
@@ -515,29 +537,21 @@ pub const PRETRAIN: &[Opt] = &[
     opt(
         "ema_base",
         Kind::Float,
-        "mocov2/byol: momentum-target τ at the start (0.99)",
+        "mocov2/byol: momentum-target τ at the start",
     ),
-    opt(
-        "ema_final",
-        Kind::Float,
-        "mocov2/byol: τ at the end (0.999 / 1.0)",
-    ),
+    opt("ema_final", Kind::Float, "mocov2/byol: τ at the end"),
     opt(
         "queue_size",
         Kind::Int,
-        "mocov2: keys per queue, a multiple of the batch (32768)",
+        "mocov2: keys per queue, a multiple of the batch; unset: the default rounded down to one",
     ),
-    opt(
-        "pred_hidden",
-        Kind::Int,
-        "byol: predictor hidden size (4096)",
-    ),
+    opt("pred_hidden", Kind::Int, "byol: predictor hidden size"),
     opt(
         "barlow_lambda",
         Kind::Float,
-        "barlow: off-diagonal weight λ (0.0051)",
+        "barlow: off-diagonal weight λ",
     ),
-    opt("barlow_scale", Kind::Float, "barlow: loss scale (0.1)"),
+    opt("barlow_scale", Kind::Float, "barlow: loss scale"),
     opt(
         "lr_scaling",
         Kind::Str,
@@ -546,7 +560,7 @@ pub const PRETRAIN: &[Opt] = &[
     opt(
         "precision",
         Kind::Str,
-        "\"f32\" (default), \"bf16\" or \"f16\": the backbone's convolutions in that type, f32 master weights, batch norm, losses and optimiser",
+        "\"f32\", \"bf16\" or \"f16\": the backbone's convolutions in that type, f32 master weights, batch norm, losses and optimiser",
     ),
 ];
 
@@ -558,13 +572,15 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "train::pretrain(opts) -> Run",
             "trains (or loads the cached) run; online probe on `probe`",
             PRETRAIN,
-        ),
+        )
+        .typed(pretrain_typed()),
         entry(
             "train::pretrain_all",
             "train::pretrain_all([opts, ...]) -> array",
             "trains (or loads) a batch of runs and returns them in order: one after another by default, in parallel with `adainf run --jobs N` (worker processes) or `--executor slurm` (one job array); each run is trained exactly once across every process sharing the runs folder",
             PRETRAIN,
-        ),
+        )
+        .typed(pretrain_typed()),
         entry(
             "train::load",
             "train::load(dir) -> Run",
