@@ -38,12 +38,11 @@ impl Default for LinearProbeConfig {
     }
 }
 
-/// Trains on (`train`, `train_labels`) and returns top-1 accuracy on (`test`, `test_labels`).
+/// Trains on `train` (features, labels) and returns top-1 accuracy on `test`; stops with
+/// `Error::Cancelled` between two steps once `cancelled()` says so.
 pub fn linear_probe_accuracy(
-    train: Tensor<2>,
-    train_labels: &[i32],
-    test: Tensor<2>,
-    test_labels: &[i32],
+    (train, train_labels): (Tensor<2>, &[i32]),
+    (test, test_labels): (Tensor<2>, &[i32]),
     classes: usize,
     cfg: &LinearProbeConfig,
     device: &Device,
@@ -139,7 +138,8 @@ mod tests {
             batch: 32,
             seed: 0,
         };
-        let acc = linear_probe_accuracy(tr, &trl, te, &tel, 3, &cfg, &device, || false).unwrap();
+        let acc =
+            linear_probe_accuracy((tr, &trl), (te, &tel), 3, &cfg, &device, || false).unwrap();
         assert!(acc > 0.9, "{acc}");
     }
 }

@@ -187,10 +187,8 @@ pub fn linear(
         let backbone = train::load_backbone(run, device)?;
         let f = encoder_features(run, &backbone, train_set, test, device);
         linear_probe_accuracy(
-            f.train,
-            &f.train_labels,
-            f.test,
-            &f.test_labels,
+            (f.train, &f.train_labels),
+            (f.test, &f.test_labels),
             f.classes,
             cfg,
             device,
