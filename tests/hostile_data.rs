@@ -111,13 +111,7 @@ fn special_files_and_bombs_are_refused() {
     use std::io::Write;
     let ws = Workspace::new("files");
     let fifo = ws.0.join("fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     // IDX labels for one image.
     std::fs::write(ws.0.join("lab"), [0, 0, 8, 1, 0, 0, 0, 1, 3]).unwrap();
     for call in [
@@ -149,13 +143,7 @@ fn special_files_and_bombs_are_refused() {
 fn outputs_never_replace_links_fifos_or_devices() {
     let ws = Workspace::new("outputs");
     let fifo = ws.0.join("out.fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     std::fs::write(ws.0.join("target"), "kept").unwrap();
     std::os::unix::fs::symlink(ws.0.join("target"), ws.0.join("link.out")).unwrap();
     let rows = "let rows = [#{ x: 1, y: 0.5 }, #{ x: 2, y: 0.7 }];\n";

@@ -121,14 +121,12 @@ fn an_edited_request_without_its_methods_settings_is_a_clear_error() {
     let request = dir.join("request.json");
     let original: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&request).unwrap()).unwrap();
-    for (method, missing) in [("mocov2", "queue_size"), ("byol", "pred_hidden")] {
-        let mut edited = original.clone();
-        edited["config"]["method"] = method.into();
-        edited["config"]["ema_base"] = 0.99.into();
-        edited["config"]["ema_final"] = 1.0.into();
-        let path = ws.0.join(format!("{method}.json"));
+    let runs = ws.0.join("runs");
+    // `adainf worker` on `edited`: it must fail with code 1 and leave the runs folder as it
+    // was; its message.
+    let refused = |name: &str, edited: serde_json::Value| -> String {
+        let path = ws.0.join(format!("{name}.json"));
         std::fs::write(&path, edited.to_string()).unwrap();
-        let runs = ws.0.join("runs");
         let before = snapshot(&runs);
         let out = bin()
             .args(["worker", "--runs-dir"])
@@ -137,35 +135,32 @@ fn an_edited_request_without_its_methods_settings_is_a_clear_error() {
             .output()
             .unwrap();
         let (_, stderr) = text(&out);
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        assert_eq!(snapshot(&runs), before, "{name}");
+        stderr
+    };
+    for (method, missing) in [("mocov2", "queue_size"), ("byol", "pred_hidden")] {
+        let mut edited = original.clone();
+        edited["config"]["method"] = method.into();
+        edited["config"]["ema_base"] = 0.99.into();
+        edited["config"]["ema_final"] = 1.0.into();
+        let stderr = refused(method, edited);
         assert!(
-            stderr.contains(missing) && stderr.contains("missing") && !stderr.contains("panicked"),
+            stderr.contains(missing) && stderr.contains("missing"),
             "{stderr}"
         );
-        assert_eq!(snapshot(&runs), before, "{method}");
     }
     // An id edited into a path (`../x`) is refused before anything is written: the failure
     // record used to land outside the runs folder.
     let mut edited = original.clone();
     edited["id"] = "../escaped".into();
-    let path = ws.0.join("escape.json");
-    std::fs::write(&path, edited.to_string()).unwrap();
-    let runs = ws.0.join("runs");
-    let before = snapshot(&runs);
-    let out = bin()
-        .args(["worker", "--runs-dir"])
-        .arg(&runs)
-        .arg(&path)
-        .output()
-        .unwrap();
-    let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = refused("escape", edited);
     assert!(stderr.contains("not a run id"), "{stderr}");
     assert!(
         !ws.0.join("escaped").exists(),
         "a folder was made outside the runs folder"
     );
-    assert_eq!(snapshot(&runs), before);
 }
 
 /// A finished run whose result, config, metrics or weights changed is reported with the

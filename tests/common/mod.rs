@@ -71,6 +71,12 @@ impl Drop for Workspace {
     }
 }
 
+/// Makes a FIFO at `path` (a file that blocks its reader until someone writes).
+pub fn mkfifo(path: &Path) {
+    let made = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
 pub fn text(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),

@@ -13,7 +13,7 @@ pub mod schedule;
 #[cfg(test)]
 mod schedule_tests;
 pub mod seal;
-mod steps;
+pub(crate) mod steps;
 pub mod trainer;
 
 use std::path::Path;

@@ -34,11 +34,30 @@ struct Due {
 fn due(cfg: &PretrainConfig, has_probe: bool, checkpoint_every: usize, done: usize) -> Due {
     let last = done == cfg.steps;
     let probe = has_probe && (last || (cfg.eval_every > 0 && done.is_multiple_of(cfg.eval_every)));
-    let checkpoint = checkpoint_every > 0 && done.is_multiple_of(checkpoint_every) && !last;
+    let checkpoint = checkpoint_due(checkpoint_every, done, cfg.steps);
     Due {
         row: done.is_multiple_of(cfg.log_every) || probe || checkpoint || last,
         probe,
         checkpoint,
+    }
+}
+
+/// Whether a run of `steps` steps that checkpoints every `every` (0: never on its own) saves
+/// one after `done` steps; never at the last step, whose weights the finished run keeps (every
+/// run kind's loop asks this).
+pub(crate) fn checkpoint_due(every: usize, done: usize, steps: usize) -> bool {
+    every > 0 && done.is_multiple_of(every) && done < steps
+}
+
+/// What a run that diverged after `last_checkpoint` steps keeps, for its error message.
+pub(crate) fn checkpoint_kept(last_checkpoint: usize, dir: &Path) -> String {
+    if last_checkpoint > 0 {
+        format!(
+            "the last good checkpoint (step {last_checkpoint}) is kept in {}",
+            dir.join("checkpoint").display()
+        )
+    } else {
+        "no checkpoint was written before it".to_string()
     }
 }
 
@@ -48,14 +67,7 @@ fn finite_loss(loss: f64, done: usize, last_checkpoint: usize, dir: &Path, lr: f
     if loss.is_finite() {
         return Ok(loss);
     }
-    let kept = if last_checkpoint > 0 {
-        format!(
-            "the last good checkpoint (step {last_checkpoint}) is kept in {}",
-            dir.join("checkpoint").display()
-        )
-    } else {
-        "no checkpoint was written before it".to_string()
-    };
+    let kept = checkpoint_kept(last_checkpoint, dir);
     Err(Error::Numeric(format!(
         "the loss became {loss} at step {done}; {kept}. Training diverged: lower the learning rate (it is {}), or check the options that scale the loss (temperature, the method's settings) and the data",
         short_number(lr)

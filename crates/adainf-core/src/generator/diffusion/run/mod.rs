@@ -41,7 +41,7 @@ use crate::tensor::{floats, read_floats};
 use crate::train::checkpoint::{self, load_module, load_optimizer, save_module, save_optimizer};
 use crate::train::progress::{CancelFlag, Progress};
 use crate::train::run::{read_json, read_rows};
-use crate::train::seal;
+use crate::train::{seal, steps};
 
 /// Bump when the training semantics change, so old cached generators are not reused. (2: each
 /// step's randomness comes from a stream derived from the seed and the step, dropout included.)
@@ -449,20 +449,11 @@ fn train_claimed(
         let x0 = batch_tensor(real, &idx, config.flip, &mut rng, &train_device);
         let l = trainer.step(x0, &mut rng);
         let done = step + 1;
-        let checkpoint_now = config.checkpoint_every > 0
-            && done % config.checkpoint_every == 0
-            && done < config.steps;
+        let checkpoint_now = steps::checkpoint_due(config.checkpoint_every, done, config.steps);
         if done % every == 0 || checkpoint_now || done == config.steps {
             loss = read_floats(l)[0] as f64;
             if !loss.is_finite() {
-                let kept = if last_checkpoint > 0 {
-                    format!(
-                        "the last good checkpoint (step {last_checkpoint}) is kept in {}",
-                        dir.join("checkpoint").display()
-                    )
-                } else {
-                    "no checkpoint was written before it".to_string()
-                };
+                let kept = steps::checkpoint_kept(last_checkpoint, &dir);
                 return Err(Error::Numeric(format!(
                     "the diffusion loss is {loss} at step {done}; {kept}. Lower `lr` (lr = {})",
                     config.lr
