@@ -171,11 +171,8 @@ fn ctrl_c_stops_a_long_linear_probe() {
         "linear.rhai",
         "let d = data::synthetic(#{ n: 64, size: 8 });\nlet r = train::pretrain(#{ data: d, width: 4, batch: 16, steps: 2, eval_every: 0 });\nprint(\"trained\");\nprint(eval::linear(r, d, d, #{ epochs: 1000000000 }));\n",
     );
-    let mut child = bin()
-        .arg("run")
-        .arg(&script)
-        .arg("--runs-dir")
-        .arg(ws.0.join("runs"))
+    let mut child = ws
+        .command(&script, &[])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -24,15 +24,19 @@ impl Workspace {
         std::fs::write(&p, source).unwrap();
         p
     }
-    pub fn run(&self, script: &Path, extra: &[&str]) -> Output {
-        bin()
+    /// `adainf run SCRIPT --runs-dir <ws>/runs EXTRA...`, not started yet.
+    pub fn command(&self, script: &Path, extra: &[&str]) -> Command {
+        let mut command = bin();
+        command
             .arg("run")
             .arg(script)
             .arg("--runs-dir")
             .arg(self.0.join("runs"))
-            .args(extra)
-            .output()
-            .unwrap()
+            .args(extra);
+        command
+    }
+    pub fn run(&self, script: &Path, extra: &[&str]) -> Output {
+        self.command(script, extra).output().unwrap()
     }
     /// `run`, killed after `limit`: None where it had not ended by then (a hang detector for
     /// scripts that used to run for hours, not a speed test).
@@ -42,12 +46,8 @@ impl Workspace {
         extra: &[&str],
         limit: std::time::Duration,
     ) -> Option<Output> {
-        let mut child = bin()
-            .arg("run")
-            .arg(script)
-            .arg("--runs-dir")
-            .arg(self.0.join("runs"))
-            .args(extra)
+        let mut child = self
+            .command(script, extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

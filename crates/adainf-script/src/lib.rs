@@ -366,6 +366,13 @@ impl Host {
             .map(|(_, s)| s.to_string())
     }
 
+    /// The module `import "name"` loads, compiled (None where it is missing or does not
+    /// compile; its `import` reports why).
+    fn compile_module(&self, name: &str) -> Option<rhai::AST> {
+        self.module_source(name)
+            .and_then(|source| self.engine.compile(&source).ok())
+    }
+
     /// Every module the script imports, directly or through other modules, each once: its
     /// name as written, its file (None for the standard library or one not found) and its
     /// compiled AST (None where it cannot be read or compiled; its `import` reports why).
@@ -380,9 +387,7 @@ impl Host {
             if !seen.insert(name.clone()) {
                 continue;
             }
-            let module = self
-                .module_source(&name)
-                .and_then(|source| self.engine.compile(&source).ok());
+            let module = self.compile_module(&name);
             if let Some(m) = &module {
                 queue.extend(imports(m));
             }
@@ -407,10 +412,7 @@ impl Host {
                 if !done.insert(name.clone()) {
                     continue;
                 }
-                let module = host
-                    .module_source(&name)
-                    .and_then(|source| host.engine.compile(&source).ok());
-                if let Some(module) = module {
+                if let Some(module) = host.compile_module(&name) {
                     active.push(name);
                     if let Some(cycle) = walk(host, &module, active, done) {
                         return Some(cycle);
@@ -421,9 +423,7 @@ impl Host {
             None
         }
         imports(ast).into_iter().find_map(|(name, pos)| {
-            let module = self
-                .module_source(&name)
-                .and_then(|source| self.engine.compile(&source).ok())?;
+            let module = self.compile_module(&name)?;
             let mut active = vec![name];
             walk(self, &module, &mut active, &mut Default::default()).map(|c| (c, pos))
         })

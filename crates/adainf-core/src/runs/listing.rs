@@ -106,10 +106,11 @@ pub fn entry(dir: &Path) -> Option<RunEntry> {
     };
     // Only a sealed run whose records match its seal is finished (its weights are checked
     // when they are used); an unsealed result.json is an unfinished run's.
-    let damage = seal::is_sealed(dir)
+    let sealed = seal::is_sealed(dir);
+    let damage = sealed
         .then(|| seal::verify(dir, &seal::RECORDS).err())
         .flatten();
-    let result: Option<RunResult> = (seal::is_sealed(dir) && damage.is_none())
+    let result: Option<RunResult> = (sealed && damage.is_none())
         .then(|| read_json(&dir.join("result.json")))
         .flatten();
     let held = claim::state(dir);
