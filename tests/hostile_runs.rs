@@ -112,10 +112,10 @@ fn a_rejected_run_leaves_the_runs_folder_unchanged() {
     assert_eq!(snapshot(&ws.0.join("runs")), before);
 }
 
-/// A request edited into MoCo without its queue (or BYOL without its predictor) is refused
-/// with the missing key named, before anything is written; no panic.
+/// A request edited to carry another method's setting (a queue for SimCLR, Barlow's scale for
+/// BYOL) is refused with the key and its method named, before anything is written; no panic.
 #[test]
-fn an_edited_request_without_its_methods_settings_is_a_clear_error() {
+fn an_edited_request_with_another_methods_settings_is_a_clear_error() {
     let ws = Workspace::new("edited-request");
     let dir = finished_run(&ws);
     let request = dir.join("request.json");
@@ -140,14 +140,17 @@ fn an_edited_request_without_its_methods_settings_is_a_clear_error() {
         assert_eq!(snapshot(&runs), before, "{name}");
         stderr
     };
-    for (method, missing) in [("mocov2", "queue_size"), ("byol", "pred_hidden")] {
+    // A setting of another method than the request's cannot be read into its config.
+    for (method, foreign, owner) in [
+        ("simclr", "queue_size", "mocov2"),
+        ("byol", "barlow_scale", "barlow"),
+    ] {
         let mut edited = original.clone();
         edited["config"]["method"] = method.into();
-        edited["config"]["ema_base"] = 0.99.into();
-        edited["config"]["ema_final"] = 1.0.into();
+        edited["config"][foreign] = 16.into();
         let stderr = refused(method, edited);
         assert!(
-            stderr.contains(missing) && stderr.contains("missing"),
+            stderr.contains(&format!("`{foreign}` only applies to {owner}")),
             "{stderr}"
         );
     }

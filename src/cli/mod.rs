@@ -23,7 +23,7 @@ use crate::runs::{
     self, Executor, execute, local::Workers, request::RunRequest, slurm::SlurmOptions,
 };
 use crate::train::config::Precision;
-use crate::train::{CancelFlag, PretrainRequest, Progress, Silent, TrainContext};
+use crate::train::{CancelFlag, Progress, Silent, TrainContext};
 
 #[derive(Parser)]
 #[command(
@@ -435,24 +435,18 @@ fn worker(args: WorkerArgs) -> ExitCode {
                 );
                 return Ok(());
             }
-            let (data, probe) = match req.datasets(&device) {
-                Ok(sets) => sets,
-                Err(e) => {
-                    // Recorded, so the driver reports it instead of resubmitting forever.
-                    std::fs::create_dir_all(&dir).ok();
-                    let _ = execute::record_failure(&dir, &e);
-                    return Err(e);
-                }
+            // A request that does not make its run is recorded, so the driver reports it
+            // instead of resubmitting it forever.
+            let recorded = |e: crate::Error| {
+                std::fs::create_dir_all(&dir).ok();
+                let _ = execute::record_failure(&dir, &e);
+                e
             };
+            let (data, probe) = req.datasets(&device).map_err(&recorded)?;
+            let run = req.checked(&data, probe.as_ref()).map_err(&recorded)?;
             let mut progress = progress::Terminal::new();
             execute::pretrain_claimed(
-                PretrainRequest {
-                    config: req.config.clone(),
-                    data: &data,
-                    aug: &req.aug,
-                    probe: probe.as_ref(),
-                    checkpoint_every: req.checkpoint_every,
-                },
+                run,
                 TrainContext {
                     device: &device,
                     placement: req.placement,

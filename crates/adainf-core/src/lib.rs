@@ -10,6 +10,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod field_names;
 pub mod files;
 pub mod generator;
 pub mod linalg;

@@ -18,7 +18,15 @@ use std::path::{Path, PathBuf};
 /// the training loop calls) below it. `generator::diffusion::run` (the generator as a cached
 /// run, with the checkpoints and seal of `train`) sits above `train`; the model below it.
 const CORE_LAYERS: &[&[&str]] = &[
-    &["error", "files", "rng", "tensor", "png", "linalg"],
+    &[
+        "error",
+        "field_names",
+        "files",
+        "rng",
+        "tensor",
+        "png",
+        "linalg",
+    ],
     &["data"],
     &["augment", "model", "method", "optim", "device"],
     &["generator"],

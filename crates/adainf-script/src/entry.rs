@@ -351,9 +351,7 @@ mod tests {
         );
         let steps = PretrainConfig::default().steps;
         assert_eq!(pretrain.default_of("steps").unwrap(), steps.to_string());
-        let queue = PretrainConfig::for_method(Method::Mocov2)
-            .queue_size
-            .unwrap();
+        let queue = crate::train::config::Mocov2Settings::default().queue_size;
         assert_eq!(
             pretrain.default_of("queue_size").unwrap(),
             format!("mocov2 {queue}")

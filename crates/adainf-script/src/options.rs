@@ -349,36 +349,8 @@ pub fn serialized<T: Serialize>(value: &T) -> JsonMap {
     }
 }
 
-/// The field names a derived `Deserialize` struct reads, as serde hands them to the
-/// deserializer (`deserialize_struct`'s `fields`): every field, serialized or not.
-pub fn field_names<T: DeserializeOwned>() -> Vec<&'static str> {
-    use serde::de::{Error, Visitor, value::Error as DeError};
-
-    struct Capture<'a>(&'a mut &'static [&'static str]);
-    impl<'de> serde::Deserializer<'de> for Capture<'_> {
-        type Error = DeError;
-        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, DeError> {
-            Err(DeError::custom("not a struct"))
-        }
-        fn deserialize_struct<V: Visitor<'de>>(
-            self,
-            _: &'static str,
-            fields: &'static [&'static str],
-            _: V,
-        ) -> Result<V::Value, DeError> {
-            *self.0 = fields;
-            Err(DeError::custom("fields captured"))
-        }
-        serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
-            ignored_any
-        }
-    }
-    let mut fields: &'static [&'static str] = &[];
-    let _ = T::deserialize(Capture(&mut fields));
-    fields.to_vec()
-}
+/// The field names a derived `Deserialize` struct reads (`adainf_core::field_names`).
+pub use adainf_core::field_names::of as field_names;
 
 #[cfg(test)]
 mod tests {

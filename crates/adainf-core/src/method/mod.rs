@@ -32,6 +32,7 @@ pub const METHODS: [&str; 4] = {
     strum::EnumString,
     strum::IntoStaticStr,
     strum::VariantNames,
+    strum::VariantArray,
 )]
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
@@ -51,6 +52,9 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method, in variant order.
+    pub const ALL: &'static [Method] = <Method as strum::VariantArray>::VARIANTS;
+
     /// Parses a method name or alias (`mocov2plus`, `moco`, `barlow_twins`).
     pub fn parse(name: &str) -> Result<Self> {
         crate::error::parse_one_of("method", name, &METHODS)

@@ -294,7 +294,7 @@ pub fn run_row(run: &FinishedRun) -> Row {
     let c = &run.spec.config;
     let mut row: Row = vec![
         ("id".into(), Cell::Text(run.result.id.clone())),
-        ("method".into(), Cell::Text(c.method.name().into())),
+        ("method".into(), Cell::Text(c.method().name().into())),
         ("backbone".into(), Cell::Text(c.backbone.name().into())),
         ("width".into(), Cell::Number(c.width as f64)),
         ("aug".into(), Cell::Text(run.spec.aug.name.clone())),

@@ -15,9 +15,7 @@ use super::request::RunRequest;
 use super::{FAILED_FILE, REQUEST_FILE, WORKER_LOG, tail};
 use crate::error::{Error, Result};
 use crate::train::run::{load_finished, run_dir, write_json};
-use crate::train::{
-    self, CancelFlag, FinishedRun, PretrainRequest, Progress, RunSpec, TrainContext,
-};
+use crate::train::{self, CancelFlag, CheckedRequest, FinishedRun, Progress, TrainContext};
 
 /// What `failed.json` holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -56,14 +54,14 @@ pub fn failed_error(id: &str, dir: &Path, failure: &Failure) -> Error {
 /// Trains `req` (or loads it from the cache, or waits for the process that trains it),
 /// exactly once across every process sharing `ctx.runs_dir`.
 pub fn pretrain_claimed(
-    req: PretrainRequest,
+    run: CheckedRequest,
     ctx: TrainContext,
     request: Option<&RunRequest>,
     retry_failed: bool,
 ) -> Result<FinishedRun> {
-    // Every check of the user's input comes before the folder, the claim or any file.
-    req.check()?;
-    let id = RunSpec::new(req.config.clone(), req.data, req.aug.clone(), req.probe).id();
+    // Every check of the user's input came before the folder, the claim or any file (a
+    // `CheckedRequest` exists only once they passed).
+    let id = run.id().to_string();
     let dir = run_dir(ctx.runs_dir, &id);
     let TrainContext {
         device,
@@ -91,7 +89,7 @@ pub fn pretrain_claimed(
                 write_json(&dir.join(REQUEST_FILE), r)?;
             }
             train::pretrain(
-                req,
+                run,
                 TrainContext {
                     device,
                     placement,

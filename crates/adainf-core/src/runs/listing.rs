@@ -138,7 +138,7 @@ pub fn entry(dir: &Path) -> Option<RunEntry> {
     Some(RunEntry {
         id: dir.file_name()?.to_string_lossy().into_owned(),
         state,
-        method: config.method.name().to_string(),
+        method: config.method().name().to_string(),
         backbone: format!("{:?}", config.backbone).to_lowercase(),
         width: config.width,
         batch: config.batch,

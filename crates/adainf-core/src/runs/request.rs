@@ -13,7 +13,7 @@ use crate::data::Dataset;
 use crate::data::batches::Placement;
 use crate::data::recipe::Recipe;
 use crate::error::{Error, Result};
-use crate::train::{PretrainConfig, PretrainRequest, RunSpec};
+use crate::train::{CheckedRequest, PretrainConfig};
 
 /// Bump when the request's fields change meaning.
 pub const REQUEST_FORMAT: u32 = 1;
@@ -78,19 +78,18 @@ fn rebuild(req: &DataRequest, device: &Device) -> Result<Dataset> {
 }
 
 impl RunRequest {
-    /// The request of an in-process training request.
+    /// The request of a checked in-process training request: only a run that passed every
+    /// check is written as a request, so no worker is started (and nothing is written) for a
+    /// run that would be rejected.
     pub fn new(
-        req: &PretrainRequest,
+        run: &CheckedRequest,
         placement: Placement,
         tags: serde_json::Map<String, serde_json::Value>,
     ) -> Result<Self> {
-        // A request is only written for a run that passes every check, so no worker is
-        // started (and nothing is written) for a run that would be rejected.
-        req.check()?;
-        let spec = RunSpec::new(req.config.clone(), req.data, req.aug.clone(), req.probe);
+        let req = run.request();
         Ok(RunRequest {
             format: REQUEST_FORMAT,
-            id: spec.id(),
+            id: run.id().to_string(),
             config: req.config.clone(),
             data: data_request(req.data)?,
             aug: req.aug.clone(),
@@ -139,7 +138,8 @@ impl RunRequest {
         Ok(req)
     }
 
-    /// The training and probe sets, made again and checked against the driver's.
+    /// The training and probe sets, made again and checked against the driver's
+    /// fingerprints.
     pub fn datasets(&self, device: &Device) -> Result<(Dataset, Option<Dataset>)> {
         let data = rebuild(&self.data, device)?;
         let probe = self
@@ -147,13 +147,31 @@ impl RunRequest {
             .as_ref()
             .map(|p| rebuild(p, device))
             .transpose()?;
-        let id = RunSpec::new(self.config.clone(), &data, self.aug.clone(), probe.as_ref()).id();
-        if id != self.id {
+        Ok((data, probe))
+    }
+
+    /// The run this request asks for, checked, from the sets `datasets` made: an error when
+    /// its id is not the one the driver computed.
+    pub fn checked<'a>(
+        &'a self,
+        data: &'a Dataset,
+        probe: Option<&'a Dataset>,
+    ) -> Result<CheckedRequest<'a>> {
+        let run = crate::train::PretrainRequest {
+            config: self.config.clone(),
+            data,
+            aug: &self.aug,
+            probe,
+            checkpoint_every: self.checkpoint_every,
+        }
+        .check()?;
+        if run.id() != self.id {
             return Err(Error::Data(format!(
-                "the request for run {} makes run {id}: the adainf that wrote it computes runs differently; use the same binary for driver and workers",
-                self.id
+                "the request for run {} makes run {}: the adainf that wrote it computes runs differently; use the same binary for driver and workers",
+                self.id,
+                run.id()
             )));
         }
-        Ok((data, probe))
+        Ok(run)
     }
 }

@@ -95,41 +95,253 @@ pub struct Ema {
     pub end: f64,
 }
 
-/// A method's own settings, typed: what a validated config's method-specific fields hold.
+/// MoCo v2+'s own settings; `Default` is the official setup (reference §5.3).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mocov2Settings {
+    /// Momentum-target EMA τ at the first step.
+    pub ema_base: f64,
+    /// Momentum-target EMA τ at the last step.
+    pub ema_final: f64,
+    /// Keys per queue; unless given, fitted to the largest multiple of the batch up to the
+    /// official 32,768 (`PretrainConfig::fit_defaults`).
+    pub queue_size: usize,
+}
+
+impl Mocov2Settings {
+    /// The momentum target's EMA.
+    pub fn ema(&self) -> Ema {
+        Ema {
+            base: self.ema_base,
+            end: self.ema_final,
+        }
+    }
+}
+
+impl Default for Mocov2Settings {
+    fn default() -> Self {
+        Mocov2Settings {
+            ema_base: 0.99,
+            ema_final: 0.999,
+            queue_size: QUEUE_SIZE,
+        }
+    }
+}
+
+/// BYOL's own settings; `Default` is the official setup (reference §5.3).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ByolSettings {
+    /// Momentum-target EMA τ at the first step.
+    pub ema_base: f64,
+    /// Momentum-target EMA τ at the last step.
+    pub ema_final: f64,
+    /// Predictor hidden size.
+    pub pred_hidden: usize,
+}
+
+impl ByolSettings {
+    /// The momentum target's EMA.
+    pub fn ema(&self) -> Ema {
+        Ema {
+            base: self.ema_base,
+            end: self.ema_final,
+        }
+    }
+}
+
+impl Default for ByolSettings {
+    fn default() -> Self {
+        ByolSettings {
+            ema_base: 0.99,
+            ema_final: 1.0,
+            pred_hidden: 4096,
+        }
+    }
+}
+
+/// Barlow Twins' own settings; `Default` is the official setup (reference §5.3).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BarlowSettings {
+    /// Weight λ of the off-diagonal terms.
+    pub barlow_lambda: f64,
+    /// Scale of the whole loss.
+    pub barlow_scale: f64,
+}
+
+impl Default for BarlowSettings {
+    fn default() -> Self {
+        BarlowSettings {
+            barlow_lambda: 0.0051,
+            barlow_scale: 0.1,
+        }
+    }
+}
+
+/// The self-supervised method with exactly its own settings: a configuration a method cannot
+/// run (MoCo without its queue, a queue for SimCLR) cannot be written down. In the stored
+/// form the method's name is the config's `method` key and its settings are keys beside the
+/// shared ones (`PretrainConfig`'s `Serialize` and `Deserialize`).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum MethodSettings {
-    /// SimCLR: NT-Xent (the shared `temperature`).
+pub enum MethodConfig {
+    /// SimCLR: NT-Xent (the shared `temperature`); no settings of its own.
     Simclr,
-    /// MoCo v2+: momentum target and key queues of `queue_size` keys.
-    Mocov2 {
-        /// The target's EMA.
-        ema: Ema,
-        /// Keys per queue.
-        queue_size: usize,
-    },
-    /// BYOL: momentum target and a predictor with `pred_hidden` hidden units.
-    Byol {
-        /// The target's EMA.
-        ema: Ema,
-        /// Predictor hidden size.
-        pred_hidden: usize,
-    },
-    /// Barlow Twins: off-diagonal weight and loss scale.
-    Barlow {
-        /// Off-diagonal weight λ.
-        lambda: f64,
-        /// Loss scale.
-        scale: f64,
-    },
+    /// MoCo v2+: a momentum target and a key queue.
+    Mocov2(Mocov2Settings),
+    /// BYOL: a momentum target and a predictor.
+    Byol(ByolSettings),
+    /// Barlow Twins: the cross-correlation loss's weights.
+    Barlow(BarlowSettings),
+}
+
+impl MethodConfig {
+    /// `method` with its official settings.
+    pub fn official(method: Method) -> Self {
+        match method {
+            Method::Simclr => MethodConfig::Simclr,
+            Method::Mocov2 => MethodConfig::Mocov2(Mocov2Settings::default()),
+            Method::Byol => MethodConfig::Byol(ByolSettings::default()),
+            Method::Barlow => MethodConfig::Barlow(BarlowSettings::default()),
+        }
+    }
+
+    /// Which method this is.
+    pub fn method(&self) -> Method {
+        match self {
+            MethodConfig::Simclr => Method::Simclr,
+            MethodConfig::Mocov2(_) => Method::Mocov2,
+            MethodConfig::Byol(_) => Method::Byol,
+            MethodConfig::Barlow(_) => Method::Barlow,
+        }
+    }
+
+    /// The keys of `method`'s own settings (their struct's fields).
+    pub fn keys(method: Method) -> Vec<&'static str> {
+        match method {
+            Method::Simclr => Vec::new(),
+            Method::Mocov2 => crate::field_names::of::<Mocov2Settings>(),
+            Method::Byol => crate::field_names::of::<ByolSettings>(),
+            Method::Barlow => crate::field_names::of::<BarlowSettings>(),
+        }
+    }
+
+    /// The keys of every method's own settings, each once, in the methods' order.
+    pub fn all_keys() -> Vec<&'static str> {
+        let mut all: Vec<&'static str> = Vec::new();
+        for &m in Method::ALL {
+            for k in Self::keys(m) {
+                if !all.contains(&k) {
+                    all.push(k);
+                }
+            }
+        }
+        all
+    }
+
+    /// The momentum target's EMA, for the methods that have one.
+    pub fn ema(&self) -> Option<Ema> {
+        match self {
+            MethodConfig::Mocov2(m) => Some(m.ema()),
+            MethodConfig::Byol(b) => Some(b.ema()),
+            _ => None,
+        }
+    }
+
+    /// `method` from the stored keys of its own settings (`own`; one left out takes its
+    /// official value): a key of another method's settings is an error naming it.
+    fn from_stored(
+        method: Method,
+        own: serde_json::Map<String, serde_json::Value>,
+    ) -> std::result::Result<Self, String> {
+        let keys = Self::keys(method);
+        if let Some(foreign) = own.keys().find(|k| !keys.contains(&k.as_str())) {
+            let users: Vec<&str> = Method::ALL
+                .iter()
+                .filter(|m| Self::keys(**m).contains(&foreign.as_str()))
+                .map(|m| m.name())
+                .collect();
+            return Err(format!(
+                "`{foreign}` only applies to {}, not to \"{}\"",
+                users.join(" and "),
+                method.name()
+            ));
+        }
+        let own = serde_json::Value::Object(own);
+        let parsed = match method {
+            Method::Simclr => Ok(MethodConfig::Simclr),
+            Method::Mocov2 => serde_json::from_value(own).map(MethodConfig::Mocov2),
+            Method::Byol => serde_json::from_value(own).map(MethodConfig::Byol),
+            Method::Barlow => serde_json::from_value(own).map(MethodConfig::Barlow),
+        };
+        parsed.map_err(|e| e.to_string())
+    }
+
+    /// Checks the ranges of the method's own settings, naming the offending key.
+    fn validate(&self, batch: usize) -> Result<()> {
+        if let Some(ema) = self.ema() {
+            for (key, v) in [("ema_base", ema.base), ("ema_final", ema.end)] {
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(Error::config(key, format!("must be in [0, 1], got {v}")));
+                }
+            }
+        }
+        match *self {
+            MethodConfig::Mocov2(Mocov2Settings { queue_size: q, .. })
+                if q == 0 || !q.is_multiple_of(batch.max(1)) =>
+            {
+                Err(Error::config(
+                    "queue_size",
+                    format!("must be a positive multiple of the batch ({batch}), got {q}"),
+                ))
+            }
+            // Barlow Twins' off-diagonal weight and loss scale: 0 or less trains nothing (a
+            // loss of 0 throughout) or rewards correlation.
+            MethodConfig::Barlow(b) => {
+                positive("barlow_lambda", b.barlow_lambda)?;
+                positive("barlow_scale", b.barlow_scale)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Serializes the method's own settings only (its name is the config's `method` key, which
+/// `PretrainConfig` writes first).
+impl Serialize for MethodConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            MethodConfig::Simclr => s.serialize_map(Some(0))?.end(),
+            MethodConfig::Mocov2(m) => m.serialize(s),
+            MethodConfig::Byol(b) => b.serialize(s),
+            MethodConfig::Barlow(b) => b.serialize(s),
+        }
+    }
+}
+
+/// An error naming `key` unless `v` is a finite number above 0.
+fn positive(key: &str, v: f64) -> Result<()> {
+    if v > 0.0 && v.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::config(
+            key,
+            format!("must be a positive number, got {v}"),
+        ))
+    }
 }
 
 /// Settings of one pretraining run. `Default` is SimCLR's official setup; other methods
 /// start from `for_method`.
+///
+/// Stored form: a flat JSON object, `method` first, then the fields below in order with the
+/// method's own settings at `method`'s place (the bytes run ids were pinned with, so cached
+/// runs keep their ids). The derive below (`remote = "Self"`) reads and writes everything but
+/// the method's name; the `Serialize` and `Deserialize` impls add it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(remote = "Self", deny_unknown_fields, default)]
 pub struct PretrainConfig {
-    /// "simclr", "mocov2", "byol" or "barlow".
-    pub method: Method,
     /// "resnet18" (or "resnet10", a CPU-sized variant).
     pub backbone: Backbone,
     /// Channels of the first ResNet stage; 64 = standard ResNet-18.
@@ -163,27 +375,11 @@ pub struct PretrainConfig {
     pub eval_every: usize,
     /// Loss/throughput logging period in steps (each log reads the loss back from the device).
     pub log_every: usize,
-    // Method-specific settings: set (by `for_method`) only for the methods that use them, and
-    // left out of the serialised config (and so of the run id) otherwise.
-    /// Momentum-target EMA τ at the start and at the end (MoCo v2+: 0.99 → 0.999; BYOL:
-    /// 0.99 → 1.0).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ema_base: Option<f64>,
-    /// Momentum-target EMA τ at the end of the run (see `ema_base`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ema_final: Option<f64>,
-    /// MoCo v2+: keys per queue (official 32768).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub queue_size: Option<usize>,
-    /// BYOL: predictor hidden size (official 4096).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pred_hidden: Option<usize>,
-    /// Barlow Twins: off-diagonal weight λ (0.0051) and loss scale (0.1).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub barlow_lambda: Option<f64>,
-    /// Barlow Twins: loss scale (see `barlow_lambda`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub barlow_scale: Option<f64>,
+    /// The method ("simclr", "mocov2", "byol" or "barlow", the `method` key) and its own
+    /// settings (`ema_base`, `ema_final`, `queue_size`, `pred_hidden`, `barlow_lambda`,
+    /// `barlow_scale`: see the settings structs).
+    #[serde(flatten, skip_deserializing)]
+    pub method: MethodConfig,
     /// "linear": `lr` and `classifier_lr` are multiplied by batch/256 (the official rule,
     /// `lr · batch_size · n_devices / 256`); unset: used as given.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -201,7 +397,7 @@ pub struct PretrainConfig {
 impl Default for PretrainConfig {
     fn default() -> Self {
         PretrainConfig {
-            method: Method::Simclr,
+            method: MethodConfig::Simclr,
             backbone: Backbone::Resnet18,
             width: 64,
             steps: 1000,
@@ -218,12 +414,6 @@ impl Default for PretrainConfig {
             seed: 0,
             eval_every: 200,
             log_every: 10,
-            ema_base: None,
-            ema_final: None,
-            queue_size: None,
-            pred_hidden: None,
-            barlow_lambda: None,
-            barlow_scale: None,
             lr_scaling: None,
             precision: Precision::F32,
             schedule: Schedule::default(),
@@ -254,46 +444,38 @@ impl PretrainConfig {
             self.warmup_start = WARMUP_START.min(self.lr);
         }
         if !given("queue_size")
-            && let Some(q) = self.queue_size.as_mut()
+            && let MethodConfig::Mocov2(moco) = &mut self.method
         {
             let batch = self.batch.max(1);
-            *q = (QUEUE_SIZE / batch).max(1) * batch;
+            moco.queue_size = (QUEUE_SIZE / batch).max(1) * batch;
         }
     }
 
     /// The official settings of a method (reference §5.3; learning rates are the effective
     /// ones of the official runs at global batch 512).
     pub fn for_method(method: Method) -> Self {
-        let base = PretrainConfig::default();
+        let base = PretrainConfig {
+            method: MethodConfig::official(method),
+            ..PretrainConfig::default()
+        };
         match method {
             Method::Simclr => base,
             Method::Mocov2 => PretrainConfig {
-                method: Method::Mocov2,
                 optimizer: OptimizerKind::Sgd,
                 lr: 0.3,
                 classifier_lr: 0.3,
-                ema_base: Some(0.99),
-                ema_final: Some(0.999),
-                queue_size: Some(QUEUE_SIZE),
                 ..base
             },
             Method::Byol => PretrainConfig {
-                method: Method::Byol,
                 lr: 1.0,
                 weight_decay: 1e-5,
                 proj_hidden: 4096,
-                pred_hidden: Some(4096),
-                ema_base: Some(0.99),
-                ema_final: Some(1.0),
                 ..base
             },
             Method::Barlow => PretrainConfig {
-                method: Method::Barlow,
                 lr: 0.3,
                 proj_hidden: 2048,
                 proj_dim: 2048,
-                barlow_lambda: Some(0.0051),
-                barlow_scale: Some(0.1),
                 ..base
             },
         }
@@ -312,102 +494,11 @@ impl PretrainConfig {
 
     /// Checks ranges and names, naming the offending key.
     pub fn validate(&self) -> Result<()> {
-        let method = self.method;
-        // A method's own settings are set exactly for the methods that use them (for_method
-        // sets them; a config edited by hand may lack one or carry another method's).
-        let own = |key: &str, set: bool, wanted: bool, methods: &str| {
-            if set && !wanted {
-                Err(Error::config(
-                    key,
-                    format!(
-                        "only applies to {methods}, not to \"{}\"",
-                        self.method.name()
-                    ),
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        let momentum = method.has_momentum_target();
-        own(
-            "ema_base",
-            self.ema_base.is_some(),
-            momentum,
-            "mocov2 and byol",
-        )?;
-        own(
-            "ema_final",
-            self.ema_final.is_some(),
-            momentum,
-            "mocov2 and byol",
-        )?;
-        own(
-            "queue_size",
-            self.queue_size.is_some(),
-            method == Method::Mocov2,
-            "mocov2",
-        )?;
-        own(
-            "pred_hidden",
-            self.pred_hidden.is_some(),
-            method == Method::Byol,
-            "byol",
-        )?;
-        own(
-            "barlow_lambda",
-            self.barlow_lambda.is_some(),
-            method == Method::Barlow,
-            "barlow",
-        )?;
-        own(
-            "barlow_scale",
-            self.barlow_scale.is_some(),
-            method == Method::Barlow,
-            "barlow",
-        )?;
-        self.method_settings()?;
-        for (key, v) in [("ema_base", self.ema_base), ("ema_final", self.ema_final)] {
-            if let Some(v) = v
-                && !(0.0..=1.0).contains(&v)
-            {
-                return Err(Error::config(key, format!("must be in [0, 1], got {v}")));
-            }
-        }
-        if let Some(q) = self.queue_size
-            && (q == 0 || !q.is_multiple_of(self.batch.max(1)))
-        {
-            return Err(Error::config(
-                "queue_size",
-                format!(
-                    "must be a positive multiple of the batch ({}), got {q}",
-                    self.batch
-                ),
-            ));
-        }
+        self.method.validate(self.batch)?;
         ResNetConfig::new(self.backbone, self.width)?;
-        let positive = |key: &str, v: f64| {
-            if v > 0.0 && v.is_finite() {
-                Ok(())
-            } else {
-                Err(Error::config(
-                    key,
-                    format!("must be a positive number, got {v}"),
-                ))
-            }
-        };
         positive("lr", self.lr)?;
         positive("classifier_lr", self.classifier_lr)?;
         positive("temperature", self.temperature)?;
-        // Barlow Twins' off-diagonal weight and loss scale: 0 or less trains nothing (a loss
-        // of 0 throughout) or rewards correlation.
-        for (key, v) in [
-            ("barlow_lambda", self.barlow_lambda),
-            ("barlow_scale", self.barlow_scale),
-        ] {
-            if let Some(v) = v {
-                positive(key, v)?;
-            }
-        }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
             return Err(Error::config(
                 "weight_decay",
@@ -452,46 +543,20 @@ impl PretrainConfig {
 
     /// The self-supervised method.
     pub fn method(&self) -> Method {
-        self.method
+        self.method.method()
     }
 
-    /// The method's own settings; an error naming the first one the method needs and the
-    /// config lacks (`for_method` sets them all; a hand-edited config may not).
-    pub fn method_settings(&self) -> Result<MethodSettings> {
-        fn required<T>(method: Method, key: &str, v: Option<T>) -> Result<T> {
-            v.ok_or_else(|| {
-                Error::config(
-                    key,
-                    format!(
-                        "is missing: \"{m}\" needs it (train::defaults(\"{m}\") gives the official value)",
-                        m = method.name()
-                    ),
-                )
-            })
+    /// Every key of the stored form, in its order: `method`, then the shared settings with
+    /// every method's own settings at their place (what option lists and `adainf api` read).
+    pub fn keys() -> Vec<&'static str> {
+        let mut keys = vec!["method"];
+        for key in crate::field_names::read_by(|c| PretrainConfig::deserialize(c)) {
+            keys.push(key);
+            if key == "log_every" {
+                keys.extend(MethodConfig::all_keys());
+            }
         }
-        let need = |key, v: Option<f64>| required(self.method, key, v);
-        let need_n = |key, v: Option<usize>| required(self.method, key, v);
-        let ema = || -> Result<Ema> {
-            Ok(Ema {
-                base: need("ema_base", self.ema_base)?,
-                end: need("ema_final", self.ema_final)?,
-            })
-        };
-        Ok(match self.method {
-            Method::Simclr => MethodSettings::Simclr,
-            Method::Mocov2 => MethodSettings::Mocov2 {
-                ema: ema()?,
-                queue_size: need_n("queue_size", self.queue_size)?,
-            },
-            Method::Byol => MethodSettings::Byol {
-                ema: ema()?,
-                pred_hidden: need_n("pred_hidden", self.pred_hidden)?,
-            },
-            Method::Barlow => MethodSettings::Barlow {
-                lambda: need("barlow_lambda", self.barlow_lambda)?,
-                scale: need("barlow_scale", self.barlow_scale)?,
-            },
-        })
+        keys
     }
 
     /// Projector layer sizes from the backbone's feature size.
@@ -504,6 +569,56 @@ impl PretrainConfig {
     /// The backbone's ResNet config; an error when `width` is not in 1..=1024.
     pub fn backbone_config(&self) -> Result<ResNetConfig> {
         ResNetConfig::new(self.backbone, self.width)
+    }
+}
+
+/// The stored form: the method's name first, then the derived fields (`remote = "Self"`) with
+/// the method's own settings at their place.
+impl Serialize for PretrainConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        struct Fields<'a>(&'a PretrainConfig);
+        impl Serialize for Fields<'_> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                PretrainConfig::serialize(self.0, s)
+            }
+        }
+        #[derive(Serialize)]
+        struct Stored<'a> {
+            method: Method,
+            #[serde(flatten)]
+            fields: Fields<'a>,
+        }
+        Stored {
+            method: self.method(),
+            fields: Fields(self),
+        }
+        .serialize(s)
+    }
+}
+
+/// Reads the stored form: `method` (SimCLR when absent) picks the variant, which takes its own
+/// settings (another method's setting is an error naming it; a missing one of its own takes
+/// its official value); the derived fields take the rest, where an unknown key is an error.
+impl<'de> Deserialize<'de> for PretrainConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut stored = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let method = match stored.remove("method") {
+            Some(name) => Method::deserialize(name).map_err(D::Error::custom)?,
+            None => PretrainConfig::default().method(),
+        };
+        let own = MethodConfig::all_keys()
+            .into_iter()
+            .filter_map(|key| stored.remove_entry(key))
+            .collect();
+        let method = MethodConfig::from_stored(method, own).map_err(D::Error::custom)?;
+        let mut config = PretrainConfig::deserialize(serde_json::Value::Object(stored))
+            .map_err(D::Error::custom)?;
+        config.method = method;
+        Ok(config)
     }
 }
 
@@ -542,7 +657,7 @@ mod tests {
         // The old spellings the official configs use still parse.
         let moco: PretrainConfig =
             serde_json::from_value(serde_json::json!({ "method": "mocov2plus" })).unwrap();
-        assert_eq!(moco.method, Method::Mocov2);
+        assert_eq!(moco.method(), Method::Mocov2);
         for m in crate::method::METHODS {
             let cfg = PretrainConfig::for_method(Method::parse(m).unwrap());
             assert!(cfg.validate().is_ok(), "{m}");
@@ -553,9 +668,12 @@ mod tests {
             ("barlow_lambda", f64::NAN),
         ] {
             let mut cfg = PretrainConfig::for_method(Method::Barlow);
+            let MethodConfig::Barlow(barlow) = &mut cfg.method else {
+                unreachable!()
+            };
             match key {
-                "barlow_scale" => cfg.barlow_scale = Some(bad),
-                _ => cfg.barlow_lambda = Some(bad),
+                "barlow_scale" => barlow.barlow_scale = bad,
+                _ => barlow.barlow_lambda = bad,
             }
             let e = cfg.validate().unwrap_err().to_string();
             assert!(
@@ -563,16 +681,35 @@ mod tests {
                 "{e}"
             );
         }
-        let e = PretrainConfig {
-            queue_size: Some(256),
-            ..Default::default()
+        // Another method's setting cannot be written into a config: the stored form naming one
+        // is refused, with the methods it applies to.
+        for (json, key, owners) in [
+            (
+                serde_json::json!({ "queue_size": 256 }),
+                "queue_size",
+                "mocov2",
+            ),
+            (
+                serde_json::json!({ "method": "byol", "barlow_scale": 0.1 }),
+                "barlow_scale",
+                "barlow",
+            ),
+            (
+                serde_json::json!({ "method": "barlow", "ema_base": 0.9 }),
+                "ema_base",
+                "mocov2 and byol",
+            ),
+        ] {
+            let e = serde_json::from_value::<PretrainConfig>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("`{key}` only applies to {owners}, not to")),
+                "{e}"
+            );
         }
-        .validate()
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("queue_size") && e.contains("mocov2"), "{e}");
-        // A method without one of its own settings (a hand-edited config or request.json)
-        // is rejected here, not at an `expect` in the trainer.
+        // A method's own setting left out of the stored form takes its official value, so
+        // every config that reads is one its method can run.
         for (method, key) in [
             (Method::Mocov2, "queue_size"),
             (Method::Mocov2, "ema_base"),
@@ -580,11 +717,11 @@ mod tests {
             (Method::Byol, "ema_final"),
             (Method::Barlow, "barlow_lambda"),
         ] {
-            let mut json = serde_json::to_value(PretrainConfig::for_method(method)).unwrap();
+            let official = PretrainConfig::for_method(method);
+            let mut json = serde_json::to_value(&official).unwrap();
             json.as_object_mut().unwrap().remove(key);
-            let cfg: PretrainConfig = serde_json::from_value(json).unwrap();
-            let e = cfg.validate().unwrap_err().to_string();
-            assert!(e.contains(key) && e.contains("missing"), "{e}");
+            let read: PretrainConfig = serde_json::from_value(json).unwrap();
+            assert_eq!(read, official, "{key}");
         }
         // SimCLR's serialised config (and so its run ids) carries no method-specific keys.
         let json = serde_json::to_string(&PretrainConfig::default()).unwrap();
@@ -636,7 +773,11 @@ mod tests {
             ..PretrainConfig::for_method(Method::Mocov2)
         };
         moco.fit_defaults(|k| k == "batch", 10_000);
-        assert_eq!(moco.queue_size, Some(32_700));
+        assert_eq!(moco.method.ema().map(|e| e.base), Some(0.99));
+        let MethodConfig::Mocov2(settings) = moco.method else {
+            panic!("{moco:?}")
+        };
+        assert_eq!(settings.queue_size, 32_700);
         assert!(moco.validate().is_ok());
         // What the user set stays, and a bad explicit value is still an error.
         let mut explicit = PretrainConfig {

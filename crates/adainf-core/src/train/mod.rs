@@ -63,13 +63,46 @@ pub struct TrainContext<'a> {
     pub cancel: &'a CancelFlag,
 }
 
-impl PretrainRequest<'_> {
+impl<'a> PretrainRequest<'a> {
     /// Every check of the user's input a run can make before anything is written: the
     /// training set, the config, the augmentation, the schedules against the data, the probe
-    /// set. The run cache calls it before it creates a folder or a claim, so a rejected run
-    /// leaves nothing behind.
-    pub fn check(&self) -> Result<()> {
-        check_inputs(self)
+    /// set; then the run's spec and id, computed once. The run cache, the trainer and a
+    /// worker's request take the checked request, so a rejected run leaves nothing behind and
+    /// none of them checks or hashes again.
+    pub fn check(self) -> Result<CheckedRequest<'a>> {
+        check_inputs(&self)?;
+        let spec = RunSpec::new(self.config.clone(), self.data, self.aug.clone(), self.probe);
+        let id = spec.id();
+        Ok(CheckedRequest {
+            req: self,
+            spec,
+            id,
+        })
+    }
+}
+
+/// A request whose inputs passed every check (`PretrainRequest::check`, the only way to make
+/// one), with its spec and run id.
+pub struct CheckedRequest<'a> {
+    req: PretrainRequest<'a>,
+    spec: RunSpec,
+    id: String,
+}
+
+impl<'a> CheckedRequest<'a> {
+    /// The request.
+    pub fn request(&self) -> &PretrainRequest<'a> {
+        &self.req
+    }
+
+    /// What the run id is computed from (`config.json`).
+    pub fn spec(&self) -> &RunSpec {
+        &self.spec
+    }
+
+    /// The run id.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 }
 
@@ -125,10 +158,8 @@ fn check_inputs(req: &PretrainRequest) -> Result<()> {
 }
 
 /// Trains (or loads from the cache) one run: the parts in order.
-pub fn pretrain(req: PretrainRequest, mut ctx: TrainContext) -> Result<FinishedRun> {
-    check_inputs(&req)?;
-    let spec = RunSpec::new(req.config.clone(), req.data, req.aug.clone(), req.probe);
-    let id = spec.id();
+pub fn pretrain(run: CheckedRequest, mut ctx: TrainContext) -> Result<FinishedRun> {
+    let CheckedRequest { req, spec, id } = run;
     let dir = run_dir(ctx.runs_dir, &id);
     if let Some(run) = load_finished(&dir)? {
         ctx.progress.start(&id, run.result.steps, true);

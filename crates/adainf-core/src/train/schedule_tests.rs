@@ -69,7 +69,9 @@ fn train(cfg: PretrainConfig, data: &Dataset, aug: &ViewPair) -> Vec<MetricRow> 
             aug,
             probe: None,
             checkpoint_every: 0,
-        },
+        }
+        .check()
+        .unwrap(),
         TrainContext {
             device: &Device::flex(),
             placement: Placement::Stream,
@@ -300,7 +302,8 @@ fn per_source_augmentation_applies_b_to_generated_images_only() {
     }
 }
 
-/// Errors of the data a schedule needs, before any folder exists.
+/// Errors of the data a schedule needs, from the request's check (before any folder exists:
+/// only a checked request can be trained).
 #[test]
 fn a_share_needs_a_generated_part_and_known_sources() {
     let sym = preset("symmetric").unwrap();
@@ -309,25 +312,17 @@ fn a_share_needs_a_generated_part_and_known_sources() {
         ScheduleKey::GeneratedShare,
         vec![0.0, 0.0, 0.5, 0.5],
     );
-    let dir = runs_dir();
     let real = real();
-    let e = pretrain(
-        PretrainRequest {
-            config: cfg.clone(),
-            data: &real,
-            aug: &sym,
-            probe: None,
-            checkpoint_every: 0,
-        },
-        TrainContext {
-            device: &Device::flex(),
-            placement: Placement::Stream,
-            runs_dir: &dir,
-            progress: &mut Silent,
-            cancel: &CancelFlag::new(),
-        },
-    )
-    .unwrap_err()
+    let e = PretrainRequest {
+        config: cfg.clone(),
+        data: &real,
+        aug: &sym,
+        probe: None,
+        checkpoint_every: 0,
+    }
+    .check()
+    .err()
+    .unwrap()
     .to_string();
     assert!(
         e.contains("schedule.generated_share")
@@ -335,7 +330,6 @@ fn a_share_needs_a_generated_part_and_known_sources() {
             && e.contains("no generated part"),
         "{e}"
     );
-    assert!(!dir.exists(), "nothing is written");
     let mix = Dataset::inflate(&real, &generated(), 1).unwrap();
     let part = mix.subset_random(30, 0).unwrap();
     let e = cfg.schedule.check_data(&part, 8).unwrap_err().to_string();

@@ -8,7 +8,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, FloatDType, Tensor};
 
-use super::config::{Ema, MethodSettings, PretrainConfig};
+use super::config::{Ema, MethodConfig, PretrainConfig};
 use super::schedule::ScheduleKey;
 use crate::augment::{AugSpec, ViewPair, ViewParams, batch};
 use crate::data::Dataset;
@@ -140,7 +140,6 @@ impl Trainer {
         cfg.validate()?;
         cfg.precision.check_supported(device)?;
         let method = cfg.method();
-        let settings = cfg.method_settings()?;
         let plain = device.clone();
         let autodiff = plain.clone().autodiff();
         crate::model::seed_device(&autodiff, cfg.seed);
@@ -152,9 +151,9 @@ impl Trainer {
             let encoder = Encoder {
                 backbone: backbone_cfg.init(host),
                 projector: Mlp::new(&cfg.projector_sizes(feat), bn, host),
-                predictor: match settings {
-                    MethodSettings::Byol { pred_hidden, .. } => Some(Mlp::new(
-                        &[cfg.proj_dim, pred_hidden, cfg.proj_dim],
+                predictor: match cfg.method {
+                    MethodConfig::Byol(byol) => Some(Mlp::new(
+                        &[cfg.proj_dim, byol.pred_hidden, cfg.proj_dim],
                         true,
                         host,
                     )),
@@ -169,18 +168,21 @@ impl Trainer {
                 ..encoder.clone()
             }))
         };
-        let state = match settings {
-            MethodSettings::Simclr => MethodState::Simclr,
-            MethodSettings::Mocov2 { ema, queue_size } => MethodState::Mocov2 {
+        let state = match cfg.method {
+            MethodConfig::Simclr => MethodState::Simclr,
+            MethodConfig::Mocov2(moco) => MethodState::Mocov2 {
                 target: target(),
-                queue: KeyQueue::new(queue_size, cfg.proj_dim, cfg.batch, &plain)?,
-                ema,
+                queue: KeyQueue::new(moco.queue_size, cfg.proj_dim, cfg.batch, &plain)?,
+                ema: moco.ema(),
             },
-            MethodSettings::Byol { ema, .. } => MethodState::Byol {
+            MethodConfig::Byol(byol) => MethodState::Byol {
                 target: target(),
-                ema,
+                ema: byol.ema(),
             },
-            MethodSettings::Barlow { lambda, scale } => MethodState::Barlow { lambda, scale },
+            MethodConfig::Barlow(barlow) => MethodState::Barlow {
+                lambda: barlow.barlow_lambda,
+                scale: barlow.barlow_scale,
+            },
         };
         let (lr, classifier_lr) = cfg.effective_lrs();
         let schedule = |base: f64| WarmupCosine {
@@ -368,11 +370,10 @@ mod tests {
         cfg.warmup = 1;
         cfg.proj_hidden = 16;
         cfg.proj_dim = 8;
-        if cfg.pred_hidden.is_some() {
-            cfg.pred_hidden = Some(16);
-        }
-        if cfg.queue_size.is_some() {
-            cfg.queue_size = Some(16);
+        match &mut cfg.method {
+            MethodConfig::Byol(byol) => byol.pred_hidden = 16,
+            MethodConfig::Mocov2(moco) => moco.queue_size = 16,
+            _ => {}
         }
         cfg
     }

@@ -39,7 +39,9 @@ use crate::theory::{
     gap::{Gap, GapConfig, generator_gap},
     toy::{ToyConfig, toy},
 };
-use crate::train::{self, FinishedRun, PretrainConfig, PretrainRequest, TrainContext};
+use crate::train::{
+    self, CheckedRequest, FinishedRun, PretrainConfig, PretrainRequest, TrainContext,
+};
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 

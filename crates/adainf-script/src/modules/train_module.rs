@@ -72,7 +72,11 @@ struct RunOptions {
 /// method, `PretrainConfig::for_method`), the run options' and the augmentation's.
 fn pretrain_typed() -> options::Typed {
     options::Typed {
-        fields: options::field_names_of_both::<PretrainConfig, RunOptions>,
+        fields: || {
+            let mut fields = PretrainConfig::keys();
+            fields.extend(options::field_names::<RunOptions>());
+            fields
+        },
         defaults: || {
             crate::method::METHODS
                 .iter()
@@ -88,7 +92,8 @@ fn pretrain_typed() -> options::Typed {
                     // `method` picks the variant; its own default is the config's.
                     d.insert(
                         "method".into(),
-                        serde_json::to_value(PretrainConfig::default().method).unwrap_or_default(),
+                        serde_json::to_value(PretrainConfig::default().method())
+                            .unwrap_or_default(),
                     );
                     d.insert("aug".into(), DEFAULT_PRESET.into());
                     (name, d)
@@ -109,7 +114,7 @@ fn resolved_config(function: &str, opts: &Map, data_len: usize) -> Res<PretrainC
     let (_, given) = split_options(opts);
     let method = match given.get("method").and_then(|m| m.as_str()) {
         Some(name) => core(Method::parse(name))?,
-        None => PretrainConfig::default().method,
+        None => PretrainConfig::default().method(),
     };
     let base = options::serialized(&PretrainConfig::for_method(method));
     let mut config: PretrainConfig =
@@ -281,13 +286,14 @@ impl Prepared {
         }
     }
 
-    fn run_request(&self) -> Res<RunRequest> {
+    /// The request a worker trains `run` (this run, checked) from, with the script's tags.
+    fn run_request(&self, run: &CheckedRequest) -> Res<RunRequest> {
         let tags = self
             .tags
             .iter()
             .map(|(k, v)| (k.to_string(), tag_json(v)))
             .collect();
-        let mut request = core(RunRequest::new(&self.request(), self.placement, tags))?;
+        let mut request = core(RunRequest::new(run, self.placement, tags))?;
         request.device = self.device_name.clone();
         Ok(request)
     }
@@ -307,7 +313,7 @@ fn pretrain_batch(st: &HostState, runs: Vec<Prepared>) -> Res<Vec<RunHandle>> {
         Executor::Local(_) if runs.len() == 1 => None,
         _ => Some(
             runs.iter()
-                .map(Prepared::run_request)
+                .map(|p| p.run_request(&core(p.request().check())?))
                 .collect::<Res<Vec<_>>>()?,
         ),
     };
@@ -317,9 +323,10 @@ fn pretrain_batch(st: &HostState, runs: Vec<Prepared>) -> Res<Vec<RunHandle>> {
             let mut progress = (st.progress)();
             // The request (with the tags) is kept in the run folder where the set has a
             // recipe, so TensorBoard's HParams and the HTML report show the script's tags.
-            let request = p.run_request().ok();
+            let checked = core(p.request().check())?;
+            let request = p.run_request(&checked).ok();
             let run = core(execute::pretrain_claimed(
-                p.request(),
+                checked,
                 TrainContext {
                     device: &p.device,
                     placement: p.placement,
@@ -427,7 +434,7 @@ pub(super) fn train_module(state: &Rc<HostState>) -> Module {
         defaults_map(method)
     });
     register!(m, "defaults", || -> Res<Map> {
-        defaults_map(PretrainConfig::default().method.name())
+        defaults_map(PretrainConfig::default().method().name())
     });
     register!(m, "options", || -> Res<Array> {
         Ok(PRETRAIN
