@@ -86,6 +86,15 @@ fn host_work_does_not_count_against_the_operation_budget() {
     );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("trained 24"), "{stdout}");
+    // A method of a script type is host work too: `Dataset.info()` of an inflated set
+    // measures the generator gap (a few hundred allocations), under a budget of 200.
+    let (code, stdout, stderr) = run_source(
+        "method-work",
+        "let real = data::synthetic(#{ n: 64, seed: 3, size: 8 });\nlet mix = data::inflate(real, data::synthetic_generator(#{ n: 64, size: 8 }), #{ dup: 1 });\nprint(`gap ${mix.info().generator_gap.frechet > 0.0}`);\n",
+        &["--max-operations", "200"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("gap true"), "{stdout}");
 }
 
 /// Built-ins that allocate a size the script names (`pad`, `blob`) used to abort the process

@@ -5,17 +5,21 @@ use super::*;
 /// `Aug`: `strength(s)`, `name`.
 pub(super) fn register_type(engine: &mut Engine) {
     engine.register_type_with_name::<ViewPair>("Aug");
-    engine.register_fn("strength", |a: &mut ViewPair, s: f64| -> Res<ViewPair> {
-        strength(a, s)
-    });
-    engine.register_fn("strength", |a: &mut ViewPair, s: i64| -> Res<ViewPair> {
-        strength(a, s as f64)
-    });
-    engine.register_get("name", |a: &mut ViewPair| a.name.clone());
-    engine.register_fn("to_string", |a: &mut ViewPair| format!("Aug({})", a.name));
-    engine.register_fn("to_debug", |a: &mut ViewPair| {
+    method!(
+        engine.register_fn("strength", |a: &mut ViewPair, s: f64| -> Res<ViewPair> {
+            strength(a, s)
+        })
+    );
+    method!(
+        engine.register_fn("strength", |a: &mut ViewPair, s: i64| -> Res<ViewPair> {
+            strength(a, s as f64)
+        })
+    );
+    method!(engine.register_get("name", |a: &mut ViewPair| a.name.clone()));
+    method!(engine.register_fn("to_string", |a: &mut ViewPair| format!("Aug({})", a.name)));
+    method!(engine.register_fn("to_debug", |a: &mut ViewPair| {
         format!("Aug({}: {:?})", a.name, a.views)
-    });
+    }));
 }
 
 fn strength(a: &ViewPair, s: f64) -> Res<ViewPair> {

@@ -42,10 +42,10 @@ fn info_map(d: &Dataset) -> Map {
 /// `Dataset`: length, classes, `info()`.
 pub(super) fn register_type(engine: &mut Engine, state: &Rc<HostState>) {
     engine.register_type_with_name::<Dataset>("Dataset");
-    engine.register_fn("len", |d: &mut Dataset| d.len() as i64);
-    engine.register_fn("classes", |d: &mut Dataset| d.classes() as i64);
+    method!(engine.register_fn("len", |d: &mut Dataset| d.len() as i64));
+    method!(engine.register_fn("classes", |d: &mut Dataset| d.classes() as i64));
     let st = state.clone();
-    engine.register_fn("info", move |d: &mut Dataset| -> Res<Map> {
+    method!(engine.register_fn("info", move |d: &mut Dataset| -> Res<Map> {
         let mut m = info_map(d);
         // An inflated set reports how far its generated part is from its real part.
         let cfg = GapConfig::default();
@@ -63,13 +63,13 @@ pub(super) fn register_type(engine: &mut Engine, state: &Rc<HostState>) {
             );
         }
         Ok(m)
-    });
-    engine.register_fn("to_string", |d: &mut Dataset| {
+    }));
+    method!(engine.register_fn("to_string", |d: &mut Dataset| {
         format!("Dataset({} images: {})", d.len(), d.description())
-    });
-    engine.register_fn("to_debug", |d: &mut Dataset| {
+    }));
+    method!(engine.register_fn("to_debug", |d: &mut Dataset| {
         format!("Dataset({} images: {})", d.len(), d.description())
-    });
+    }));
 }
 
 pub(super) fn data_module(state: &Rc<HostState>) -> Module {

@@ -59,65 +59,71 @@ fn diffusion_options(opts: &Map) -> Res<(DiffusionConfig, DiffusionRunOptions)> 
 /// `Generator`: `info()` with its gap against the images it was fitted on.
 pub(super) fn register_type(engine: &mut Engine, state: &Rc<HostState>) {
     engine.register_type_with_name::<DiffusionHandle>("DiffusionGenerator");
-    engine.register_get("id", |g: &mut DiffusionHandle| g.run.result.id.clone());
-    engine.register_get("dir", |g: &mut DiffusionHandle| {
+    method!(engine.register_get("id", |g: &mut DiffusionHandle| g.run.result.id.clone()));
+    method!(engine.register_get("dir", |g: &mut DiffusionHandle| {
         g.run.dir.display().to_string()
-    });
-    engine.register_get("cached", |g: &mut DiffusionHandle| g.run.cached);
-    engine.register_get("metrics", |g: &mut DiffusionHandle| -> Array {
-        g.run
-            .metrics
-            .iter()
-            .map(|m| {
-                let mut row = Map::new();
-                row.insert("step".into(), (m.step as i64).into());
-                row.insert("loss".into(), m.loss.into());
-                row.insert("images_per_s".into(), m.images_per_s.into());
-                row.into()
-            })
-            .collect()
-    });
-    engine.register_fn("info", |g: &mut DiffusionHandle| -> Map {
-        let r = &g.run.result;
-        let mut m = Map::new();
-        m.insert("id".into(), r.id.clone().into());
-        m.insert("steps".into(), (r.steps as i64).into());
-        m.insert("final_loss".into(), r.final_loss.into());
-        m.insert("images_per_s".into(), r.images_per_s.into());
-        m.insert("train_seconds".into(), r.train_seconds.into());
-        m.insert(
-            "timesteps".into(),
-            (g.run.schedule.timesteps() as i64).into(),
-        );
-        m.insert(
-            "parameters".into(),
-            (burn::module::Module::num_params(&g.run.model) as i64).into(),
-        );
-        m
-    });
-    engine.register_fn("to_string", |g: &mut DiffusionHandle| {
+    }));
+    method!(engine.register_get("cached", |g: &mut DiffusionHandle| g.run.cached));
+    method!(
+        engine.register_get("metrics", |g: &mut DiffusionHandle| -> Array {
+            g.run
+                .metrics
+                .iter()
+                .map(|m| {
+                    let mut row = Map::new();
+                    row.insert("step".into(), (m.step as i64).into());
+                    row.insert("loss".into(), m.loss.into());
+                    row.insert("images_per_s".into(), m.images_per_s.into());
+                    row.into()
+                })
+                .collect()
+        })
+    );
+    method!(
+        engine.register_fn("info", |g: &mut DiffusionHandle| -> Map {
+            let r = &g.run.result;
+            let mut m = Map::new();
+            m.insert("id".into(), r.id.clone().into());
+            m.insert("steps".into(), (r.steps as i64).into());
+            m.insert("final_loss".into(), r.final_loss.into());
+            m.insert("images_per_s".into(), r.images_per_s.into());
+            m.insert("train_seconds".into(), r.train_seconds.into());
+            m.insert(
+                "timesteps".into(),
+                (g.run.schedule.timesteps() as i64).into(),
+            );
+            m.insert(
+                "parameters".into(),
+                (burn::module::Module::num_params(&g.run.model) as i64).into(),
+            );
+            m
+        })
+    );
+    method!(engine.register_fn("to_string", |g: &mut DiffusionHandle| {
         format!("DiffusionGenerator({})", g.run.result.id)
-    });
+    }));
     engine.register_type_with_name::<GeneratorHandle>("Generator");
     let st = state.clone();
-    engine.register_fn("info", move |g: &mut GeneratorHandle| -> Res<Map> {
-        let mut m = Map::new();
-        // Its samples against the images it was fitted on.
-        let cfg = GapConfig::default();
-        let samples = core(g.gmm.sample(cfg.max_images, cfg.seed, &st.device))?;
-        if theory::gap::measurable(&g.real, &samples, &cfg) {
-            let gap = core(generator_gap(&g.real, &samples, &cfg, &st.device))?;
-            m.insert("gap".into(), gap_map(&gap).into());
-        }
-        m.insert("components".into(), (g.gmm.weights.len() as i64).into());
-        m.insert("pca_dims".into(), (g.gmm.pca.dims as i64).into());
-        m.insert("explained_variance".into(), g.gmm.pca.explained.into());
-        m.insert("log_likelihood".into(), g.gmm.log_likelihood.into());
-        Ok(m)
-    });
-    engine.register_fn("to_string", |g: &mut GeneratorHandle| {
+    method!(
+        engine.register_fn("info", move |g: &mut GeneratorHandle| -> Res<Map> {
+            let mut m = Map::new();
+            // Its samples against the images it was fitted on.
+            let cfg = GapConfig::default();
+            let samples = core(g.gmm.sample(cfg.max_images, cfg.seed, &st.device))?;
+            if theory::gap::measurable(&g.real, &samples, &cfg) {
+                let gap = core(generator_gap(&g.real, &samples, &cfg, &st.device))?;
+                m.insert("gap".into(), gap_map(&gap).into());
+            }
+            m.insert("components".into(), (g.gmm.weights.len() as i64).into());
+            m.insert("pca_dims".into(), (g.gmm.pca.dims as i64).into());
+            m.insert("explained_variance".into(), g.gmm.pca.explained.into());
+            m.insert("log_likelihood".into(), g.gmm.log_likelihood.into());
+            Ok(m)
+        })
+    );
+    method!(engine.register_fn("to_string", |g: &mut GeneratorHandle| {
         format!("Generator(gmm, {} components)", g.gmm.weights.len())
-    });
+    }));
 }
 
 pub(super) fn gen_module(state: &Rc<HostState>) -> Module {

@@ -126,6 +126,25 @@ macro_rules! register {
     };
 }
 
+/// Registers a method or property of a script type (`engine.register_fn(..)` or
+/// `engine.register_get(..)`, written inside) whose body runs as host work
+/// (`memory::HostCall`), like a module function's: what it allocates (`Dataset.info()`
+/// measures a generator gap) is not charged to the script's operation budget.
+macro_rules! method {
+    ($engine:ident . $register:ident ($name:literal, $(move)? |$($arg:ident : $ty:ty),*| -> $ret:ty $body:block)) => {
+        $engine.$register($name, move |$($arg: $ty),*| -> $ret {
+            let _work = crate::memory::HostCall::enter();
+            $body
+        })
+    };
+    ($engine:ident . $register:ident ($name:literal, $(move)? |$($arg:ident : $ty:ty),*| $body:expr)) => {
+        $engine.$register($name, move |$($arg: $ty),*| {
+            let _work = crate::memory::HostCall::enter();
+            $body
+        })
+    };
+}
+
 /// `register!` for a function whose body needs the call context (`$ctx`), e.g. to call a
 /// script function it was given.
 macro_rules! register_with_context {

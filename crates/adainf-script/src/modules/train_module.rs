@@ -7,45 +7,47 @@ use crate::train::schedule::{Schedule, ScheduleKey, TabulateError, tabulate};
 /// `Run`: its result, metrics, tags and `row()`.
 pub(super) fn register_type(engine: &mut Engine) {
     engine.register_type_with_name::<RunHandle>("Run");
-    engine.register_get("accuracy", |r: &mut RunHandle| {
+    method!(engine.register_get("accuracy", |r: &mut RunHandle| {
         r.run.result.accuracy.map_or(Dynamic::UNIT, Dynamic::from)
-    });
-    engine.register_get("id", |r: &mut RunHandle| r.run.result.id.clone());
-    engine.register_get("dir", |r: &mut RunHandle| r.run.dir.display().to_string());
-    engine.register_get("cached", |r: &mut RunHandle| r.run.cached);
-    engine.register_get("tags", |r: &mut RunHandle| r.tags.clone());
-    engine.register_get("metrics", |r: &mut RunHandle| -> Array {
-        r.run
-            .metrics
-            .iter()
-            .map(|m| {
-                let mut row = Map::new();
-                row.insert("step".into(), (m.step as i64).into());
-                row.insert("loss".into(), m.loss.into());
-                row.insert("lr".into(), m.lr.into());
-                row.insert(
-                    "probe_acc".into(),
-                    m.probe_acc.map_or(Dynamic::UNIT, Dynamic::from),
-                );
-                row.insert("images_per_s".into(), m.images_per_s.into());
-                row.insert("data_wait".into(), m.data_wait.into());
-                for (key, v) in [
-                    ("generated_fraction", m.generated_fraction),
-                    ("strength", m.strength),
-                ] {
-                    row.insert(key.into(), v.map_or(Dynamic::UNIT, Dynamic::from));
-                }
-                Dynamic::from_map(row)
-            })
-            .collect()
-    });
-    engine.register_fn("row", |r: &mut RunHandle| run_row_map(r));
-    engine.register_fn("to_string", |r: &mut RunHandle| {
+    }));
+    method!(engine.register_get("id", |r: &mut RunHandle| r.run.result.id.clone()));
+    method!(engine.register_get("dir", |r: &mut RunHandle| r.run.dir.display().to_string()));
+    method!(engine.register_get("cached", |r: &mut RunHandle| r.run.cached));
+    method!(engine.register_get("tags", |r: &mut RunHandle| r.tags.clone()));
+    method!(
+        engine.register_get("metrics", |r: &mut RunHandle| -> Array {
+            r.run
+                .metrics
+                .iter()
+                .map(|m| {
+                    let mut row = Map::new();
+                    row.insert("step".into(), (m.step as i64).into());
+                    row.insert("loss".into(), m.loss.into());
+                    row.insert("lr".into(), m.lr.into());
+                    row.insert(
+                        "probe_acc".into(),
+                        m.probe_acc.map_or(Dynamic::UNIT, Dynamic::from),
+                    );
+                    row.insert("images_per_s".into(), m.images_per_s.into());
+                    row.insert("data_wait".into(), m.data_wait.into());
+                    for (key, v) in [
+                        ("generated_fraction", m.generated_fraction),
+                        ("strength", m.strength),
+                    ] {
+                        row.insert(key.into(), v.map_or(Dynamic::UNIT, Dynamic::from));
+                    }
+                    Dynamic::from_map(row)
+                })
+                .collect()
+        })
+    );
+    method!(engine.register_fn("row", |r: &mut RunHandle| run_row_map(r)));
+    method!(engine.register_fn("to_string", |r: &mut RunHandle| {
         format!("Run({})", r.run.result.id)
-    });
-    engine.register_fn("to_debug", |r: &mut RunHandle| {
+    }));
+    method!(engine.register_fn("to_debug", |r: &mut RunHandle| {
         format!("Run({})", r.run.result.id)
-    });
+    }));
 }
 
 /// The official defaults of a method as a script map (method-specific keys included).
