@@ -238,7 +238,7 @@ pub fn fit_gmm(real: &Dataset, cfg: &GmmConfig, device: &Device) -> Result<Gmm> 
             vars[c] = var;
         }
     }
-    let fingerprint = hash_hex(&["gmm-v1", real.fingerprint(), &format!("{cfg:?}")]);
+    let fingerprint = hash_hex(&["gmm-v2", real.fingerprint(), &format!("{cfg:?}")]);
     Ok(Gmm {
         pca,
         weights,
