@@ -119,8 +119,9 @@ fn a_python_without_torch_is_named_in_the_peers_line() {
     };
     let has_torch = std::process::Command::new(&python)
         .args(["-c", "import torch"])
-        .status()
+        .output()
         .unwrap()
+        .status
         .success();
     let python = python.to_str().unwrap();
     let (code, lines, stderr) = bench(&["--python", python]);
