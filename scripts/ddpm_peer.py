@@ -18,9 +18,13 @@ GroupNorm weight/bias are burn's gamma/beta.
 Usage:
   ddpm_peer.py count [--channels 128]           prints the parameter count
   ddpm_peer.py fixtures OUT.json                writes the test fixtures (small)
-  ddpm_peer.py bench [--channels 32] [--batch 16] [--threads 2]   images/s, training and sampling
+  ddpm_peer.py bench [--channels 128] [--batch 16] [--size 32] [--threads 2] [--device cpu|cuda[:N]]
+                     [--steps 5] [--warmup 2] [--sample-steps 50]
+                                                images/s of training and DDIM sampling, as JSON
+                                                lines (`adainf bench --suite diffusion` runs it)
 """
 import argparse
+import copy
 import json
 import math
 import sys
@@ -250,36 +254,82 @@ def fixtures(path):
         f.write("\n")
 
 
-def bench(channels, batch, threads, steps=5, sample_steps=10):
+def bench(channels, batch, size, threads, device, steps, warmup, sample_steps):
+    """Training and sampling images/s of the UNet, the same work as `adainf bench --suite
+    diffusion` (src/bench/diffusion.rs says what each side does): a training step is the
+    epsilon-prediction loss on a fixed synthetic batch in [-1, 1] (timesteps and noise drawn
+    each step), backward, AdamW (lr 2e-4, no weight decay) and the EMA update (decay 0.9999) of
+    every parameter; sampling is `sample_steps` DDIM steps (eta 0) of `batch` images with the
+    EMA weights. Prints one JSON line per measurement."""
     torch.set_num_threads(threads)
-    net = UNet(channels)
-    opt = torch.optim.AdamW(net.parameters(), lr=2e-4, weight_decay=0.0)
-    _, abar, _ = schedule(1000)
-    x0 = torch.rand(batch, 3, 32, 32) * 2 - 1
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    # Plain float32 on a GPU, as adainf's f32: no TF32 in convolutions or matrix products.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(dev)
+
+    torch.manual_seed(0)
+    net = UNet(channels, image_size=size).to(dev)
+    ema = copy.deepcopy(net).eval()
+    params, ema_params = list(net.parameters()), list(ema.parameters())
+    opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0)
+    T = 1000
+    _, abar, _ = schedule(T)
+    x0 = torch.rand(batch, 3, size, size, device=dev) * 2 - 1
 
     def step():
-        t = torch.randint(0, 1000, (batch,))
+        t = torch.randint(0, T, (batch,))
         noise = torch.randn_like(x0)
-        xt = q_sample(x0, noise, abar[t])
-        loss = F.mse_loss(net(xt, t.float()), noise)
-        opt.zero_grad()
+        xt = q_sample(x0, noise, abar[t].to(dev))
+        loss = F.mse_loss(net(xt, t.float().to(dev)), noise)
+        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    step()
-    t0 = time.time()
-    for _ in range(steps):
+        with torch.no_grad():
+            torch._foreach_lerp_(ema_params, params, 1.0 - 0.9999)
+        return loss
+
+    for _ in range(warmup):
         step()
-    train = batch * steps / (time.time() - t0)
-    net.eval()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    loss.item()  # one read at the end waits for the queued work, as adainf does
+    sync()
+    seconds = time.perf_counter() - t0
+    common = {"impl": "pytorch", "torch": torch.__version__, "device": str(dev), "channels": channels,
+              "params": sum(p.numel() for p in params), "batch": batch, "size": size, "threads": threads}
+    print(json.dumps({"bench": "diffusion_train_step", **common, "images_per_s": batch * steps / seconds,
+                      "seconds": seconds, "iterations": steps}), flush=True)
+
+    # DDIM with the EMA weights: the timesteps T*i/steps for i = steps-1 ... 0, as the Rust
+    # `Schedule::sampling_steps`; noise is drawn every step, as adainf's sampler does.
+    ts = [i * T // sample_steps for i in reversed(range(sample_steps))]
+
+    def sample(ts):
+        x = torch.randn(batch, 3, size, size, device=dev)
+        for i, t in enumerate(ts):
+            ab = float(abar[t])
+            ab_prev = float(abar[ts[i + 1]]) if i + 1 < len(ts) else 1.0
+            eps = ema(x, torch.full((batch,), float(t), device=dev))
+            x = ddim_step(x, eps, ab, ab_prev, 0.0, torch.randn_like(x))
+        return x.clamp(-1, 1)
+
     with torch.no_grad():
-        x = torch.randn(batch, 3, 32, 32)
-        t0 = time.time()
-        for i in range(sample_steps):
-            net(x, torch.full((batch,), 999.0 - i))
-        # images/s for a 50-step DDIM sampler
-        sample = batch / ((time.time() - t0) / sample_steps * 50)
-    print(json.dumps({"channels": channels, "batch": batch, "threads": threads,
-                      "train_images_per_s": train, "sample_images_per_s_50_steps": sample}))
+        sample(ts[:1])  # warm-up: one forward
+        sync()
+        t0 = time.perf_counter()
+        sample(ts).sum().item()
+        sync()
+        seconds = time.perf_counter() - t0
+    print(json.dumps({"bench": "diffusion_sample", **common, "sampler": "ddim", "sample_steps": sample_steps,
+                      "eta": 0.0, "images_per_s": batch / seconds, "seconds": seconds, "iterations": 1}),
+          flush=True)
 
 
 def main():
@@ -289,6 +339,11 @@ def main():
     p.add_argument("--channels", type=int, default=128)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=5, help="timed training steps")
+    p.add_argument("--warmup", type=int, default=2, help="training steps before the timed ones")
+    p.add_argument("--sample-steps", type=int, default=50, help="DDIM steps")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     a = p.parse_args()
     if a.cmd == "count":
         print(sum(p.numel() for p in UNet(a.channels).parameters()))
@@ -297,7 +352,7 @@ def main():
             sys.exit("fixtures needs an output path")
         fixtures(a.out)
     else:
-        bench(a.channels, a.batch, a.threads)
+        bench(a.channels, a.batch, a.size, a.threads, a.device, a.steps, a.warmup, a.sample_steps)
 
 
 if __name__ == "__main__":

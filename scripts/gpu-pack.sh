@@ -5,7 +5,8 @@
 #   adainf.xz              the release binary built with `cuda` and `wgpu`, stripped, xz-compressed
 #   libvulkan1_*.deb       Debian's Vulkan loader, for wgpu on a machine that lacks it
 #   MANIFEST               what was packed, from which commit, and the sizes
-# scripts/gpu_check.py and docs/peer/pytorch_bench.py travel with the working tree.
+# scripts/gpu_check.py and docs/peer/pytorch_bench.py travel with the working tree; the DDPM
+# peer scripts/ddpm_peer.py is built into the binary (`adainf bench --suite diffusion` runs it).
 #
 # Usage: scripts/gpu-pack.sh [DIR]        (fails if the bundle exceeds 60 MiB)
 # Then, on the GPU machine: python3 scripts/gpu_check.py --bundle DIR --out results.jsonl

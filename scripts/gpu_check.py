@@ -12,6 +12,11 @@ What it records, in order (each line has a "check" key):
              device supports
   peer       the PyTorch peer (docs/peer/pytorch_bench.py) on the same GPU, same model and
              batch: eager f32, and bf16 autocast with channels_last
+  diffusion  `adainf bench --suite diffusion` on each usable CUDA GPU: the DDPM generator's
+             training step and 50-step DDIM sampling at the paper's UNet (channels 128, batch
+             128, 32x32), its PyTorch peer (scripts/ddpm_peer.py, run by adainf with this
+             Python) on the same GPU, and the ratios ours/peer; with --tiny, a tiny UNet on flex
+             against torch on the CPU (or the line saying why the peer did not run)
   run        a SimCLR training run of about --run-seconds at the paper's shape on 32x32
              synthetic data, through `adainf run`: images/s and the data_wait fraction
   done       wall time of the whole check
@@ -140,7 +145,7 @@ def main():
     a.add_argument("--gpus", default="cuda,wgpu", help="GPU devices to check (default cuda,wgpu)")
     a.add_argument("--tiny", action="store_true", help="tiny shapes, peer on the CPU (no GPU needed)")
     a.add_argument("--budget-s", type=float, default=450, help="stop starting new steps after this")
-    a.add_argument("--run-seconds", type=float, default=180, help="length of the training run")
+    a.add_argument("--run-seconds", type=float, default=120, help="length of the training run")
     args = a.parse_args()
 
     check = Check(args.out, args.budget_s)
@@ -233,7 +238,31 @@ def main():
     else:
         check.emit({"check": "peer", "skipped": "torch is not installed for " + sys.executable})
 
-    # 5. A training run of about --run-seconds through `adainf run`, on the first usable GPU, in
+    # 5. The diffusion generator against its PyTorch peer: one `adainf bench --suite diffusion`
+    #    per device measures ours, runs the peer with this Python on the matching torch device
+    #    (the copy of scripts/ddpm_peer.py built into the binary, so the two always match) and
+    #    prints the ratios. PyTorch has no wgpu device, so the comparison runs on CUDA GPUs.
+    if args.tiny:
+        diffusion_devices = ["flex"]
+        diffusion = dict(channels=4, batch=2, size=16, steps=1, warmup=1, sample_steps=2)
+    else:
+        diffusion_devices = [g for g in usable if g.startswith("cuda")]
+        diffusion = dict(channels=128, batch=128, size=32, steps=10, warmup=3, sample_steps=50)
+        for g in usable:
+            if g not in diffusion_devices:
+                check.emit({"check": "diffusion", "asked": g,
+                            "skipped": f"PyTorch has no {g} device; the diffusion comparison runs on cuda"})
+    for g in diffusion_devices:
+        args_d = [binary, "bench", "--suite", "diffusion", "--device", g, "--python", sys.executable]
+        for key, value in diffusion.items():
+            args_d += ["--" + key.replace("_", "-"), str(value)]
+        ok, lines, tail = check.call(args_d, 150)
+        for line in lines:
+            check.emit({"check": "diffusion", "asked": g, **line})
+        if not ok or not lines:
+            check.emit({"check": "diffusion", "asked": g, "ok": False, "error": tail})
+
+    # 6. A training run of about --run-seconds through `adainf run`, on the first usable GPU, in
     #    its fastest measured precision.
     if usable:
         g = usable[0]

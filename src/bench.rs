@@ -2,7 +2,11 @@
 //! image, after warm-up) and of the `symmetric` augmentation pipeline (views per second), on
 //! synthetic data; and the per-step losses of a short seeded run, which must agree across
 //! devices (the travelling GPU check compares them). Results are JSON lines so they can be
-//! collected by scripts.
+//! collected by scripts. The diffusion generator's suite, with its PyTorch peer, is in
+//! `diffusion` and `peer`.
+
+pub mod diffusion;
+pub mod peer;
 
 use std::time::Instant;
 

@@ -117,6 +117,31 @@ fn the_travelling_gpu_check_runs_end_to_end_on_lavapipe() {
         );
     }
 
+    // The diffusion generator on flex (tiny): our training and sampling rates, and the peer's
+    // numbers with both ratios, or the one line saying why the peer did not run.
+    let diffusion = of("diffusion");
+    for bench in ["diffusion_train_step", "diffusion_sample"] {
+        let ours = diffusion
+            .iter()
+            .find(|d| d["bench"] == bench && d["impl"] == "adainf")
+            .unwrap_or_else(|| panic!("no {bench} line of ours:\n{}", all()));
+        assert_eq!(ours["asked"], "flex", "{}", all());
+        assert!(ours["images_per_s"].as_f64().is_some_and(|v| v > 0.0));
+    }
+    let ratios = diffusion
+        .iter()
+        .filter(|d| d["bench"] == "diffusion_ratio")
+        .count();
+    let why = diffusion
+        .iter()
+        .filter(|d| d["bench"] == "diffusion_peer" && d["skipped"].is_string())
+        .count();
+    assert!(
+        (ratios, why) == (2, 0) || (ratios, why) == (0, 1),
+        "{}",
+        all()
+    );
+
     // The training run through `adainf run` reports its throughput and data wait.
     let run = of("run")
         .into_iter()

@@ -14,9 +14,12 @@ use rhai::{Dynamic, Map};
 
 use burn::tensor::Device;
 
+use crate::bench::diffusion::{self, DiffusionBench};
+use crate::bench::peer::{self, PeerOptions, PeerOutcome};
 use crate::bench::{self, BenchConfig};
 use crate::data::batches::Placement;
 use crate::device::DeviceSpec;
+use crate::generator::diffusion::run::SampleConfig;
 use crate::host::{Host, HostConfig, api};
 use crate::model::Backbone;
 use crate::runs::{
@@ -54,7 +57,8 @@ enum Command {
         #[arg(long)]
         markdown: bool,
     },
-    /// Measure train-step and augmentation throughput (JSON lines).
+    /// Measure train-step and augmentation throughput, or the diffusion generator against its
+    /// PyTorch peer (JSON lines).
     Bench(BenchArgs),
     /// Try every compute device this build has and print what each opens (JSON lines).
     Devices,
@@ -176,38 +180,165 @@ struct RunArgs {
 
 #[derive(Args)]
 struct BenchArgs {
+    /// flex (CPU), wgpu, vulkan, cuda or cuda:N.
     #[arg(long, default_value = "flex")]
     device: String,
-    #[arg(long, default_value_t = 16)]
-    width: usize,
-    #[arg(long, default_value_t = 128)]
-    batch: usize,
+    /// What to measure: `throughput` (augmentation, then the SimCLR train step), `losses` (the
+    /// loss after each of --steps seeded SimCLR steps, to compare devices), or `diffusion` (the
+    /// DDPM generator's training step and DDIM sampling, and the same on its PyTorch peer).
+    #[arg(long, value_enum, default_value_t = Suite::Throughput)]
+    suite: Suite,
+    /// Images per step (default 128; 16 for the diffusion suite).
+    #[arg(long)]
+    batch: Option<usize>,
     /// Image side in pixels.
     #[arg(long, default_value_t = 32)]
     size: usize,
-    #[arg(long, default_value = "resnet18")]
-    backbone: String,
     /// Timed steps (after warm-up).
     #[arg(long, default_value_t = 5)]
     steps: usize,
     #[arg(long, default_value_t = 2)]
     warmup: usize,
-    /// Float type of the backbone's convolutions: f32, bf16 or f16 (f32 master weights).
-    #[arg(long, default_value = "f32")]
-    precision: String,
-    /// Where the training data lives: auto, device or stream.
-    #[arg(long, default_value = "auto")]
-    placement: String,
-    /// What to measure: `throughput` (augmentation, then train step), or `losses` (the loss
-    /// after each of --steps seeded SimCLR steps, to compare devices).
-    #[arg(long, value_enum, default_value_t = Suite::Throughput)]
-    suite: Suite,
+    /// SimCLR suites: ResNet width (default 16).
+    #[arg(long)]
+    width: Option<usize>,
+    /// SimCLR suites: resnet18 or resnet10 (default resnet18).
+    #[arg(long)]
+    backbone: Option<String>,
+    /// Float type of the backbone's convolutions: f32, bf16 or f16 (f32 master weights;
+    /// default f32; the diffusion suite is f32 only).
+    #[arg(long)]
+    precision: Option<String>,
+    /// SimCLR suites: where the training data lives: auto, device or stream (default auto).
+    #[arg(long)]
+    placement: Option<String>,
+    /// Diffusion suite: channels of the UNet's first level (default 32; 128 is the paper's
+    /// model).
+    #[arg(long)]
+    channels: Option<usize>,
+    /// Diffusion suite: DDIM steps of the timed sampling (default 50).
+    #[arg(long)]
+    sample_steps: Option<usize>,
+    /// Diffusion suite: CPU threads, for adainf and the peer alike (default: RAYON_NUM_THREADS,
+    /// else every core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Diffusion suite: the Python that runs the PyTorch peer (default python3).
+    #[arg(long)]
+    python: Option<String>,
+    /// Diffusion suite: run this peer script instead of the copy of scripts/ddpm_peer.py built
+    /// into adainf.
+    #[arg(long)]
+    peer_script: Option<PathBuf>,
+    /// Diffusion suite: measure adainf only.
+    #[arg(long)]
+    no_peer: bool,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Suite {
     Throughput,
     Losses,
+    Diffusion,
+}
+
+/// What `adainf bench` was asked to measure, its flags checked.
+enum BenchPlan {
+    /// The SimCLR suites: throughput, or the losses (true).
+    Simclr(BenchConfig, bool),
+    Diffusion(DiffusionBench, PeerOptions),
+}
+
+impl BenchArgs {
+    /// The suite's configuration; a bad flag, or one the suite does not take, is a usage error
+    /// naming it (nothing is measured).
+    fn plan(&self) -> Result<BenchPlan, String> {
+        fn given<'a>(flags: &[(&'a str, bool)]) -> Option<&'a str> {
+            flags.iter().find(|(_, g)| *g).map(|(f, _)| *f)
+        }
+        if self.suite == Suite::Diffusion {
+            if let Some(flag) = given(&[
+                ("--width", self.width.is_some()),
+                ("--backbone", self.backbone.is_some()),
+                ("--placement", self.placement.is_some()),
+            ]) {
+                return Err(format!(
+                    "{flag} is for the SimCLR suites (throughput, losses); the diffusion suite's \
+                     model is set by --channels"
+                ));
+            }
+            if let Some(p) = &self.precision {
+                let p = Precision::parse(p).map_err(|e| e.to_string())?;
+                if p != Precision::F32 {
+                    return Err(format!(
+                        "--precision {}: the diffusion suite measures f32 only (the generator \
+                         trains in f32)",
+                        p.name()
+                    ));
+                }
+            }
+            let cfg = DiffusionBench {
+                channels: self.channels.unwrap_or(diffusion::DEFAULT_CHANNELS),
+                batch: self.batch.unwrap_or(diffusion::DEFAULT_BATCH),
+                size: self.size,
+                warmup_steps: self.warmup,
+                steps: self.steps,
+                sample_steps: self.sample_steps.unwrap_or(SampleConfig::default().steps),
+                threads: self.threads.unwrap_or_else(default_threads),
+                device_name: String::new(),
+            };
+            let peer = PeerOptions {
+                python: self
+                    .python
+                    .clone()
+                    .unwrap_or_else(|| peer::DEFAULT_PYTHON.into()),
+                script: self.peer_script.clone(),
+                enabled: !self.no_peer,
+            };
+            cfg.check().map_err(|e| e.to_string())?;
+            peer.check().map_err(|e| e.to_string())?;
+            return Ok(BenchPlan::Diffusion(cfg, peer));
+        }
+        if let Some(flag) = given(&[
+            ("--channels", self.channels.is_some()),
+            ("--sample-steps", self.sample_steps.is_some()),
+            ("--threads", self.threads.is_some()),
+            ("--python", self.python.is_some()),
+            ("--peer-script", self.peer_script.is_some()),
+            ("--no-peer", self.no_peer),
+        ]) {
+            return Err(format!(
+                "{flag} is for --suite diffusion; the SimCLR suites' model is set by --width and \
+                 --backbone"
+            ));
+        }
+        let cfg = BenchConfig {
+            width: self.width.unwrap_or(16),
+            batch: self.batch.unwrap_or(128),
+            size: self.size,
+            backbone: Backbone::parse(self.backbone.as_deref().unwrap_or("resnet18"))
+                .map_err(|e| e.to_string())?,
+            warmup_steps: self.warmup,
+            steps: self.steps,
+            device_name: String::new(),
+            precision: Precision::parse(self.precision.as_deref().unwrap_or("f32"))
+                .map_err(|e| e.to_string())?,
+            placement: Placement::parse(self.placement.as_deref().unwrap_or("auto"))
+                .map_err(|e| e.to_string())?,
+        };
+        cfg.check().map_err(|e| e.to_string())?;
+        Ok(BenchPlan::Simclr(cfg, self.suite == Suite::Losses))
+    }
+}
+
+/// CPU threads when --threads is not given: RAYON_NUM_THREADS where it is a positive number
+/// (what rayon itself would use), else every core.
+fn default_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// `key=value` → script value: integer, float, bool, else string.
@@ -675,53 +806,73 @@ fn command(cli: Cli) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Bench(b) => {
-            let parsed = Precision::parse(&b.precision).and_then(|p| {
-                Ok((
-                    p,
-                    Placement::parse(&b.placement)?,
-                    Backbone::parse(&b.backbone)?,
-                ))
-            });
-            let (precision, placement, backbone) = match parsed {
-                Ok(v) => v,
-                Err(e) => return report(&e.to_string(), 2),
+        Command::Bench(b) => bench_command(&b),
+    })
+}
+
+/// `adainf bench`: checks the flags (exit 2), opens the device (exit 1), measures, prints
+/// JSON lines.
+fn bench_command(b: &BenchArgs) -> ExitCode {
+    let plan = match b.plan() {
+        Ok(plan) => plan,
+        Err(e) => return report(&e, 2),
+    };
+    let spec = match DeviceSpec::parse(&b.device) {
+        Ok(spec) => spec,
+        Err(e) => return report(&e.to_string(), 2),
+    };
+    let (device, device_name) = match open_device(&b.device) {
+        Ok(d) => d,
+        Err(e) => return report(&e, 1),
+    };
+    fn print(line: &impl serde::Serialize) {
+        println!("{}", serde_json::to_string(line).unwrap_or_default());
+    }
+    match plan {
+        BenchPlan::Simclr(mut cfg, losses) => {
+            cfg.device_name = device_name;
+            let benches: &[fn(&BenchConfig, &Device) -> crate::Result<bench::BenchLine>] = if losses
+            {
+                &[bench::losses]
+            } else {
+                &[
+                    bench::augmentation,
+                    bench::train_step,
+                    bench::train_step_scheduled,
+                    bench::train_step_per_source,
+                ]
             };
-            let (device, device_name) = match open_device(&b.device) {
-                Ok(d) => d,
-                Err(e) => return report(&e, 1),
-            };
-            let cfg = BenchConfig {
-                width: b.width,
-                batch: b.batch,
-                size: b.size,
-                backbone,
-                warmup_steps: b.warmup,
-                steps: b.steps,
-                device_name,
-                precision,
-                placement,
-            };
-            if let Err(e) = cfg.check() {
-                return report(&e.to_string(), 2);
-            }
-            let benches: &[fn(&BenchConfig, &Device) -> crate::Result<bench::BenchLine>] =
-                match b.suite {
-                    Suite::Throughput => &[
-                        bench::augmentation,
-                        bench::train_step,
-                        bench::train_step_scheduled,
-                        bench::train_step_per_source,
-                    ],
-                    Suite::Losses => &[bench::losses],
-                };
             for run in benches {
                 match run(&cfg, &device) {
-                    Ok(line) => println!("{}", serde_json::to_string(&line).unwrap_or_default()),
+                    Ok(line) => print(&line),
                     Err(e) => return report(&e.to_string(), 1),
                 }
             }
             ExitCode::SUCCESS
         }
-    })
+        BenchPlan::Diffusion(mut cfg, peer_opts) => {
+            cfg.device_name = device_name;
+            let mut ours = Vec::new();
+            if let Err(e) = cfg.run(&device, |line| {
+                print(&line);
+                ours.push(line);
+            }) {
+                return report(&e.to_string(), 1);
+            }
+            let outcome = peer::run(&peer_opts, &cfg, &spec, &ours);
+            if let Some(note) = peer::note(&outcome) {
+                print(&note);
+            }
+            match &outcome {
+                PeerOutcome::Ran(lines) => {
+                    for line in lines.iter().chain(&peer::ratios(&ours, lines)) {
+                        print(line);
+                    }
+                    ExitCode::SUCCESS
+                }
+                PeerOutcome::Skipped(_) => ExitCode::SUCCESS,
+                PeerOutcome::Failed(why) => report(why, 1),
+            }
+        }
+    }
 }
