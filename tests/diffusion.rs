@@ -200,3 +200,67 @@ fn a_killed_generator_run_resumes_to_the_weights_of_an_uninterrupted_one() {
     let cached = ws.run(&script, &["--quiet"]);
     assert_eq!(value(&text(&cached).0, "cached"), "true");
 }
+
+/// Ctrl-C during a long `gen::sample` stops it at the next reverse step: `adainf run` exits
+/// with 130 and says the sampling was interrupted and nothing stored, and no samples file is
+/// left behind that a later run could load as finished.
+#[test]
+fn ctrl_c_stops_a_long_sampling_and_stores_nothing() {
+    let ws = Workspace::new("diffusion-ctrl-c");
+    let script = ws.script(
+        "sample.rhai",
+        r#"let real = data::synthetic(#{ n: 8, size: 16, seed: 0 });
+let g = gen::diffusion(real, #{ steps: 2, batch: 2, channels: 4, channel_mult: [1, 2],
+                               attention_at: [], timesteps: 1000 });
+print("trained");
+let s = gen::sample(g, 1000000, #{ steps: 1000, batch: 16 });
+print("sampled");
+"#,
+    );
+    let mut child = ws
+        .command(&script, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the sampling is running, then interrupt.
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "trained");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the sampling went on for 60 s after Ctrl-C");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted after") && stderr.contains("nothing was stored"),
+        "{stderr}"
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(!rest.contains("sampled"), "{rest}");
+    // Only the generator's folder: no samples file anywhere under the runs folder.
+    let folders: Vec<_> = std::fs::read_dir(ws.0.join("runs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .collect();
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    assert!(!folders[0].path().join("samples.npz").exists());
+}

@@ -180,6 +180,7 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
                 device: &g.device,
                 runs_dir: &st.runs_dir,
                 progress: progress.as_mut(),
+                cancel: &st.cancel,
                 retry_failed: st.retry_failed,
             },
         ))?;

@@ -614,6 +614,9 @@ pub struct SampleContext<'a> {
     pub runs_dir: &'a Path,
     /// Receives the images done.
     pub progress: &'a mut dyn Progress,
+    /// Checked before each reverse step; when set, sampling stops with `Error::Cancelled`
+    /// and nothing is stored.
+    pub cancel: &'a CancelFlag,
     /// Sample again a run whose files changed after it finished (`--retry-failed`).
     pub retry_failed: bool,
 }
@@ -683,16 +686,35 @@ impl DiffusionRun {
                 cached: true,
             });
         }
-        std::fs::create_dir_all(&dir).map_err(|e| Error::file(&dir, e))?;
-        write_json(&dir.join("config.json"), &spec)?;
         ctx.progress.start(&id, n, false);
         let start = Instant::now();
         let progress = &mut *ctx.progress;
-        let dataset = self.sample(n, cfg, ctx.device, |done| {
-            let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-9);
-            progress.update(done, f64::NAN, rate);
-        })?;
+        let mut finished = 0;
+        let drawn = self.sample(
+            n,
+            cfg,
+            ctx.device,
+            |done| {
+                finished = done;
+                let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                progress.update(done, f64::NAN, rate);
+            },
+            || ctx.cancel.is_cancelled(),
+        );
+        let dataset = match drawn {
+            Err(Error::Cancelled) => {
+                // Nothing of the run is written before its samples are all drawn, so an
+                // interrupted sampling leaves no file that could pass for its samples.
+                ctx.progress.note(&format!(
+                    "sampling {id} interrupted after {finished} of {n} images; nothing was stored, and running the script again samples them from the start"
+                ));
+                return Err(Error::Cancelled);
+            }
+            other => other?,
+        };
         let seconds = start.elapsed().as_secs_f64();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::file(&dir, e))?;
+        write_json(&dir.join("config.json"), &spec)?;
         crate::data::readers::npz::save_npz(&dataset, &dir.join(SAMPLES_FILE))?;
         let result = SampleResult {
             id: id.clone(),
@@ -715,13 +737,15 @@ impl DiffusionRun {
     }
 
     /// `n` generated images (labels -1) as a dataset, in memory (`sample_run` stores them in
-    /// a run folder); `progress` gets the images done.
+    /// a run folder); `progress` gets the images done; `Error::Cancelled` once `cancelled()`
+    /// says so (asked before each reverse step).
     pub fn sample(
         &self,
         n: usize,
         cfg: &SampleConfig,
         device: &Device,
         progress: impl FnMut(usize),
+        cancelled: impl Fn() -> bool,
     ) -> Result<Dataset> {
         cfg.check(n, &self.schedule)?;
         let [h, w, c] = self.result.shape;
@@ -737,6 +761,7 @@ impl DiffusionRun {
             cfg.batch,
             device,
             progress,
+            cancelled,
         )?;
         let mut pixels = Vec::with_capacity(n * h * w * c);
         for part in parts {
