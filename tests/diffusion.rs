@@ -101,15 +101,6 @@ s
     assert_eq!(got["labels"], serde_json::json!(vec![-1; 5]));
 }
 
-/// The tensor bytes of a burnpack file (`.bpk`): after the magic `NRUB`, a u16 version and a
-/// u32 (little-endian) header length, the CBOR header (names, shapes, offsets and each
-/// parameter's id, which is new in every process), then the data.
-fn tensor_data(file: &[u8]) -> &[u8] {
-    assert_eq!(&file[..4], b"NRUB", "not a burnpack file");
-    let header = u32::from_le_bytes([file[6], file[7], file[8], file[9]]) as usize;
-    &file[10 + header..]
-}
-
 /// A generator's script: a small UNet with dropout, trained long enough to be killed mid-way,
 /// with a checkpoint every 10 steps.
 const TRAIN: &str = r#"

@@ -17,11 +17,10 @@ use burn::tensor::Device;
 use crate::bench::{self, BenchConfig};
 use crate::data::batches::Placement;
 use crate::device::DeviceSpec;
+use crate::generator::diffusion;
 use crate::host::{Host, HostConfig, api};
 use crate::model::Backbone;
-use crate::runs::{
-    self, Executor, execute, local::Workers, request::RunRequest, slurm::SlurmOptions,
-};
+use crate::runs::{self, Executor, execute, local::Workers, request::Request, slurm::SlurmOptions};
 use crate::train::config::Precision;
 use crate::train::{CancelFlag, PretrainRequest, Progress, Silent, TrainContext};
 
@@ -135,7 +134,8 @@ struct RunArgs {
     /// value growing without end). Default: three quarters of the machine's memory.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     max_memory: Option<u64>,
-    /// Train up to N runs of a `train::pretrain_all` batch at once, in worker processes.
+    /// Train up to N runs of a batch (`train::pretrain_all`, `gen::diffusion_all`) at once, in
+    /// worker processes.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
     /// GPUs the local workers share (worker i gets cuda:i mod N; with --device cuda).
@@ -384,7 +384,7 @@ fn executor_of(args: &RunArgs) -> Result<(Executor, PathBuf), String> {
     }
 }
 
-/// `adainf worker`: trains each request under its claim.
+/// `adainf worker`: trains each request (a pretraining run or a generator) under its claim.
 fn worker(args: WorkerArgs) -> ExitCode {
     let mut requests = args.requests.clone();
     if let (Some(list), Some(index)) = (&args.list, args.index) {
@@ -419,8 +419,8 @@ fn worker(args: WorkerArgs) -> ExitCode {
     stop_with_driver(&cancel);
     let mut failed = 0;
     for path in &requests {
-        let outcome = RunRequest::read(path).and_then(|req| {
-            let dir = crate::train::run::run_dir(&args.runs_dir, &req.id);
+        let outcome = Request::read(path).and_then(|req| {
+            let dir = crate::train::run::run_dir(&args.runs_dir, req.id());
             // A run another live process trains is left to it: a worker does not sit on a
             // GPU (or a Slurm slot) waiting; the driver watches the run folder.
             if let Some(held) = runs::claim::state(&dir)
@@ -429,22 +429,39 @@ fn worker(args: WorkerArgs) -> ExitCode {
             {
                 eprintln!(
                     "run {}: being trained by {}; leaving it to that process",
-                    req.id,
+                    req.id(),
                     held.owner
                         .map_or("another process".to_string(), |o| o.to_string())
                 );
                 return Ok(());
             }
-            let (data, probe) = match req.datasets(&device) {
-                Ok(sets) => sets,
-                Err(e) => {
-                    // Recorded, so the driver reports it instead of resubmitting forever.
-                    std::fs::create_dir_all(&dir).ok();
-                    let _ = execute::record_failure(&dir, &e);
-                    return Err(e);
-                }
+            // A set that cannot be made again is recorded, so the driver reports it instead of
+            // resubmitting forever.
+            let recorded = |e: crate::error::Error| {
+                std::fs::create_dir_all(&dir).ok();
+                let _ = execute::record_failure(&dir, &e);
+                e
             };
             let mut progress = progress::Terminal::new();
+            let req = match req {
+                Request::Pretrain(req) => *req,
+                Request::Diffusion(req) => {
+                    let data = req.dataset(&device).map_err(recorded)?;
+                    return diffusion::run::train(
+                        &data,
+                        &req.config(),
+                        diffusion::run::DiffusionContext {
+                            device: &device,
+                            runs_dir: &args.runs_dir,
+                            progress: &mut progress,
+                            cancel: &cancel,
+                            retry_failed: args.retry_failed,
+                        },
+                    )
+                    .map(|_| ());
+                }
+            };
+            let (data, probe) = req.datasets(&device).map_err(recorded)?;
             execute::pretrain_claimed(
                 PretrainRequest {
                     config: req.config.clone(),
