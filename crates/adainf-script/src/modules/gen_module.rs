@@ -90,6 +90,10 @@ fn diffusion_batch(
     real: &Dataset,
     gens: Vec<PreparedGenerator>,
 ) -> Res<Vec<DiffusionHandle>> {
+    // Every generator's options are checked against the data before any is trained.
+    for g in &gens {
+        core(g.config.check(real))?;
+    }
     if !through_executor(st, gens.len()) {
         let mut out = Vec::with_capacity(gens.len());
         for g in gens {
@@ -112,7 +116,7 @@ fn diffusion_batch(
         }
         return Ok(out);
     }
-    // Every generator's options are checked against the data before any request is written.
+    // A set without a recipe is refused before any request is written.
     let requests = gens
         .iter()
         .map(|g| {
@@ -512,6 +516,41 @@ if mix.len() != 11 {{ throw `inflate: ${{mix.len()}}`; }}
         );
         run(&dir, &script).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `gen::diffusion_all` in this process returns the generators in order, each as
+    /// `gen::diffusion` gives it; a bad option in any item stops the call before the first
+    /// is trained, and a non-map item is named.
+    #[test]
+    fn diffusion_all_trains_in_order_and_checks_every_item_first() {
+        let dir = temp("all");
+        let script = format!(
+            r#"
+let real = data::synthetic(#{{ n: 8, size: 16, seed: 0 }});
+let gs = gen::diffusion_all(real, [#{{ {TINY}, seed: 1 }}, #{{ {TINY}, seed: 2 }}]);
+if gs.len() != 2 {{ throw "two"; }}
+let one = gen::diffusion(real, #{{ {TINY}, seed: 2 }});
+if !one.cached || one.id != gs[1].id || gs[0].id == gs[1].id {{ throw "order"; }}
+"#
+        );
+        run(&dir, &script).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        for (items, want) in [
+            (format!("#{{ {TINY} }}, #{{ {TINY}, ema: 1.5 }}"), "`ema`"),
+            (format!("#{{ {TINY} }}, 3"), "item 1 is"),
+        ] {
+            let dir = temp("all-bad");
+            let script = format!(
+                "let real = data::synthetic(#{{ n: 4, size: 16 }});\nlet g = gen::diffusion_all(real, [{items}]);\n"
+            );
+            let e = run(&dir, &script).unwrap_err();
+            assert!(
+                e.contains(want) && e.contains("diffusion.rhai:2:"),
+                "{items}: {e}"
+            );
+            assert!(!dir.join("runs").exists(), "{items}: nothing written");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 
     #[test]
