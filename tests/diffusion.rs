@@ -101,15 +101,6 @@ s
     assert_eq!(got["labels"], serde_json::json!(vec![-1; 5]));
 }
 
-/// The tensor bytes of a burnpack file (`.bpk`): after the magic `NRUB`, a u16 version and a
-/// u32 (little-endian) header length, the CBOR header (names, shapes, offsets and each
-/// parameter's id, which is new in every process), then the data.
-fn tensor_data(file: &[u8]) -> &[u8] {
-    assert_eq!(&file[..4], b"NRUB", "not a burnpack file");
-    let header = u32::from_le_bytes([file[6], file[7], file[8], file[9]]) as usize;
-    &file[10 + header..]
-}
-
 /// A generator's script: a small UNet with dropout, trained long enough to be killed mid-way,
 /// with a checkpoint every 10 steps.
 const TRAIN: &str = r#"
@@ -199,4 +190,68 @@ fn a_killed_generator_run_resumes_to_the_weights_of_an_uninterrupted_one() {
     // The same script again loads the sealed generator.
     let cached = ws.run(&script, &["--quiet"]);
     assert_eq!(value(&text(&cached).0, "cached"), "true");
+}
+
+/// Ctrl-C during a long `gen::sample` stops it at the next reverse step: `adainf run` exits
+/// with 130 and says the sampling was interrupted and nothing stored, and no samples file is
+/// left behind that a later run could load as finished.
+#[test]
+fn ctrl_c_stops_a_long_sampling_and_stores_nothing() {
+    let ws = Workspace::new("diffusion-ctrl-c");
+    let script = ws.script(
+        "sample.rhai",
+        r#"let real = data::synthetic(#{ n: 8, size: 16, seed: 0 });
+let g = gen::diffusion(real, #{ steps: 2, batch: 2, channels: 4, channel_mult: [1, 2],
+                               attention_at: [], timesteps: 1000 });
+print("trained");
+let s = gen::sample(g, 1000000, #{ steps: 1000, batch: 16 });
+print("sampled");
+"#,
+    );
+    let mut child = ws
+        .command(&script, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the sampling is running, then interrupt.
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "trained");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the sampling went on for 60 s after Ctrl-C");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted after") && stderr.contains("nothing was stored"),
+        "{stderr}"
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(!rest.contains("sampled"), "{rest}");
+    // Only the generator's folder: no samples file anywhere under the runs folder.
+    let folders: Vec<_> = std::fs::read_dir(ws.0.join("runs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .collect();
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    assert!(!folders[0].path().join("samples.npz").exists());
 }

@@ -1,6 +1,6 @@
-//! The executors end to end: local worker processes against the in-process run, two drivers
-//! racing on one sweep, a killed worker whose claim expires and whose run resumes, a failed
-//! run reported with its error, and `adainf runs`.
+//! The executors end to end: local worker processes against the in-process run (pretraining
+//! runs and generators), two drivers racing on one sweep, a killed worker whose claim expires
+//! and whose run resumes, a failed run reported with its error, and `adainf runs`.
 
 mod common;
 
@@ -277,4 +277,53 @@ fn a_failed_run_is_reported_with_its_error() {
         err.contains(": training 20 steps"),
         "a retry trains again: {err}"
     );
+}
+
+/// Generators trained by `--jobs 2` workers (`gen::diffusion_all`) are the in-process ones:
+/// the same ids in the script's order, the same EMA weights byte for byte and the same
+/// logged losses; each worker's log and request are in its run folder, and the same script
+/// again loads both without starting a worker.
+#[test]
+fn workers_train_generators_to_the_in_process_weights() {
+    let ws = Workspace::new("generator-workers");
+    let script = ws.script("g.rhai", GENERATORS);
+    let inline = run_in(&ws, &script, "a", &[]);
+    let (out_a, err_a) = text(&inline);
+    assert!(inline.status.success(), "{err_a}");
+    let workers = run_in(&ws, &script, "b", &["--jobs", "2"]);
+    let (out_b, err_b) = text(&workers);
+    assert!(workers.status.success(), "{err_b}");
+    assert!(
+        err_b.contains("2 run(s) to train in 2 worker process(es)"),
+        "{err_b}"
+    );
+    let (a, b) = (generator_results(&out_a), generator_results(&out_b));
+    assert_eq!(a.len(), 2, "{out_a}");
+    assert_eq!(a, b, "in-process vs workers");
+    assert!(b.iter().all(|(_, cached)| cached == "false"), "{out_b}");
+    assert_ne!(a[0].0, a[1].0);
+    let ids: Vec<String> = a.into_iter().map(|(id, _)| id).collect();
+    assert_same_generators(
+        &ws.0.join("a"),
+        &ws.0.join("b"),
+        &ids,
+        "in-process vs workers",
+    );
+    for id in &ids {
+        let dir = ws.0.join("b").join(id);
+        let request = std::fs::read_to_string(dir.join("request.json")).unwrap();
+        assert!(request.contains("\"kind\": \"diffusion\""), "{request}");
+        assert!(dir.join("worker.log").is_file());
+        assert!(
+            !dir.join("checkpoint").exists(),
+            "a finished generator keeps no checkpoint"
+        );
+    }
+    let again = run_in(&ws, &script, "b", &["--jobs", "2"]);
+    let (out, err) = text(&again);
+    assert!(again.status.success(), "{err}");
+    assert!(!err.contains("worker process"), "{err}");
+    let cached = generator_results(&out);
+    assert_eq!(cached.len(), 2);
+    assert!(cached.iter().all(|(_, c)| c == "true"), "{out}");
 }

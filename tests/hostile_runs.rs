@@ -112,6 +112,75 @@ fn a_rejected_run_leaves_the_runs_folder_unchanged() {
     assert_eq!(snapshot(&ws.0.join("runs")), before);
 }
 
+/// `adainf worker` on the request `edited` (written to `<ws>/NAME.json`): it must fail with
+/// code 1 and leave `<ws>/runs` as it was; its message.
+fn refused(ws: &Workspace, name: &str, edited: serde_json::Value) -> String {
+    let runs = ws.0.join("runs");
+    let path = ws.0.join(format!("{name}.json"));
+    std::fs::write(&path, edited.to_string()).unwrap();
+    let before = snapshot(&runs);
+    let out = bin()
+        .args(["worker", "--runs-dir"])
+        .arg(&runs)
+        .arg(&path)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+    assert_eq!(snapshot(&runs), before, "{name}");
+    stderr
+}
+
+/// A generator's request edited by hand is refused by `adainf worker` with the reason, before
+/// anything is written: an id that is a path, options that cannot train (checked without the
+/// data, and against it), an unknown run kind, an unknown option.
+#[test]
+fn an_edited_generator_request_is_refused_clearly() {
+    let ws = Workspace::new("edited-generator-request");
+    let script = ws.script("g.rhai", GENERATORS);
+    let out = ws.run(&script, &["--jobs", "2", "--quiet"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let id = value(&text(&out).0, "id");
+    let original: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(ws.0.join("runs").join(&id).join("request.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(original["kind"], "diffusion");
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = original.clone();
+        f(&mut v);
+        v
+    };
+    for (name, edited, want) in [
+        (
+            "escape",
+            edit(&|v| v["id"] = "../escaped".into()),
+            "not a run id",
+        ),
+        ("steps", edit(&|v| v["config"]["steps"] = 0.into()), "steps"),
+        (
+            "mult",
+            edit(&|v| v["config"]["channel_mult"] = serde_json::json!([])),
+            "channel_mult",
+        ),
+        ("kind", edit(&|v| v["kind"] = "gan".into()), "`kind`"),
+        (
+            "unknown",
+            edit(&|v| v["config"]["stepz"] = 3.into()),
+            "stepz",
+        ),
+    ] {
+        let stderr = refused(&ws, name, edited);
+        assert!(stderr.contains(want), "{name}: {stderr}");
+        assert!(stderr.contains(&format!("{name}.json")), "{name}: {stderr}");
+    }
+    assert!(
+        !ws.0.join("escaped").exists(),
+        "a folder was made outside the runs folder"
+    );
+}
+
 /// A request edited to carry another method's setting (a queue for SimCLR, Barlow's scale for
 /// BYOL) is refused with the key and its method named, before anything is written; no panic.
 #[test]
@@ -121,25 +190,7 @@ fn an_edited_request_with_another_methods_settings_is_a_clear_error() {
     let request = dir.join("request.json");
     let original: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&request).unwrap()).unwrap();
-    let runs = ws.0.join("runs");
-    // `adainf worker` on `edited`: it must fail with code 1 and leave the runs folder as it
-    // was; its message.
-    let refused = |name: &str, edited: serde_json::Value| -> String {
-        let path = ws.0.join(format!("{name}.json"));
-        std::fs::write(&path, edited.to_string()).unwrap();
-        let before = snapshot(&runs);
-        let out = bin()
-            .args(["worker", "--runs-dir"])
-            .arg(&runs)
-            .arg(&path)
-            .output()
-            .unwrap();
-        let (_, stderr) = text(&out);
-        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
-        assert_eq!(snapshot(&runs), before, "{name}");
-        stderr
-    };
+    let refused = |name: &str, edited: serde_json::Value| refused(&ws, name, edited);
     // A setting of another method than the request's cannot be read into its config.
     for (method, foreign, owner) in [
         ("simclr", "queue_size", "mocov2"),

@@ -1,6 +1,7 @@
 //! `--executor slurm` on a real Slurm: a sweep of four tiny runs as one job array, one array
 //! task requeued mid-run (it resumes from its checkpoint), and results equal to a local
-//! sequential run of the same script. Needs a running Slurm whose nodes share this machine's
+//! sequential run of the same script; two generators (`gen::diffusion_all`) as an array, equal
+//! to local ones. Needs a running Slurm whose nodes share this machine's
 //! filesystem: CI starts one (scripts/slurm-local.sh) and sets ADAINF_SLURM_TEST=1; elsewhere
 //! the test says it did not run.
 
@@ -24,10 +25,18 @@ fn sweep() -> &'static str {
     "#
 }
 
+/// Whether a Slurm is there to test against; says so when not.
+fn slurm_here() -> bool {
+    let here = std::env::var("ADAINF_SLURM_TEST").as_deref() == Ok("1");
+    if !here {
+        eprintln!("not run: set ADAINF_SLURM_TEST=1 with a running Slurm (scripts/slurm-local.sh)");
+    }
+    here
+}
+
 #[test]
 fn a_sweep_runs_as_a_job_array_and_a_requeued_task_resumes() {
-    if std::env::var("ADAINF_SLURM_TEST").as_deref() != Ok("1") {
-        eprintln!("not run: set ADAINF_SLURM_TEST=1 with a running Slurm (scripts/slurm-local.sh)");
+    if !slurm_here() {
         return;
     }
     let ws = Workspace::new("slurm");
@@ -124,5 +133,57 @@ fn a_sweep_runs_as_a_job_array_and_a_requeued_task_resumes() {
     assert!(
         logs.contains("resuming from the checkpoint at step"),
         "{logs}"
+    );
+}
+
+/// Two generators of one `gen::diffusion_all` batch train as a job array to the weights of
+/// local in-process ones (byte for byte), and a second driver loads them from the cache.
+#[test]
+fn generators_train_as_a_job_array() {
+    if !slurm_here() {
+        return;
+    }
+    let ws = Workspace::new("slurm-generators");
+    let script = ws.script("g.rhai", GENERATORS);
+    let local = bin()
+        .arg("run")
+        .arg(&script)
+        .arg("--runs-dir")
+        .arg(ws.0.join("local"))
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    let (local_out, local_err) = text(&local);
+    assert!(local.status.success(), "{local_err}");
+    let runs = ws.0.join("runs");
+    let slurm = || {
+        bin()
+            .arg("run")
+            .arg(&script)
+            .arg("--runs-dir")
+            .arg(&runs)
+            .args(["--executor", "slurm"])
+            .output()
+            .unwrap()
+    };
+    let out = slurm();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("submitted 2 run(s) as Slurm array job"),
+        "{stderr}"
+    );
+    let (a, b) = (generator_results(&stdout), generator_results(&local_out));
+    assert_eq!(a.len(), 2, "{stdout}");
+    assert_eq!(a, b, "Slurm vs local");
+    let ids: Vec<String> = a.into_iter().map(|(id, _)| id).collect();
+    assert_same_generators(&runs, &ws.0.join("local"), &ids, "Slurm vs local");
+    let again = slurm();
+    let (stdout, stderr) = text(&again);
+    assert!(again.status.success(), "{stderr}");
+    assert!(!stderr.contains("submitted"), "{stderr}");
+    assert!(
+        generator_results(&stdout).iter().all(|(_, c)| c == "true"),
+        "{stdout}"
     );
 }

@@ -19,12 +19,10 @@ use crate::bench::peer::{self, PeerOptions, PeerOutcome};
 use crate::bench::{self, BenchConfig};
 use crate::data::batches::Placement;
 use crate::device::DeviceSpec;
-use crate::generator::diffusion::run::SampleConfig;
+use crate::generator::diffusion::run::{self as diffusion_run, SampleConfig};
 use crate::host::{Host, HostConfig, api};
 use crate::model::Backbone;
-use crate::runs::{
-    self, Executor, execute, local::Workers, request::RunRequest, slurm::SlurmOptions,
-};
+use crate::runs::{self, Executor, execute, local::Workers, request::Request, slurm::SlurmOptions};
 use crate::train::config::Precision;
 use crate::train::{CancelFlag, Progress, Silent, TrainContext};
 
@@ -139,7 +137,8 @@ struct RunArgs {
     /// value growing without end). Default: three quarters of the machine's memory.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     max_memory: Option<u64>,
-    /// Train up to N runs of a `train::pretrain_all` batch at once, in worker processes.
+    /// Train up to N runs of a batch (`train::pretrain_all`, `gen::diffusion_all`) at once, in
+    /// worker processes.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
     /// GPUs the local workers share (worker i gets cuda:i mod N; with --device cuda).
@@ -515,7 +514,7 @@ fn executor_of(args: &RunArgs) -> Result<(Executor, PathBuf), String> {
     }
 }
 
-/// `adainf worker`: trains each request under its claim.
+/// `adainf worker`: trains each request (a pretraining run or a generator) under its claim.
 fn worker(args: WorkerArgs) -> ExitCode {
     let mut requests = args.requests.clone();
     if let (Some(list), Some(index)) = (&args.list, args.index) {
@@ -550,8 +549,8 @@ fn worker(args: WorkerArgs) -> ExitCode {
     stop_with_driver(&cancel);
     let mut failed = 0;
     for path in &requests {
-        let outcome = RunRequest::read(path).and_then(|req| {
-            let dir = crate::train::run::run_dir(&args.runs_dir, &req.id);
+        let outcome = Request::read(path).and_then(|req| {
+            let dir = crate::train::run::run_dir(&args.runs_dir, req.id());
             // A run another live process trains is left to it: a worker does not sit on a
             // GPU (or a Slurm slot) waiting; the driver watches the run folder.
             if let Some(held) = runs::claim::state(&dir)
@@ -560,22 +559,40 @@ fn worker(args: WorkerArgs) -> ExitCode {
             {
                 eprintln!(
                     "run {}: being trained by {}; leaving it to that process",
-                    req.id,
+                    req.id(),
                     held.owner
                         .map_or("another process".to_string(), |o| o.to_string())
                 );
                 return Ok(());
             }
-            // A request that does not make its run is recorded, so the driver reports it
-            // instead of resubmitting it forever.
-            let recorded = |e: crate::Error| {
+            // A set that cannot be made again, or a request that does not make its run, is
+            // recorded, so the driver reports it instead of resubmitting it forever.
+            let recorded = |e: crate::error::Error| {
                 std::fs::create_dir_all(&dir).ok();
                 let _ = execute::record_failure(&dir, &e);
                 e
             };
+            let mut progress = progress::Terminal::new();
+            let req = match req {
+                Request::Pretrain(req) => *req,
+                Request::Diffusion(req) => {
+                    let data = req.dataset(&device).map_err(&recorded)?;
+                    return diffusion_run::train(
+                        &data,
+                        &req.config(),
+                        diffusion_run::DiffusionContext {
+                            device: &device,
+                            runs_dir: &args.runs_dir,
+                            progress: &mut progress,
+                            cancel: &cancel,
+                            retry_failed: args.retry_failed,
+                        },
+                    )
+                    .map(|_| ());
+                }
+            };
             let (data, probe) = req.datasets(&device).map_err(&recorded)?;
             let run = req.checked(&data, probe.as_ref()).map_err(&recorded)?;
-            let mut progress = progress::Terminal::new();
             execute::pretrain_claimed(
                 run,
                 TrainContext {

@@ -71,6 +71,66 @@ impl Drop for Workspace {
     }
 }
 
+/// The tensor bytes of a burnpack file (`.bpk`): after the magic `NRUB`, a u16 version and a
+/// u32 (little-endian) header length, the CBOR header (names, shapes, offsets and each
+/// parameter's id, which is new in every process), then the data.
+pub fn tensor_data(file: &[u8]) -> &[u8] {
+    assert_eq!(&file[..4], b"NRUB", "not a burnpack file");
+    let header = u32::from_le_bytes([file[6], file[7], file[8], file[9]]) as usize;
+    &file[10 + header..]
+}
+
+/// Two tiny DDPM generators (seeds 0 and 1, with dropout and checkpoints) as one
+/// `gen::diffusion_all` batch; each prints its id, whether it was cached and its final loss.
+pub const GENERATORS: &str = r#"
+let real = data::synthetic(#{ n: 16, seed: 1, size: 16 });
+let base = #{ steps: 6, batch: 4, channels: 4, channel_mult: [1, 2], attention_at: [8],
+              timesteps: 50, dropout: 0.1, checkpoint_every: 3 };
+let configs = [];
+for s in 0..2 { let c = base; c.seed = s; configs.push(c); }
+for g in gen::diffusion_all(real, configs) {
+    print(`id=${g.id} cached=${g.cached} loss=${g.info().final_loss}`);
+}
+"#;
+
+/// The `id=… cached=…` lines of `GENERATORS`: (id, cached).
+pub fn generator_results(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("id="))
+        .map(|l| (value(l, "id"), value(l, "cached")))
+        .collect()
+}
+
+/// The generator runs `ids` in `a` and `b` are the same: EMA weights equal byte for byte,
+/// the same logged losses.
+pub fn assert_same_generators(a: &Path, b: &Path, ids: &[String], what: &str) {
+    for id in ids {
+        let read = |dir: &Path, f: &str| std::fs::read(dir.join(id).join(f)).unwrap();
+        let (wa, wb) = (read(a, "ema.bpk"), read(b, "ema.bpk"));
+        let (ta, tb) = (tensor_data(&wa), tensor_data(&wb));
+        assert_eq!(ta.len(), tb.len(), "{what}: {id}");
+        let differing = ta.iter().zip(tb).filter(|(x, y)| x != y).count();
+        assert_eq!(
+            differing, 0,
+            "{what}: {id}: {differing} weight bytes differ"
+        );
+        let losses = |dir: &Path| -> Vec<(u64, f64)> {
+            String::from_utf8(read(dir, "metrics.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+                .collect()
+        };
+        assert_eq!(
+            losses(a),
+            losses(b),
+            "{what}: {id}: the logged steps and losses"
+        );
+    }
+}
+
 /// Makes a FIFO at `path` (a file that blocks its reader until someone writes).
 pub fn mkfifo(path: &Path) {
     let made = Command::new("mkfifo").arg(path).status().unwrap();

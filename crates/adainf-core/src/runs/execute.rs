@@ -190,16 +190,18 @@ pub fn record_failure(dir: &Path, error: &Error) -> Result<()> {
     write_json(&dir.join(FAILED_FILE), &record)
 }
 
-/// A run that a worker was asked to train: finished, or the error that says why not. A run
-/// that another live process is training (its claim is fresh) is waited for.
-pub fn collect(
+/// A run that a worker was asked to train, of any kind: finished (`load` gives it once it is
+/// sealed), or the error that says why not. A run that another live process is training (its
+/// claim is fresh) is waited for.
+pub fn collect<T>(
     runs_dir: &Path,
     id: &str,
     cancel: &crate::train::CancelFlag,
-) -> Result<FinishedRun> {
+    load: impl Fn(&Path) -> Result<Option<T>>,
+) -> Result<T> {
     let dir = run_dir(runs_dir, id);
     loop {
-        if let Some(run) = load_finished(&dir)? {
+        if let Some(run) = load(&dir)? {
             return Ok(run);
         }
         if let Some(f) = failure(&dir) {

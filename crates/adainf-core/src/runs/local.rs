@@ -1,5 +1,5 @@
-//! `--jobs N`: the runs of a batch in up to N worker processes on this machine (`adainf worker
-//! REQUEST`), each under its run's claim, so two drivers on one sweep never train a run twice.
+//! `--jobs N`: the runs of a batch (of any run kind: pretraining runs, generators) in up to N
+//! worker processes on this machine (`adainf worker REQUEST`), each under its run's claim, so two drivers on one sweep never train a run twice.
 //! A worker's output goes to its run's `worker.log`. On a GPU device, worker slot i gets
 //! device i mod the number of GPUs; on flex the CPU threads are divided between the workers.
 
@@ -8,10 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::execute::failure;
-use super::request::RunRequest;
+use super::request::{Request, RunKind};
 use super::{REQUEST_FILE, WORKER_LOG};
 use crate::error::{Error, Result};
-use crate::train::run::{load_finished, read_metrics, run_dir, write_json};
+use crate::train::run::{read_rows, run_dir, write_json};
 use crate::train::{CancelFlag, Progress};
 
 /// The environment variable that gives a worker its driver's pid: the worker stops (after a
@@ -33,24 +33,24 @@ pub struct Workers {
     pub retry_failed: bool,
 }
 
-/// Whether a run still has to be trained by someone (not finished, and not a recorded
-/// failure that is not to be retried).
-pub fn needs_training(runs_dir: &Path, id: &str, retry_failed: bool) -> bool {
+/// Whether a run of `kind` still has to be trained by someone (not finished, and not a
+/// recorded failure that is not to be retried).
+pub fn needs_training(runs_dir: &Path, id: &str, kind: RunKind, retry_failed: bool) -> bool {
     let dir = run_dir(runs_dir, id);
-    if retry_failed && crate::train::seal::damaged(&dir, &crate::train::seal::pretrain_files()) {
+    if retry_failed && crate::train::seal::damaged(&dir, &kind.sealed_files()) {
         return true;
     }
-    match load_finished(&dir) {
-        Ok(Some(_)) => false,
-        Ok(None) => retry_failed || failure(&dir).is_none(),
+    match kind.finished(&dir) {
+        Ok(true) => false,
+        Ok(false) => retry_failed || failure(&dir).is_none(),
         // Changed after it finished: trained again on a retry, reported otherwise.
         Err(_) => retry_failed,
     }
 }
 
 /// Writes each request into its run folder and returns the path.
-pub fn write_request(runs_dir: &Path, request: &RunRequest) -> Result<PathBuf> {
-    let dir = run_dir(runs_dir, &request.id);
+pub fn write_request(runs_dir: &Path, request: &Request) -> Result<PathBuf> {
+    let dir = run_dir(runs_dir, request.id());
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::file(&dir, format!("cannot create the run folder: {e}")))?;
     let path = dir.join(REQUEST_FILE);
@@ -58,13 +58,20 @@ pub fn write_request(runs_dir: &Path, request: &RunRequest) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// One line per run in flight: its step of its total and its last loss, from its
-/// `metrics.jsonl` (runs that have not logged yet say so).
+/// The fields every run kind's `metrics.jsonl` rows have.
+#[derive(Clone, serde::Deserialize)]
+struct StepLoss {
+    step: usize,
+    loss: f64,
+}
+
+/// One line per run in flight: its step and its last loss, from its `metrics.jsonl` (runs
+/// that have not logged yet say so).
 pub fn live_lines(runs_dir: &Path, ids: &[&str]) -> Vec<String> {
     ids.iter()
         .map(|id| {
             let dir = run_dir(runs_dir, id);
-            let last = read_metrics(&dir.join("metrics.jsonl"))
+            let last = read_rows::<StepLoss>(&dir.join("metrics.jsonl"))
                 .ok()
                 .and_then(|m| m.last().cloned());
             let short = super::short_id(id);
@@ -79,7 +86,7 @@ pub fn live_lines(runs_dir: &Path, ids: &[&str]) -> Vec<String> {
 /// Trains the requests that need it in worker processes and returns when every worker has
 /// exited (the caller then collects each run from its folder).
 pub fn run_workers(
-    requests: &[RunRequest],
+    requests: &[Request],
     runs_dir: &Path,
     workers: &Workers,
     progress: &mut dyn Progress,
@@ -87,11 +94,11 @@ pub fn run_workers(
 ) -> Result<()> {
     let mut queue: Vec<(String, PathBuf, Option<&str>)> = Vec::new();
     for r in requests {
-        if needs_training(runs_dir, &r.id, workers.retry_failed)
-            && !queue.iter().any(|(id, ..)| *id == r.id)
+        if needs_training(runs_dir, r.id(), r.kind(), workers.retry_failed)
+            && !queue.iter().any(|(id, ..)| id == r.id())
         {
             let path = write_request(runs_dir, r)?;
-            queue.push((r.id.clone(), path, r.device.as_deref()));
+            queue.push((r.id().to_string(), path, r.device()));
         }
     }
     if queue.is_empty() {

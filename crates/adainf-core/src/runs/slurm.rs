@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::local::{live_lines, needs_training, write_request};
-use super::request::RunRequest;
+use super::request::{Request, RunKind};
 use crate::data::hash_hex;
 use crate::error::{Error, Result};
 use crate::train::run::run_dir;
@@ -181,13 +181,14 @@ fn task_alive(dir: &Path) -> Result<bool> {
 /// Whether run `id` is submitted now: it still needs training and no live process holds its
 /// claim (`claim::held_live`, the rule used everywhere else: fresh, and its owner not known to
 /// be gone; a fresh claim of a process that exited does not hold a run back).
-fn to_submit(runs_dir: &Path, id: &str, retry_failed: bool) -> bool {
-    needs_training(runs_dir, id, retry_failed) && !super::claim::held_live(&run_dir(runs_dir, id))
+fn to_submit(runs_dir: &Path, id: &str, kind: RunKind, retry_failed: bool) -> bool {
+    needs_training(runs_dir, id, kind, retry_failed)
+        && !super::claim::held_live(&run_dir(runs_dir, id))
 }
 
 /// Submits the runs of `requests` that need training as one array job and waits for them.
 pub fn run_array(
-    requests: &[RunRequest],
+    requests: &[Request],
     sub: &Submission,
     progress: &mut dyn Progress,
     cancel: &CancelFlag,
@@ -204,16 +205,17 @@ pub fn run_array(
     }
     let mut ids: Vec<String> = Vec::new();
     for r in requests {
-        if to_submit(runs_dir, &r.id, sub.retry_failed) && !ids.contains(&r.id) {
+        let id = r.id().to_string();
+        if to_submit(runs_dir, &id, r.kind(), sub.retry_failed) && !ids.contains(&id) {
             write_request(runs_dir, r)?;
-            ids.push(r.id.clone());
+            ids.push(id);
         }
     }
     // Runs another driver's tasks are training are waited for, not submitted again.
-    let watched: Vec<String> = requests
+    let watched: Vec<(String, RunKind)> = requests
         .iter()
-        .map(|r| r.id.clone())
-        .filter(|id| needs_training(runs_dir, id, sub.retry_failed))
+        .filter(|r| needs_training(runs_dir, r.id(), r.kind(), sub.retry_failed))
+        .map(|r| (r.id().to_string(), r.kind()))
         .collect();
     let (job, batch_dir) = if ids.is_empty() {
         (None, None)
@@ -293,7 +295,8 @@ pub fn run_array(
         // Runs neither finished nor failed (a retry's old failure was cleared at submission).
         let pending: Vec<&String> = watched
             .iter()
-            .filter(|id| needs_training(runs_dir, id, false))
+            .filter(|(id, kind)| needs_training(runs_dir, id, *kind, false))
+            .map(|(id, _)| id)
             .collect();
         if pending.is_empty() {
             return Ok(());
@@ -433,9 +436,11 @@ mod tests {
             },
         );
         claim_file("live", &me);
-        assert!(to_submit(&runs, "gone", false));
-        assert!(!to_submit(&runs, "live", false));
-        assert!(to_submit(&runs, "unclaimed", false));
+        for kind in [RunKind::Pretrain, RunKind::Diffusion] {
+            assert!(to_submit(&runs, "gone", kind, false));
+            assert!(!to_submit(&runs, "live", kind, false));
+            assert!(to_submit(&runs, "unclaimed", kind, false));
+        }
         std::fs::remove_dir_all(&runs).unwrap();
     }
 

@@ -1,5 +1,7 @@
 //! The `gen` module (a Gaussian-mixture generator, the DDPM generator, the generator gap) and
-//! the `Generator` and `DiffusionGenerator` handles.
+//! the `Generator` and `DiffusionGenerator` handles. DDPM generators train through the host's
+//! executor as pretraining runs do (`gen::diffusion` is a batch of one, `gen::diffusion_all` a
+//! batch): in this process, in `--jobs` workers or as a Slurm array.
 
 use super::*;
 
@@ -44,16 +46,102 @@ struct DiffusionRunOptions {
     precision: crate::train::config::Precision,
 }
 
-/// The options of `gen::diffusion`: the core's config and the run options.
-fn diffusion_options(opts: &Map) -> Res<(DiffusionConfig, DiffusionRunOptions)> {
-    const FN: &str = "gen::diffusion";
-    options::check(FN, opts, DIFFUSION)?;
+/// One generator a script asked for: its options and where it trains.
+struct PreparedGenerator {
+    config: DiffusionConfig,
+    /// The device it trains on in this process, and its samples are drawn on.
+    device: burn::tensor::Device,
+    /// Its `device` option as written (sent to workers).
+    device_name: Option<String>,
+}
+
+/// The options of `function` (`gen::diffusion`, `gen::diffusion_all`): the core's config and
+/// the run options, checked, with the device opened.
+fn prepare_diffusion(function: &str, st: &HostState, opts: &Map) -> Res<PreparedGenerator> {
+    options::check(function, opts, DIFFUSION)?;
     let (run, config) = options::split_json::<DiffusionRunOptions>(opts, DIFFUSION);
     let empty = serde_json::Map::new();
-    Ok((
-        options::deserialize_over(FN, &empty, config).map_err(runtime_error)?,
-        options::deserialize_over(FN, &empty, run).map_err(runtime_error)?,
-    ))
+    let config: DiffusionConfig =
+        options::deserialize_over(function, &empty, config).map_err(runtime_error)?;
+    let run: DiffusionRunOptions =
+        options::deserialize_over(function, &empty, run).map_err(runtime_error)?;
+    if run.precision != crate::train::config::Precision::F32 {
+        return fail(format!(
+            "{function}: invalid option `precision`: \"{}\" is not supported yet; only \"f32\"",
+            run.precision.name()
+        ));
+    }
+    let device = match &run.device {
+        Some(name) => core(DeviceSpec::parse(name).and_then(|d| d.open()))?,
+        None => st.device.clone(),
+    };
+    Ok(PreparedGenerator {
+        config,
+        device,
+        device_name: run.device,
+    })
+}
+
+/// Trains (or loads) the generators on `real` in order, through the host's executor (as
+/// `train::pretrain_all` does): in this process one after another, or in local workers, or as
+/// a Slurm array; each exactly once across every process sharing the runs folder.
+fn diffusion_batch(
+    st: &HostState,
+    real: &Dataset,
+    gens: Vec<PreparedGenerator>,
+) -> Res<Vec<DiffusionHandle>> {
+    // Every generator's options are checked against the data before any is trained.
+    for g in &gens {
+        core(g.config.check(real))?;
+    }
+    if !through_executor(st, gens.len()) {
+        let mut out = Vec::with_capacity(gens.len());
+        for g in gens {
+            let mut progress = (st.progress)();
+            let run = core(diffusion::run::train(
+                real,
+                &g.config,
+                diffusion::run::DiffusionContext {
+                    device: &g.device,
+                    runs_dir: &st.runs_dir,
+                    progress: progress.as_mut(),
+                    cancel: &st.cancel,
+                    retry_failed: st.retry_failed,
+                },
+            ))?;
+            out.push(DiffusionHandle {
+                run: Rc::new(run),
+                device: g.device,
+            });
+        }
+        return Ok(out);
+    }
+    // A set without a recipe is refused before any request is written.
+    let requests = gens
+        .iter()
+        .map(|g| {
+            core(DiffusionRequest::new(
+                real,
+                &g.config,
+                g.device_name.clone(),
+            ))
+            .map(|r| Request::Diffusion(Box::new(r)))
+        })
+        .collect::<Res<Vec<_>>>()?;
+    let finished = execute_batch(st, &requests, |i, _| {
+        diffusion::run::load(real, &gens[i].config, &st.runs_dir, &gens[i].device)
+    })?;
+    Ok(gens
+        .into_iter()
+        .zip(finished)
+        .map(|(g, (run, trained_now))| DiffusionHandle {
+            run: Rc::new(DiffusionRun {
+                cached: !trained_now,
+                ..run
+            }),
+            device: g.device,
+        })
+        .collect())
 }
 
 /// `Generator`: `info()` with its gap against the images it was fitted on.
@@ -144,33 +232,28 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
     register!(m, "diffusion", move |real: Dataset,
                                     opts: Map|
           -> Res<DiffusionHandle> {
-        let (cfg, run) = diffusion_options(&opts)?;
-        if run.precision != crate::train::config::Precision::F32 {
-            return fail(format!(
-                "gen::diffusion: invalid option `precision`: \"{}\" is not supported yet; only \"f32\"",
-                run.precision.name()
-            ));
-        }
-        let device = match &run.device {
-            Some(name) => core(DeviceSpec::parse(name).and_then(|d| d.open()))?,
-            None => st.device.clone(),
-        };
-        let mut progress = (st.progress)();
-        let run = core(diffusion::run::train(
-            &real,
-            &cfg,
-            diffusion::run::DiffusionContext {
-                device: &device,
-                runs_dir: &st.runs_dir,
-                progress: progress.as_mut(),
-                cancel: &st.cancel,
-                retry_failed: st.retry_failed,
-            },
-        ))?;
-        Ok(DiffusionHandle {
-            run: Rc::new(run),
-            device,
-        })
+        let g = prepare_diffusion("gen::diffusion", &st, &opts)?;
+        Ok(diffusion_batch(&st, &real, vec![g])?.remove(0))
+    });
+    let st = state.clone();
+    register!(m, "diffusion_all", move |real: Dataset,
+                                        configs: Array|
+          -> Res<Array> {
+        let gens = configs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c.clone().try_cast::<Map>() {
+                Some(opts) => prepare_diffusion("gen::diffusion_all", &st, &opts),
+                None => fail(format!(
+                    "gen::diffusion_all takes an array of option maps; item {i} is {}",
+                    options::type_name(c)
+                )),
+            })
+            .collect::<Res<Vec<_>>>()?;
+        Ok(diffusion_batch(&st, &real, gens)?
+            .into_iter()
+            .map(Dynamic::from)
+            .collect())
     });
     let st = state.clone();
     let sample_diffusion = move |g: DiffusionHandle, n: i64, opts: Map| -> Res<Dataset> {
@@ -186,6 +269,7 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
                 device: &g.device,
                 runs_dir: &st.runs_dir,
                 progress: progress.as_mut(),
+                cancel: &st.cancel,
                 retry_failed: st.retry_failed,
             },
         ))?;
@@ -351,7 +435,14 @@ pub(super) fn entries() -> Vec<ApiEntry> {
         entry(
             "gen::diffusion",
             "gen::diffusion(real, opts) -> DiffusionGenerator",
-            "trains a DDPM (the UNet of Ho et al. 2020, ε-prediction, linear β, AdamW, EMA weights) on real images as a cached run (id, dir, cached, metrics, info())",
+            "trains a DDPM (the UNet of Ho et al. 2020, ε-prediction, linear β, AdamW, EMA weights) on real images as a cached run (id, dir, cached, metrics, info()); a batch of one for the executor, like train::pretrain (with `--executor slurm` it trains on the cluster)",
+            DIFFUSION,
+        )
+        .typed(options::typed_pair::<DiffusionConfig, DiffusionRunOptions>()),
+        entry(
+            "gen::diffusion_all",
+            "gen::diffusion_all(real, [opts, ...]) -> array",
+            "trains (or loads) several DDPM generators on the same real images and returns them in order, as train::pretrain_all does runs: one after another by default, in parallel with `adainf run --jobs N` (worker processes) or `--executor slurm` (one job array); each is trained exactly once across every process sharing the runs folder, with the weights it gets in this process",
             DIFFUSION,
         )
         .typed(options::typed_pair::<DiffusionConfig, DiffusionRunOptions>()),
@@ -431,6 +522,41 @@ if mix.len() != 11 {{ throw `inflate: ${{mix.len()}}`; }}
         );
         run(&dir, &script).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `gen::diffusion_all` in this process returns the generators in order, each as
+    /// `gen::diffusion` gives it; a bad option in any item stops the call before the first
+    /// is trained, and a non-map item is named.
+    #[test]
+    fn diffusion_all_trains_in_order_and_checks_every_item_first() {
+        let dir = temp("all");
+        let script = format!(
+            r#"
+let real = data::synthetic(#{{ n: 8, size: 16, seed: 0 }});
+let gs = gen::diffusion_all(real, [#{{ {TINY}, seed: 1 }}, #{{ {TINY}, seed: 2 }}]);
+if gs.len() != 2 {{ throw "two"; }}
+let one = gen::diffusion(real, #{{ {TINY}, seed: 2 }});
+if !one.cached || one.id != gs[1].id || gs[0].id == gs[1].id {{ throw "order"; }}
+"#
+        );
+        run(&dir, &script).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        for (items, want) in [
+            (format!("#{{ {TINY} }}, #{{ {TINY}, ema: 1.5 }}"), "`ema`"),
+            (format!("#{{ {TINY} }}, 3"), "item 1 is"),
+        ] {
+            let dir = temp("all-bad");
+            let script = format!(
+                "let real = data::synthetic(#{{ n: 4, size: 16 }});\nlet g = gen::diffusion_all(real, [{items}]);\n"
+            );
+            let e = run(&dir, &script).unwrap_err();
+            assert!(
+                e.contains(want) && e.contains("diffusion.rhai:2:"),
+                "{items}: {e}"
+            );
+            assert!(!dir.join("runs").exists(), "{items}: nothing written");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 
     #[test]

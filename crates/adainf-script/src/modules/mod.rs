@@ -32,7 +32,8 @@ use crate::generator::diffusion::{
 use crate::generator::{Gmm, GmmConfig, fit_gmm, frechet};
 use crate::method::Method;
 use crate::report::{self, Cell, Row};
-use crate::runs::{Executor, execute, local, request::RunRequest, slurm};
+use crate::runs::request::{DiffusionRequest, Request, RunRequest};
+use crate::runs::{Executor, execute, local, slurm};
 use crate::theory::{
     self,
     estimate::{EstimateConfig, Space},
@@ -272,6 +273,77 @@ fn run_row_map(h: &RunHandle) -> Map {
         m.insert(k.clone(), v.clone());
     }
     m
+}
+
+/// Whether a batch of `n` runs goes to the host's executor (local workers, a Slurm array)
+/// rather than being trained in this process: a single run gains nothing from a local worker.
+fn through_executor(st: &HostState, n: usize) -> bool {
+    match &st.executor {
+        Executor::InProcess => false,
+        Executor::Local(_) => n > 1,
+        Executor::Slurm { .. } => true,
+    }
+}
+
+/// Trains `requests` (runs of any kind) through the host's executor — local workers or one
+/// Slurm array — and returns each finished run, in order, as `load` gives it from its folder
+/// (`load(i, dir)` for request i), with whether it was trained now rather than found in the
+/// cache. Runs that did not finish are reported together; the others stay in the run cache.
+fn execute_batch<T>(
+    st: &HostState,
+    requests: &[Request],
+    load: impl Fn(usize, &std::path::Path) -> crate::error::Result<Option<T>>,
+) -> Res<Vec<(T, bool)>> {
+    // Runs the workers train now are not cached, the others are.
+    let to_train: Vec<bool> = requests
+        .iter()
+        .map(|r| local::needs_training(&st.runs_dir, r.id(), r.kind(), st.retry_failed))
+        .collect();
+    let mut progress = (st.progress)();
+    match &st.executor {
+        Executor::Local(workers) => core(local::run_workers(
+            requests,
+            &st.runs_dir,
+            workers,
+            progress.as_mut(),
+            &st.cancel,
+        ))?,
+        Executor::Slurm {
+            options,
+            binary,
+            device,
+        } => core(slurm::run_array(
+            requests,
+            &slurm::Submission {
+                binary,
+                runs_dir: &st.runs_dir,
+                device,
+                retry_failed: st.retry_failed,
+                options,
+                marker_timeout: slurm::MARKER_TIMEOUT,
+            },
+            progress.as_mut(),
+            &st.cancel,
+        ))?,
+        Executor::InProcess => {}
+    }
+    let mut out = Vec::with_capacity(requests.len());
+    let mut failures = Vec::new();
+    for (i, (r, trained_now)) in requests.iter().zip(to_train).enumerate() {
+        match execute::collect(&st.runs_dir, r.id(), &st.cancel, |dir| load(i, dir)) {
+            Ok(run) => out.push((run, trained_now)),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    if !failures.is_empty() {
+        return fail(format!(
+            "{} of {} run(s) did not finish (the others are in the run cache):\n{}",
+            failures.len(),
+            requests.len(),
+            failures.join("\n")
+        ));
+    }
+    Ok(out)
 }
 
 /// Options map → typed options (defaults on the struct), errors with the call's position.

@@ -309,23 +309,18 @@ fn pretrain_batch(st: &HostState, runs: Vec<Prepared>) -> Res<Vec<RunHandle>> {
         run: Rc::new(run),
         tags: p.tags.clone(),
     };
-    let requests = match &st.executor {
-        Executor::InProcess => None,
-        // A single run gains nothing from a local worker.
-        Executor::Local(_) if runs.len() == 1 => None,
-        _ => Some(
-            runs.iter()
-                .map(|p| p.run_request(&core(p.request().check())?))
-                .collect::<Res<Vec<_>>>()?,
-        ),
-    };
-    let Some(requests) = requests else {
+    // Every run is checked before any trains or loads, so a batch with a bad run leaves the
+    // runs folder as it was.
+    let checked = runs
+        .iter()
+        .map(|p| core(p.request().check()))
+        .collect::<Res<Vec<_>>>()?;
+    if !through_executor(st, runs.len()) {
         let mut out = Vec::with_capacity(runs.len());
-        for p in &runs {
+        for (p, checked) in runs.iter().zip(checked) {
             let mut progress = (st.progress)();
             // The request (with the tags) is kept in the run folder where the set has a
             // recipe, so TensorBoard's HParams and the HTML report show the script's tags.
-            let checked = core(p.request().check())?;
             let request = p.run_request(&checked).ok();
             let run = core(execute::pretrain_claimed(
                 checked,
@@ -342,63 +337,29 @@ fn pretrain_batch(st: &HostState, runs: Vec<Prepared>) -> Res<Vec<RunHandle>> {
             out.push(handle(p, run));
         }
         return Ok(out);
-    };
-    // Runs the workers train now are not cached, the others are.
-    let to_train: Vec<bool> = requests
-        .iter()
-        .map(|r| local::needs_training(&st.runs_dir, &r.id, st.retry_failed))
-        .collect();
-    let mut progress = (st.progress)();
-    match &st.executor {
-        Executor::Local(workers) => core(local::run_workers(
-            &requests,
-            &st.runs_dir,
-            workers,
-            progress.as_mut(),
-            &st.cancel,
-        ))?,
-        Executor::Slurm {
-            options,
-            binary,
-            device,
-        } => core(slurm::run_array(
-            &requests,
-            &slurm::Submission {
-                binary,
-                runs_dir: &st.runs_dir,
-                device,
-                retry_failed: st.retry_failed,
-                options,
-                marker_timeout: slurm::MARKER_TIMEOUT,
-            },
-            progress.as_mut(),
-            &st.cancel,
-        ))?,
-        Executor::InProcess => {}
     }
-    let mut out = Vec::with_capacity(runs.len());
-    let mut failures = Vec::new();
-    for ((p, r), trained_now) in runs.iter().zip(&requests).zip(to_train) {
-        match execute::collect(&st.runs_dir, &r.id, &st.cancel) {
-            Ok(run) => out.push(handle(
+    let requests = runs
+        .iter()
+        .zip(&checked)
+        .map(|(p, checked)| {
+            p.run_request(checked)
+                .map(|r| Request::Pretrain(Box::new(r)))
+        })
+        .collect::<Res<Vec<_>>>()?;
+    let finished = execute_batch(st, &requests, |_, dir| train::run::load_finished(dir))?;
+    Ok(runs
+        .iter()
+        .zip(finished)
+        .map(|(p, (run, trained_now))| {
+            handle(
                 p,
                 FinishedRun {
                     cached: !trained_now,
                     ..run
                 },
-            )),
-            Err(e) => failures.push(e.to_string()),
-        }
-    }
-    if !failures.is_empty() {
-        return fail(format!(
-            "{} of {} run(s) did not finish (the others are in the run cache):\n{}",
-            failures.len(),
-            runs.len(),
-            failures.join("\n")
-        ));
-    }
-    Ok(out)
+            )
+        })
+        .collect())
 }
 
 pub(super) fn train_module(state: &Rc<HostState>) -> Module {

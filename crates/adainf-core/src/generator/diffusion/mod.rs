@@ -314,7 +314,8 @@ impl Trainer {
 
 /// Draws `n` images [n, C, H, W] in [-1, 1] from `model` with `steps` steps of `sampler`
 /// (`eta` for DDIM), noise from `Rng::new(seed)`, `batch` images at a time. `progress` is told
-/// the number of images finished.
+/// the number of images finished; once `cancelled()` says so, it stops before the next reverse
+/// step with `Error::Cancelled` (Ctrl-C during a long sampling).
 #[allow(clippy::too_many_arguments)]
 pub fn sample(
     model: &UNet,
@@ -328,6 +329,7 @@ pub fn sample(
     batch: usize,
     device: &Device,
     mut progress: impl FnMut(usize),
+    cancelled: impl Fn() -> bool,
 ) -> Result<Vec<Tensor<4>>> {
     let ts = schedule.sampling_steps(steps)?;
     if batch == 0 {
@@ -341,6 +343,9 @@ pub fn sample(
         let dims = [b, shape[0], shape[1], shape[2]];
         let mut x = host_normal(&mut rng, dims, device);
         for (i, &t) in ts.iter().enumerate() {
+            if cancelled() {
+                return Err(Error::Cancelled);
+            }
             let prev = ts.get(i + 1).copied();
             let tt = floats(vec![t as f32; b], [b], device);
             let eps = model.forward(x.clone(), tt);

@@ -297,6 +297,7 @@ fn same_seed_gives_the_same_samples() {
             2,
             &device,
             |_| {},
+            || false,
         )
         .unwrap();
         assert_eq!(parts.len(), 2);
@@ -328,8 +329,44 @@ fn same_seed_gives_the_same_samples() {
         1,
         &device,
         |_| {},
+        || false,
     );
     assert!(too_many.unwrap_err().to_string().contains("timesteps (50)"));
+}
+
+/// A cancelled sampling stops before the next reverse step: asked before each one, it ends
+/// with `Error::Cancelled` at the first `true`, with no batch reported finished.
+#[test]
+fn sampling_stops_at_the_next_step_once_cancelled() {
+    let device = Device::flex();
+    let model = crate::model::init_seeded(2, false, &device, |d| tiny().init(d).unwrap());
+    let s = Schedule::linear(50).unwrap();
+    let asked = std::cell::Cell::new(0usize);
+    let mut finished = Vec::new();
+    let out = sample(
+        &model,
+        &s,
+        [3, 8, 8],
+        4,
+        10,
+        Sampler::Ddim,
+        0.0,
+        0,
+        4,
+        &device,
+        |done| finished.push(done),
+        || {
+            asked.set(asked.get() + 1);
+            asked.get() == 3
+        },
+    );
+    assert!(matches!(out, Err(Error::Cancelled)), "not cancelled");
+    assert_eq!(
+        asked.get(),
+        3,
+        "asked before each reverse step, stopped at once"
+    );
+    assert!(finished.is_empty(), "{finished:?}");
 }
 
 #[test]

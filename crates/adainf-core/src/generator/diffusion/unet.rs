@@ -69,6 +69,13 @@ impl UNetConfig {
     /// Checks that the network can be built and takes `image_size` images; errors name the
     /// option to change.
     pub fn check(&self) -> Result<()> {
+        self.check_layers()?;
+        self.check_images()
+    }
+
+    /// The checks of the layers alone (channels, multipliers, blocks, dropout), which need
+    /// no image size.
+    pub fn check_layers(&self) -> Result<()> {
         let c = self.channels;
         if !(2..=1024).contains(&c) || !c.is_multiple_of(2) {
             return Err(Error::config(
@@ -104,6 +111,11 @@ impl UNetConfig {
                 format!("must be in [0, 1), got {}", self.dropout),
             ));
         }
+        Ok(())
+    }
+
+    /// The checks against the image size and channels (`attention_at` names resolutions).
+    fn check_images(&self) -> Result<()> {
         if self.image_channels == 0 {
             return Err(Error::config("data", "images have no channels"));
         }

@@ -20,8 +20,10 @@
 //! `result.json` and the seal; the same call again loads them instead of sampling.
 //! Training runs under the run's claim (`runs::execute::claimed`, as pretraining does), so two
 //! processes sharing a runs folder never train one generator at once: the second waits, then
-//! loads it; a failure is recorded in `failed.json`.
-//! Not yet: `--jobs` workers and Slurm arrays (the executor), precision other than f32 (issue 23).
+//! loads it; a failure is recorded in `failed.json`. Another process trains a generator from
+//! its request (`runs::request::DiffusionRequest`, what `--jobs` workers and Slurm array tasks
+//! read) with the same `train`, so where it trains does not change its weights.
+//! Not yet: precision other than f32 (issue 23).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -125,6 +127,16 @@ impl DiffusionConfig {
 
     /// Checks every option against `real`; nothing is written before this passes.
     pub fn check(&self, real: &Dataset) -> Result<UNetConfig> {
+        self.check_options()?;
+        if real.is_empty() {
+            return Err(Error::config("real", "the training set is empty"));
+        }
+        self.unet(real.shape())
+    }
+
+    /// The checks that need no data (a run request is refused by them before its data is
+    /// made); `check` adds the training set's.
+    pub fn check_options(&self) -> Result<()> {
         if self.steps == 0 {
             return Err(Error::config("steps", "must be at least 1"));
         }
@@ -144,10 +156,16 @@ impl DiffusionConfig {
             ));
         }
         Schedule::linear(self.timesteps)?;
-        if real.is_empty() {
-            return Err(Error::config("real", "the training set is empty"));
+        UNetConfig {
+            channels: self.channels,
+            channel_mult: self.channel_mult.clone(),
+            res_blocks: 2,
+            attention_at: self.attention_at.clone(),
+            dropout: self.dropout,
+            image_size: 0,
+            image_channels: 0,
         }
-        self.unet(real.shape())
+        .check_layers()
     }
 }
 
@@ -165,6 +183,16 @@ pub struct DiffusionSpec {
 }
 
 impl DiffusionSpec {
+    /// The spec of a generator trained with `config` on `real`.
+    pub fn new(config: &DiffusionConfig, real: &Dataset) -> Self {
+        DiffusionSpec {
+            format: FORMAT,
+            kind: "diffusion".into(),
+            config: config.clone(),
+            data: DataRef::of(real),
+        }
+    }
+
     /// The run id: 24 hex digits of a SHA-256 of the spec's JSON.
     pub fn id(&self) -> String {
         hash_hex(&[&serde_json::to_string(self).unwrap_or_default()])
@@ -248,7 +276,7 @@ fn batch_tensor(
 }
 
 /// The files a finished generator run seals: its records and its EMA weights.
-fn sealed_files() -> Vec<&'static str> {
+pub fn sealed_files() -> Vec<&'static str> {
     seal::RECORDS.iter().copied().chain([EMA_FILE]).collect()
 }
 
@@ -316,6 +344,25 @@ fn load_finished(
     })
 }
 
+/// The finished generator trained with `config` on `real` under `runs_dir`, loaded after
+/// checking its files against the seal; None while it is not finished (an error for options
+/// that cannot train).
+pub fn load(
+    real: &Dataset,
+    config: &DiffusionConfig,
+    runs_dir: &Path,
+    device: &Device,
+) -> Result<Option<DiffusionRun>> {
+    let unet = config.check(real)?;
+    let spec = DiffusionSpec::new(config, real);
+    let dir = runs_dir.join(spec.id());
+    if !seal::is_sealed(&dir) {
+        return Ok(None);
+    }
+    let schedule = Schedule::linear(config.timesteps)?;
+    load_finished(spec, &unet, schedule, dir, device).map(Some)
+}
+
 /// Trains a generator on `real` (or loads it from `ctx.runs_dir` when it was trained before;
 /// an interrupted run resumes from its checkpoint), under the run's claim
 /// (`runs::execute::claimed`): a process that finds another training it waits and loads it.
@@ -326,12 +373,7 @@ pub fn train(
 ) -> Result<DiffusionRun> {
     let unet = config.check(real)?;
     let schedule = Schedule::linear(config.timesteps)?;
-    let spec = DiffusionSpec {
-        format: FORMAT,
-        kind: "diffusion".into(),
-        config: config.clone(),
-        data: DataRef::of(real),
-    };
+    let spec = DiffusionSpec::new(config, real);
     let id = spec.id();
     let dir = ctx.runs_dir.join(&id);
     let DiffusionContext {
@@ -614,6 +656,9 @@ pub struct SampleContext<'a> {
     pub runs_dir: &'a Path,
     /// Receives the images done.
     pub progress: &'a mut dyn Progress,
+    /// Checked before each reverse step; when set, sampling stops with `Error::Cancelled`
+    /// and nothing is stored.
+    pub cancel: &'a CancelFlag,
     /// Sample again a run whose files changed after it finished (`--retry-failed`).
     pub retry_failed: bool,
 }
@@ -683,16 +728,35 @@ impl DiffusionRun {
                 cached: true,
             });
         }
-        std::fs::create_dir_all(&dir).map_err(|e| Error::file(&dir, e))?;
-        write_json(&dir.join("config.json"), &spec)?;
         ctx.progress.start(&id, n, false);
         let start = Instant::now();
         let progress = &mut *ctx.progress;
-        let dataset = self.sample(n, cfg, ctx.device, |done| {
-            let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-9);
-            progress.update(done, f64::NAN, rate);
-        })?;
+        let mut finished = 0;
+        let drawn = self.sample(
+            n,
+            cfg,
+            ctx.device,
+            |done| {
+                finished = done;
+                let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                progress.update(done, f64::NAN, rate);
+            },
+            || ctx.cancel.is_cancelled(),
+        );
+        let dataset = match drawn {
+            Err(Error::Cancelled) => {
+                // Nothing of the run is written before its samples are all drawn, so an
+                // interrupted sampling leaves no file that could pass for its samples.
+                ctx.progress.note(&format!(
+                    "sampling {id} interrupted after {finished} of {n} images; nothing was stored, and running the script again samples them from the start"
+                ));
+                return Err(Error::Cancelled);
+            }
+            other => other?,
+        };
         let seconds = start.elapsed().as_secs_f64();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::file(&dir, e))?;
+        write_json(&dir.join("config.json"), &spec)?;
         crate::data::readers::npz::save_npz(&dataset, &dir.join(SAMPLES_FILE))?;
         let result = SampleResult {
             id: id.clone(),
@@ -715,13 +779,15 @@ impl DiffusionRun {
     }
 
     /// `n` generated images (labels -1) as a dataset, in memory (`sample_run` stores them in
-    /// a run folder); `progress` gets the images done.
+    /// a run folder); `progress` gets the images done; `Error::Cancelled` once `cancelled()`
+    /// says so (asked before each reverse step).
     pub fn sample(
         &self,
         n: usize,
         cfg: &SampleConfig,
         device: &Device,
         progress: impl FnMut(usize),
+        cancelled: impl Fn() -> bool,
     ) -> Result<Dataset> {
         cfg.check(n, &self.schedule)?;
         let [h, w, c] = self.result.shape;
@@ -737,6 +803,7 @@ impl DiffusionRun {
             cfg.batch,
             device,
             progress,
+            cancelled,
         )?;
         let mut pixels = Vec::with_capacity(n * h * w * c);
         for part in parts {

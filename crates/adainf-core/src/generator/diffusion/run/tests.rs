@@ -78,8 +78,8 @@ fn a_generator_run_is_cached_and_samples_a_dataset() {
         batch: 2,
         ..Default::default()
     };
-    let a = first.sample(3, &sc, &device, |_| {}).unwrap();
-    let b = again.sample(3, &sc, &device, |_| {}).unwrap();
+    let a = first.sample(3, &sc, &device, |_| {}, || false).unwrap();
+    let b = again.sample(3, &sc, &device, |_| {}, || false).unwrap();
     assert_eq!(a.len(), 3);
     assert_eq!(a.shape(), [16, 16, 3]);
     let (ha, hb) = (
@@ -231,7 +231,9 @@ fn a_killed_or_cancelled_run_resumes_to_the_weights_of_an_uninterrupted_one() {
         batch: 2,
         ..Default::default()
     };
-    let want_samples = straight.sample(2, &sc, &Device::flex(), |_| {}).unwrap();
+    let want_samples = straight
+        .sample(2, &sc, &Device::flex(), |_| {}, || false)
+        .unwrap();
     for (name, at, kill, resumes_from) in [("cancelled", 3, false, 3), ("killed", 5, true, 4)] {
         let dir = temp_dir(name);
         assert!(train_stopped(&real, &cfg, &dir, at, kill), "{name}");
@@ -274,7 +276,9 @@ fn a_killed_or_cancelled_run_resumes_to_the_weights_of_an_uninterrupted_one() {
                 .collect::<Vec<_>>(),
             "{name}: the metrics of the resumed run"
         );
-        let got_samples = resumed.sample(2, &sc, &Device::flex(), |_| {}).unwrap();
+        let got_samples = resumed
+            .sample(2, &sc, &Device::flex(), |_| {}, || false)
+            .unwrap();
         assert_eq!(
             crate::data::loader::gather(&got_samples, &[0, 1]).pixels,
             crate::data::loader::gather(&want_samples, &[0, 1]).pixels,
@@ -357,6 +361,7 @@ fn sample_in(
             device: &Device::flex(),
             runs_dir: dir,
             progress: &mut crate::train::Silent,
+            cancel: &crate::train::CancelFlag::new(),
             retry_failed,
         },
     )
@@ -385,7 +390,7 @@ fn samples_are_stored_and_loaded_by_generator_and_options() {
     assert!(!first.cached);
     assert!(crate::train::seal::is_sealed(&first.dir));
     assert!(first.dir.join("samples.npz").is_file());
-    let in_memory = g.sample(3, &sc, &Device::flex(), |_| {}).unwrap();
+    let in_memory = g.sample(3, &sc, &Device::flex(), |_| {}, || false).unwrap();
     assert_eq!(first.dataset.fingerprint(), in_memory.fingerprint());
     assert_eq!(pixels(&first.dataset), pixels(&in_memory));
     let again = sample_in(&g, 3, &sc, &dir, false).unwrap();
@@ -479,6 +484,62 @@ fn samples_are_stored_and_loaded_by_generator_and_options() {
     }
     assert!(sample_in(&g, 0, &sc, &dir, false).is_err());
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), before);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A sampling run cancelled midway (the flag set after its first batch) ends with
+/// `Error::Cancelled`, says how far it got, and leaves no file in its folder that could pass
+/// for its samples; the same call afterwards samples them in full.
+#[test]
+fn a_cancelled_sampling_stores_nothing() {
+    let real = tiny_real();
+    let dir = temp_dir("cancelled-samples");
+    let g = train_in(&real, &tiny_run_config(), &dir).unwrap();
+    let sc = run::SampleConfig {
+        steps: 4,
+        batch: 2,
+        ..Default::default()
+    };
+    let cancel = crate::train::CancelFlag::new();
+    /// Cancels once the first batch is finished.
+    struct CancelAfterFirst<'a>(&'a crate::train::CancelFlag, Vec<String>);
+    impl crate::train::Progress for CancelAfterFirst<'_> {
+        fn start(&mut self, _: &str, _: usize, _: bool) {}
+        fn update(&mut self, _: usize, _: f64, _: f64) {
+            self.0.cancel();
+        }
+        fn probe(&mut self, _: usize, _: f64) {}
+        fn finish(&mut self, _: &str) {}
+        fn note(&mut self, message: &str) {
+            self.1.push(message.to_string());
+        }
+    }
+    let mut progress = CancelAfterFirst(&cancel, Vec::new());
+    let out = g.sample_run(
+        5,
+        &sc,
+        run::SampleContext {
+            device: &Device::flex(),
+            runs_dir: &dir,
+            progress: &mut progress,
+            cancel: &cancel,
+            retry_failed: false,
+        },
+    );
+    assert!(matches!(out, Err(Error::Cancelled)), "not cancelled");
+    let note = progress.1.join("\n");
+    assert!(
+        note.contains("after 2 of 5 images") && note.contains("nothing was stored"),
+        "{note}"
+    );
+    let run_dir = dir.join(g.sample_spec(5, &sc).id());
+    assert!(
+        !run_dir.exists(),
+        "an interrupted sampling wrote its folder"
+    );
+    let full = sample_in(&g, 5, &sc, &dir, false).unwrap();
+    assert!(!full.cached);
+    assert_eq!(full.dataset.len(), 5);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
