@@ -1,6 +1,7 @@
 //! The diffusion generator end to end through the script host: `data::save_npz` of
 //! `gen::sample`'s output is the official AdaInf layout that numpy reads (`image` N×H×W×3
-//! uint8, `label` all -1), with exactly the pixels adainf holds.
+//! uint8, `label` all -1), with exactly the pixels adainf holds; a killed generator run resumes
+//! bit for bit; `examples/diffusion.rhai` runs end to end on a tiny budget.
 //!
 //! The Python comes from `ADAINF_TEST_PYTHON` (`common::test_python`): without it the test
 //! skips with a message, except under CI (`CI=true`), where it fails.
@@ -254,4 +255,71 @@ print("sampled");
         .collect();
     assert_eq!(folders.len(), 1, "{folders:?}");
     assert!(!folders[0].path().join("samples.npz").exists());
+}
+
+/// `examples/diffusion.rhai` runs end to end on a tiny budget: the gap table has a row per
+/// budget and per reference generator, the budget with the lowest Fréchet distance is the one
+/// inflated with, the comparison has its three settings and differences, and the sample grid
+/// has a row per generator and one of real images.
+#[test]
+fn the_diffusion_example_runs_small() {
+    let ws = Workspace::new("diffusion-example");
+    let script = ws.0.join("diffusion.rhai");
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/diffusion.rhai"),
+        &script,
+    )
+    .unwrap();
+    let out = ws.run(
+        &script,
+        &[
+            "--quiet",
+            "--",
+            "seeds=2",
+            "steps=3",
+            "budgets=2,3,4",
+            "generated=40",
+            "gap_samples=40",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    // The Fréchet column of each budget's row; the lowest must be the one chosen.
+    let frechet = |budget: &str| -> f64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| diffusion, {budget} steps ")))
+            .unwrap_or_else(|| panic!("no gap row for {budget} steps in\n{stdout}"));
+        line.split('|').nth(5).unwrap().trim().parse().unwrap()
+    };
+    let best = ["2", "3", "4"]
+        .into_iter()
+        .min_by(|a, b| frechet(a).total_cmp(&frechet(b)))
+        .unwrap();
+    assert!(
+        stdout.contains(&format!("Budget used for inflation: {best} steps")),
+        "{stdout}"
+    );
+    for row in [
+        "| simulated, fidelity 0.5 ",
+        "| gen::gmm ",
+        "| real (the 500 trained on) ",
+        "| none    |     | symmetric        | 500 ",
+        "| vanilla | 1   | symmetric        | 540 ",
+        "| adainf  | 10  | symmetric_adainf | 5040 ",
+    ] {
+        assert!(stdout.contains(row), "`{row}` missing in\n{stdout}");
+    }
+    assert_eq!(
+        stdout.matches("| adainf − vanilla |").count(),
+        2,
+        "{stdout}"
+    );
+    // Six rows (three budgets, the simulated generator, the GMM, real images) of 16-pixel
+    // images ×3 with 2-pixel gutters, and a label margin before 12 columns.
+    let png = std::fs::read(ws.0.join("diffusion_samples.png")).unwrap();
+    let be = |b: &[u8]| u32::from_be_bytes(b.try_into().unwrap()) as usize;
+    let (w, h) = (be(&png[16..20]), be(&png[20..24]));
+    assert_eq!(h, 6 * 50 + 2);
+    assert!(w > 12 * 50 + 2, "{w}");
 }

@@ -65,7 +65,11 @@ pub fn symmetric_eigenvalues(a: &[f64], n: usize) -> Vec<f64> {
     if n == 0 {
         return Vec::new();
     }
-    let mut d: Vec<f64> = dense(a, n).symmetric_eigenvalues().iter().copied().collect();
+    let mut d: Vec<f64> = dense(a, n)
+        .symmetric_eigenvalues()
+        .iter()
+        .copied()
+        .collect();
     d.sort_by(|x, y| x.total_cmp(y));
     d
 }
@@ -230,7 +234,14 @@ mod tests {
     #[test]
     fn eigen_decompositions_recover_a_planted_spectrum() {
         let mut rng = crate::rng::Rng::new(7);
-        for (n, scale) in [(1usize, 1.0), (2, 1.0), (7, 1.0), (28, 1.0), (40, 1e5), (64, 1.0)] {
+        for (n, scale) in [
+            (1usize, 1.0),
+            (2, 1.0),
+            (7, 1.0),
+            (28, 1.0),
+            (40, 1e5),
+            (64, 1.0),
+        ] {
             let mut q: Vec<f64> = (0..n * n).map(|_| rng.normal()).collect();
             orthonormalize_columns(&mut q, n, n);
             let qtq = matmul(&transpose(&q, n, n), &q, n, n, n);
@@ -239,7 +250,14 @@ mod tests {
                 assert!((x - want).abs() < 1e-12, "Q is not orthogonal");
             }
             let planted: Vec<f64> = (0..n)
-                .map(|i| scale * if i < 3 { 2.0 } else { 10f64.powf(-12.0 * i as f64 / n as f64) })
+                .map(|i| {
+                    scale
+                        * if i < 3 {
+                            2.0
+                        } else {
+                            10f64.powf(-12.0 * i as f64 / n as f64)
+                        }
+                })
                 .collect();
             let mut ql = q.clone();
             for k in 0..n {

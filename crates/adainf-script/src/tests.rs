@@ -110,6 +110,61 @@ fn datasets_views_and_info_work_from_scripts() {
     .unwrap();
 }
 
+/// `report::images` writes its grid next to the script (one row per dataset, a label margin
+/// when labels are given); a non-dataset item, a label count that does not match and an unknown
+/// key are refused at the call with what to do.
+#[test]
+fn report_images_writes_a_grid_and_refuses_mistakes_at_the_call() {
+    let dir = std::env::temp_dir().join(format!("adainf-host-{}-images", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("images.rhai");
+    std::fs::write(
+        &path,
+        r#"
+        let real = data::synthetic(#{ n: 20, size: 8 });
+        let gen = data::synthetic_generator(#{ n: 3, size: 8 });
+        report::images([gen, real], "out/grid.png", #{ n: 5 });
+        report::images([gen, real], "labelled.png", #{ labels: ["generated", "real"] });
+        "#,
+    )
+    .unwrap();
+    host(&dir).run_file(&path).map_err(|e| e.message).unwrap();
+    // IHDR: width and height, big-endian, at bytes 16..24.
+    let size = |name: &str| {
+        let png = std::fs::read(dir.join(name)).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        let be = |b: &[u8]| u32::from_be_bytes(b.try_into().unwrap()) as usize;
+        (be(&png[16..20]), be(&png[20..24]))
+    };
+    let cell = 8 * 3 + 2;
+    assert_eq!(size("out/grid.png"), (5 * cell + 2, 2 * cell + 2));
+    // The default n: 16 columns (of the 20 real images), and labels add a margin before them.
+    let (w, h) = size("labelled.png");
+    assert_eq!(h, 2 * cell + 2);
+    assert!(w > 16 * cell + 2, "{w}");
+    std::fs::remove_dir_all(&dir).ok();
+    for (source, wanted) in [
+        (
+            "report::images([data::synthetic(#{ n: 4 }), 3], \"g.png\");",
+            "item 1 is integer",
+        ),
+        (
+            "report::images([data::synthetic(#{ n: 4 })], \"g.png\", #{ labels: [\"a\", \"b\"] });",
+            "2 labels for 1 datasets",
+        ),
+        (
+            "report::images([data::synthetic(#{ n: 4 })], \"g.png\", #{ rows: 2 });",
+            "rows",
+        ),
+    ] {
+        let e = run_script("images-bad", source).unwrap_err();
+        assert!(
+            e.contains("images-bad.rhai:1:") && e.contains(wanted),
+            "{source}: {e}"
+        );
+    }
+}
+
 /// `dup: "auto"` reports its choice and inputs; the choice follows the documented rule (an
 /// independent transcription here); `aug::auto` reads it; wrong values and sets too small to
 /// measure are errors that say what to do.

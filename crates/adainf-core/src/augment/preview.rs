@@ -8,10 +8,11 @@ use super::{ViewPair, batch};
 use crate::data::Dataset;
 use crate::data::loader::gather;
 use crate::error::{Error, Result};
+use crate::report::images::{spread, tile_rgb};
 use crate::rng::Rng;
 use crate::tensor::read_floats;
 
-/// Writes the grid for the first `n` images of `data` (2-pixel white gutters, ×`zoom`).
+/// Writes the grid for `n` images spread over `data` (the tiling of `report::images`).
 pub fn write_preview(
     data: &Dataset,
     aug: &ViewPair,
@@ -43,7 +44,7 @@ pub fn preview_rgb(
             data.description()
         )));
     }
-    let idx: Vec<usize> = (0..n).map(|k| k * data.len() / n).collect();
+    let idx = spread(data.len(), n);
     let hb = gather(data, &idx);
     let x = batch::to_device(hb, device);
     let mut rng = Rng::new(seed);
@@ -52,26 +53,25 @@ pub fn preview_rgb(
         let params = batch::sample_params(view, &mut rng, n, h, w);
         columns.push(read_floats(batch::augment(x.clone(), &params)));
     }
-    let zoom = if h < 64 { 3 } else { 1 };
-    let gutter = 2;
-    let (cell_w, cell_h) = (w * zoom + gutter, h * zoom + gutter);
-    let (img_w, img_h) = (cell_w * columns.len() + gutter, cell_h * n + gutter);
-    let mut rgb = vec![255u8; img_w * img_h * 3];
-    for (col, values) in columns.iter().enumerate() {
-        for item in 0..n {
-            for y in 0..h * zoom {
-                for xx in 0..w * zoom {
-                    let (sy, sx) = (y / zoom, xx / zoom);
-                    let (oy, ox) = (gutter + item * cell_h + y, gutter + col * cell_w + xx);
-                    for ch in 0..3 {
-                        let v = values[((item * 3 + ch) * h + sy) * w + sx];
-                        rgb[(oy * img_w + ox) * 3 + ch] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    // One row per image: the original, then its views, as RGB bytes.
+    let rows: Vec<Vec<Vec<u8>>> = (0..n)
+        .map(|item| {
+            columns
+                .iter()
+                .map(|values| {
+                    let mut image = Vec::with_capacity(h * w * 3);
+                    for p in 0..h * w {
+                        for ch in 0..3 {
+                            let v = values[(item * 3 + ch) * h * w + p];
+                            image.push((v.clamp(0.0, 1.0) * 255.0).round() as u8);
+                        }
                     }
-                }
-            }
-        }
-    }
-    Ok((rgb, img_w, img_h))
+                    image
+                })
+                .collect()
+        })
+        .collect();
+    Ok(tile_rgb(&rows, h, w, 0))
 }
 
 #[cfg(test)]

@@ -92,7 +92,9 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]
         .map_err(|e| Error::file(path, e))?;
     // One key: the crate keeps metadata in a HashMap, so two keys come out in either order
     // and the same weights would give files of different bytes.
-    let metadata = [("format".to_string(), "pt".to_string())].into_iter().collect();
+    let metadata = [("format".to_string(), "pt".to_string())]
+        .into_iter()
+        .collect();
     let file = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::file(path, e))?;
     let tmp = path.with_extension("safetensors.tmp");
     std::fs::write(&tmp, file).map_err(|e| Error::file(&tmp, e))?;
@@ -143,7 +145,10 @@ mod tests {
         // The same weights give the same bytes, export after export.
         for _ in 0..8 {
             save_backbone(&model, &cfg, &path).unwrap();
-            assert!(std::fs::read(&path).unwrap() == bytes, "the export is not deterministic");
+            assert!(
+                std::fs::read(&path).unwrap() == bytes,
+                "the export is not deterministic"
+            );
         }
         let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
         let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();

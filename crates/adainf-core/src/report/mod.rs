@@ -1,6 +1,7 @@
 //! Result tables: rows are ordered maps of column → value; markdown tables (optionally grouped,
 //! with mean ± std over the other rows of a group) and CSV files; `html` the self-contained report
-//! page of a runs folder (a run's TensorBoard event files are the training loop's: `train::events`).
+//! page of a runs folder, `plot` line plots, `images` grids of a few images of datasets (a run's
+//! TensorBoard event files are the training loop's: `train::events`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::train::FinishedRun;
 
 pub mod html;
+pub mod images;
 pub mod plot;
 
 /// A cell value.

@@ -14,6 +14,13 @@ use crate::error::{Error, Result};
 static FONT: &[u8] = include_bytes!("../../../../assets/DejaVuSansMono.ttf");
 static REGISTER: Once = Once::new();
 
+/// Makes the embedded font plotters' "sans-serif" (once per process).
+pub(crate) fn register_font() {
+    REGISTER.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
 /// What to plot: the columns for x, y and the lines, and the axis and title options.
 #[derive(Clone, Debug)]
 pub struct PlotSpec {
@@ -91,9 +98,7 @@ pub fn plot(rows: &[Row], spec: &PlotSpec, path: &Path) -> Result<()> {
         )));
     }
     check_finite(rows, spec)?;
-    REGISTER.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    });
+    register_font();
     let (w, h) = (800u32, 520u32);
     let mut rgb = vec![255u8; (w * h * 3) as usize];
     let draw_error = |e: String| Error::file(path, format!("cannot draw the plot: {e}"));

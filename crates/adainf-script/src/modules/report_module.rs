@@ -1,4 +1,5 @@
-//! The `report` module: tables, comparisons of means, plots and CSV files of rows.
+//! The `report` module: tables, comparisons of means, plots and CSV files of rows; grids of
+//! dataset images.
 
 use super::*;
 
@@ -102,6 +103,49 @@ struct PlotOptions {
 struct CsvOptions {
     /// Columns written, in order (unset: all).
     columns: Option<Vec<String>>,
+}
+
+/// The options of `report::images`.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ImagesOptions {
+    /// Images per row.
+    n: usize,
+    /// One per dataset (unset: no labels).
+    labels: Option<Vec<String>>,
+}
+
+impl Default for ImagesOptions {
+    fn default() -> Self {
+        ImagesOptions {
+            n: 16,
+            labels: None,
+        }
+    }
+}
+
+/// `report::images`: a PNG grid of a few images of each dataset of `sets`, one row each.
+fn images(st: &HostState, sets: Array, path: &str, opts: Map) -> Res<()> {
+    let o: ImagesOptions = parsed("report::images", &opts, IMAGES)?;
+    let mut data = Vec::with_capacity(sets.len());
+    for (i, item) in sets.iter().enumerate() {
+        let Some(d) = item.clone().try_cast::<Dataset>() else {
+            return fail(format!(
+                "report::images takes an array of datasets, e.g. [samples, real]; item {i} is {}",
+                options::type_name(item)
+            ));
+        };
+        data.push(d);
+    }
+    let spec = report::images::ImagesSpec {
+        n: o.n,
+        labels: o.labels.unwrap_or_default(),
+    };
+    core(report::images::write_images(
+        &data,
+        &spec,
+        &st.resolve(path),
+    ))
 }
 
 fn table(rows: Array, opts: Map) -> Res<String> {
@@ -237,6 +281,18 @@ pub(super) fn report_module(state: &Rc<HostState>) -> Module {
         save_csv(&st, rows, path, Map::new())
     });
     let st = state.clone();
+    let images_with = move |sets: Array, path: &str, opts: Map| images(&st, sets, path, opts);
+    let images_default = images_with.clone();
+    register!(m, "images", move |sets: Array,
+                                 path: &str,
+                                 opts: Map|
+          -> Res<()> {
+        images_with(sets, path, opts)
+    });
+    register!(m, "images", move |sets: Array, path: &str| -> Res<()> {
+        images_default(sets, path, Map::new())
+    });
+    let st = state.clone();
     register!(m, "html", move |runs_or_dir: Dynamic,
                                path: &str|
           -> Res<i64> {
@@ -293,6 +349,19 @@ pub const CSV: &[Opt] = &[opt(
     "columns to write, in order (unset: all)",
 )];
 
+pub const IMAGES: &[Opt] = &[
+    opt(
+        "n",
+        Kind::Int,
+        "images per row, spread evenly over each dataset (all of a smaller one)",
+    ),
+    opt(
+        "labels",
+        Kind::Strings,
+        "one label per dataset, drawn left of its row (unset: none)",
+    ),
+];
+
 /// The catalogue entries of `report` and of the handle it returns (`api::catalogue`).
 pub(super) fn entries() -> Vec<ApiEntry> {
     vec![
@@ -324,6 +393,13 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             CSV,
         )
         .typed(typed::<CsvOptions>()),
+        entry(
+            "report::images",
+            "report::images(datasets, path, opts)",
+            "writes a PNG grid with one row per dataset of the array: a few of its images (e.g. generated samples above real ones), enlarged ×3 below 64 pixels",
+            IMAGES,
+        )
+        .typed(typed::<ImagesOptions>()),
         entry(
             "report::html",
             "report::html(runs_or_dir, path) -> int",
