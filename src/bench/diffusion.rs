@@ -261,6 +261,7 @@ impl DiffusionBench {
                 self.batch,
                 device,
                 |_| {},
+                || false,
             )?;
             // Reading the images back waits for the queued work.
             parts.into_iter().for_each(|p| drop(read_floats(p)));

@@ -569,7 +569,7 @@ fn worker(args: WorkerArgs) -> ExitCode {
             // recorded, so the driver reports it instead of resubmitting it forever.
             let recorded = |e: crate::error::Error| {
                 std::fs::create_dir_all(&dir).ok();
-                let _ = execute::record_failure(&dir, &e);
+                let _ = runs::cache::record_failure(&dir, &e);
                 e
             };
             let mut progress = progress::Terminal::new();

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 /// `eval::runs` (evaluating finished runs) sits above `train`; the rest of `eval` (the probes
 /// the training loop calls) below it. `generator::diffusion::run` (the generator as a cached
 /// run, with the checkpoints and seal of `train`) sits above `train`; the model below it.
+/// `runs::claim` and `runs::cache` (the run cache's rules, shared by every run kind) sit below
+/// the run kinds that use them; the executors (the rest of `runs`) above.
 const CORE_LAYERS: &[&[&str]] = &[
     &[
         "error",
@@ -32,6 +34,7 @@ const CORE_LAYERS: &[&[&str]] = &[
     &["generator"],
     &["theory", "eval"],
     &["train"],
+    &["runs::claim", "runs::cache"],
     &["eval::runs", "generator::diffusion::run", "report", "runs"],
 ];
 

@@ -8,11 +8,11 @@ use super::{ViewPair, batch};
 use crate::data::Dataset;
 use crate::data::loader::gather;
 use crate::error::{Error, Result};
-use crate::report::images::{spread, tile_rgb};
+use crate::png::{spread, tile_rgb};
 use crate::rng::Rng;
 use crate::tensor::read_floats;
 
-/// Writes the grid for `n` images spread over `data` (the tiling of `report::images`).
+/// Writes the grid for `n` images spread over `data` (the tiling of `png::tile_rgb`).
 pub fn write_preview(
     data: &Dataset,
     aug: &ViewPair,

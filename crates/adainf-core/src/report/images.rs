@@ -1,6 +1,6 @@
 //! `report::images`: a PNG grid of a few images of each of several datasets, one row per set
 //! (e.g. a generator's samples above real images), each row optionally labelled on its left;
-//! and the tiling it shares with `aug::preview` (white gutters, small images enlarged).
+//! the tiling, shared with `aug::preview`, is `png::tile_rgb`.
 
 use std::path::Path;
 
@@ -9,9 +9,8 @@ use plotters::prelude::*;
 use crate::data::Dataset;
 use crate::data::loader::gather;
 use crate::error::{Error, Result};
+use crate::png::{GUTTER, spread, tile_rgb, zoom};
 
-/// White space between cells and around the grid, in pixels.
-const GUTTER: usize = 2;
 /// Height of a row label's text, in pixels.
 const LABEL_PX: usize = 14;
 
@@ -22,46 +21,6 @@ pub struct ImagesSpec {
     pub n: usize,
     /// One label per set, drawn left of its row; empty = no labels.
     pub labels: Vec<String>,
-}
-
-/// `n` indices spread evenly over `0..len` (all of them when `len <= n`).
-pub(crate) fn spread(len: usize, n: usize) -> Vec<usize> {
-    let n = n.min(len);
-    (0..n).map(|k| k * len / n).collect()
-}
-
-/// How much small images are enlarged in a grid.
-fn zoom(h: usize) -> usize {
-    if h < 64 { 3 } else { 1 }
-}
-
-/// Tiles `rows` of RGB images (each `h`×`w`×3 bytes, row-major) into one white RGB picture:
-/// ×`zoom(h)`, `GUTTER` pixels between and around the cells, and `left` pixels of margin
-/// before the first column. Returns the picture with its width and height.
-pub(crate) fn tile_rgb(
-    rows: &[Vec<Vec<u8>>],
-    h: usize,
-    w: usize,
-    left: usize,
-) -> (Vec<u8>, usize, usize) {
-    let z = zoom(h);
-    let (cell_w, cell_h) = (w * z + GUTTER, h * z + GUTTER);
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let (img_w, img_h) = (left + cell_w * cols + GUTTER, cell_h * rows.len() + GUTTER);
-    let mut rgb = vec![255u8; img_w * img_h * 3];
-    for (r, row) in rows.iter().enumerate() {
-        for (c, image) in row.iter().enumerate() {
-            for y in 0..h * z {
-                for x in 0..w * z {
-                    let src = ((y / z) * w + x / z) * 3;
-                    let (oy, ox) = (GUTTER + r * cell_h + y, left + GUTTER + c * cell_w + x);
-                    let dst = (oy * img_w + ox) * 3;
-                    rgb[dst..dst + 3].copy_from_slice(&image[src..src + 3]);
-                }
-            }
-        }
-    }
-    (rgb, img_w, img_h)
 }
 
 /// The grid of `write_images` as RGB bytes with its width and height.

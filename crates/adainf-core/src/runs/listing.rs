@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::cache::failure;
 use super::claim;
-use super::execute::failure;
 use super::request::RunRequest;
 use super::{REQUEST_FILE, WORKER_LOG, short_id, tail};
 use crate::error::{Error, Result};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::execute::failure;
+use super::cache::failure;
 use super::request::{Request, RunKind};
 use super::{REQUEST_FILE, WORKER_LOG};
 use crate::error::{Error, Result};

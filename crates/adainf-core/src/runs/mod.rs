@@ -1,10 +1,11 @@
 //! The run cache as the place where runs coordinate. A run a script asks for becomes a
 //! `request` (config + datasets as recipes) that any process can execute; `claim` makes sure
 //! exactly one process trains it (an atomic claim file kept alive by a heartbeat, taken over
-//! when it goes stale); `execute` trains a request under its claim and records failures;
+//! when it goes stale); `cache` trains a run of any kind under its claim and records failures, `execute` a pretraining request;
 //! `local` runs requests in worker processes on this machine, `slurm` as a job array;
 //! `listing` shows the cache (`adainf runs`).
 
+pub mod cache;
 pub mod claim;
 pub mod execute;
 pub mod listing;
@@ -12,23 +13,13 @@ pub mod local;
 pub mod request;
 pub mod slurm;
 
-/// A run's file that marks it failed (with the error), until a retry is asked for.
-pub const FAILED_FILE: &str = "failed.json";
 pub use crate::train::run::REQUEST_FILE;
-/// A worker's output (local workers and Slurm tasks).
-pub const WORKER_LOG: &str = "worker.log";
+pub use cache::{FAILED_FILE, WORKER_LOG, tail};
 
 /// The first 12 characters of a run id, as listings show it. Cut at a character boundary: a
 /// run folder's name can be any text, not just the hex ids this tool makes.
 pub fn short_id(id: &str) -> &str {
     id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
-}
-
-/// The last `n` lines of a text file (empty when it cannot be read).
-pub fn tail(path: &std::path::Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Where the runs a script asks for are trained.

@@ -18,7 +18,7 @@
 //! Samples are runs too (`DiffusionRun::sample_run`): `runs/<id>/` with `samples.npz` (the
 //! official AdaInf layout), `config.json` (the generator's id, `n` and the options: the id),
 //! `result.json` and the seal; the same call again loads them instead of sampling.
-//! Training runs under the run's claim (`runs::execute::claimed`, as pretraining does), so two
+//! Training runs under the run's claim (`runs::cache::claimed`, as pretraining does), so two
 //! processes sharing a runs folder never train one generator at once: the second waits, then
 //! loads it; a failure is recorded in `failed.json`. Another process trains a generator from
 //! its request (`runs::request::DiffusionRequest`, what `--jobs` workers and Slurm array tasks
@@ -365,7 +365,7 @@ pub fn load(
 
 /// Trains a generator on `real` (or loads it from `ctx.runs_dir` when it was trained before;
 /// an interrupted run resumes from its checkpoint), under the run's claim
-/// (`runs::execute::claimed`): a process that finds another training it waits and loads it.
+/// (`runs::cache::claimed`): a process that finds another training it waits and loads it.
 pub fn train(
     real: &Dataset,
     config: &DiffusionConfig,
@@ -383,7 +383,7 @@ pub fn train(
         retry_failed,
         ..
     } = ctx;
-    crate::runs::execute::claimed(
+    crate::runs::cache::claimed(
         &id,
         &dir,
         &sealed_files(),
