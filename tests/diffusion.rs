@@ -209,43 +209,15 @@ let s = gen::sample(g, 1000000, #{ steps: 1000, batch: 16 });
 print("sampled");
 "#,
     );
-    let mut child = ws
-        .command(&script, &[])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the sampling is running, then interrupt.
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    assert_eq!(line.trim(), "trained");
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let start = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > std::time::Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("the sampling went on for 60 s after Ctrl-C");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
+    let (output, rest) = ws.interrupted_after(&script, "trained", "the sampling");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(
         stderr.contains("interrupted after") && stderr.contains("nothing was stored"),
         "{stderr}"
     );
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    // The progress says what runs: a sampling of images (it said "training N steps").
+    assert!(stderr.contains("sampling 1000000 images"), "{stderr}");
     assert!(!rest.contains("sampled"), "{rest}");
     // Only the generator's folder: no samples file anywhere under the runs folder.
     let folders: Vec<_> = std::fs::read_dir(ws.0.join("runs"))

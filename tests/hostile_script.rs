@@ -180,35 +180,8 @@ fn ctrl_c_stops_a_long_linear_probe() {
         "linear.rhai",
         "let d = data::synthetic(#{ n: 64, size: 8 });\nlet r = train::pretrain(#{ data: d, width: 4, batch: 16, steps: 2, eval_every: 0 });\nprint(\"trained\");\nprint(eval::linear(r, d, d, #{ epochs: 1000000000 }));\n",
     );
-    let mut child = ws
-        .command(&script, &[])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the probe is running, then interrupt.
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    assert_eq!(line.trim(), "trained");
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let start = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > std::time::Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("the linear probe went on for 60 s after Ctrl-C");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(!child.wait().unwrap().success());
+    let (output, _) = ws.interrupted_after(&script, "trained", "the linear probe");
+    assert!(!output.status.success());
 }
 
 /// Values that double at each step stop at the memory limit with a message naming it and the

@@ -14,6 +14,8 @@ pub struct Terminal {
     total: usize,
     started: Instant,
     next_line: usize,
+    /// What a step is in the lines: "step" (training) or "image" (sampling).
+    unit: &'static str,
 }
 
 impl Terminal {
@@ -24,26 +26,30 @@ impl Terminal {
             total: 0,
             started: Instant::now(),
             next_line: 0,
+            unit: "step",
         }
     }
 }
 
-impl Default for Terminal {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Progress for Terminal {
-    fn start(&mut self, label: &str, total_steps: usize, cached: bool) {
+impl Terminal {
+    /// A run of `total` units starts (`doing` them), or is found in the cache.
+    fn begin(
+        &mut self,
+        label: &str,
+        total_steps: usize,
+        cached: bool,
+        unit: &'static str,
+        doing: &str,
+    ) {
         self.label = label.to_string();
         self.total = total_steps;
         self.started = Instant::now();
+        self.unit = unit;
         if cached {
             eprintln!("run {label}: finished earlier, loaded from the run cache (not retrained)");
             return;
         }
-        eprintln!("run {label}: training {total_steps} steps");
+        eprintln!("run {label}: {doing} {total_steps} {unit}s");
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(total_steps as u64);
             if let Ok(style) =
@@ -55,6 +61,22 @@ impl Progress for Terminal {
         }
         self.next_line = (total_steps / 10).max(1);
     }
+}
+
+impl Default for Terminal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress for Terminal {
+    fn start(&mut self, label: &str, total_steps: usize, cached: bool) {
+        self.begin(label, total_steps, cached, "step", "training");
+    }
+
+    fn start_sampling(&mut self, label: &str, images: usize) {
+        self.begin(label, images, false, "image", "sampling");
+    }
 
     fn resumed(&mut self, step: usize) {
         eprintln!("  resuming from the checkpoint at step {step}");
@@ -64,7 +86,12 @@ impl Progress for Terminal {
     }
 
     fn update(&mut self, step: usize, loss: f64, images_per_s: f64) {
-        let msg = format!("loss {loss:.4} · {images_per_s:.0} img/s");
+        // A sampling run has no loss.
+        let msg = if loss.is_nan() {
+            format!("{images_per_s:.0} img/s")
+        } else {
+            format!("loss {loss:.4} · {images_per_s:.0} img/s")
+        };
         match &self.bar {
             Some(bar) => {
                 bar.set_position(step as u64);
@@ -73,7 +100,10 @@ impl Progress for Terminal {
             None if step >= self.next_line || step == self.total => {
                 let elapsed = self.started.elapsed().as_secs_f64();
                 let eta = elapsed / step.max(1) as f64 * (self.total - step.min(self.total)) as f64;
-                eprintln!("  step {step}/{} {msg} · ETA {eta:.0}s", self.total);
+                eprintln!(
+                    "  {} {step}/{} {msg} · ETA {eta:.0}s",
+                    self.unit, self.total
+                );
                 self.next_line = step + (self.total / 10).max(1);
             }
             None => {}

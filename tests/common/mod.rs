@@ -52,17 +52,54 @@ impl Workspace {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let start = std::time::Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if start.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Some(child.wait_with_output().unwrap())
+        ended_within(&mut child, limit).then(|| child.wait_with_output().unwrap())
     }
+
+    /// `run` interrupted as a user would with Ctrl-C: SIGINT two seconds after the script
+    /// printed `line` (its first line), then it must end within 60 s (`what` names the work in
+    /// the panic otherwise). Its output, and what it printed after `line`.
+    pub fn interrupted_after(&self, script: &Path, line: &str, what: &str) -> (Output, String) {
+        let mut child = self
+            .command(script, &[])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+        assert_eq!(first.trim(), line);
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(
+            ended_within(&mut child, std::time::Duration::from_secs(60)),
+            "{what} went on for 60 s after Ctrl-C"
+        );
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        (child.wait_with_output().unwrap(), rest)
+    }
+}
+
+/// Whether `child` ended within `limit`; it is killed (and reaped) when it did not.
+fn ended_within(child: &mut std::process::Child, limit: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    true
 }
 
 impl Drop for Workspace {

@@ -8,6 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub trait Progress {
     /// A run starts (or is found in the cache when `cached`).
     fn start(&mut self, label: &str, total_steps: usize, cached: bool);
+    /// A sampling run starts: `update` then counts images drawn, with no loss (NaN).
+    fn start_sampling(&mut self, label: &str, images: usize) {
+        self.start(label, images, false);
+    }
     /// The run continues from a checkpoint after `step` steps.
     fn resumed(&mut self, _step: usize) {}
     /// Periodic update: step reached, last loss, throughput in images per second.

@@ -728,7 +728,7 @@ impl DiffusionRun {
                 cached: true,
             });
         }
-        ctx.progress.start(&id, n, false);
+        ctx.progress.start_sampling(&id, n);
         let start = Instant::now();
         let progress = &mut *ctx.progress;
         let mut finished = 0;
