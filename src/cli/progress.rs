@@ -33,25 +33,18 @@ impl Terminal {
 
 impl Terminal {
     /// A run of `total` units starts (`doing` them), or is found in the cache.
-    fn begin(
-        &mut self,
-        label: &str,
-        total_steps: usize,
-        cached: bool,
-        unit: &'static str,
-        doing: &str,
-    ) {
+    fn begin(&mut self, label: &str, total: usize, cached: bool, unit: &'static str, doing: &str) {
         self.label = label.to_string();
-        self.total = total_steps;
+        self.total = total;
         self.started = Instant::now();
         self.unit = unit;
         if cached {
             eprintln!("run {label}: finished earlier, loaded from the run cache (not retrained)");
             return;
         }
-        eprintln!("run {label}: {doing} {total_steps} {unit}s");
+        eprintln!("run {label}: {doing} {total} {unit}s");
         if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new(total_steps as u64);
+            let bar = ProgressBar::new(total as u64);
             if let Ok(style) =
                 ProgressStyle::with_template("  [{bar:30}] {pos}/{len} {msg} ETA {eta}")
             {
@@ -59,7 +52,7 @@ impl Terminal {
             }
             self.bar = Some(bar);
         }
-        self.next_line = (total_steps / 10).max(1);
+        self.next_line = (total / 10).max(1);
     }
 }
 

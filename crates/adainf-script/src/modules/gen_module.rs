@@ -265,7 +265,7 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
         let out = core(g.run.sample_run(
             n as usize,
             &cfg,
-            diffusion::run::SampleContext {
+            diffusion::run::DiffusionContext {
                 device: &g.device,
                 runs_dir: &st.runs_dir,
                 progress: progress.as_mut(),

@@ -280,18 +280,19 @@ pub fn sealed_files() -> Vec<&'static str> {
     seal::RECORDS.iter().copied().chain([EMA_FILE]).collect()
 }
 
-/// Where and how a generator trains.
+/// Where and how a generator trains, or draws samples.
 pub struct DiffusionContext<'a> {
-    /// Device to train on (not part of the run id).
+    /// Device to train or sample on (not part of the run id).
     pub device: &'a Device,
     /// Folder of the run folders.
     pub runs_dir: &'a Path,
-    /// Receives the run's progress.
+    /// Receives the run's progress (steps trained, or images drawn).
     pub progress: &'a mut dyn Progress,
-    /// Checked before each step; when set, the run checkpoints and returns `Error::Cancelled`.
+    /// Checked before each training step or reverse step; when set, training checkpoints
+    /// and sampling stores nothing, and both return `Error::Cancelled`.
     pub cancel: &'a CancelFlag,
-    /// Train a run whose files changed after it finished, or whose checkpoint is damaged,
-    /// again from the start (`--retry-failed`).
+    /// Train (or sample) again a run whose files changed after it finished, or whose
+    /// checkpoint is damaged, from the start (`--retry-failed`).
     pub retry_failed: bool,
 }
 
@@ -648,21 +649,6 @@ pub struct SampleRun {
     pub cached: bool,
 }
 
-/// Where and how samples are drawn.
-pub struct SampleContext<'a> {
-    /// Device to sample on (not part of the run id).
-    pub device: &'a Device,
-    /// Folder of the run folders.
-    pub runs_dir: &'a Path,
-    /// Receives the images done.
-    pub progress: &'a mut dyn Progress,
-    /// Checked before each reverse step; when set, sampling stops with `Error::Cancelled`
-    /// and nothing is stored.
-    pub cancel: &'a CancelFlag,
-    /// Sample again a run whose files changed after it finished (`--retry-failed`).
-    pub retry_failed: bool,
-}
-
 /// The samples of a sampling run, in the official AdaInf layout (`data::save_npz`).
 const SAMPLES_FILE: &str = "samples.npz";
 
@@ -701,7 +687,7 @@ impl DiffusionRun {
         &self,
         n: usize,
         cfg: &SampleConfig,
-        ctx: SampleContext,
+        ctx: DiffusionContext,
     ) -> Result<SampleRun> {
         cfg.check(n, &self.schedule)?;
         let spec = self.sample_spec(n, cfg);

@@ -357,7 +357,7 @@ fn sample_in(
     g.sample_run(
         n,
         cfg,
-        run::SampleContext {
+        run::DiffusionContext {
             device: &Device::flex(),
             runs_dir: dir,
             progress: &mut crate::train::Silent,
@@ -518,7 +518,7 @@ fn a_cancelled_sampling_stores_nothing() {
     let out = g.sample_run(
         5,
         &sc,
-        run::SampleContext {
+        run::DiffusionContext {
             device: &Device::flex(),
             runs_dir: &dir,
             progress: &mut progress,
