@@ -52,8 +52,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         defs: Option<PathBuf>,
         /// Print the reference as markdown (what docs/api.md holds).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "json")]
         markdown: bool,
+        /// Print the reference as JSON: every function with its options (key, kind, doc,
+        /// default), from the same definitions the parser uses.
+        #[arg(long)]
+        json: bool,
     },
     /// Measure train-step and augmentation throughput, or the diffusion generator against its
     /// PyTorch peer (JSON lines).
@@ -756,7 +760,11 @@ fn command(cli: Cli) -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        Command::Api { defs, markdown } => {
+        Command::Api {
+            defs,
+            markdown,
+            json,
+        } => {
             if let Some(dir) = defs.as_ref().filter(|d| d.exists() && !d.is_dir()) {
                 return report(
                     &format!(
@@ -768,6 +776,8 @@ fn command(cli: Cli) -> ExitCode {
             }
             if markdown {
                 print!("{}", api::render_markdown());
+            } else if json {
+                print!("{}", api::render_json());
             } else {
                 print!("{}", api::render());
             }

@@ -5,18 +5,21 @@
 //! and `runs` (executors) know burn and each other, never Rhai or clap; `device` maps device
 //! names to burn devices. The Rhai host is the `adainf-script` crate.
 
+// `#[derive(Options)]` names this crate by its path, inside it too.
+extern crate self as adainf_core;
+
 pub mod augment;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
-pub mod field_names;
 pub mod files;
 pub mod generator;
 pub mod linalg;
 pub mod method;
 pub mod model;
 pub mod optim;
+pub mod options;
 pub mod png;
 pub mod report;
 pub mod rng;

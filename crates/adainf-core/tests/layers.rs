@@ -21,13 +21,7 @@ use std::path::{Path, PathBuf};
 /// the run kinds that use them; the executors (the rest of `runs`) above.
 const CORE_LAYERS: &[&[&str]] = &[
     &[
-        "error",
-        "field_names",
-        "files",
-        "rng",
-        "tensor",
-        "png",
-        "linalg",
+        "error", "options", "files", "rng", "tensor", "png", "linalg",
     ],
     &["data"],
     &["augment", "model", "method", "optim", "device"],

@@ -41,6 +41,46 @@ pub fn render() -> String {
     out
 }
 
+/// The catalogue as JSON (`adainf api --json`): every function with its path, signature, doc
+/// and options, each option with its key, kind (and the names of a closed set), doc and default
+/// (a value, or an object from method to value where the methods differ; absent where unset
+/// means something the doc says). Read from the same definitions parsing uses.
+pub fn render_json() -> String {
+    let functions: Vec<serde_json::Value> = catalogue()
+        .iter()
+        .map(|entry| {
+            let options: Vec<serde_json::Value> = entry
+                .options()
+                .iter()
+                .map(|o| {
+                    let mut row = serde_json::json!({
+                        "key": o.key,
+                        "kind": o.kind.short(),
+                        "doc": super::entry::option_doc(o),
+                    });
+                    if !o.choices.is_empty() {
+                        row["choices"] = serde_json::json!(o.choices);
+                    }
+                    if let Some(d) = entry.default_value(o.key) {
+                        row["default"] = d.to_json();
+                    }
+                    row
+                })
+                .collect();
+            serde_json::json!({
+                "path": entry.path,
+                "signature": entry.signature,
+                "doc": entry.doc,
+                "options": options,
+            })
+        })
+        .collect();
+    let mut out = serde_json::to_string_pretty(&serde_json::json!({ "functions": functions }))
+        .unwrap_or_default();
+    out.push('\n');
+    out
+}
+
 /// The catalogue as a markdown reference (`adainf api --markdown`, kept in `docs/api.md`; a
 /// test checks that file is current).
 pub fn render_markdown() -> String {
@@ -67,7 +107,7 @@ pub fn render_markdown() -> String {
             out.push_str(&format!("\n## {title}\n"));
         }
         out.push_str(&format!("\n**`{}`**: {}\n", entry.signature, entry.doc));
-        if !entry.options.is_empty() {
+        if !entry.options().is_empty() {
             out.push('\n');
             for line in option_lines(&entry, Style::Markdown) {
                 out.push_str(&line);

@@ -309,6 +309,7 @@ pub fn check_script(ast: &AST, file: &str, api: &[ApiEntry], known: &Known) -> V
                 _ => arg,
             };
             if let Expr::Map(map, _) = arg {
+                let options = entry.options();
                 let mut literals = Map::new();
                 let keys: Vec<(&str, rhai::Position, &Expr)> = map
                     .0
@@ -317,11 +318,11 @@ pub fn check_script(ast: &AST, file: &str, api: &[ApiEntry], known: &Known) -> V
                     .chain(later)
                     .collect();
                 for &(key, key_pos, value) in &keys {
-                    match entry.options.iter().find(|o| o.key == key) {
+                    match options.iter().find(|o| o.key == key) {
                         None => problems.push(format!(
                             "{}: {}",
                             at(file, key_pos),
-                            unknown_key_message(&full, key, entry.options)
+                            unknown_key_message(&full, key, &options)
                         )),
                         Some(o) => {
                             if let Some((false, got)) = literal_kind_ok(o.kind, value) {
@@ -333,7 +334,7 @@ pub fn check_script(ast: &AST, file: &str, api: &[ApiEntry], known: &Known) -> V
                             } else if let Some(v) = literal(value) {
                                 // The value checks the call runs (negative counts, NaN).
                                 let one: Map = [(key.into(), v.clone())].into_iter().collect();
-                                match check(&full, &one, entry.options) {
+                                match check(&full, &one, &options) {
                                     Err(e) => problems
                                         .push(format!("{}: {e}", at(file, value.position()))),
                                     Ok(()) => {

@@ -1,8 +1,8 @@
-//! One entry of the script API's catalogue (a function's path, signature, doc, options and
-//! their typed struct) and how an entry is shown: the option lines every renderer prints (with
-//! each default read from the struct), the doc comments and parameter info the registration
-//! gives Rhai. Each script module lists its entries (`modules/<name>_module.rs`); `api` gathers
-//! them.
+//! One entry of the script API's catalogue (a function's path, signature, doc, and its options:
+//! the handles the host reads itself and the struct the rest parse into) and how an entry is
+//! shown: the option lines every renderer prints (each default read from the struct), the doc
+//! comments and parameter info the registration gives Rhai. Each script module lists its
+//! entries (`modules/<name>_module.rs`); `api` gathers them.
 
 use serde_json::Value;
 
@@ -13,23 +13,25 @@ pub struct ApiEntry {
     pub path: &'static str,
     pub signature: &'static str,
     pub doc: &'static str,
-    pub options: &'static [Opt],
-    /// The struct the options parse into (its fields and defaults); `None` without options.
+    /// The options the host reads itself (handles, maps): rows no struct field holds.
+    pub handles: &'static [Opt],
+    /// The options that parse into a struct (its fields and defaults); `None` without any.
     pub typed: Option<Typed>,
 }
 
-/// One catalogue entry.
+/// One catalogue entry, with the rows of the handles its function reads itself (the same
+/// constant its registration parses with).
 pub const fn entry(
     path: &'static str,
     signature: &'static str,
     doc: &'static str,
-    options: &'static [Opt],
+    handles: &'static [Opt],
 ) -> ApiEntry {
     ApiEntry {
         path,
         signature,
         doc,
-        options,
+        handles,
         typed: None,
     }
 }
@@ -43,26 +45,64 @@ impl ApiEntry {
         }
     }
 
-    /// The default of option `key` as text, from the struct's serialized defaults: the value,
-    /// or the values per variant where they differ (`simclr 0.4, mocov2 0.3`); `None` where it
-    /// has none (unset means something the row's doc says).
-    pub fn default_of(&self, key: &str) -> Option<String> {
+    /// Every option: the handles, then the struct's (what parsing knows).
+    pub fn options(&self) -> Vec<Opt> {
+        let fields = self.typed.map(|t| (t.options)()).unwrap_or_default();
+        self.handles.iter().copied().chain(fields).collect()
+    }
+
+    /// The default of option `key` from the struct's serialized defaults: one value, or the
+    /// values per variant where they differ (labelled, e.g. by method); `None` where it has none
+    /// (unset means something the option's doc says).
+    pub fn default_value(&self, key: &str) -> Option<DefaultValue> {
         let defaults = (self.typed?.defaults)();
-        let values: Vec<(&str, &Value)> = defaults
+        let values: Vec<(&'static str, Value)> = defaults
             .iter()
-            .filter_map(|(label, m)| m.get(key).filter(|v| !v.is_null()).map(|v| (*label, v)))
+            .filter_map(|(label, m)| {
+                m.get(key)
+                    .filter(|v| !v.is_null())
+                    .map(|v| (*label, v.clone()))
+            })
             .collect();
         let (_, first) = values.first()?;
         if values.len() == defaults.len() && values.iter().all(|(_, v)| v == first) {
-            return Some(value_text(first));
+            return Some(DefaultValue::One(first.clone()));
         }
-        Some(
-            values
+        Some(DefaultValue::PerVariant(values))
+    }
+
+    /// The default of option `key` as text: the value as a script literal, or the values per
+    /// variant (`simclr 0.4, mocov2 0.3`).
+    pub fn default_of(&self, key: &str) -> Option<String> {
+        Some(match self.default_value(key)? {
+            DefaultValue::One(v) => value_text(&v),
+            DefaultValue::PerVariant(values) => values
                 .iter()
                 .map(|(label, v)| format!("{label} {}", value_text(v)))
                 .collect::<Vec<_>>()
                 .join(", "),
-        )
+        })
+    }
+}
+
+/// An option's default: one value, or one per labelled variant.
+pub enum DefaultValue {
+    One(Value),
+    PerVariant(Vec<(&'static str, Value)>),
+}
+
+impl DefaultValue {
+    /// As JSON: the value, or an object from each variant's label to its value.
+    pub fn to_json(&self) -> Value {
+        match self {
+            DefaultValue::One(v) => v.clone(),
+            DefaultValue::PerVariant(values) => Value::Object(
+                values
+                    .iter()
+                    .map(|(label, v)| (label.to_string(), v.clone()))
+                    .collect(),
+            ),
+        }
     }
 }
 
@@ -109,12 +149,13 @@ pub enum Style {
 /// formatted.
 pub fn option_lines(entry: &ApiEntry, style: Style) -> Vec<String> {
     let mut out = Vec::new();
-    for o in entry.options {
+    for o in entry.options() {
+        let doc = option_doc(&o);
         let doc = match entry.default_of(o.key) {
-            Some(d) => format!("{} (default {d})", o.doc),
-            None => o.doc.to_string(),
+            Some(d) => format!("{doc} (default {d})"),
+            None => doc.to_string(),
         };
-        let kind = kind_short(o.kind);
+        let kind = kind_text(&o);
         out.push(match style {
             Style::Text => format!("    {:<16} {kind:<12} {doc}", o.key),
             Style::Markdown => format!("- `{}` ({kind}): {doc}", o.key),
@@ -139,7 +180,7 @@ pub fn doc_comments(entries: &[ApiEntry], module: &str, name: &str) -> Vec<Strin
         return Vec::new();
     };
     let mut out = vec![format!("/// {}", e.signature), format!("/// {}", e.doc)];
-    if !e.options.is_empty() {
+    if !e.options().is_empty() {
         out.push("///".into());
         out.push("/// Options:".into());
         out.extend(option_lines(e, Style::Rhai));
@@ -159,22 +200,23 @@ pub fn params_info(entries: &[ApiEntry], module: &str, name: &str, params: &[&st
     params.iter().map(|p| p.to_string()).chain([ret]).collect()
 }
 
-pub(crate) fn kind_short(k: Kind) -> &'static str {
-    match k {
-        Kind::Int => "int",
-        Kind::IntOrAuto => "int | \"auto\"",
-        Kind::Float => "float",
-        Kind::Str => "string",
-        Kind::Bool => "bool",
-        Kind::Floats => "[float]",
-        Kind::Ints => "[int]",
-        Kind::Strings => "[string]",
-        Kind::Pairs => "[[string, string]]",
-        Kind::Dataset => "Dataset",
-        Kind::Aug => "Aug",
-        Kind::Map => "map",
-        Kind::Schedule => "schedule map",
+/// An option's doc as the catalogue shows it: without a final period, so the default can
+/// follow it.
+pub fn option_doc(o: &Opt) -> &'static str {
+    o.doc.strip_suffix('.').unwrap_or(o.doc)
+}
+
+/// How an option's kind is shown: its names where it takes one of a closed set
+/// (`"lars" | "sgd"`), else the kind's short name.
+pub(crate) fn kind_text(o: &Opt) -> String {
+    if o.choices.is_empty() {
+        return o.kind.short().to_string();
     }
+    o.choices
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 /// The keys an option of kind `Schedule` takes, from the core's one list of schedulable keys:
@@ -209,71 +251,31 @@ mod tests {
 
     use super::*;
     use crate::api::{catalogue, render, render_markdown};
-    use crate::options::{opt, typed};
 
-    /// Where `rows` and the struct described by `typed` disagree: a row that is neither a field
-    /// nor a handle the host reads itself, a field without a row, a default without a row.
-    fn drift(path: &str, rows: &[Opt], typed: Typed) -> Vec<String> {
-        let fields = (typed.fields)();
-        let row = |k: &str| rows.iter().any(|o| o.key == k);
-        let mut out = Vec::new();
-        if fields.is_empty() {
-            out.push(format!("{path}: the struct has no fields serde reads"));
-        }
-        for o in rows {
-            if !o.kind.is_handle() && !fields.contains(&o.key) {
-                out.push(format!("{path}: row `{}` is no field of the struct", o.key));
-            }
-        }
-        for f in &fields {
-            if !row(f) {
-                out.push(format!("{path}: field `{f}` has no row"));
-            }
-        }
-        for (label, defaults) in (typed.defaults)() {
-            for k in defaults.keys().filter(|k| !row(k)) {
-                out.push(format!("{path}: default `{k}` ({label}) has no row"));
-            }
-        }
-        out
-    }
-
+    /// Each entry's options are unique keys, and every default the struct serializes is one of
+    /// them (a serde name the derive did not read as the field's key would be missing).
     #[test]
-    fn every_option_row_is_a_field_of_its_struct_and_every_field_a_row() {
+    fn options_are_unique_and_every_default_is_an_option() {
         let mut problems = Vec::new();
-        for e in catalogue().iter().filter(|e| !e.options.is_empty()) {
-            match e.typed {
-                Some(t) => problems.extend(drift(e.path, e.options, t)),
-                None => problems.push(format!("{}: options without a typed struct", e.path)),
+        for e in catalogue() {
+            let options = e.options();
+            for (i, o) in options.iter().enumerate() {
+                if options[..i].iter().any(|p| p.key == o.key) {
+                    problems.push(format!("{}: `{}` twice", e.path, o.key));
+                }
+                if o.doc.is_empty() {
+                    problems.push(format!("{}: `{}` has no doc", e.path, o.key));
+                }
+            }
+            for (label, defaults) in e.typed.map(|t| (t.defaults)()).unwrap_or_default() {
+                for k in defaults.keys() {
+                    if !options.iter().any(|o| o.key == k) {
+                        problems.push(format!("{}: default `{k}` ({label}) is no option", e.path));
+                    }
+                }
             }
         }
         assert!(problems.is_empty(), "{problems:#?}");
-    }
-
-    /// The detector itself: a field without a row and a row without a field are both found.
-    #[test]
-    fn drift_is_found_both_ways() {
-        #[derive(Default, serde::Serialize, serde::Deserialize)]
-        #[serde(default)]
-        struct Two {
-            steps: usize,
-            seed: u64,
-        }
-        let rows = [
-            opt("steps", Kind::Int, ""),
-            opt("stpes", Kind::Int, ""),
-            opt("data", Kind::Dataset, "a handle: no field"),
-        ];
-        let found = drift("f", &rows, typed::<Two>());
-        assert_eq!(
-            found,
-            [
-                "f: row `stpes` is no field of the struct",
-                "f: field `seed` has no row",
-                "f: default `seed` () has no row",
-            ],
-            "{found:?}"
-        );
     }
 
     /// Whether `doc` writes a default value in prose ("default 5", "(default \"x\")",
@@ -299,7 +301,7 @@ mod tests {
         }
         assert!(!restates_a_default("unset: the default, at most lr"));
         for e in catalogue() {
-            for o in e.options {
+            for o in e.options() {
                 assert!(
                     !restates_a_default(o.doc),
                     "{}: `{}` writes its default in prose: {}",
@@ -365,7 +367,6 @@ mod tests {
         assert_eq!(pretrain.default_of("lr_scaling"), None);
         // pretrain and pretrain_all share one option list.
         let all = entry_named("train::pretrain_all");
-        assert!(std::ptr::eq(pretrain.options, all.options));
         assert_eq!(
             option_lines(&pretrain, Style::Text),
             option_lines(&all, Style::Text)

@@ -1,11 +1,10 @@
-//! Checked option maps. Every host function that takes `#{...}` options declares the keys it
-//! knows with their kinds and docs (`Opt` rows) and parses the map into one typed struct whose
-//! fields hold the defaults (`Typed`): a map with an unknown key or a value of the wrong kind is
-//! refused with a message naming the key, the expected kind and the function; the primitive
-//! values are then turned into JSON and deserialized into the struct (defaults for missing keys),
-//! an error there naming the key too. Integers are accepted where floats are expected. The
-//! catalogue shows each option's default from the struct's serialized `Default`, and a test ties
-//! the rows to the struct's fields.
+//! Checked option maps. A host function's options are one `#[derive(Options)]` struct (its
+//! fields: key, kind, doc, default; `adainf_core::options`) plus rows for the handles the host
+//! reads itself (`opt`). A map with an unknown key or a value of the wrong kind is refused with a
+//! message naming the key, the expected kind and the function; the primitive values are then
+//! turned into JSON and deserialized into the struct (defaults for missing keys), an error there
+//! naming the key too. Integers are accepted where floats are expected. The catalogue reads the
+//! same rows and shows each default from the struct's serialized `Default` (`Typed`).
 
 use rhai::{Dynamic, Map};
 use serde::{Serialize, de::DeserializeOwned};
@@ -20,85 +19,24 @@ pub type Defaults = Vec<(&'static str, JsonMap)>;
 /// The value of an option that asks the tool to choose (`dup: "auto"`).
 pub const AUTO: &str = "auto";
 
-/// The kind of value an option takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Int,
-    /// A non-negative integer or the string "auto" (a value the tool chooses).
-    IntOrAuto,
-    Float,
-    Str,
-    Bool,
-    /// An array of numbers.
-    Floats,
-    /// An array of whole numbers (integers ≥ 0).
-    Ints,
-    Dataset,
-    /// An augmentation (`aug::preset(..)`), a preset name, or an array of two augmentations.
-    Aug,
-    Map,
-    /// A map of schedulable keys (`train::schedule::KEYS`) to numbers or functions of t.
-    Schedule,
-    /// Array of strings.
-    Strings,
-    /// Array of two-string arrays, e.g. `[["vanilla", "none"], ["adainf", "none"]]`.
-    Pairs,
-}
+pub use adainf_core::options::{Kind, OptionField as Opt, Options};
 
-impl Kind {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Kind::Int => "an integer",
-            Kind::IntOrAuto => "an integer or \"auto\"",
-            Kind::Float => "a number",
-            Kind::Str => "a string",
-            Kind::Bool => "a bool (true/false)",
-            Kind::Floats => "an array of numbers",
-            Kind::Ints => "an array of whole numbers",
-            Kind::Dataset => "a dataset (from data::...)",
-            Kind::Aug => {
-                "an augmentation (aug::preset(..)), a preset name, [view1, view2], or #{ real: .., generated: .. }"
-            }
-            Kind::Map => "a map #{...}",
-            Kind::Schedule => "a map #{ key: number | |t| ... | Fn(\"name\") }",
-            Kind::Strings => "an array of strings",
-            Kind::Pairs => "an array of [string, string] pairs",
-        }
+/// A row for an option the host reads itself (a handle or a map: `Kind::is_handle`), which no
+/// struct field holds; every other option is a field of its function's `#[derive(Options)]`
+/// struct.
+pub const fn opt(key: &'static str, kind: Kind, doc: &'static str) -> Opt {
+    Opt {
+        key,
+        kind,
+        doc,
+        choices: &[],
     }
 }
 
-/// One documented option.
-#[derive(Clone, Copy, Debug)]
-pub struct Opt {
-    pub key: &'static str,
-    pub kind: Kind,
-    pub doc: &'static str,
+/// The options of a function: the rows of the handles it reads itself, then its struct's.
+pub fn known<T: Options>(handles: &[Opt]) -> Vec<Opt> {
+    handles.iter().copied().chain(T::option_fields()).collect()
 }
-
-pub const fn opt(key: &'static str, kind: Kind, doc: &'static str) -> Opt {
-    Opt { key, kind, doc }
-}
-
-/// The `device` option of every run kind (pretraining, the diffusion generator): one row.
-pub const DEVICE: Opt = opt(
-    "device",
-    Kind::Str,
-    "flex, wgpu, vulkan, cuda or cuda:N (unset: the command's --device); not part of the run id",
-);
-
-/// The `checkpoint_every` option of every run kind (pretraining, the diffusion generator): one
-/// row.
-pub const CHECKPOINT_EVERY: Opt = opt(
-    "checkpoint_every",
-    Kind::Int,
-    "checkpoint period in steps (0: a checkpoint only when the run is stopped by Ctrl-C or SIGTERM); an interrupted run resumes from its last checkpoint and computes the same steps as an uninterrupted one; not part of the run id",
-);
-
-/// The `seed` option of every function that draws random numbers: one row.
-pub const SEED: Opt = opt("seed", Kind::Int, "random seed");
-
-/// The `steps` option of every run kind (pretraining, the diffusion generator): one row.
-pub const STEPS: Opt = opt("steps", Kind::Int, "optimisation steps");
 
 /// Human name of a script value's type.
 pub fn type_name(v: &Dynamic) -> String {
@@ -242,14 +180,6 @@ fn value_json(kind: Kind, value: &Dynamic) -> Option<Value> {
     }
 }
 
-impl Kind {
-    /// Whether values of this kind are script handles or maps the host reads itself, not
-    /// fields of the function's options struct.
-    pub fn is_handle(self) -> bool {
-        matches!(self, Kind::Dataset | Kind::Aug | Kind::Map | Kind::Schedule)
-    }
-}
-
 /// The primitive options of `map` as a JSON object (handles and maps are left out).
 pub fn to_json(map: &Map, known: &[Opt]) -> JsonMap {
     map.iter()
@@ -283,41 +213,49 @@ pub fn deserialize_over<T: DeserializeOwned>(
     })
 }
 
-/// Checks `map` and fills the typed options `T` (defaults for missing keys) from its
-/// primitive options.
-pub fn parse<T: DeserializeOwned>(function: &str, map: &Map, known: &[Opt]) -> Result<T, String> {
-    check(function, map, known)?;
-    deserialize_over(function, &serde_json::Map::new(), to_json(map, known))
+/// Checks `map` against the options of `T` and the `handles` the host reads itself, and fills
+/// `T` (defaults for missing keys) from its primitive options.
+pub fn parse<T: Options + DeserializeOwned>(
+    function: &str,
+    map: &Map,
+    handles: &[Opt],
+) -> Result<T, String> {
+    let known = known::<T>(handles);
+    check(function, map, &known)?;
+    deserialize_over(function, &serde_json::Map::new(), to_json(map, &known))
 }
 
-/// The typed options of a function, for the catalogue: the struct's field names (what parsing
-/// reads) and its defaults, serialized.
+/// The options of a function, for the catalogue: its rows and its defaults, serialized.
 #[derive(Clone, Copy)]
 pub struct Typed {
-    /// The field names serde reads, in declaration order.
-    pub fields: fn() -> Vec<&'static str>,
+    /// The rows of the handles the host reads itself, then of the struct's fields.
+    pub options: fn() -> Vec<Opt>,
     /// The serialized defaults: one map, or one per labelled variant where the defaults depend
     /// on another option (pretraining's per-method defaults).
     pub defaults: fn() -> Defaults,
 }
 
-/// The typed options of a function whose options are the struct `T` alone.
-pub fn typed<T: Default + Serialize + DeserializeOwned>() -> Typed {
+/// The options of a function that are the struct `T` alone.
+pub fn typed<T: Options + Default + Serialize>() -> Typed {
     Typed {
-        fields: field_names::<T>,
+        options: T::option_fields,
         defaults: || vec![("", serialized(&T::default()))],
     }
 }
 
-/// The typed options of a function whose options are two structs: `A` (a core config) and `B`
-/// (the options of the call that are not part of that config, e.g. its device).
+/// The options of a function that are two structs: `A` (a core config) and `B` (the options of
+/// the call that are not part of that config, e.g. its device).
 pub fn typed_pair<A, B>() -> Typed
 where
-    A: Default + Serialize + DeserializeOwned,
-    B: Default + Serialize + DeserializeOwned,
+    A: Options + Default + Serialize,
+    B: Options + Default + Serialize,
 {
     Typed {
-        fields: field_names_of_both::<A, B>,
+        options: || {
+            let mut rows = A::option_fields();
+            rows.extend(B::option_fields());
+            rows
+        },
         defaults: || {
             let mut d = serialized(&A::default());
             d.extend(serialized(&B::default()));
@@ -326,16 +264,9 @@ where
     }
 }
 
-/// The field names of `A` then of `B`.
-pub fn field_names_of_both<A: DeserializeOwned, B: DeserializeOwned>() -> Vec<&'static str> {
-    let mut f = field_names::<A>();
-    f.extend(field_names::<B>());
-    f
-}
-
-/// The primitive options of `map` split into the fields of `B` and the rest (for `typed_pair`).
-pub fn split_json<B: DeserializeOwned>(map: &Map, known: &[Opt]) -> (JsonMap, JsonMap) {
-    let keys = field_names::<B>();
+/// The primitive options of `map` split into the options of `B` and the rest (`typed_pair`).
+pub fn split_json<B: Options>(map: &Map, known: &[Opt]) -> (JsonMap, JsonMap) {
+    let keys: Vec<&str> = B::option_fields().iter().map(|o| o.key).collect();
     to_json(map, known)
         .into_iter()
         .partition(|(k, _)| keys.contains(&k.as_str()))
@@ -349,18 +280,21 @@ pub fn serialized<T: Serialize>(value: &T) -> JsonMap {
     }
 }
 
-/// The field names a derived `Deserialize` struct reads (`adainf_core::field_names`).
-pub use adainf_core::field_names::of as field_names;
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const KNOWN: [Opt; 3] = [
-        opt("lr", Kind::Float, "learning rate"),
-        opt("steps", Kind::Int, "steps"),
-        opt("name", Kind::Str, "name"),
-    ];
+    #[derive(serde::Deserialize, Options)]
+    #[serde(default)]
+    #[allow(dead_code)]
+    struct Known {
+        /// learning rate
+        lr: f64,
+        /// steps
+        steps: usize,
+        /// name
+        name: String,
+    }
 
     fn map(pairs: &[(&str, Dynamic)]) -> Map {
         pairs
@@ -371,25 +305,26 @@ mod tests {
 
     #[test]
     fn unknown_keys_get_a_hint_and_wrong_kinds_are_named() {
+        let known = Known::option_fields();
         let e = check(
             "train::pretrain",
             &map(&[("lrr", Dynamic::from(0.1))]),
-            &KNOWN,
+            &known,
         )
         .unwrap_err();
         assert!(
             e.contains("`lrr`") && e.contains("did you mean `lr`") && e.contains("train::pretrain"),
             "{e}"
         );
-        let e = check("f", &map(&[("steps", Dynamic::from(1.5))]), &KNOWN).unwrap_err();
+        let e = check("f", &map(&[("steps", Dynamic::from(1.5))]), &known).unwrap_err();
         assert!(
             e.contains("`steps`") && e.contains("an integer") && e.contains("float"),
             "{e}"
         );
-        let e = check("f", &map(&[("steps", Dynamic::from(-3_i64))]), &KNOWN).unwrap_err();
+        let e = check("f", &map(&[("steps", Dynamic::from(-3_i64))]), &known).unwrap_err();
         assert!(e.contains("negative"), "{e}");
         // NaN would reach serde as null ("invalid type: null, expected f64").
-        let e = check("f", &map(&[("lr", Dynamic::from(f64::NAN))]), &KNOWN).unwrap_err();
+        let e = check("f", &map(&[("lr", Dynamic::from(f64::NAN))]), &known).unwrap_err();
         assert!(e.contains("`lr`") && e.contains("finite number"), "{e}");
     }
 
@@ -403,42 +338,56 @@ mod tests {
             Ddim,
             Ddpm,
         }
-        #[derive(Default, serde::Deserialize)]
+        impl adainf_core::options::OptionKind for Sampler {
+            const KIND: Kind = Kind::Str;
+        }
+        #[derive(serde::Deserialize, Options)]
         #[serde(default)]
         struct C {
+            /// the sampler
             name: Sampler,
+            /// steps
             steps: usize,
         }
-        assert_eq!(field_names::<C>(), ["name", "steps"]);
         let m = map(&[
             ("steps", Dynamic::from(3_i64)),
             ("name", Dynamic::from("euler")),
         ]);
-        let e = parse::<C>("gen::sample", &m, &KNOWN)
+        let e = parse::<C>("gen::sample", &m, &[])
             .map(|c| c.steps)
             .unwrap_err();
         assert!(
             e.contains("option `name` of gen::sample") && e.contains("euler") && e.contains("ddpm"),
             "{e}"
         );
-        let ok = parse::<C>("f", &map(&[("name", Dynamic::from("ddpm"))]), &KNOWN).unwrap();
+        let ok = parse::<C>("f", &map(&[("name", Dynamic::from("ddpm"))]), &[]).unwrap();
         assert!(matches!(ok.name, Sampler::Ddpm) && ok.steps == 0);
+        // A handle row is known beside the fields, and not deserialized.
+        let handles = [opt("data", Kind::Dataset, "the data")];
+        let with_handle = map(&[(
+            "data",
+            Dynamic::from(
+                crate::data::synthetic::synthetic(&crate::data::synthetic::SyntheticSpec {
+                    n: 2,
+                    ..Default::default()
+                })
+                .unwrap(),
+            ),
+        )]);
+        assert!(parse::<C>("f", &with_handle, &handles).is_ok());
+        let e = parse::<C>("f", &with_handle, &[]).map(|_| ()).unwrap_err();
+        assert!(e.contains("unknown option `data`"), "{e}");
     }
 
     #[test]
     fn integers_are_accepted_for_floats() {
-        #[derive(serde::Deserialize)]
-        struct C {
-            lr: f64,
-            steps: usize,
-        }
-        let c: C = parse(
+        let c: Known = parse(
             "f",
             &map(&[
                 ("lr", Dynamic::from(1_i64)),
                 ("steps", Dynamic::from(7_i64)),
             ]),
-            &KNOWN,
+            &[],
         )
         .unwrap();
         assert_eq!((c.lr, c.steps), (1.0, 7));

@@ -375,13 +375,18 @@ fn every_registered_function_is_in_the_catalogue() {
     );
 }
 
-/// docs/api.md is the generated reference, current with the catalogue.
+/// docs/api.md is the generated reference, current with the catalogue (less the option only
+/// this test build has: `a_field_added_to_an_options_struct_is_an_option_everywhere`).
 #[test]
 fn the_api_reference_in_docs_is_current() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api.md");
     let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+    let rendered: String = api::render_markdown()
+        .split_inclusive('\n')
+        .filter(|line| !line.contains("`fake_option`"))
+        .collect();
     assert!(
-        on_disk == api::render_markdown(),
+        on_disk == rendered,
         "docs/api.md is out of date: run `adainf api --markdown > docs/api.md`"
     );
 }
@@ -482,4 +487,106 @@ fn the_schedules_library_gives_its_documented_values() {
     )
     .unwrap_err();
     assert!(e.contains("as many t_points as values"), "{e}");
+}
+
+/// The one-definition rule of options: `data::subset`'s options struct has a field only in this
+/// crate's test build (`fake_option`, an int defaulting to 7, with a doc comment), and nothing
+/// else names it. Parsing, `adainf api` (text, markdown, JSON), `adainf check` and the Rhai
+/// definition files all know it.
+#[test]
+fn a_field_added_to_an_options_struct_is_an_option_everywhere() {
+    let data = "let d = data::synthetic(#{ n: 20, size: 8 });\n";
+    // Parsing: the key is known, its kind checked, and the call runs with it.
+    run_script(
+        "fake_ok",
+        &format!("{data}let s = data::subset(d, #{{ n: 3, fake_option: 2 }});\nif s.len() != 3 {{ throw \"len\"; }}\n"),
+    )
+    .unwrap();
+    let e = run_script(
+        "fake_kind",
+        &format!("{data}data::subset(d, #{{ n: 3, fake_option: \"x\" }});\n"),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("option `fake_option` of data::subset must be an integer"),
+        "{e}"
+    );
+    let e = run_script(
+        "fake_typo",
+        &format!("{data}data::subset(d, #{{ n: 3, fake_optoin: 2 }});\n"),
+    )
+    .unwrap_err();
+    assert!(e.contains("did you mean `fake_option`"), "{e}");
+    // `adainf api`: its line with kind, doc and default, in every form.
+    let doc = "An option only this crate's test build has";
+    let text = api::render();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("fake_option"))
+        .unwrap_or_else(|| panic!("no fake_option in `adainf api`:\n{text}"));
+    assert!(
+        line.contains("int") && line.contains(doc) && line.ends_with("(default 7)"),
+        "{line}"
+    );
+    let markdown = api::render_markdown();
+    assert!(
+        markdown.contains("- `fake_option` (int): An option only"),
+        "{markdown}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&api::render_json()).unwrap();
+    let subset = json["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "data::subset")
+        .unwrap();
+    let row = subset["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["key"] == "fake_option")
+        .unwrap_or_else(|| panic!("no fake_option in `adainf api --json`: {subset}"));
+    assert_eq!(
+        (row["kind"].as_str(), row["default"].as_i64()),
+        (Some("int"), Some(7))
+    );
+    // `adainf check`: a literal of the wrong kind is found without running; the right kind is
+    // no problem.
+    let dir = std::env::temp_dir().join(format!("adainf-fake-option-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let check = |name: &str, value: &str| {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!("{data}data::subset(d, #{{ n: 3, fake_option: {value} }});\n"),
+        )
+        .unwrap();
+        host(&dir).check_file(&path)
+    };
+    let problems = check("bad.rhai", "1.5");
+    assert!(
+        problems.len() == 1
+            && problems[0].contains("bad.rhai:2:")
+            && problems[0].contains("`fake_option`"),
+        "{problems:?}"
+    );
+    assert_eq!(check("good.rhai", "2"), Vec::<String>::new());
+    // The Rhai definition files: `subset`'s doc comment lists it.
+    let host = host(&dir);
+    let defs: String = host
+        .engine()
+        .definitions()
+        .iter_files()
+        .map(|(_, text)| text)
+        .collect();
+    let subset_doc = defs
+        .split("fn subset(")
+        .next()
+        .and_then(|before| before.rsplit("\n\n").next())
+        .unwrap_or_default();
+    assert!(
+        subset_doc.contains("/// - `fake_option` (int): An option only"),
+        "{subset_doc}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

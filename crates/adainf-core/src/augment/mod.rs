@@ -12,6 +12,7 @@ mod reference_tests;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::options::Options;
 use crate::rng::Rng;
 
 /// CIFAR-10 channel statistics, the official pretraining normalisation.
@@ -19,48 +20,41 @@ pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
 /// CIFAR-10 channel standard deviations, paired with `CIFAR10_MEAN`.
 pub const CIFAR10_STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
 
-/// One view's augmentation, torchvision semantics (see the README for the differences).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One view's augmentation, torchvision semantics (see the README for the differences): the
+/// options of `aug::simclr`. `Default` is the `symmetric` preset (SimCLR's CIFAR augmentation
+/// in the official code).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Options)]
 #[serde(deny_unknown_fields, default)]
 pub struct AugSpec {
-    /// RandomResizedCrop area range [crop_min, crop_max] of the image.
+    /// RandomResizedCrop minimum area fraction.
+    #[option(default = 0.08)]
     pub crop_min: f64,
-    /// Upper end of the crop area range (see `crop_min`), a fraction of the image area.
+    /// RandomResizedCrop maximum area fraction.
+    #[option(default = 1.0)]
     pub crop_max: f64,
-    /// Probability of a horizontal flip.
+    /// Horizontal flip probability.
+    #[option(default = 0.5)]
     pub flip_prob: f64,
-    /// Probability of applying colour jitter at all.
+    /// Colour jitter probability.
+    #[option(default = 0.8)]
     pub jitter_prob: f64,
-    /// Jitter strengths: brightness, contrast, saturation, hue.
+    /// [brightness, contrast, saturation, hue] strengths.
+    #[option(default = [0.8, 0.8, 0.8, 0.2])]
     pub jitter: [f64; 4],
-    /// Probability of converting to grayscale (ITU-R 601 weights).
+    /// Grayscale probability (ITU-R 601 weights).
+    #[option(default = 0.2)]
     pub gray_prob: f64,
-    /// Gaussian blur probability; sigma ~ U[0.1, 2] pixels.
+    /// Gaussian blur probability (sigma in [0.1, 2] pixels).
+    #[option(default = 0.5)]
     pub blur_prob: f64,
-    /// Probability of solarizing (pixels ≥ 128/255 inverted).
+    /// Solarize probability (pixels ≥ 128/255 inverted).
     pub solarize_prob: f64,
-    /// Per-channel normalisation applied last.
+    /// Normalisation mean per channel, applied last; the default is CIFAR-10's.
+    #[option(default = CIFAR10_MEAN.map(f64::from))]
     pub mean: [f64; 3],
-    /// Per-channel standard deviation the mean-subtracted values are divided by; must be > 0.
+    /// Normalisation std per channel (above 0); the default is CIFAR-10's.
+    #[option(default = CIFAR10_STD.map(f64::from))]
     pub std: [f64; 3],
-}
-
-impl Default for AugSpec {
-    /// The `symmetric` preset (SimCLR's CIFAR augmentation in the official code).
-    fn default() -> Self {
-        AugSpec {
-            crop_min: 0.08,
-            crop_max: 1.0,
-            flip_prob: 0.5,
-            jitter_prob: 0.8,
-            jitter: [0.8, 0.8, 0.8, 0.2],
-            gray_prob: 0.2,
-            blur_prob: 0.5,
-            solarize_prob: 0.0,
-            mean: CIFAR10_MEAN.map(f64::from),
-            std: CIFAR10_STD.map(f64::from),
-        }
-    }
 }
 
 impl AugSpec {

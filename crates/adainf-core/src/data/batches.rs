@@ -47,6 +47,8 @@ pub enum Placement {
     Stream,
 }
 
+crate::option_kind!(choices: Placement);
+
 impl Placement {
     /// Names accepted by `parse`, in variant order.
     pub const NAMES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;

@@ -17,34 +17,27 @@ use super::inflate::AutoChoice;
 use super::readers::{cifar::Variant, npz::NpzOptions};
 use super::synthetic::{GeneratorSpec, SyntheticSpec};
 use crate::error::{Error, Result};
+use crate::options::Options;
 
 /// Settings of the PCA + Gaussian-mixture generator (`generator::fit_gmm`), as recipes
-/// record them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// record them: the options of `gen::gmm`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Options)]
 #[serde(default)]
 pub struct GmmConfig {
-    /// Number of mixture components (at least 1, at most the number of images).
+    /// Mixture components (at least 1, at most the number of images).
+    #[option(default = 20)]
     pub components: usize,
     /// PCA dimensions the mixture is fitted in.
+    #[option(default = 32)]
     pub pca_dims: usize,
     /// Seed of the PCA's random start and of the EM initialisation.
     pub seed: u64,
     /// EM iterations (at least 1).
+    #[option(default = 40)]
     pub iterations: usize,
     /// Fit on at most this many images (evenly spaced).
+    #[option(default = 60_000)]
     pub max_images: usize,
-}
-
-impl Default for GmmConfig {
-    fn default() -> Self {
-        GmmConfig {
-            components: 20,
-            pca_dims: 32,
-            seed: 0,
-            iterations: 40,
-            max_images: 60_000,
-        }
-    }
 }
 
 /// How a dataset is made. Paths are absolute (resolved by the script host).

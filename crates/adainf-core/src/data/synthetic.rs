@@ -19,6 +19,7 @@
 
 use super::{Dataset, ImageStore, UNLABELED, hash_hex};
 use crate::error::{Error, Result};
+use crate::options::Options;
 use crate::rng::Rng;
 
 /// Bump when rendering changes, so cached runs on the old images are not reused.
@@ -32,55 +33,39 @@ pub const CLASS_NAMES: [&str; CLASSES] = [
     "disk", "square", "triangle", "ring", "plus", "x", "bars", "ell", "crescent", "frame",
 ];
 
-/// Parameters of the real embedded dataset (`synthetic`); the defaults are `data::synthetic`'s.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// Parameters of the real embedded dataset (`synthetic`): `data::synthetic`'s options.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, Options)]
 #[serde(default)]
 pub struct SyntheticSpec {
     /// Number of images (at least 1).
+    #[option(default = 5000)]
     pub n: usize,
-    /// Seed of the random stream.
+    /// Random seed.
     pub seed: u64,
-    /// Side of the square images in pixels (8..=256).
+    /// Image side in pixels (8 to 256).
+    #[option(default = 32)]
     pub size: usize,
-    /// "train" or "test": independent random streams.
+    /// "train" or "test": independent streams.
+    #[option(default = "train")]
     pub split: String,
 }
 
-/// Parameters of the simulated generator's samples (`synthetic_generator`); the defaults are
-/// `data::synthetic_generator`'s.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// Parameters of the simulated generator's samples (`synthetic_generator`):
+/// `data::synthetic_generator`'s options.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, Options)]
 #[serde(default)]
 pub struct GeneratorSpec {
-    /// Number of images (at least 1).
+    /// Number of generated images (at least 1).
+    #[option(default = 50_000)]
     pub n: usize,
-    /// Seed of the random stream.
+    /// Random seed.
     pub seed: u64,
-    /// Side of the square images in pixels (8..=256).
+    /// Image side in pixels (8 to 256).
+    #[option(default = 32)]
     pub size: usize,
     /// In [0, 1]; 1 = the real distribution.
+    #[option(default = 0.7)]
     pub fidelity: f64,
-}
-
-impl Default for SyntheticSpec {
-    fn default() -> Self {
-        SyntheticSpec {
-            n: 5000,
-            seed: 0,
-            size: 32,
-            split: "train".into(),
-        }
-    }
-}
-
-impl Default for GeneratorSpec {
-    fn default() -> Self {
-        GeneratorSpec {
-            n: 50_000,
-            seed: 0,
-            size: 32,
-            fidelity: 0.7,
-        }
-    }
 }
 
 /// The image side must be in 8..=256 pixels (also `adainf check`'s static check of `size`).

@@ -10,32 +10,25 @@ use burn::tensor::{Device, Tensor};
 use super::top1;
 use crate::error::{Error, Result};
 use crate::method::probe::masked_cross_entropy;
+use crate::options::Options;
 use crate::rng::Rng;
 use crate::tensor::{ints, read_ints};
 
-/// Settings of the offline linear probe (defaults: 20 epochs, lr 1e-3, batch 256, seed 0).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// Settings of the offline linear probe: the options of `eval::linear`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 pub struct LinearProbeConfig {
-    /// Passes over the training features; must be positive.
+    /// Passes over the training features (at least 1).
+    #[option(default = 20)]
     pub epochs: usize,
     /// Adam learning rate.
+    #[option(default = 1e-3)]
     pub lr: f64,
-    /// Training features per mini-batch; must be positive.
+    /// Training features per mini-batch (at least 1).
+    #[option(default = 256)]
     pub batch: usize,
     /// Seeds the classifier's initial weights and the per-epoch shuffling.
     pub seed: u64,
-}
-
-impl Default for LinearProbeConfig {
-    fn default() -> Self {
-        LinearProbeConfig {
-            epochs: 20,
-            lr: 1e-3,
-            batch: 256,
-            seed: 0,
-        }
-    }
 }
 
 /// Trains on `train` (features, labels) and returns top-1 accuracy on `test`; stops with

@@ -13,29 +13,24 @@ use super::{features, labelled_rows};
 use crate::data::{Dataset, hash_hex};
 use crate::error::{Error, Result};
 use crate::model::ResNet;
+use crate::options::Options;
 use crate::tensor::floats;
 use crate::train::{self, FinishedRun};
 
 /// Bump when an evaluation's computation changes, so cached results are not reused.
 const EVAL_FORMAT: u32 = 1;
 
-/// Weighted kNN (solo-learn's defaults).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Weighted kNN (solo-learn's defaults): the options of `eval::knn` and its variants.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 pub struct KnnConfig {
     /// Neighbours that vote.
+    #[option(default = 20)]
     pub k: usize,
-    /// Vote weight exp(similarity / temperature).
+    /// Vote temperature: votes weigh exp(similarity / T); positive; a tiny T gives the nearest
+    /// neighbour's class.
+    #[option(default = 0.07)]
     pub temperature: f64,
-}
-
-impl Default for KnnConfig {
-    fn default() -> Self {
-        KnnConfig {
-            k: 20,
-            temperature: 0.07,
-        }
-    }
 }
 
 /// Which encoder of a run to evaluate.

@@ -51,6 +51,8 @@ pub enum Method {
     Barlow,
 }
 
+crate::option_kind!(choices: Method);
+
 impl Method {
     /// Every method, in variant order.
     pub const ALL: &'static [Method] = <Method as strum::VariantArray>::VARIANTS;

@@ -38,6 +38,8 @@ pub enum Backbone {
     Resnet10,
 }
 
+crate::option_kind!(choices: Backbone);
+
 impl Backbone {
     /// Serialised names, in variant order.
     pub const NAMES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;

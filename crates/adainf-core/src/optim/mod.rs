@@ -32,12 +32,25 @@ pub enum OptimizerKind {
 }
 
 /// How the learning rates follow the batch size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::VariantNames,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum LrScaling {
     /// `lr · batch / 256` (the official rule, applied to `lr` and `classifier_lr`).
     Linear,
 }
+
+crate::option_kind!(choices: OptimizerKind, LrScaling);
 
 impl OptimizerKind {
     /// The serialised name: `lars` or `sgd`.

@@ -22,6 +22,7 @@ use crate::augment::{AugSpec, ViewPair, ViewParams};
 use crate::data::Dataset;
 use crate::data::loader::gather;
 use crate::error::{Error, Result};
+use crate::options::Options;
 use crate::rng::Rng;
 
 use super::nearest;
@@ -30,35 +31,27 @@ use super::nearest;
 /// force, O((n·views)²) distances.
 pub const MAX_VIEWS: usize = 20_000;
 
-/// Settings of `estimate`: sample sizes, neighbourhoods, resamples and seed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Settings of `estimate`: the options of `theory::estimate`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 pub struct EstimateConfig {
     /// Labelled images per resample.
+    #[option(default = 1000)]
     pub n: usize,
-    /// Augmented views per image (alternating the pair's two views).
+    /// Augmented views per image, alternating the pair's two views.
+    #[option(default = 2)]
     pub views: usize,
-    /// Nearest views each view is joined to.
+    /// Nearest views each view is joined to in the graph.
+    #[option(default = 10)]
     pub neighbours: usize,
-    /// Nearest un-augmented images that judge a view's class.
+    /// Nearest un-augmented images whose labels judge a view's class.
+    #[option(default = 10)]
     pub judge_k: usize,
-    /// Independent draws of images and views.
+    /// Independent draws of images and views; mean and std over them.
+    #[option(default = 3)]
     pub resamples: usize,
-    /// Seed of the image and view draws; resample r uses a stream derived from it and r.
+    /// Random seed of the image and view draws; resample r uses a stream derived from it and r.
     pub seed: u64,
-}
-
-impl Default for EstimateConfig {
-    fn default() -> Self {
-        EstimateConfig {
-            n: 1000,
-            views: 2,
-            neighbours: 10,
-            judge_k: 10,
-            resamples: 3,
-            seed: 0,
-        }
-    }
 }
 
 /// One resample's values.

@@ -17,31 +17,24 @@ use super::nearest;
 use crate::data::Dataset;
 use crate::data::loader::gather;
 use crate::error::{Error, Result};
+use crate::options::Options;
 use crate::rng::Rng;
 
-/// Settings of `generator_gap`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Settings of `generator_gap`: the options of `gen::gap`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 pub struct GapConfig {
     /// Images of each set compared (fewer when a set is smaller).
+    #[option(default = 1000)]
     pub max_images: usize,
-    /// Neighbours that vote real/generated (odd, so there are no ties).
+    /// Neighbours that vote real or generated (odd, so there are no ties).
+    #[option(default = 5)]
     pub k: usize,
     /// PCA dimensions of the Fréchet distance.
+    #[option(default = 32)]
     pub dims: usize,
-    /// Seed of the random choice of the images compared by the two-sample test.
+    /// Random seed of the subsample the two-sample test compares.
     pub seed: u64,
-}
-
-impl Default for GapConfig {
-    fn default() -> Self {
-        GapConfig {
-            max_images: 1000,
-            k: 5,
-            dims: 32,
-            seed: 0,
-        }
-    }
 }
 
 /// The measured gap between a real and a generated set.

@@ -23,6 +23,7 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::options::Options;
 use crate::rng::Rng;
 
 /// Classes of the toy (the k of λ_{k+1}).
@@ -32,32 +33,24 @@ const ZERO_EIGENVALUE: f64 = 1e-12;
 /// Largest n: the dense eigen-decomposition is O(n³) (2,000 samples take a few seconds).
 pub const MAX_SAMPLES: usize = 2000;
 
-/// Settings of the 2-D toy: sample count, augmentation radius and the two Gaussians.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Settings of the 2-D toy: the options of `theory::toy`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 pub struct ToyConfig {
-    /// Natural samples.
+    /// Natural samples, 3 to 2000.
+    #[option(default = 400)]
     pub n: usize,
-    /// Radius of the augmentation disc (the augmentation strength).
+    /// Radius of the augmentation disc, the augmentation strength.
+    #[option(default = 0.5)]
     pub r: f64,
-    /// Seed of the natural samples.
+    /// Random seed of the samples.
     pub seed: u64,
-    /// Variance of each Gaussian per axis (the paper's 0.7).
+    /// Variance per axis of each Gaussian (the default is the paper's).
+    #[option(default = 0.7)]
     pub variance: f64,
-    /// Distance between the two means (the paper's 2: means (−1, 0) and (1, 0)).
+    /// Distance between the two means, at (±separation/2, 0) (the default is the paper's).
+    #[option(default = 2.0)]
     pub separation: f64,
-}
-
-impl Default for ToyConfig {
-    fn default() -> Self {
-        ToyConfig {
-            n: 400,
-            r: 0.5,
-            seed: 0,
-            variance: 0.7,
-            separation: 2.0,
-        }
-    }
 }
 
 /// The toy's quantities for one configuration.

@@ -9,12 +9,27 @@ use crate::error::{Error, Result};
 use crate::method::Method;
 use crate::model::{Backbone, ResNetConfig};
 use crate::optim::{LrScaling, OptimizerKind};
+use crate::options::{Kind, OptionField, OptionKind, Options};
 
 /// The float type the backbone's convolutions compute in. Master weights, batch norm, the
 /// losses, the probe and the optimisers are f32 in every case (mixed precision as PyTorch's
 /// autocast does it for convolutions).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Precision {
     /// 32-bit float (the default).
     #[default]
@@ -25,29 +40,20 @@ pub enum Precision {
     F16,
 }
 
+crate::option_kind!(choices: Precision);
+
 impl Precision {
     /// Config names of the variants, in declaration order.
-    pub const NAMES: [&'static str; 3] = ["f32", "bf16", "f16"];
+    pub const NAMES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;
 
     /// Parses a config name ("f32", "bf16" or "f16"); an unknown name is a config error.
     pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "f32" => Ok(Precision::F32),
-            "bf16" => Ok(Precision::Bf16),
-            "f16" => Ok(Precision::F16),
-            other => Err(Error::config(
-                "precision",
-                format!(
-                    "unknown precision \"{other}\"; use one of {}",
-                    Self::NAMES.join(", ")
-                ),
-            )),
-        }
+        crate::error::parse_one_of("precision", name, Self::NAMES)
     }
 
     /// The config name: "f32", "bf16" or "f16".
     pub fn name(self) -> &'static str {
-        Self::NAMES[self as usize]
+        self.into()
     }
 
     /// The burn float type the backbone's convolutions compute in.
@@ -69,11 +75,10 @@ impl Precision {
         if device.supports_dtype(self.dtype()) {
             return Ok(());
         }
-        let supported: Vec<&str> = Self::NAMES
+        let supported: Vec<&str> = <Self as strum::VariantArray>::VARIANTS
             .iter()
-            .zip([Precision::F32, Precision::Bf16, Precision::F16])
-            .filter(|(_, p)| device.supports_dtype(p.dtype()))
-            .map(|(n, _)| *n)
+            .filter(|p| device.supports_dtype(p.dtype()))
+            .map(|p| p.name())
             .collect();
         Err(Error::config(
             "precision",
@@ -96,15 +101,20 @@ pub struct Ema {
 }
 
 /// MoCo v2+'s own settings; `Default` is the official setup (reference §5.3).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Options)]
 #[serde(deny_unknown_fields, default)]
 pub struct Mocov2Settings {
-    /// Momentum-target EMA τ at the first step.
+    /// Momentum-target τ at the start.
+    #[option(default = 0.99)]
     pub ema_base: f64,
-    /// Momentum-target EMA τ at the last step.
+    /// Momentum-target τ at the end.
+    #[option(default = 0.999)]
     pub ema_final: f64,
-    /// Keys per queue; unless given, fitted to the largest multiple of the batch up to the
-    /// official 32,768 (`PretrainConfig::fit_defaults`).
+    /// Keys per queue, a multiple of the batch; unset: the default rounded down to one.
+    ///
+    /// Fitted to the largest multiple of the batch up to the official 32,768 unless given
+    /// (`PretrainConfig::fit_defaults`).
+    #[option(default = QUEUE_SIZE)]
     pub queue_size: usize,
 }
 
@@ -118,25 +128,18 @@ impl Mocov2Settings {
     }
 }
 
-impl Default for Mocov2Settings {
-    fn default() -> Self {
-        Mocov2Settings {
-            ema_base: 0.99,
-            ema_final: 0.999,
-            queue_size: QUEUE_SIZE,
-        }
-    }
-}
-
 /// BYOL's own settings; `Default` is the official setup (reference §5.3).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Options)]
 #[serde(deny_unknown_fields, default)]
 pub struct ByolSettings {
-    /// Momentum-target EMA τ at the first step.
+    /// Momentum-target τ at the start.
+    #[option(default = 0.99)]
     pub ema_base: f64,
-    /// Momentum-target EMA τ at the last step.
+    /// Momentum-target τ at the end.
+    #[option(default = 1.0)]
     pub ema_final: f64,
     /// Predictor hidden size.
+    #[option(default = 4096)]
     pub pred_hidden: usize,
 }
 
@@ -150,33 +153,16 @@ impl ByolSettings {
     }
 }
 
-impl Default for ByolSettings {
-    fn default() -> Self {
-        ByolSettings {
-            ema_base: 0.99,
-            ema_final: 1.0,
-            pred_hidden: 4096,
-        }
-    }
-}
-
 /// Barlow Twins' own settings; `Default` is the official setup (reference §5.3).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Options)]
 #[serde(deny_unknown_fields, default)]
 pub struct BarlowSettings {
-    /// Weight λ of the off-diagonal terms.
+    /// Off-diagonal weight λ.
+    #[option(default = 0.0051)]
     pub barlow_lambda: f64,
-    /// Scale of the whole loss.
+    /// Loss scale.
+    #[option(default = 0.1)]
     pub barlow_scale: f64,
-}
-
-impl Default for BarlowSettings {
-    fn default() -> Self {
-        BarlowSettings {
-            barlow_lambda: 0.0051,
-            barlow_scale: 0.1,
-        }
-    }
 }
 
 /// The self-supervised method with exactly its own settings: a configuration a method cannot
@@ -216,14 +202,19 @@ impl MethodConfig {
         }
     }
 
-    /// The keys of `method`'s own settings (their struct's fields).
-    pub fn keys(method: Method) -> Vec<&'static str> {
+    /// The options of `method`'s own settings (their struct's fields).
+    pub fn settings(method: Method) -> Vec<OptionField> {
         match method {
             Method::Simclr => Vec::new(),
-            Method::Mocov2 => crate::field_names::of::<Mocov2Settings>(),
-            Method::Byol => crate::field_names::of::<ByolSettings>(),
-            Method::Barlow => crate::field_names::of::<BarlowSettings>(),
+            Method::Mocov2 => Mocov2Settings::option_fields(),
+            Method::Byol => ByolSettings::option_fields(),
+            Method::Barlow => BarlowSettings::option_fields(),
         }
+    }
+
+    /// The keys of `method`'s own settings.
+    pub fn keys(method: Method) -> Vec<&'static str> {
+        Self::settings(method).iter().map(|o| o.key).collect()
     }
 
     /// The keys of every method's own settings, each once, in the methods' order.
@@ -320,6 +311,43 @@ impl Serialize for MethodConfig {
     }
 }
 
+/// The options a method brings: `method`, then every method's own settings once, each doc
+/// ending with the methods it applies to ("(mocov2/byol only)"): where `PretrainConfig`'s
+/// `method` field stands in its option list.
+impl Options for MethodConfig {
+    fn option_fields() -> Vec<OptionField> {
+        static ROWS: std::sync::LazyLock<Vec<OptionField>> = std::sync::LazyLock::new(|| {
+            let method = OptionField {
+                key: "method",
+                kind: Kind::Str,
+                doc: "The self-supervised method; unset keys take that method's official defaults (shown per method where they differ).",
+                choices: <Method as OptionKind>::CHOICES,
+            };
+            let mut rows = vec![method];
+            for key in MethodConfig::all_keys() {
+                let users: Vec<&str> = Method::ALL
+                    .iter()
+                    .filter(|m| MethodConfig::keys(**m).contains(&key))
+                    .map(|m| m.name())
+                    .collect();
+                let own = Method::ALL
+                    .iter()
+                    .flat_map(|m| MethodConfig::settings(*m))
+                    .find(|o| o.key == key)
+                    .expect("a key of all_keys is some method's setting");
+                let doc = own.doc.strip_suffix('.').unwrap_or(own.doc);
+                let doc = format!("{doc} ({} only).", users.join("/"));
+                rows.push(OptionField {
+                    doc: doc.leak(),
+                    ..own
+                });
+            }
+            rows
+        });
+        ROWS.clone()
+    }
+}
+
 /// An error naming `key` unless `v` is a finite number above 0.
 fn positive(key: &str, v: f64) -> Result<()> {
     if v > 0.0 && v.is_finite() {
@@ -339,57 +367,74 @@ fn positive(key: &str, v: f64) -> Result<()> {
 /// method's own settings at `method`'s place (the bytes run ids were pinned with, so cached
 /// runs keep their ids). The derive below (`remote = "Self"`) reads and writes everything but
 /// the method's name; the `Serialize` and `Deserialize` impls add it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Options)]
 #[serde(remote = "Self", deny_unknown_fields, default)]
+#[option(manual_default)]
 pub struct PretrainConfig {
-    /// "resnet18" (or "resnet10", a CPU-sized variant).
+    /// "resnet18", or "resnet10" (CPU-sized).
     pub backbone: Backbone,
-    /// Channels of the first ResNet stage; 64 = standard ResNet-18.
+    /// First-stage channels, 64 = standard ResNet-18.
     pub width: usize,
-    /// Optimisation steps, one batch each; also the length of the lr and EMA schedules.
+    /// Optimisation steps.
+    ///
+    /// One batch each; also the length of the lr and EMA schedules.
     pub steps: usize,
-    /// Images per step (each gives two augmented views); at least 2.
+    /// Images per step (two views each), at least 2.
     pub batch: usize,
-    /// Learning rate; used as given unless `lr_scaling` is set (the official effective rate
-    /// for SimCLR at batch 512 is 0.4).
+    /// Learning rate, used as given (the defaults are the official effective rates at batch 512).
     pub lr: f64,
-    /// Online linear probe learning rate (official effective value 0.1).
+    /// Online probe learning rate.
     pub classifier_lr: f64,
-    /// "lars" or "sgd".
+    /// The encoder's optimiser.
     pub optimizer: OptimizerKind,
-    /// Weight decay of the encoder's optimiser (the probe's optimiser has none).
+    /// Weight decay (not on biases and norms with LARS).
+    ///
+    /// The probe's optimiser has none.
     pub weight_decay: f64,
-    /// Linear warm-up steps (official: 1000 of 100k).
+    /// Linear warm-up steps; unset: the default, at most steps / 10.
     pub warmup: usize,
-    /// Learning rate at step 0 of the warm-up (official: 3e-5).
+    /// Learning rate at step 0; unset: the default, at most lr.
     pub warmup_start: f64,
-    /// Softmax temperature of SimCLR's NT-Xent and MoCo's InfoNCE (unused by BYOL, Barlow).
+    /// NT-Xent and InfoNCE temperature.
+    ///
+    /// Unused by BYOL and Barlow Twins.
     pub temperature: f64,
-    /// Projector hidden and output sizes (official: 2048, 256).
+    /// Projector hidden size.
     pub proj_hidden: usize,
-    /// Projector output size (also MoCo's key size and BYOL's predictor input/output size).
+    /// Projector output size.
+    ///
+    /// Also MoCo's key size and BYOL's predictor input/output size.
     pub proj_dim: usize,
+    /// Random seed.
+    ///
     /// Seeds the initial weights, the batch order and the augmentations.
     pub seed: u64,
-    /// Probe evaluation period in steps (0 = only at the end).
+    /// Online-probe evaluation period in steps (0 = end only).
     pub eval_every: usize,
-    /// Loss/throughput logging period in steps (each log reads the loss back from the device).
+    /// Loss logging period in steps.
+    ///
+    /// Each log reads the loss back from the device.
     pub log_every: usize,
-    /// The method ("simclr", "mocov2", "byol" or "barlow", the `method` key) and its own
-    /// settings (`ema_base`, `ema_final`, `queue_size`, `pred_hidden`, `barlow_lambda`,
-    /// `barlow_scale`: see the settings structs).
+    /// The method and its own settings (`method` and the settings' keys).
+    ///
+    /// In the stored form the method's name is the `method` key and its settings are keys
+    /// here, beside the shared ones.
     #[serde(flatten, skip_deserializing)]
     pub method: MethodConfig,
-    /// "linear": `lr` and `classifier_lr` are multiplied by batch/256 (the official rule,
-    /// `lr · batch_size · n_devices / 256`); unset: used as given.
+    /// "linear": lr and classifier_lr × batch/256 (the official rule); unset: as given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lr_scaling: Option<LrScaling>,
-    /// The backbone's convolutions in f32, bf16 or f16 (see `Precision`). Left out of the
-    /// serialised config (and so of the run id) when f32, so f32 runs keep their ids.
+    /// The backbone's convolutions in that type; f32 master weights, batch norm, losses and
+    /// optimiser.
+    ///
+    /// Left out of the serialised config (and so of the run id) when f32, so f32 runs keep
+    /// their ids.
     #[serde(skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
-    /// Per-step values of the scheduled keys (`super::schedule`). Left out of the serialised
-    /// config (and so of the run id) when nothing is scheduled.
+    /// Values that change over the run, per step: #{ generated_share, strength, lr } (see
+    /// below); the per-step values, not how they are written, are part of the run id.
+    ///
+    /// Left out of the serialised config (and so of the run id) when nothing is scheduled.
     #[serde(skip_serializing_if = "Schedule::is_empty")]
     pub schedule: Schedule,
 }
@@ -544,19 +589,6 @@ impl PretrainConfig {
     /// The self-supervised method.
     pub fn method(&self) -> Method {
         self.method.method()
-    }
-
-    /// Every key of the stored form, in its order: `method`, then the shared settings with
-    /// every method's own settings at their place (what option lists and `adainf api` read).
-    pub fn keys() -> Vec<&'static str> {
-        let mut keys = vec!["method"];
-        for key in crate::field_names::read_by(|c| PretrainConfig::deserialize(c)) {
-            keys.push(key);
-            if key == "log_every" {
-                keys.extend(MethodConfig::all_keys());
-            }
-        }
-        keys
     }
 
     /// Projector layer sizes from the backbone's feature size.

@@ -142,6 +142,8 @@ pub fn tabulate<E>(
 #[serde(transparent)]
 pub struct Schedule(pub BTreeMap<ScheduleKey, Vec<f64>>);
 
+crate::option_kind!(Schedule: Schedule);
+
 impl Schedule {
     /// Whether no key is scheduled.
     pub fn is_empty(&self) -> bool {

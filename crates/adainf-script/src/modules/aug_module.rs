@@ -36,41 +36,30 @@ fn strength(a: &ViewPair, s: f64) -> Res<ViewPair> {
 /// `aug::simclr`'s options: the `symmetric` preset (`AugSpec::default`) with the given keys
 /// over it.
 fn aug_spec_from(opts: &Map) -> Res<AugSpec> {
-    let spec: AugSpec = options::parse("aug::simclr", opts, AUG)
+    let spec: AugSpec = options::parse("aug::simclr", opts, &[])
         .or_else(|e| fail(format!("{e} (jitter has 4 values, mean and std 3)")))?;
     core(spec.validate())?;
     Ok(spec)
 }
 
 /// The options of `aug::auto`.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 struct AutoOptions {
-    /// The preset to scale.
+    /// The augmentation to scale ("asymmetric" for BYOL and Barlow Twins).
+    #[option(default = String::from(DEFAULT_PRESET))]
     preset: String,
 }
 
-impl Default for AutoOptions {
-    fn default() -> Self {
-        AutoOptions {
-            preset: DEFAULT_PRESET.into(),
-        }
-    }
-}
-
 /// The options of `aug::preview`.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 struct PreviewOptions {
-    /// Images shown.
+    /// Number of images shown.
+    #[option(default = 8)]
     n: usize,
+    /// Random seed.
     seed: u64,
-}
-
-impl Default for PreviewOptions {
-    fn default() -> Self {
-        PreviewOptions { n: 8, seed: 0 }
-    }
 }
 
 pub(super) fn aug_module(state: &Rc<HostState>) -> Module {
@@ -85,7 +74,7 @@ pub(super) fn aug_module(state: &Rc<HostState>) -> Module {
     let st = state.clone();
     // Overloads without an options map delegate with an empty one, so defaults live once.
     let auto = move |d: Dataset, opts: Map| -> Res<ViewPair> {
-        let AutoOptions { preset } = parsed("aug::auto", &opts, AUG_AUTO)?;
+        let AutoOptions { preset } = parsed("aug::auto", &opts, &[])?;
         auto_strength(&d, &preset, &st.device)
     };
     let auto_default = auto.clone();
@@ -107,7 +96,7 @@ pub(super) fn aug_module(state: &Rc<HostState>) -> Module {
     });
     let st = state.clone();
     let preview = move |d: Dataset, a: ViewPair, path: &str, opts: Map| -> Res<()> {
-        let PreviewOptions { n, seed } = parsed("aug::preview", &opts, PREVIEW)?;
+        let PreviewOptions { n, seed } = parsed("aug::preview", &opts, &[])?;
         let target = st.resolve(path);
         core(write_preview(&d, &a, &target, n, seed, &st.device))
     };
@@ -191,51 +180,6 @@ pub(super) fn aug_option(v: Option<&Dynamic>) -> Res<ViewPair> {
 /// The keys of `aug: #{ real: A, generated: B }` (augmentation per data source).
 pub const AUG_SOURCES: [&str; 2] = ["real", "generated"];
 
-pub const AUG_AUTO: &[Opt] = &[opt(
-    "preset",
-    Kind::Str,
-    "the augmentation to scale (\"asymmetric\" for BYOL and Barlow Twins)",
-)];
-
-pub const AUG: &[Opt] = &[
-    opt(
-        "crop_min",
-        Kind::Float,
-        "RandomResizedCrop minimum area fraction",
-    ),
-    opt(
-        "crop_max",
-        Kind::Float,
-        "RandomResizedCrop maximum area fraction",
-    ),
-    opt("flip_prob", Kind::Float, "horizontal flip probability"),
-    opt("jitter_prob", Kind::Float, "colour jitter probability"),
-    opt(
-        "jitter",
-        Kind::Floats,
-        "[brightness, contrast, saturation, hue] strengths",
-    ),
-    opt("gray_prob", Kind::Float, "grayscale probability"),
-    opt(
-        "blur_prob",
-        Kind::Float,
-        "Gaussian blur probability (sigma in [0.1, 2])",
-    ),
-    opt("solarize_prob", Kind::Float, "solarize probability"),
-    opt(
-        "mean",
-        Kind::Floats,
-        "normalisation mean per channel; the default is CIFAR-10's",
-    ),
-    opt(
-        "std",
-        Kind::Floats,
-        "normalisation std per channel; the default is CIFAR-10's",
-    ),
-];
-
-pub const PREVIEW: &[Opt] = &[opt("n", Kind::Int, "number of images"), options::SEED];
-
 /// The catalogue entries of `aug` and of the handle it returns (`api::catalogue`).
 pub(super) fn entries() -> Vec<ApiEntry> {
     vec![
@@ -249,14 +193,14 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "aug::simclr",
             "aug::simclr(opts) -> Aug",
             "a symmetric augmentation; unset keys keep the `symmetric` values",
-            AUG,
+            &[],
         )
         .typed(typed::<AugSpec>()),
         entry(
             "aug::auto",
             "aug::auto(data, opts) -> Aug",
             "the preset at the strength the adaptive rule gives `data` (docs/adaptive.md): the choice recorded by dup \"auto\", measured for a set inflated with a fixed dup, 1 for real data alone; named e.g. \"symmetric×0.7 (auto)\"",
-            AUG_AUTO,
+            &[],
         )
         .typed(typed::<AutoOptions>()),
         entry(
@@ -269,7 +213,7 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "aug::preview",
             "aug::preview(data, aug, path, opts)",
             "writes a PNG grid: each image and its two views",
-            PREVIEW,
+            &[],
         )
         .typed(typed::<PreviewOptions>()),
         entry(

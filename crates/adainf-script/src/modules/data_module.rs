@@ -84,7 +84,7 @@ pub(super) fn data_module(state: &Rc<HostState>) -> Module {
     // Overloads without an options map delegate with an empty one, so defaults live once.
     let st = state.clone();
     let cifar100 = move |dir: &str, split: &str, opts: Map| -> Res<Dataset> {
-        let CifarOptions { coarse } = parsed("data::cifar100", &opts, CIFAR)?;
+        let CifarOptions { coarse } = parsed("data::cifar100", &opts, &[])?;
         core(cifar_recipe(&st, dir, Variant::Cifar100 { coarse }, split).build(&st.device))
     };
     let cifar100_default = cifar100.clone();
@@ -101,7 +101,7 @@ pub(super) fn data_module(state: &Rc<HostState>) -> Module {
     });
     let st = state.clone();
     let npz = move |path: &str, opts: Map| -> Res<Dataset> {
-        let o: NpzArgs = parsed("data::npz", &opts, NPZ)?;
+        let o: NpzArgs = parsed("data::npz", &opts, NPZ_HANDLES)?;
         let d = core(
             Recipe::Npz {
                 path: st.resolve(path),
@@ -139,7 +139,7 @@ pub(super) fn data_module(state: &Rc<HostState>) -> Module {
     });
     let st = state.clone();
     let folder = move |path: &str, opts: Map| -> Res<Dataset> {
-        let FolderOptions { size } = parsed("data::folder", &opts, FOLDER)?;
+        let FolderOptions { size } = parsed("data::folder", &opts, &[])?;
         core(
             Recipe::Folder {
                 path: st.resolve(path),
@@ -161,21 +161,21 @@ pub(super) fn data_module(state: &Rc<HostState>) -> Module {
     });
     let st = state.clone();
     register!(m, "synthetic", move |opts: Map| -> Res<Dataset> {
-        let spec: SyntheticSpec = parsed("data::synthetic", &opts, SYNTHETIC)?;
+        let spec: SyntheticSpec = parsed("data::synthetic", &opts, &[])?;
         st.memo(format!("{spec:?}"), || {
             core(Recipe::Synthetic(spec.clone()).build(&st.device))
         })
     });
     let st = state.clone();
     register!(m, "synthetic_generator", move |opts: Map| -> Res<Dataset> {
-        let spec: GeneratorSpec = parsed("data::synthetic_generator", &opts, GENERATOR)?;
+        let spec: GeneratorSpec = parsed("data::synthetic_generator", &opts, &[])?;
         st.memo(format!("{spec:?}"), || {
             core(Recipe::SyntheticGenerator(spec.clone()).build(&st.device))
         })
     });
     let st = state.clone();
     let inflate = move |real: Dataset, generated: Dataset, opts: Map| -> Res<Dataset> {
-        let InflateOptions { dup } = parsed("data::inflate", &opts, INFLATE)?;
+        let InflateOptions { dup } = parsed("data::inflate", &opts, &[])?;
         match dup {
             Dup::Auto(_) => core(theory::adapt::inflate_auto(&real, &generated, &st.device)),
             Dup::Copies(copies) => core(recipe::inflate(&real, &generated, copies)),
@@ -194,7 +194,9 @@ pub(super) fn data_module(state: &Rc<HostState>) -> Module {
         inflate_default(real, generated, Map::new())
     });
     register!(m, "subset", |d: Dataset, opts: Map| -> Res<Dataset> {
-        let SubsetOptions { per_class, n, seed } = parsed("data::subset", &opts, SUBSET)?;
+        let SubsetOptions {
+            per_class, n, seed, ..
+        } = parsed("data::subset", &opts, &[])?;
         match (per_class, n) {
             (Some(_), Some(_)) => fail("data::subset takes either `per_class` or `n`, not both"),
             (Some(p), None) => core(recipe::subset_per_class(&d, p, seed)),
@@ -219,9 +221,9 @@ fn cifar_recipe(st: &HostState, dir: &str, variant: Variant, split: &str) -> Rec
 /// image size (options that do not parse are reported by the option check).
 pub(super) fn check_literal(function: &str, opts: &Map) -> crate::error::Result<()> {
     let size = if function == "data::synthetic" {
-        options::parse::<SyntheticSpec>(function, opts, SYNTHETIC).map(|s| s.size)
+        options::parse::<SyntheticSpec>(function, opts, &[]).map(|s| s.size)
     } else {
-        options::parse::<GeneratorSpec>(function, opts, GENERATOR).map(|s| s.size)
+        options::parse::<GeneratorSpec>(function, opts, &[]).map(|s| s.size)
     };
     match size {
         Ok(size) => crate::data::synthetic::check_size(size),
@@ -230,34 +232,37 @@ pub(super) fn check_literal(function: &str, opts: &Map) -> crate::error::Result<
 }
 
 /// The options of `data::cifar100`.
-#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 struct CifarOptions {
-    /// The 20 coarse labels instead of the 100 fine ones.
+    /// CIFAR-100 only: the 20 coarse labels instead of the 100 fine ones.
     coarse: bool,
 }
 
 /// The options of `data::folder`.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 struct FolderOptions {
     /// Images are resized to size×size.
+    #[option(default = 32)]
     size: usize,
 }
 
-impl Default for FolderOptions {
-    fn default() -> Self {
-        FolderOptions { size: 32 }
-    }
-}
-
 /// The options of `data::subset`: `per_class` or `n` (one of them).
-#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 struct SubsetOptions {
+    /// Labelled images per class (the paper's 5k set: 500).
     per_class: Option<usize>,
+    /// Images chosen uniformly at random.
     n: Option<usize>,
+    /// Random seed.
     seed: u64,
+    /// An option only this crate's test build has: the test that adding a field is all it
+    /// takes (`tests::a_field_added_to_an_options_struct_is_an_option_everywhere`).
+    #[cfg(test)]
+    #[option(default = 7)]
+    pub(crate) fake_option: usize,
 }
 
 /// `dup: "auto"`.
@@ -277,38 +282,43 @@ enum Dup {
 }
 
 /// The options of `data::inflate`.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 struct InflateOptions {
+    /// Copies of the real data before the generated data; "auto": chosen from the generator
+    /// gap by the adaptive rule (docs/adaptive.md), reported in info().
+    #[option(kind = IntOrAuto, default = Dup::Copies(1))]
     dup: Dup,
 }
 
-impl Default for InflateOptions {
-    fn default() -> Self {
-        InflateOptions {
-            dup: Dup::Copies(1),
-        }
-    }
-}
-
 /// What `data::npz` does with the stored labels.
-#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize, strum::VariantNames)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 enum Labels {
     Keep,
     /// All -1: generated images never reach the probe.
     Ignore,
 }
 
+adainf_core::option_kind!(choices: Labels);
+
 /// The options of `data::npz` (the core's `NpzOptions`, with `labels` named by its effect);
 /// the defaults are the core's.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
+#[option(manual_default)]
 struct NpzArgs {
+    /// What to do with the stored labels: "ignore" makes them all -1 (generated images never
+    /// reach the probe).
     labels: Labels,
+    /// Pixels are stored B, G, R (OpenCV-written files): swap to RGB.
     bgr: bool,
+    /// Array name of the images.
     image_key: String,
+    /// Array name of the labels.
     label_key: String,
+    /// Number of classes (unset: largest label + 1).
     classes: Option<usize>,
 }
 
@@ -341,76 +351,12 @@ impl From<NpzArgs> for NpzOptions {
     }
 }
 
-pub const SYNTHETIC: &[Opt] = &[
-    opt("n", Kind::Int, "number of images"),
-    options::SEED,
-    opt("size", Kind::Int, "image side in pixels"),
-    opt(
-        "split",
-        Kind::Str,
-        "\"train\" or \"test\": independent streams",
-    ),
-];
-
-pub const GENERATOR: &[Opt] = &[
-    opt("n", Kind::Int, "number of generated images"),
-    opt(
-        "fidelity",
-        Kind::Float,
-        "in [0, 1]; 1 = the real distribution",
-    ),
-    options::SEED,
-    opt("size", Kind::Int, "image side in pixels"),
-];
-
-pub const INFLATE: &[Opt] = &[opt(
-    "dup",
-    Kind::IntOrAuto,
-    "copies of the real data before the generated data; \"auto\": chosen from the generator gap by the adaptive rule (docs/adaptive.md), reported in info()",
+/// The option of `data::npz` the host reads itself.
+pub const NPZ_HANDLES: &[Opt] = &[opt(
+    "reference",
+    Kind::Dataset,
+    "Warn if the channel means look R/B-swapped relative to this set.",
 )];
-
-pub const NPZ: &[Opt] = &[
-    opt(
-        "labels",
-        Kind::Str,
-        "\"keep\" or \"ignore\" (all -1: generated images never reach the probe)",
-    ),
-    opt(
-        "bgr",
-        Kind::Bool,
-        "pixels are stored B, G, R (OpenCV-written files): swap to RGB",
-    ),
-    opt("image_key", Kind::Str, "array name of the images"),
-    opt("label_key", Kind::Str, "array name of the labels"),
-    opt(
-        "classes",
-        Kind::Int,
-        "number of classes (unset: largest label + 1)",
-    ),
-    opt(
-        "reference",
-        Kind::Dataset,
-        "warn if the channel means look R/B-swapped relative to this set",
-    ),
-];
-
-pub const CIFAR: &[Opt] = &[opt(
-    "coarse",
-    Kind::Bool,
-    "CIFAR-100 only: the 20 coarse labels instead of the 100 fine ones",
-)];
-
-pub const FOLDER: &[Opt] = &[opt("size", Kind::Int, "images are resized to size×size")];
-
-pub const SUBSET: &[Opt] = &[
-    opt(
-        "per_class",
-        Kind::Int,
-        "labelled images per class (the paper's 5k set: 500)",
-    ),
-    opt("n", Kind::Int, "images chosen uniformly at random"),
-    options::SEED,
-];
 
 /// The catalogue entries of `data` and of the handle it returns (`api::catalogue`).
 pub(super) fn entries() -> Vec<ApiEntry> {
@@ -419,21 +365,21 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "data::synthetic",
             "data::synthetic(opts) -> Dataset",
             "the embedded 10-class shape family (labels 0..9)",
-            SYNTHETIC,
+            &[],
         )
         .typed(typed::<SyntheticSpec>()),
         entry(
             "data::synthetic_generator",
             "data::synthetic_generator(opts) -> Dataset",
             "simulated generator samples of that family (labels -1)",
-            GENERATOR,
+            &[],
         )
         .typed(typed::<GeneratorSpec>()),
         entry(
             "data::inflate",
             "data::inflate(real, generated, opts) -> Dataset",
             "real × dup then generated, as an index view (no copies)",
-            INFLATE,
+            &[],
         )
         .typed(typed::<InflateOptions>()),
         entry(
@@ -446,14 +392,14 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "data::cifar100",
             "data::cifar100(dir, split, opts) -> Dataset",
             "CIFAR-100 binary or python release folder (fine labels)",
-            CIFAR,
+            &[],
         )
         .typed(typed::<CifarOptions>()),
         entry(
             "data::npz",
             "data::npz(path, opts) -> Dataset",
             "AdaInf npz (image N×H×W×3 u8, label); memory-mapped when stored",
-            NPZ,
+            NPZ_HANDLES,
         )
         .typed(typed::<NpzArgs>()),
         entry(
@@ -466,7 +412,7 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "data::folder",
             "data::folder(path, opts) -> Dataset",
             "PNG/JPEG files; class subfolders give labels, else -1",
-            FOLDER,
+            &[],
         )
         .typed(typed::<FolderOptions>()),
         entry(
@@ -479,7 +425,7 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "data::subset",
             "data::subset(data, opts) -> Dataset",
             "per_class labelled images per class, or n random images",
-            SUBSET,
+            &[],
         )
         .typed(typed::<SubsetOptions>()),
         entry("Dataset.len", "data.len() -> int", "number of images", &[]),

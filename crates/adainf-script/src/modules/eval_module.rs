@@ -15,7 +15,7 @@ pub(super) fn eval_module(state: &Rc<HostState>) -> Module {
             Encoder::Trained => "eval::knn",
             Encoder::RandomInit => "eval::knn_random",
         };
-        let cfg: KnnConfig = parsed(function, opts, KNN)?;
+        let cfg: KnnConfig = parsed(function, opts, &[])?;
         core(runs::knn(
             &r.run, encoder, train_set, test, &cfg, &st.device,
         ))
@@ -48,7 +48,7 @@ pub(super) fn eval_module(state: &Rc<HostState>) -> Module {
                                      test: Dataset,
                                      opts: Map|
           -> Res<f64> {
-        let cfg: KnnConfig = parsed("eval::knn_pixels", &opts, KNN)?;
+        let cfg: KnnConfig = parsed("eval::knn_pixels", &opts, &[])?;
         core(runs::knn_pixels(&train_set, &test, &cfg, &st.device))
     });
     let st = state.clone();
@@ -57,29 +57,13 @@ pub(super) fn eval_module(state: &Rc<HostState>) -> Module {
                                  test: Dataset,
                                  opts: Map|
           -> Res<f64> {
-        let cfg: LinearProbeConfig = parsed("eval::linear", &opts, LINEAR)?;
+        let cfg: LinearProbeConfig = parsed("eval::linear", &opts, &[])?;
         core(runs::linear(
             &r.run, &train_set, &test, &cfg, &st.device, &st.cancel,
         ))
     });
     m
 }
-
-pub const KNN: &[Opt] = &[
-    opt("k", Kind::Int, "neighbours"),
-    opt(
-        "temperature",
-        Kind::Float,
-        "vote temperature: votes weigh exp(similarity / T); positive; a tiny T gives the nearest neighbour's class",
-    ),
-];
-
-pub const LINEAR: &[Opt] = &[
-    opt("epochs", Kind::Int, "epochs"),
-    opt("lr", Kind::Float, "Adam learning rate"),
-    opt("batch", Kind::Int, "mini-batch"),
-    options::SEED,
-];
 
 /// The catalogue entries of `eval` and of the handle it returns (`api::catalogue`).
 pub(super) fn entries() -> Vec<ApiEntry> {
@@ -88,28 +72,28 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "eval::knn",
             "eval::knn(run, train, test, opts) -> float",
             "weighted kNN top-1 on frozen features",
-            KNN,
+            &[],
         )
         .typed(typed::<KnnConfig>()),
         entry(
             "eval::knn_pixels",
             "eval::knn_pixels(train, test, opts) -> float",
             "the same kNN on raw normalised pixels (a baseline)",
-            KNN,
+            &[],
         )
         .typed(typed::<KnnConfig>()),
         entry(
             "eval::knn_random",
             "eval::knn_random(run, train, test, opts) -> float",
             "the same kNN on a randomly initialised encoder of the run's shape",
-            KNN,
+            &[],
         )
         .typed(typed::<KnnConfig>()),
         entry(
             "eval::linear",
             "eval::linear(run, train, test, opts) -> float",
             "offline linear probe on frozen features",
-            LINEAR,
+            &[],
         )
         .typed(typed::<LinearProbeConfig>()),
     ]

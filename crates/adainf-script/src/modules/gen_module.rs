@@ -39,10 +39,12 @@ pub struct DiffusionHandle {
 
 /// The options of `gen::diffusion` that are not part of the run's identity (the rest is the
 /// core's `DiffusionConfig`).
-#[derive(Default, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(serde::Serialize, serde::Deserialize, Options)]
+#[serde(default)]
 struct DiffusionRunOptions {
-    device: Option<String>,
+    #[serde(flatten)]
+    control: RunControl,
+    /// "f32" only for now.
     precision: crate::train::config::Precision,
 }
 
@@ -58,10 +60,11 @@ struct PreparedGenerator {
 /// The options of `function` (`gen::diffusion`, `gen::diffusion_all`): the core's config and
 /// the run options, checked, with the device opened.
 fn prepare_diffusion(function: &str, st: &HostState, opts: &Map) -> Res<PreparedGenerator> {
-    options::check(function, opts, DIFFUSION)?;
-    let (run, config) = options::split_json::<DiffusionRunOptions>(opts, DIFFUSION);
+    let known = (diffusion_typed().options)();
+    options::check(function, opts, &known)?;
+    let (run, config) = options::split_json::<DiffusionRunOptions>(opts, &known);
     let empty = serde_json::Map::new();
-    let config: DiffusionConfig =
+    let mut config: DiffusionConfig =
         options::deserialize_over(function, &empty, config).map_err(runtime_error)?;
     let run: DiffusionRunOptions =
         options::deserialize_over(function, &empty, run).map_err(runtime_error)?;
@@ -71,15 +74,22 @@ fn prepare_diffusion(function: &str, st: &HostState, opts: &Map) -> Res<Prepared
             run.precision.name()
         ));
     }
-    let device = match &run.device {
+    config.checkpoint_every = run.control.checkpoint_every;
+    let device = match &run.control.device {
         Some(name) => core(DeviceSpec::parse(name).and_then(|d| d.open()))?,
         None => st.device.clone(),
     };
     Ok(PreparedGenerator {
         config,
         device,
-        device_name: run.device,
+        device_name: run.control.device,
     })
+}
+
+/// The options of `gen::diffusion` and `gen::diffusion_all`: the core's config, then the run
+/// options.
+fn diffusion_typed() -> options::Typed {
+    options::typed_pair::<DiffusionConfig, DiffusionRunOptions>()
 }
 
 /// Trains (or loads) the generators on `real` in order, through the host's executor (as
@@ -221,7 +231,7 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
     register!(m, "gmm", move |real: Dataset,
                               opts: Map|
           -> Res<GeneratorHandle> {
-        let cfg: GmmConfig = parsed("gen::gmm", &opts, GMM)?;
+        let cfg: GmmConfig = parsed("gen::gmm", &opts, &[])?;
         Ok(GeneratorHandle {
             gmm: Rc::new(core(fit_gmm(&real, &cfg, &st.device))?),
             real,
@@ -257,7 +267,7 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
     });
     let st = state.clone();
     let sample_diffusion = move |g: DiffusionHandle, n: i64, opts: Map| -> Res<Dataset> {
-        let cfg: diffusion::run::SampleConfig = parsed("gen::sample", &opts, SAMPLE)?;
+        let cfg: diffusion::run::SampleConfig = parsed("gen::sample", &opts, &[])?;
         if n <= 0 {
             return fail(format!("gen::sample: n must be at least 1, got {n}"));
         }
@@ -289,7 +299,7 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
     });
     let st = state.clone();
     let sample = move |g: GeneratorHandle, n: i64, opts: Map| -> Res<Dataset> {
-        let cfg: diffusion::run::SampleConfig = parsed("gen::sample", &opts, SAMPLE)?;
+        let cfg: diffusion::run::SampleConfig = parsed("gen::sample", &opts, &[])?;
         if let Some(k) = opts.keys().find(|k| k.as_str() != "seed") {
             return fail(format!(
                 "gen::sample: `{k}` applies to diffusion generators only; a Gaussian-mixture generator takes only `seed`"
@@ -314,7 +324,7 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
                               generated: Dataset,
                               opts: Map|
           -> Res<Map> {
-        let cfg: GapConfig = parsed("gen::gap", &opts, GAP)?;
+        let cfg: GapConfig = parsed("gen::gap", &opts, &[])?;
         Ok(gap_map(&core(generator_gap(
             &real, &generated, &cfg, &st.device,
         ))?))
@@ -324,103 +334,23 @@ pub(super) fn gen_module(state: &Rc<HostState>) -> Module {
                                   b: Dataset,
                                   opts: Map|
           -> Res<f64> {
-        let cfg: FrechetOptions = parsed("gen::frechet", &opts, FRECHET)?;
+        let cfg: FrechetOptions = parsed("gen::frechet", &opts, &[])?;
         core(frechet(&a, &b, cfg.dims, cfg.max_images, &st.device))
     });
     m
 }
 
-pub const GMM: &[Opt] = &[
-    opt("components", Kind::Int, "mixture components"),
-    opt("pca_dims", Kind::Int, "PCA dimensions"),
-    options::SEED,
-    opt("iterations", Kind::Int, "EM iterations"),
-    opt("max_images", Kind::Int, "fit on at most this many images"),
-];
-
-pub const SAMPLE: &[Opt] = &[
-    options::SEED,
-    opt(
-        "steps",
-        Kind::Int,
-        "diffusion: reverse steps, at most the generator's timesteps",
-    ),
-    opt("sampler", Kind::Str, "diffusion: \"ddim\" or \"ddpm\""),
-    opt(
-        "eta",
-        Kind::Float,
-        "diffusion: DDIM's η in [0, 1]; 0 is deterministic",
-    ),
-    opt("batch", Kind::Int, "diffusion: images per batch"),
-];
-
-pub const DIFFUSION: &[Opt] = &[
-    options::STEPS,
-    opt("batch", Kind::Int, "images per step"),
-    opt("lr", Kind::Float, "AdamW learning rate"),
-    opt(
-        "channels",
-        Kind::Int,
-        "UNet channels of the first level: 128 = the paper's 35.7M-parameter model",
-    ),
-    opt("channel_mult", Kind::Ints, "channel multiplier per level"),
-    opt(
-        "attention_at",
-        Kind::Ints,
-        "resolutions with self-attention",
-    ),
-    opt("dropout", Kind::Float, "dropout in the residual blocks"),
-    opt(
-        "timesteps",
-        Kind::Int,
-        "diffusion steps T of the linear β schedule",
-    ),
-    opt("ema", Kind::Float, "EMA decay of the sampling weights"),
-    opt("flip", Kind::Bool, "random horizontal flips"),
-    options::SEED,
-    options::CHECKPOINT_EVERY,
-    options::DEVICE,
-    opt("precision", Kind::Str, "\"f32\" only for now"),
-];
-
-pub const GAP: &[Opt] = &[
-    opt("max_images", Kind::Int, "images of each set compared"),
-    opt(
-        "k",
-        Kind::Int,
-        "neighbours that vote real or generated, odd",
-    ),
-    opt("dims", Kind::Int, "PCA dimensions of the Fréchet distance"),
-    opt("seed", Kind::Int, "random seed of the subsample"),
-];
-
 /// The options of `gen::frechet`.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 struct FrechetOptions {
     /// PCA dimensions of the comparison space.
+    #[option(default = 32)]
     dims: usize,
-    /// Images of each set used, at most.
+    /// Use at most this many images of each set.
+    #[option(default = 10_000)]
     max_images: usize,
 }
-
-impl Default for FrechetOptions {
-    fn default() -> Self {
-        FrechetOptions {
-            dims: 32,
-            max_images: 10_000,
-        }
-    }
-}
-
-pub const FRECHET: &[Opt] = &[
-    opt("dims", Kind::Int, "PCA dimensions of the comparison space"),
-    opt(
-        "max_images",
-        Kind::Int,
-        "use at most this many images of each set",
-    ),
-];
 
 /// The catalogue entries of `gen` and of the handle it returns (`api::catalogue`).
 pub(super) fn entries() -> Vec<ApiEntry> {
@@ -429,42 +359,42 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "gen::gmm",
             "gen::gmm(real, opts) -> Generator",
             "fits PCA + Gaussian mixture (EM) on real images: a fast, weak generator",
-            GMM,
+            &[],
         )
         .typed(typed::<GmmConfig>()),
         entry(
             "gen::diffusion",
             "gen::diffusion(real, opts) -> DiffusionGenerator",
             "trains a DDPM (the UNet of Ho et al. 2020, ε-prediction, linear β, AdamW, EMA weights) on real images as a cached run (id, dir, cached, metrics, info()); a batch of one for the executor, like train::pretrain (with `--executor slurm` it trains on the cluster)",
-            DIFFUSION,
+            &[],
         )
-        .typed(options::typed_pair::<DiffusionConfig, DiffusionRunOptions>()),
+        .typed(diffusion_typed()),
         entry(
             "gen::diffusion_all",
             "gen::diffusion_all(real, [opts, ...]) -> array",
             "trains (or loads) several DDPM generators on the same real images and returns them in order, as train::pretrain_all does runs: one after another by default, in parallel with `adainf run --jobs N` (worker processes) or `--executor slurm` (one job array); each is trained exactly once across every process sharing the runs folder, with the weights it gets in this process",
-            DIFFUSION,
+            &[],
         )
-        .typed(options::typed_pair::<DiffusionConfig, DiffusionRunOptions>()),
+        .typed(diffusion_typed()),
         entry(
             "gen::sample",
             "gen::sample(generator, n, opts) -> Dataset",
             "n generated images (labels -1); steps, sampler, eta and batch apply to diffusion generators, whose samples are stored in a run folder (samples.npz) and loaded from it when the same generator, n and options come again",
-            SAMPLE,
+            &[],
         )
         .typed(typed::<diffusion::run::SampleConfig>()),
         entry(
             "gen::frechet",
             "gen::frechet(reference, other, opts) -> float",
             "Fréchet distance in the reference's PCA space (lower = closer)",
-            FRECHET,
+            &[],
         )
         .typed(typed::<FrechetOptions>()),
         entry(
             "gen::gap",
             "gen::gap(real, generated, opts) -> map",
             "the generator gap without labels: #{ tv, accuracy, frechet, images }; tv = max(0, 2·accuracy − 1) from a leave-one-out kNN real-vs-generated classifier on pixels (a lower bound on the total-variation distance), frechet as gen::frechet",
-            GAP,
+            &[],
         )
         .typed(typed::<GapConfig>()),
         entry(

@@ -14,7 +14,7 @@ use rhai::{
 
 use super::HostState;
 use super::entry::{self, ApiEntry, entry};
-use super::options::{self, Kind, Opt, opt, typed};
+use super::options::{self, Kind, Opt, Options, opt, typed};
 use crate::augment::preview::write_preview;
 use crate::augment::{AugSpec, DEFAULT_PRESET, ViewPair, preset};
 use crate::data::Dataset;
@@ -346,11 +346,26 @@ fn execute_batch<T>(
     Ok(out)
 }
 
-/// Options map → typed options (defaults on the struct), errors with the call's position.
-fn parsed<T: for<'de> serde::Deserialize<'de>>(
+/// Options map → typed options (defaults on the struct; `handles`: the options the host reads
+/// itself), errors with the call's position.
+fn parsed<T: Options + for<'de> serde::Deserialize<'de>>(
     function: &str,
     opts: &Map,
-    known: &[options::Opt],
+    handles: &[options::Opt],
 ) -> Res<T> {
-    options::parse(function, opts, known).map_err(runtime_error)
+    options::parse(function, opts, handles).map_err(runtime_error)
+}
+
+/// The options of every run kind (pretraining, the diffusion generator) that say where and how
+/// it runs, not what it computes: none of them is part of the run id.
+#[derive(serde::Serialize, serde::Deserialize, Options)]
+#[serde(default)]
+struct RunControl {
+    /// flex, wgpu, vulkan, cuda or cuda:N (unset: the command's --device); not part of the run
+    /// id.
+    device: Option<String>,
+    /// Checkpoint period in steps (0: a checkpoint only when the run is stopped by Ctrl-C or
+    /// SIGTERM); an interrupted run resumes from its last checkpoint and computes the same
+    /// steps as an uninterrupted one; not part of the run id.
+    checkpoint_every: usize,
 }

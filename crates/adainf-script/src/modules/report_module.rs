@@ -43,90 +43,73 @@ fn rows_of(rows: &Array) -> Res<Vec<Row>> {
 }
 
 /// The options of `report::table`.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 struct TableOptions {
-    /// Columns shown, in order (unset: all).
+    /// Columns to show, in order (unset: all).
     columns: Option<Vec<String>>,
-    /// Rows with equal values here are merged.
+    /// Merge rows with equal values here; numbers become mean ± std.
     group_by: Vec<String>,
+    /// Print the table.
+    #[option(default = true)]
     print: bool,
-}
-
-impl Default for TableOptions {
-    fn default() -> Self {
-        TableOptions {
-            columns: None,
-            group_by: Vec::new(),
-            print: true,
-        }
-    }
 }
 
 /// The options of `report::compare` (`group`, `value` and `pairs` are required).
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 struct CompareOptions {
+    /// Column whose values name the groups, e.g. "setting" (required).
     group: Option<String>,
+    /// Numeric column to compare, e.g. "knn" (required).
     value: Option<String>,
+    /// [a, b] group pairs; each row gives mean(a) − mean(b) (required).
     pairs: Option<Vec<(String, String)>>,
+    /// Print the table.
+    #[option(default = true)]
     print: bool,
 }
 
-impl Default for CompareOptions {
-    fn default() -> Self {
-        CompareOptions {
-            group: None,
-            value: None,
-            pairs: None,
-            print: true,
-        }
-    }
-}
-
 /// The options of `report::plot` (`x`, `y` and `path` are required).
-#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 struct PlotOptions {
+    /// Column on the x axis (required).
     x: Option<String>,
+    /// Column on the y axis (required).
     y: Option<String>,
+    /// One line per value of this column.
     group: Option<String>,
+    /// PNG file to write (required).
     path: Option<String>,
-    /// Unset: "y vs x".
+    /// Plot title (unset: "y vs x").
     title: Option<String>,
+    /// Logarithmic x axis.
     log_x: bool,
 }
 
 /// The options of `report::save_csv`.
-#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 struct CsvOptions {
-    /// Columns written, in order (unset: all).
+    /// Columns to write, in order (unset: all).
     columns: Option<Vec<String>>,
 }
 
 /// The options of `report::images`.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 struct ImagesOptions {
-    /// Images per row.
+    /// Images per row, spread evenly over each dataset (all of a smaller one).
+    #[option(default = 16)]
     n: usize,
-    /// One per dataset (unset: no labels).
+    /// One label per dataset, drawn left of its row (unset: none).
     labels: Option<Vec<String>>,
-}
-
-impl Default for ImagesOptions {
-    fn default() -> Self {
-        ImagesOptions {
-            n: 16,
-            labels: None,
-        }
-    }
 }
 
 /// `report::images`: a PNG grid of a few images of each dataset of `sets`, one row each.
 fn images(st: &HostState, sets: Array, path: &str, opts: Map) -> Res<()> {
-    let o: ImagesOptions = parsed("report::images", &opts, IMAGES)?;
+    let o: ImagesOptions = parsed("report::images", &opts, &[])?;
     let mut data = Vec::with_capacity(sets.len());
     for (i, item) in sets.iter().enumerate() {
         let Some(d) = item.clone().try_cast::<Dataset>() else {
@@ -149,7 +132,7 @@ fn images(st: &HostState, sets: Array, path: &str, opts: Map) -> Res<()> {
 }
 
 fn table(rows: Array, opts: Map) -> Res<String> {
-    let o: TableOptions = parsed("report::table", &opts, TABLE)?;
+    let o: TableOptions = parsed("report::table", &opts, &[])?;
     let rows = rows_of(&rows)?;
     let cols = report::columns_of(&rows, o.columns.as_deref());
     let text = report::markdown(&rows, &cols, &o.group_by);
@@ -160,7 +143,7 @@ fn table(rows: Array, opts: Map) -> Res<String> {
 }
 
 fn compare(rows: Array, opts: Map) -> Res<Array> {
-    let o: CompareOptions = parsed("report::compare", &opts, COMPARE)?;
+    let o: CompareOptions = parsed("report::compare", &opts, &[])?;
     let text = |k: &str, v: Option<String>| match v {
         Some(v) => Ok(v),
         None => fail(format!(
@@ -191,7 +174,7 @@ fn compare(rows: Array, opts: Map) -> Res<Array> {
 }
 
 fn save_csv(st: &HostState, rows: Array, path: &str, opts: Map) -> Res<()> {
-    let o: CsvOptions = parsed("report::save_csv", &opts, CSV)?;
+    let o: CsvOptions = parsed("report::save_csv", &opts, &[])?;
     let rows = rows_of(&rows)?;
     let cols = report::columns_of(&rows, o.columns.as_deref());
     core(report::save_csv(&rows, &cols, &st.resolve(path)))
@@ -242,7 +225,7 @@ pub(super) fn report_module(state: &Rc<HostState>) -> Module {
     let mut m = Module::new();
     let st = state.clone();
     register!(m, "plot", move |rows: Array, opts: Map| -> Res<()> {
-        let o: PlotOptions = parsed("report::plot", &opts, PLOT)?;
+        let o: PlotOptions = parsed("report::plot", &opts, &[])?;
         let required = |k: &str, v: Option<String>| match v {
             Some(v) => Ok(v),
             None => fail(format!(
@@ -301,67 +284,6 @@ pub(super) fn report_module(state: &Rc<HostState>) -> Module {
     m
 }
 
-pub const TABLE: &[Opt] = &[
-    opt(
-        "columns",
-        Kind::Strings,
-        "columns to show, in order (unset: all)",
-    ),
-    opt(
-        "group_by",
-        Kind::Strings,
-        "merge rows with equal values here; numbers become mean ± std",
-    ),
-    opt("print", Kind::Bool, "print the table"),
-];
-
-pub const COMPARE: &[Opt] = &[
-    opt(
-        "group",
-        Kind::Str,
-        "column whose values name the groups, e.g. \"setting\" (required)",
-    ),
-    opt(
-        "value",
-        Kind::Str,
-        "numeric column to compare, e.g. \"knn\" (required)",
-    ),
-    opt(
-        "pairs",
-        Kind::Pairs,
-        "[a, b] group pairs; each row gives mean(a) − mean(b) (required)",
-    ),
-    opt("print", Kind::Bool, "print the table"),
-];
-
-pub const PLOT: &[Opt] = &[
-    opt("x", Kind::Str, "column on the x axis (required)"),
-    opt("y", Kind::Str, "column on the y axis (required)"),
-    opt("group", Kind::Str, "one line per value of this column"),
-    opt("path", Kind::Str, "PNG file to write (required)"),
-    opt("title", Kind::Str, "plot title (unset: \"y vs x\")"),
-    opt("log_x", Kind::Bool, "logarithmic x axis"),
-];
-
-pub const CSV: &[Opt] = &[opt(
-    "columns",
-    Kind::Strings,
-    "columns to write, in order (unset: all)",
-)];
-
-pub const IMAGES: &[Opt] = &[
-    opt(
-        "n",
-        Kind::Int,
-        "images per row, spread evenly over each dataset (all of a smaller one)",
-    ),
-    opt(
-        "labels",
-        Kind::Strings,
-        "one label per dataset, drawn left of its row (unset: none)",
-    ),
-];
-
 /// The catalogue entries of `report` and of the handle it returns (`api::catalogue`).
 pub(super) fn entries() -> Vec<ApiEntry> {
     vec![
@@ -369,35 +291,35 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "report::table",
             "report::table(rows, opts) -> string",
             "markdown table of runs or maps (printed)",
-            TABLE,
+            &[],
         )
         .typed(typed::<TableOptions>()),
         entry(
             "report::compare",
             "report::compare(rows, opts) -> array",
             "differences of group means with their standard error (over the rows of each group, e.g. seeds) and whether each exceeds 2 standard errors; printed as a table, returned as maps",
-            COMPARE,
+            &[],
         )
         .typed(typed::<CompareOptions>()),
         entry(
             "report::plot",
             "report::plot(rows, opts)",
             "PNG line plot of y vs x per group: mean ± std over repeated x (seeds)",
-            PLOT,
+            &[],
         )
         .typed(typed::<PlotOptions>()),
         entry(
             "report::save_csv",
             "report::save_csv(rows, path, opts)",
             "one CSV line per run or map",
-            CSV,
+            &[],
         )
         .typed(typed::<CsvOptions>()),
         entry(
             "report::images",
             "report::images(datasets, path, opts)",
             "writes a PNG grid with one row per dataset of the array: a few of its images (e.g. generated samples above real ones), enlarged ×3 below 64 pixels",
-            IMAGES,
+            &[],
         )
         .typed(typed::<ImagesOptions>()),
         entry(

@@ -62,23 +62,49 @@ fn defaults_map(method: &str) -> Res<Map> {
 
 /// The options of a pretraining run that are not part of its config (nor of its id); the
 /// rest of the primitive options are the config's (`PretrainConfig`).
-#[derive(Default, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(serde::Serialize, serde::Deserialize, Options)]
+#[serde(default)]
 struct RunOptions {
-    device: Option<String>,
+    #[serde(flatten)]
+    control: RunControl,
+    /// "auto" (on the GPU when the data fits), "device" (upload the data once, gather batches
+    /// there) or "stream" (gather on the host, upload each batch); not part of the run id.
     placement: Placement,
-    checkpoint_every: usize,
 }
 
-/// The fields and defaults of `train::pretrain`'s options: the config's (its defaults per
-/// method, `PretrainConfig::for_method`), the run options' and the augmentation's.
+/// The options of a pretraining run the host reads itself.
+const PRETRAIN_HANDLES: &[Opt] = &[
+    opt("data", Kind::Dataset, "Training data (required)."),
+    opt(
+        "aug",
+        Kind::Aug,
+        "Augmentation: aug handle, preset name or [view1, view2]; #{ real: A, generated: B } applies A to real and B to generated images of the same batch (each side any of these forms; same normalisation).",
+    ),
+    opt(
+        "probe",
+        Kind::Dataset,
+        "Labelled set the online linear probe is evaluated on.",
+    ),
+    opt(
+        "tags",
+        Kind::Map,
+        "Extra columns for reports; not part of the run id.",
+    ),
+];
+
+/// Every option of `train::pretrain` and `train::pretrain_all`: the handles, the run options,
+/// then the config's (the method's own settings at the method's place).
+fn pretrain_options() -> Vec<Opt> {
+    let mut rows = options::known::<RunOptions>(PRETRAIN_HANDLES);
+    rows.extend(PretrainConfig::option_fields());
+    rows
+}
+
+/// The options and defaults of `train::pretrain`: the config's defaults per method
+/// (`PretrainConfig::for_method`), the run options' and the augmentation's.
 fn pretrain_typed() -> options::Typed {
     options::Typed {
-        fields: || {
-            let mut fields = PretrainConfig::keys();
-            fields.extend(options::field_names::<RunOptions>());
-            fields
-        },
+        options: pretrain_options,
         defaults: || {
             crate::method::METHODS
                 .iter()
@@ -107,7 +133,7 @@ fn pretrain_typed() -> options::Typed {
 
 /// The primitive options of `opts` split into the run options' and the config's.
 fn split_options(opts: &Map) -> (options::JsonMap, options::JsonMap) {
-    options::split_json::<RunOptions>(opts, PRETRAIN)
+    options::split_json::<RunOptions>(opts, &pretrain_options())
 }
 
 /// The run config: the method's official defaults, the script's options over them, and the
@@ -226,7 +252,7 @@ fn schedule_option(
 }
 
 fn prepare(ctx: &NativeCallContext, function: &str, st: &HostState, opts: &Map) -> Res<Prepared> {
-    options::check(function, opts, PRETRAIN)?;
+    options::check(function, opts, &pretrain_options())?;
     let Some(data) = opts.get("data").map(|d| d.clone().cast::<Dataset>()) else {
         return fail(format!(
             "{function} needs `data` (e.g. #{{ data: data::synthetic(#{{ n: 5000 }}) }})"
@@ -257,7 +283,7 @@ fn prepare(ctx: &NativeCallContext, function: &str, st: &HostState, opts: &Map) 
     core(config.schedule.check_data(&data, config.batch))?;
     let aug = aug_option(opts.get("aug"))?;
     core(aug.validate())?;
-    let device = match &run.device {
+    let device = match &run.control.device {
         Some(name) => core(DeviceSpec::parse(name).and_then(|d| d.open()))?,
         None => st.device.clone(),
     };
@@ -270,9 +296,9 @@ fn prepare(ctx: &NativeCallContext, function: &str, st: &HostState, opts: &Map) 
             .and_then(|t| t.clone().try_cast::<Map>())
             .unwrap_or_default(),
         device,
-        device_name: run.device,
+        device_name: run.control.device,
         placement: run.placement,
-        checkpoint_every: run.checkpoint_every,
+        checkpoint_every: run.control.checkpoint_every,
         data,
     })
 }
@@ -400,7 +426,7 @@ pub(super) fn train_module(state: &Rc<HostState>) -> Module {
         defaults_map(PretrainConfig::default().method().name())
     });
     register!(m, "options", || -> Res<Array> {
-        Ok(PRETRAIN
+        Ok(pretrain_options()
             .iter()
             .map(|o| Dynamic::from(o.key.to_string()))
             .collect())
@@ -422,118 +448,6 @@ pub(super) fn train_module(state: &Rc<HostState>) -> Module {
     m
 }
 
-pub const PRETRAIN: &[Opt] = &[
-    opt("data", Kind::Dataset, "training data (required)"),
-    opt(
-        "aug",
-        Kind::Aug,
-        "augmentation: aug handle, preset name or [view1, view2]; #{ real: A, generated: B } applies A to real and B to generated images of the same batch (each side any of these forms; same normalisation)",
-    ),
-    opt(
-        "probe",
-        Kind::Dataset,
-        "labelled set the online linear probe is evaluated on",
-    ),
-    opt(
-        "tags",
-        Kind::Map,
-        "extra columns for reports; not part of the run id",
-    ),
-    options::DEVICE,
-    opt(
-        "placement",
-        Kind::Str,
-        "\"auto\" (on the GPU when the data fits), \"device\" (upload the data once, gather batches there) or \"stream\" (gather on the host, upload each batch); not part of the run id",
-    ),
-    opt(
-        "schedule",
-        Kind::Schedule,
-        "values that change over the run, per step: #{ generated_share, strength, lr } (see below); the per-step values, not how they are written, are part of the run id",
-    ),
-    opt(
-        "method",
-        Kind::Str,
-        "\"simclr\" | \"mocov2\" | \"byol\" | \"barlow\"; unset keys take that method's official defaults (shown per method where they differ)",
-    ),
-    opt(
-        "backbone",
-        Kind::Str,
-        "\"resnet18\" (or \"resnet10\", CPU-sized)",
-    ),
-    opt(
-        "width",
-        Kind::Int,
-        "first-stage channels, 64 = standard ResNet-18",
-    ),
-    options::STEPS,
-    opt("batch", Kind::Int, "images per step (two views each)"),
-    opt(
-        "lr",
-        Kind::Float,
-        "learning rate, used as given (the defaults are the official effective rates at batch 512)",
-    ),
-    opt("classifier_lr", Kind::Float, "online probe learning rate"),
-    opt("optimizer", Kind::Str, "\"lars\" or \"sgd\""),
-    opt(
-        "weight_decay",
-        Kind::Float,
-        "weight decay (not on biases and norms with LARS)",
-    ),
-    opt(
-        "warmup",
-        Kind::Int,
-        "linear warm-up steps; unset: the default, at most steps / 10",
-    ),
-    opt(
-        "warmup_start",
-        Kind::Float,
-        "learning rate at step 0; unset: the default, at most lr",
-    ),
-    opt(
-        "temperature",
-        Kind::Float,
-        "NT-Xent and InfoNCE temperature",
-    ),
-    opt("proj_hidden", Kind::Int, "projector hidden size"),
-    opt("proj_dim", Kind::Int, "projector output size"),
-    options::SEED,
-    opt(
-        "eval_every",
-        Kind::Int,
-        "online-probe evaluation period in steps (0 = end only)",
-    ),
-    opt("log_every", Kind::Int, "loss logging period in steps"),
-    options::CHECKPOINT_EVERY,
-    opt(
-        "ema_base",
-        Kind::Float,
-        "mocov2/byol: momentum-target τ at the start",
-    ),
-    opt("ema_final", Kind::Float, "mocov2/byol: τ at the end"),
-    opt(
-        "queue_size",
-        Kind::Int,
-        "mocov2: keys per queue, a multiple of the batch; unset: the default rounded down to one",
-    ),
-    opt("pred_hidden", Kind::Int, "byol: predictor hidden size"),
-    opt(
-        "barlow_lambda",
-        Kind::Float,
-        "barlow: off-diagonal weight λ",
-    ),
-    opt("barlow_scale", Kind::Float, "barlow: loss scale"),
-    opt(
-        "lr_scaling",
-        Kind::Str,
-        "\"linear\": lr and classifier_lr × batch/256 (the official rule); unset: as given",
-    ),
-    opt(
-        "precision",
-        Kind::Str,
-        "\"f32\", \"bf16\" or \"f16\": the backbone's convolutions in that type, f32 master weights, batch norm, losses and optimiser",
-    ),
-];
-
 /// The catalogue entries of `train` and of the handle it returns (`api::catalogue`).
 pub(super) fn entries() -> Vec<ApiEntry> {
     vec![
@@ -541,14 +455,14 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "train::pretrain",
             "train::pretrain(opts) -> Run",
             "trains (or loads the cached) run; online probe on `probe`",
-            PRETRAIN,
+            &[],
         )
         .typed(pretrain_typed()),
         entry(
             "train::pretrain_all",
             "train::pretrain_all([opts, ...]) -> array",
             "trains (or loads) a batch of runs and returns them in order: one after another by default, in parallel with `adainf run --jobs N` (worker processes) or `--executor slurm` (one job array); each run is trained exactly once across every process sharing the runs folder",
-            PRETRAIN,
+            &[],
         )
         .typed(pretrain_typed()),
         entry(

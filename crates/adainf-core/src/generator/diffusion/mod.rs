@@ -115,6 +115,8 @@ pub enum Sampler {
     Ddpm,
 }
 
+crate::option_kind!(choices: Sampler);
+
 impl Sampler {
     /// Serialised names, in variant order.
     pub const NAMES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;

@@ -38,6 +38,7 @@ use crate::data::loader::gather;
 use crate::data::{Dataset, ImageStore, UNLABELED, hash_hex};
 use crate::error::{Error, Result};
 use crate::files::{write_atomic, write_json};
+use crate::options::Options;
 use crate::rng::Rng;
 use crate::tensor::{floats, read_floats};
 use crate::train::checkpoint::{self, load_module, load_optimizer, save_module, save_optimizer};
@@ -49,56 +50,49 @@ use crate::train::{seal, steps};
 /// step's randomness comes from a stream derived from the seed and the step, dropout included.)
 const FORMAT: u32 = 2;
 
-/// The options of `gen::diffusion` (the defaults are the paper's, except `channels` and
-/// `steps`, which are CPU-sized).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The options of `gen::diffusion` that make the run (the defaults are the paper's, except
+/// `channels` and `steps`, which are CPU-sized).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiffusionConfig {
     /// Optimisation steps.
+    #[option(default = 1000)]
     pub steps: usize,
     /// Images per step.
+    #[option(default = 64)]
     pub batch: usize,
     /// AdamW learning rate.
+    #[option(default = 2e-4)]
     pub lr: f64,
-    /// Channels of the UNet's first level (128 = the paper's model).
+    /// UNet channels of the first level: 128 = the paper's 35.7M-parameter model.
+    #[option(default = 32)]
     pub channels: usize,
     /// Channel multiplier per level.
+    #[option(default = vec![1, 2, 2, 2])]
     pub channel_mult: Vec<usize>,
     /// Resolutions with self-attention.
+    #[option(default = vec![16])]
     pub attention_at: Vec<usize>,
     /// Dropout in the residual blocks.
+    #[option(default = 0.1)]
     pub dropout: f64,
     /// Diffusion steps T of the linear β schedule.
+    #[option(default = 1000)]
     pub timesteps: usize,
     /// EMA decay of the weights used for sampling.
+    #[option(default = 0.9999)]
     pub ema: f64,
     /// Random horizontal flips of the training images.
+    #[option(default = true)]
     pub flip: bool,
     /// Seed of the initial weights, the batches, the timesteps, the noise and dropout.
     pub seed: u64,
     /// Save a checkpoint every this many steps (0 = only when the run is cancelled by Ctrl-C
-    /// or SIGTERM). Not part of the run id.
+    /// or SIGTERM). Not part of the run id: the script's run options set it
+    /// (`checkpoint_every`, shared by every run kind).
     #[serde(skip_serializing)]
+    #[option(skip)]
     pub checkpoint_every: usize,
-}
-
-impl Default for DiffusionConfig {
-    fn default() -> Self {
-        DiffusionConfig {
-            steps: 1000,
-            batch: 64,
-            lr: 2e-4,
-            channels: 32,
-            channel_mult: vec![1, 2, 2, 2],
-            attention_at: vec![16],
-            dropout: 0.1,
-            timesteps: 1000,
-            ema: 0.9999,
-            flip: true,
-            seed: 0,
-            checkpoint_every: 0,
-        }
-    }
 }
 
 impl DiffusionConfig {
@@ -549,31 +543,21 @@ fn train_claimed(
 }
 
 /// The options of `gen::sample` on a diffusion generator.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Options)]
 #[serde(default, deny_unknown_fields)]
 pub struct SampleConfig {
-    /// Reverse steps (at most the generator's `timesteps`).
+    /// Diffusion: reverse steps, at most the generator's timesteps.
+    #[option(default = 50)]
     pub steps: usize,
-    /// `ddim` or `ddpm`.
+    /// Diffusion: the reverse process.
     pub sampler: super::Sampler,
-    /// DDIM's η (0 = deterministic).
+    /// Diffusion: DDIM's η in [0, 1]; 0 is deterministic.
     pub eta: f64,
     /// Seed of the noise.
     pub seed: u64,
-    /// Images per batch.
+    /// Diffusion: images per batch.
+    #[option(default = 64)]
     pub batch: usize,
-}
-
-impl Default for SampleConfig {
-    fn default() -> Self {
-        SampleConfig {
-            steps: 50,
-            sampler: super::Sampler::Ddim,
-            eta: 0.0,
-            seed: 0,
-            batch: 64,
-        }
-    }
 }
 
 impl SampleConfig {
