@@ -12,24 +12,13 @@ use rhai::{AST, ASTNode, Dynamic, Expr, Map, Stmt};
 use super::api::{ApiEntry, MODULES};
 use super::entry::schedule_opts;
 use super::modules::static_option_check;
-use super::options::{Kind, check, unknown_key_message, wrong_kind_message};
+use super::options::{Kind, check, fits, type_name, unknown_key_message, wrong_kind_message};
 
-fn literal_kind_ok(kind: Kind, e: &Expr) -> Option<(bool, &'static str)> {
-    let (ok, name) = match e {
-        Expr::IntegerConstant(..) => (
-            matches!(kind, Kind::Int | Kind::IntOrAuto | Kind::Float),
-            "integer",
-        ),
-        Expr::FloatConstant(..) => (kind == Kind::Float, "float"),
-        Expr::StringConstant(s, _) if kind == Kind::IntOrAuto => (
-            s.as_str() == super::options::AUTO,
-            "string other than \"auto\"",
-        ),
-        Expr::StringConstant(..) => (matches!(kind, Kind::Str | Kind::Aug), "string"),
-        Expr::BoolConstant(..) => (kind == Kind::Bool, "bool"),
-        _ => return None,
-    };
-    Some((ok, name))
+/// Whether the literal `e` fits `kind` (`options::fits` on the value it stands for), and its
+/// type's name; `None` where `e` is no literal.
+fn literal_kind_ok(kind: Kind, e: &Expr) -> Option<(bool, String)> {
+    let v = literal(e)?;
+    Some((fits(kind, &v), type_name(&v)))
 }
 
 fn at(file: &str, pos: rhai::Position) -> String {
@@ -329,7 +318,7 @@ pub fn check_script(ast: &AST, file: &str, api: &[ApiEntry], known: &Known) -> V
                                 problems.push(format!(
                                     "{}: {}",
                                     at(file, value.position()),
-                                    wrong_kind_message(&full, key, o.kind, got)
+                                    wrong_kind_message(&full, key, o.kind, &got)
                                 ));
                             } else if let Some(v) = literal(value) {
                                 // The value checks the call runs (negative counts, NaN).

@@ -49,48 +49,72 @@ pub fn type_name(v: &Dynamic) -> String {
     }
 }
 
-/// Does `v` fit `kind`? (Handle kinds are checked by type name of the registered types.)
-pub fn fits(kind: Kind, v: &Dynamic) -> bool {
-    match kind {
-        Kind::Int => v.is_int(),
-        Kind::IntOrAuto => v.is_int() || v.clone().into_string().is_ok_and(|s| s == AUTO),
-        Kind::Float => v.is_int() || v.is_float(),
-        Kind::Str => v.is_string(),
-        Kind::Bool => v.is_bool(),
-        Kind::Floats => {
-            v.is_array()
-                && v.clone()
-                    .into_array()
-                    .is_ok_and(|a| a.iter().all(|x| x.is_int() || x.is_float()))
-        }
-        Kind::Ints => v
-            .clone()
-            .into_array()
-            .is_ok_and(|a| a.iter().all(|x| x.as_int().is_ok_and(|i| i >= 0))),
-        Kind::Strings => {
-            v.is_array()
-                && v.clone()
-                    .into_array()
-                    .is_ok_and(|a| a.iter().all(|x| x.is_string()))
-        }
-        Kind::Pairs => v.clone().into_array().is_ok_and(|a| {
-            a.iter().all(|p| {
-                p.clone()
-                    .into_array()
-                    .is_ok_and(|p| p.len() == 2 && p.iter().all(|x| x.is_string()))
-            })
-        }),
-        Kind::Dataset => v.is::<crate::data::Dataset>(),
-        Kind::Aug => {
-            v.is::<crate::augment::ViewPair>()
-                || v.is_string()
-                || v.is_map()
-                || v.clone().into_array().is_ok_and(|a| {
-                    a.len() == 2 && a.iter().all(|x| x.is::<crate::augment::ViewPair>())
-                })
-        }
-        Kind::Map | Kind::Schedule => v.is_map(),
+/// What a script value is as an option of some kind (`read`).
+pub enum Read {
+    /// A primitive value, as JSON for the options struct (integers stay integers).
+    Json(Value),
+    /// A handle or map the host reads itself.
+    Handle,
+}
+
+/// `v` read as an option of `kind`; `None` where it is not of that kind. The one place a kind
+/// meets script values: the key check (`fits`) and the JSON the struct is filled from
+/// (`to_json`) both read it.
+pub fn read(kind: Kind, v: &Dynamic) -> Option<Read> {
+    fn number(x: &Dynamic) -> Option<Value> {
+        x.as_int()
+            .map(Value::from)
+            .ok()
+            .or_else(|| x.as_float().ok().map(Value::from))
     }
+    fn string(x: &Dynamic) -> Option<Value> {
+        x.clone().into_string().ok().map(Value::from)
+    }
+    fn whole(x: &Dynamic) -> Option<Value> {
+        x.as_int().ok().filter(|i| *i >= 0).map(Value::from)
+    }
+    fn array_of(x: &Dynamic, item: impl Fn(&Dynamic) -> Option<Value>) -> Option<Vec<Value>> {
+        x.clone().into_array().ok()?.iter().map(item).collect()
+    }
+    let pair = |p: &Dynamic| {
+        array_of(p, string)
+            .filter(|p| p.len() == 2)
+            .map(Value::Array)
+    };
+    let handle = |fits: bool| fits.then_some(Read::Handle);
+    let json = match kind {
+        Kind::Int => v.as_int().ok().map(Value::from),
+        Kind::IntOrAuto => v
+            .as_int()
+            .ok()
+            .map(Value::from)
+            .or_else(|| string(v).filter(|s| s == AUTO)),
+        Kind::Float => number(v),
+        Kind::Str => string(v),
+        Kind::Bool => v.as_bool().ok().map(Value::from),
+        Kind::Floats => array_of(v, number).map(Value::Array),
+        Kind::Ints => array_of(v, whole).map(Value::Array),
+        Kind::Strings => array_of(v, string).map(Value::Array),
+        Kind::Pairs => array_of(v, pair).map(Value::Array),
+        Kind::Dataset => return handle(v.is::<crate::data::Dataset>()),
+        Kind::Aug => {
+            return handle(
+                v.is::<crate::augment::ViewPair>()
+                    || v.is_string()
+                    || v.is_map()
+                    || v.clone().into_array().is_ok_and(|a| {
+                        a.len() == 2 && a.iter().all(|x| x.is::<crate::augment::ViewPair>())
+                    }),
+            );
+        }
+        Kind::Map | Kind::Schedule => return handle(v.is_map()),
+    };
+    json.map(Read::Json)
+}
+
+/// Does `v` fit `kind`?
+pub fn fits(kind: Kind, v: &Dynamic) -> bool {
+    read(kind, v).is_some()
 }
 
 pub fn unknown_key_message(function: &str, key: &str, known: &[Opt]) -> String {
@@ -144,48 +168,15 @@ pub fn check(function: &str, map: &Map, known: &[Opt]) -> Result<(), String> {
     Ok(())
 }
 
-/// A script value of `kind` as JSON (integers stay integers); `None` for handles and maps.
-fn value_json(kind: Kind, value: &Dynamic) -> Option<Value> {
-    let number = |x: &Dynamic| {
-        x.as_int()
-            .map(Value::from)
-            .ok()
-            .or_else(|| x.as_float().ok().map(Value::from))
-    };
-    let strings = |x: &Dynamic| {
-        x.clone()
-            .into_array()
-            .ok()
-            .map(|a| a.iter().map(|s| Value::from(s.to_string())).collect())
-    };
-    match kind {
-        Kind::Int | Kind::Float => number(value),
-        Kind::IntOrAuto => {
-            number(value).or_else(|| value.clone().into_string().ok().map(Value::from))
-        }
-        Kind::Str => value.clone().into_string().ok().map(Value::from),
-        Kind::Bool => value.as_bool().ok().map(Value::from),
-        Kind::Floats | Kind::Ints => value
-            .clone()
-            .into_array()
-            .ok()
-            .map(|a| a.iter().map(|x| number(x).unwrap_or(Value::Null)).collect()),
-        Kind::Strings => strings(value),
-        Kind::Pairs => value.clone().into_array().ok().map(|a| {
-            a.iter()
-                .map(|p| strings(p).unwrap_or(Value::Null))
-                .collect()
-        }),
-        Kind::Dataset | Kind::Aug | Kind::Map | Kind::Schedule => None,
-    }
-}
-
 /// The primitive options of `map` as a JSON object (handles and maps are left out).
 pub fn to_json(map: &Map, known: &[Opt]) -> JsonMap {
     map.iter()
         .filter_map(|(key, value)| {
             let o = known.iter().find(|o| o.key == key.as_str())?;
-            Some((key.to_string(), value_json(o.kind, value)?))
+            match read(o.kind, value)? {
+                Read::Json(json) => Some((key.to_string(), json)),
+                Read::Handle => None,
+            }
         })
         .collect()
 }
