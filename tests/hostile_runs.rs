@@ -31,6 +31,23 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// Panics naming every path that `after` adds, removes or changes against `before`.
+fn assert_unchanged(
+    before: &BTreeMap<String, Vec<u8>>,
+    after: &BTreeMap<String, Vec<u8>>,
+    what: &str,
+) {
+    let changed: Vec<&String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "{what} changed the runs folder: {changed:?}"
+    );
+}
+
 const BASE: &str = r#"let real = data::synthetic(#{ n: 64, seed: 3, size: 8 });
 let base = #{ data: real, probe: real, width: 4, batch: 16, steps: 6, warmup: 1, proj_hidden: 16,
               proj_dim: 8, eval_every: 0, log_every: 2, optimizer: "sgd", lr: 0.05 };
@@ -53,51 +70,679 @@ fn finished_run(ws: &Workspace) -> std::path::PathBuf {
     runs[0].clone()
 }
 
-/// Each rejected option (in process and under `--jobs 2`) ends in a clear error naming the
-/// key, and the runs folder is byte-for-byte what it was.
+/// Which call a case goes through: each kind of run that writes into the runs folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RunKind {
+    /// `train::pretrain_all([new run, base + #{ OPT }])`, in process and under `--jobs 2`.
+    Pretrain,
+    /// `gen::diffusion_all(real, [new generator, gbase + #{ OPT }])`.
+    Diffusion,
+    /// `gen::sample(finished generator, OPT)`: OPT is the arguments after the generator.
+    Sample,
+}
+use RunKind::*;
+
+/// A bad value: its run kind, the key its error must name, the script text, and the text
+/// the error must contain where it is not "`key`" (see the comment at such a case).
+struct Case(RunKind, &'static str, &'static str, Option<&'static str>);
+
+/// Every bad value the tests try: at least one per key that a check of the run's options
+/// names (`checked_keys` reads them from the checks' source, and
+/// `every_check_of_a_runs_options_has_a_case` holds the two lists together), then the
+/// option-level refusals (unknown key, wrong kind, unknown name of a closed set).
+const CASES: &[Case] = &[
+    // PretrainRequest::check → check_inputs, PretrainConfig::validate, MethodConfig::validate.
+    Case(Pretrain, "lr", "lr: -1.0", None),
+    Case(Pretrain, "lr", "lr: 0.0", None),
+    Case(Pretrain, "classifier_lr", "classifier_lr: 0.0", None),
+    Case(Pretrain, "temperature", "temperature: -0.5", None),
+    Case(Pretrain, "weight_decay", "weight_decay: -1.0", None),
+    Case(Pretrain, "warmup_start", "warmup_start: 1.0", None),
+    Case(Pretrain, "steps", "steps: 0", None),
+    Case(Pretrain, "batch", "batch: 0", None),
+    Case(Pretrain, "batch", "batch: 1", None),
+    Case(Pretrain, "batch", "batch: 100", None),
+    Case(Pretrain, "proj_hidden", "proj_hidden: 0", None),
+    Case(Pretrain, "proj_dim", "proj_dim: 0", None),
+    Case(Pretrain, "log_every", "log_every: 0", None),
+    Case(Pretrain, "warmup", "warmup: 50", None),
+    Case(Pretrain, "width", "width: 0", None),
+    Case(Pretrain, "width", "width: 2000", None),
+    Case(
+        Pretrain,
+        "ema_base",
+        "method: \"byol\", ema_base: 1.5",
+        None,
+    ),
+    Case(
+        Pretrain,
+        "ema_final",
+        "method: \"mocov2\", ema_final: -0.1",
+        None,
+    ),
+    Case(
+        Pretrain,
+        "queue_size",
+        "method: \"mocov2\", queue_size: 17",
+        None,
+    ),
+    Case(
+        Pretrain,
+        "barlow_lambda",
+        "method: \"barlow\", barlow_lambda: 0.0",
+        None,
+    ),
+    Case(
+        Pretrain,
+        "barlow_scale",
+        "method: \"barlow\", barlow_scale: -1.0",
+        None,
+    ),
+    Case(Pretrain, "method", "method: \"simsiam\"", None),
+    Case(Pretrain, "precision", "precision: \"f64\"", None),
+    // Schedules (tabulate, Schedule::validate, Schedule::check_data, Sampler::mixed).
+    Case(Pretrain, "schedule.lr", "schedule: #{ lr: 11.0 }", None),
+    Case(
+        Pretrain,
+        "schedule.strength",
+        "schedule: #{ strength: |t| 20.0 * t }",
+        None,
+    ),
+    Case(
+        Pretrain,
+        "schedule.generated_share",
+        "schedule: #{ generated_share: 1.5 }",
+        None,
+    ),
+    Case(
+        Pretrain,
+        "schedule.generated_share",
+        "schedule: #{ generated_share: 0.5 }",
+        None,
+    ),
+    Case(
+        Pretrain,
+        "schedule.generated_share",
+        "data: data::inflate(data::subset(real, #{ n: 60 }), data::subset(real, #{ n: 4 })), schedule: #{ generated_share: 0.5 }",
+        None,
+    ),
+    // The augmentation (AugSpec::validate, ViewPair::validate, preset).
+    Case(
+        Pretrain,
+        "flip_prob",
+        "aug: aug::simclr(#{ flip_prob: 1.5 })",
+        None,
+    ),
+    Case(
+        Pretrain,
+        "jitter_prob",
+        "aug: aug::simclr(#{ jitter_prob: -0.1 })",
+        None,
+    ),
+    Case(
+        Pretrain,
+        "gray_prob",
+        "aug: aug::simclr(#{ gray_prob: 2.0 })",
+        None,
+    ),
+    Case(
+        Pretrain,
+        "blur_prob",
+        "aug: aug::simclr(#{ blur_prob: 1.1 })",
+        None,
+    ),
+    Case(
+        Pretrain,
+        "solarize_prob",
+        "aug: aug::simclr(#{ solarize_prob: -1.0 })",
+        None,
+    ),
+    Case(
+        Pretrain,
+        "crop_min",
+        "aug: aug::simclr(#{ crop_min: 0.0 })",
+        None,
+    ),
+    Case(
+        Pretrain,
+        "crop_min",
+        "aug: aug::simclr(#{ crop_max: 1.5 })",
+        None,
+    ),
+    Case(
+        Pretrain,
+        "jitter",
+        "aug: aug::simclr(#{ jitter: [0.8, 0.8, 0.8, 0.9] })",
+        None,
+    ),
+    Case(
+        Pretrain,
+        "std",
+        "aug: aug::simclr(#{ std: [0.0, 0.2, 0.2] })",
+        None,
+    ),
+    Case(
+        Pretrain,
+        "aug.generated",
+        "aug: #{ real: \"symmetric\", generated: aug::simclr(#{ mean: [0.5, 0.5, 0.5] }) }",
+        None,
+    ),
+    Case(Pretrain, "preset", "aug: \"strongest\"", None),
+    // Option-level refusals.
+    Case(Pretrain, "stepz", "stepz: 3", None),
+    Case(Pretrain, "steps", "steps: \"six\"", None),
+    Case(Pretrain, "batch", "batch: 16.5", None),
+    Case(Pretrain, "eval_every", "eval_every: -1", None),
+    Case(Pretrain, "optimizer", "optimizer: \"adam\"", None),
+    Case(Pretrain, "backbone", "backbone: \"resnet99\"", None),
+    Case(Pretrain, "lr_scaling", "lr_scaling: \"sqrt\"", None),
+    Case(Pretrain, "placement", "placement: \"gpu\"", None),
+    // DeviceSpec::parse also reads `--device`, so it names the value, not the option.
+    Case(
+        Pretrain,
+        "device",
+        "device: \"tpu\"",
+        Some("unknown device \"tpu\""),
+    ),
+    Case(Pretrain, "aug", "aug: 5", None),
+    Case(Pretrain, "tags", "tags: 5", None),
+    Case(Pretrain, "data", "data: 5", None),
+    Case(Pretrain, "lrr", "schedule: #{ lrr: 1.0 }", None),
+    Case(Pretrain, "schedule.lr", "schedule: #{ lr: \"x\" }", None),
+    Case(
+        Pretrain,
+        "schedule.lr",
+        "schedule: #{ lr: |t| \"x\" }",
+        None,
+    ),
+    Case(Pretrain, "warmup", "schedule: #{ lr: 1.0 }", None),
+    // DiffusionConfig::check → check_options, unet, diffusion::Schedule::linear,
+    // UNetConfig::check_layers and check_images.
+    Case(Diffusion, "steps", "steps: 0", None),
+    Case(Diffusion, "batch", "batch: 0", None),
+    Case(Diffusion, "lr", "lr: 0.0", None),
+    Case(Diffusion, "ema", "ema: 1.0", None),
+    Case(Diffusion, "timesteps", "timesteps: 0", None),
+    Case(Diffusion, "channels", "channels: 3", None),
+    Case(Diffusion, "channels", "channels: 48", None),
+    Case(Diffusion, "channel_mult", "channel_mult: []", None),
+    Case(Diffusion, "channel_mult", "channel_mult: [1, 17]", None),
+    Case(Diffusion, "dropout", "dropout: 1.0", None),
+    Case(Diffusion, "data", "channel_mult: [1, 2, 2, 2, 2, 2]", None),
+    Case(Diffusion, "attention_at", "attention_at: [5]", None),
+    // Option-level refusals.
+    Case(Diffusion, "stpes", "stpes: 3", None),
+    Case(Diffusion, "precision", "precision: \"bf16\"", None),
+    Case(Diffusion, "channel_mult", "channel_mult: [1.5]", None),
+    Case(Diffusion, "flip", "flip: 1", None),
+    Case(
+        Diffusion,
+        "device",
+        "device: \"tpu\"",
+        Some("unknown device \"tpu\""),
+    ),
+    // SampleConfig::check → diffusion::Schedule::sampling_steps.
+    Case(Sample, "eta", "4, #{ eta: 1.5 }", None),
+    Case(Sample, "batch", "4, #{ batch: 0 }", None),
+    Case(Sample, "steps", "4, #{ steps: 0 }", None),
+    Case(Sample, "steps", "4, #{ steps: 21 }", None),
+    // The script host refuses n <= 0 before the core's check, in its own words.
+    Case(Sample, "n", "0", Some("n must be at least 1")),
+    Case(Sample, "sampler", "4, #{ sampler: \"euler\" }", None),
+    Case(Sample, "stepz", "4, #{ stepz: 2 }", None),
+];
+
+/// Keys a check names that no script can set: (kind, key, why).
+const UNREACHABLE: &[(RunKind, &str, &str)] = &[
+    (
+        Diffusion,
+        "res_blocks",
+        "fixed at 2 by DiffusionConfig, not an option",
+    ),
+    (
+        Diffusion,
+        "real",
+        "no script makes an empty set (data::subset and data::synthetic refuse n = 0)",
+    ),
+];
+
+/// A core source file, by its path in the repository, with its text.
+macro_rules! source {
+    ($path:literal) => {
+        (
+            $path,
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $path)),
+        )
+    };
+}
+
+/// The checks a run makes on its options before it writes anything, per run kind: the
+/// files and, in each, the signatures of the functions (every function with that signature
+/// is read). A call from one of them to a function that is neither listed here nor in
+/// `HARMLESS` fails `every_check_of_a_runs_options_has_a_case`.
+#[allow(clippy::type_complexity)]
+const CHECKS: &[(RunKind, (&str, &str), &[&str])] = &[
+    (
+        Pretrain,
+        source!("crates/adainf-core/src/train/mod.rs"),
+        &["pub fn check(self)", "fn check_inputs("],
+    ),
+    (
+        Pretrain,
+        source!("crates/adainf-core/src/train/config.rs"),
+        &[
+            "pub fn validate(&self)",
+            "fn validate(&self, batch: usize)",
+            "fn positive(",
+            "pub fn parse(name: &str)",
+            "pub fn check_supported(",
+        ],
+    ),
+    (
+        Pretrain,
+        source!("crates/adainf-core/src/model/resnet.rs"),
+        &["pub fn new(backbone: Backbone, width: usize)"],
+    ),
+    (
+        Pretrain,
+        source!("crates/adainf-core/src/method/mod.rs"),
+        &["pub fn parse(name: &str)"],
+    ),
+    (
+        Pretrain,
+        source!("crates/adainf-core/src/train/schedule.rs"),
+        &[
+            "pub fn tabulate<",
+            "fn check_value(",
+            "pub fn validate(&self, steps: usize)",
+            "pub fn check_data(",
+        ],
+    ),
+    (
+        Pretrain,
+        source!("crates/adainf-core/src/data/loader.rs"),
+        &["pub fn mixed("],
+    ),
+    (
+        Pretrain,
+        source!("crates/adainf-core/src/augment/mod.rs"),
+        &["pub fn validate(&self)", "pub fn preset(name: &str)"],
+    ),
+    (
+        Diffusion,
+        source!("crates/adainf-core/src/generator/diffusion/run/mod.rs"),
+        &[
+            "pub fn check(&self, real: &Dataset)",
+            "pub fn check_options(&self)",
+            "pub fn unet(&self",
+        ],
+    ),
+    (
+        Diffusion,
+        source!("crates/adainf-core/src/generator/diffusion/mod.rs"),
+        &["pub fn linear(timesteps: usize)"],
+    ),
+    (
+        Diffusion,
+        source!("crates/adainf-core/src/generator/diffusion/unet.rs"),
+        &[
+            "pub fn check(&self)",
+            "pub fn check_layers(&self)",
+            "fn check_images(&self)",
+        ],
+    ),
+    (
+        Sample,
+        source!("crates/adainf-core/src/generator/diffusion/run/mod.rs"),
+        &["pub fn check(&self, n: usize, schedule: &Schedule)"],
+    ),
+    (
+        Sample,
+        source!("crates/adainf-core/src/generator/diffusion/mod.rs"),
+        &["pub fn sampling_steps(&self"],
+    ),
+];
+
+/// Calls inside the checks that check nothing the user set: std, iterators, constructors,
+/// the error constructors and the helpers whose key is their first argument (read at the
+/// call, as `prob("flip_prob", ..)`).
+const HARMLESS: &[&str] = &[
+    "Error::config",
+    "Error::Data",
+    "prob",
+    "positive",
+    "crate::error::parse_one_of",
+    ".contains",
+    ".is_finite",
+    ".is_multiple_of",
+    ".max",
+    ".min",
+    ".iter",
+    ".chain",
+    ".flatten",
+    ".any",
+    ".find",
+    ".zip",
+    ".map",
+    ".map_err",
+    ".collect",
+    ".copied",
+    ".unwrap_or",
+    ".unwrap_or_default",
+    ".saturating_sub",
+    ".len",
+    ".is_empty",
+    ".clone",
+    ".name",
+    ".info",
+    ".join",
+    ".position",
+    ".value",
+    ".sources",
+    ".description",
+    ".ema",
+    ".generated_counts",
+    ".shape",
+    ".labeled_count",
+    ".id",
+    ".blocks",
+    ".dtype",
+    ".supports_dtype",
+    ".filter",
+    ".enumerate",
+    ".push",
+    ".rev",
+    ".is_empty",
+    ".iter_mut",
+    ".resolutions",
+    ".timesteps",
+    ".skip",
+    ".count",
+    ".into_iter",
+    ".with_capacity",
+    "Vec::with_capacity",
+    "RunSpec::new",
+    "Shuffled::new",
+    "TabulateError::Failed",
+    "TabulateError::OutOfRange",
+    "Box::new",
+    "t_of",
+    "value",
+    ".classes",
+    ".method",
+    "AugSpec::default",
+    "ViewPair::symmetric",
+    "adainf",
+    ".into",
+];
+
+/// The text of every function in `source` whose signature starts with `sig` (its body,
+/// brace-matched outside strings, chars and comments); none is an error.
+fn bodies<'a>(file: &str, source: &'a str, sig: &str) -> Vec<&'a str> {
+    let found: Vec<&str> = source
+        .match_indices(sig)
+        .map(|(at, _)| {
+            let b = source.as_bytes();
+            let open = at + source[at..].find('{').unwrap();
+            let (mut depth, mut i) = (0usize, open);
+            loop {
+                match b[i] {
+                    b'/' if b[i + 1] == b'/' => {
+                        i += source[i..].find('\n').unwrap();
+                        continue;
+                    }
+                    b'"' => {
+                        i += 1;
+                        while b[i] != b'"' {
+                            i += if b[i] == b'\\' { 2 } else { 1 };
+                        }
+                    }
+                    b'\'' if b.get(i + 2) == Some(&b'\'') => i += 2,
+                    b'{' => depth += 1,
+                    b'}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return &source[open..=i];
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        })
+        .collect();
+    assert!(
+        !found.is_empty(),
+        "{file}: no function `{sig}`: update CHECKS"
+    );
+    found
+}
+
+/// What a check function's body says about keys and calls.
+#[derive(Default)]
+struct Scan {
+    /// String literals that are a call's or a tuple's first item and look like a key.
+    keys: Vec<String>,
+    /// Callees: `name`, `Type::name` or `.name` (method).
+    calls: Vec<String>,
+    /// First arguments of `Error::config` that are not a literal.
+    dynamic: Vec<String>,
+}
+
+fn scan(body: &str) -> Scan {
+    let b = body.as_bytes();
+    let mut out = Scan::default();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let key_like = |s: &str| {
+        s.split('.').all(|part| {
+            part == "{}"
+                || (part.starts_with(|c: char| c.is_ascii_lowercase())
+                    && part
+                        .bytes()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_'))
+        })
+    };
+    let mut last = b' '; // the last byte that is not whitespace
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'/' && b.get(i + 1) == Some(&b'/') {
+            i += body[i..].find('\n').unwrap_or(body.len() - i);
+            continue;
+        }
+        if c == b'\'' && b.get(i + 2) == Some(&b'\'') {
+            i += 3;
+            last = b'\'';
+            continue;
+        }
+        if c == b'"' {
+            let start = i + 1;
+            i += 1;
+            while b[i] != b'"' {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            let lit = &body[start..i];
+            if last == b'(' && key_like(lit) {
+                out.keys.push(lit.to_string());
+            }
+            last = b'"';
+            i += 1;
+            continue;
+        }
+        if c == b'(' && i > 0 && ident(b[i - 1]) {
+            let mut s = i;
+            while s > 0 && (ident(b[s - 1]) || (b[s - 1] == b':' && s > 1 && b[s - 2] == b':')) {
+                s -= if b[s - 1] == b':' { 2 } else { 1 };
+            }
+            let mut callee = body[s..i].to_string();
+            if s > 0 && b[s - 1] == b'.' && (s < 2 || b[s - 2] != b'.') {
+                callee = format!(".{callee}");
+            }
+            if callee == "Error::config" {
+                let arg = body[i + 1..].trim_start();
+                if !arg.starts_with('"') && !arg.starts_with("format!(\"schedule.{}\"") {
+                    out.dynamic
+                        .push(arg.split(',').next().unwrap().trim().to_string());
+                }
+            }
+            out.calls.push(callee);
+        }
+        if !c.is_ascii_whitespace() {
+            last = c;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Every key a check of `kind` names, read from the checks' source: `schedule.{}` stands for
+/// each schedulable key.
+fn checked_keys(kind: RunKind) -> std::collections::BTreeSet<String> {
+    let checks: Vec<_> = CHECKS.iter().filter(|(k, _, _)| *k == kind).collect();
+    // Every function read, by name (`Type::name` for the associated ones called by path).
+    let scanned: Vec<String> = checks
+        .iter()
+        .flat_map(|(_, _, sigs)| sigs.iter())
+        .map(|sig| {
+            let name = sig.split("fn ").nth(1).unwrap();
+            name[..name.find(['(', '<']).unwrap()].to_string()
+        })
+        .collect();
+    let mut keys = std::collections::BTreeSet::new();
+    let mut unknown = Vec::new();
+    for (_, (file, source), sigs) in &checks {
+        for sig in *sigs {
+            for body in bodies(file, source, sig) {
+                let found = scan(body);
+                for call in &found.calls {
+                    let name = call.rsplit([':', '.']).next().unwrap();
+                    // A variant or a tuple struct (a constructor or a pattern) checks nothing.
+                    let constructor = name.starts_with(|c: char| c.is_ascii_uppercase());
+                    if !(constructor
+                        || HARMLESS.contains(&call.as_str())
+                        || scanned.iter().any(|s| s == name))
+                    {
+                        unknown.push(format!("{file}: `{sig}` calls `{call}`"));
+                    }
+                }
+                for arg in &found.dynamic {
+                    assert_eq!(
+                        arg, "key",
+                        "{file}: `{sig}`: Error::config({arg}, ..): a key this test cannot read"
+                    );
+                }
+                for key in found.keys {
+                    if NOT_KEYS.contains(&(*file, key.as_str())) {
+                        continue;
+                    }
+                    match key.strip_suffix(".{}") {
+                        Some(prefix) => keys.extend(
+                            adainf_core::train::schedule::KEYS
+                                .iter()
+                                .map(|k| format!("{prefix}.{}", k.name)),
+                        ),
+                        None => {
+                            keys.insert(key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "{unknown:#?}\nadd each function to CHECKS (and its keys to CASES) or, if it checks nothing the user set, to HARMLESS"
+    );
+    keys
+}
+
+/// Literals in a key's place in the checks that are not keys: (file, text).
+const NOT_KEYS: &[(&str, &str)] = &[
+    // Sampler::mixed: which part of the batch cannot be filled.
+    ("crates/adainf-core/src/data/loader.rs", "generated"),
+    ("crates/adainf-core/src/data/loader.rs", "real"),
+];
+
+/// The checks of every run kind read from their source name keys; each such key has a case
+/// in `CASES` (or is in `UNREACHABLE` with the reason). A check added without a case, or a
+/// call from a check to a function this test does not read or know, fails here.
+#[test]
+fn every_check_of_a_runs_options_has_a_case() {
+    for kind in [Pretrain, Diffusion, Sample] {
+        let checked = checked_keys(kind);
+        let cased: std::collections::BTreeSet<&str> = CASES
+            .iter()
+            .filter(|c| c.0 == kind)
+            .map(|c| c.1)
+            .chain(UNREACHABLE.iter().filter(|u| u.0 == kind).map(|u| u.1))
+            .collect();
+        let missing: Vec<&String> = checked
+            .iter()
+            .filter(|k| !cased.contains(k.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{kind:?}: checks name {missing:?} but CASES has no bad value for them"
+        );
+        eprintln!("{kind:?}: {} checked keys: {checked:?}", checked.len());
+    }
+}
+
+/// A finished generator in `ws`'s runs folder, and the options it was trained with.
+const GENERATOR: &str = r#"let real = data::synthetic(#{ n: 16, seed: 1, size: 16 });
+let gbase = #{ steps: 2, batch: 4, channels: 4, channel_mult: [1, 2], attention_at: [8],
+               timesteps: 20, dropout: 0.1 };
+let g = gen::diffusion(real, gbase);
+"#;
+
+/// Runs every case of `kind` in `ws` (whose runs folder holds finished runs) with each of
+/// `jobs`: the script fails with code 1 and an error naming the key, no internal error and
+/// no `--retry-failed` hint, and the runs folder is byte-for-byte what it was.
+fn rejected(ws: &Workspace, kind: RunKind, jobs: &[Option<&str>]) -> usize {
+    let before = snapshot(&ws.0.join("runs"));
+    let mut tried = 0;
+    for Case(_, key, opt, needle) in CASES.iter().filter(|c| c.0 == kind) {
+        let source = match kind {
+            // A new run first: a batch with a bad run trains none of them.
+            Pretrain => format!(
+                "{BASE}let runs = train::pretrain_all([base + #{{ seed: 9 }}, base + #{{ {opt} }}]);\nprint(runs.len());\n"
+            ),
+            Diffusion => format!(
+                "{GENERATOR}let gs = gen::diffusion_all(real, [gbase + #{{ seed: 9 }}, gbase + #{{ {opt} }}]);\n"
+            ),
+            Sample => format!("{GENERATOR}let s = gen::sample(g, {opt});\n"),
+        };
+        let script = ws.script("bad.rhai", &source);
+        for jobs in jobs {
+            let extra: Vec<&str> = jobs.iter().flat_map(|j| ["--jobs", j]).collect();
+            let out = ws.run(&script, &extra);
+            let (_, stderr) = text(&out);
+            let want = needle.map_or(format!("`{key}`"), String::from);
+            assert_eq!(out.status.code(), Some(1), "{opt} {jobs:?}: {stderr}");
+            assert!(
+                stderr.contains(&want) && !stderr.contains("internal error"),
+                "{opt} {jobs:?}: wanted {want} in: {stderr}"
+            );
+            assert!(!stderr.contains("--retry-failed"), "{opt}: {stderr}");
+            let what = format!("{opt} {jobs:?}");
+            assert_unchanged(&before, &snapshot(&ws.0.join("runs")), &what);
+            tried += 1;
+        }
+    }
+    tried
+}
+
+/// Each rejected pretraining option (in process and under `--jobs 2`) ends in a clear error
+/// naming the key, and the runs folder, which holds a finished run, is byte-for-byte what it
+/// was.
 #[test]
 fn a_rejected_run_leaves_the_runs_folder_unchanged() {
     let ws = Workspace::new("rejected");
-    // A finished run already there must stay as it is too.
     finished_run(&ws);
-    let before = snapshot(&ws.0.join("runs"));
-    let cases = [
-        ("lr: -1.0", "lr"),
-        ("lr: 0.0", "lr"),
-        ("batch: 0", "batch"),
-        ("steps: 0", "steps"),
-        ("width: 0", "width"),
-        ("warmup: 50", "warmup"),
-        ("temperature: -0.5", "temperature"),
-        ("batch: 100", "batch"),
-        ("method: \"mocov2\", queue_size: 17", "queue_size"),
-    ];
-    for (opt, key) in cases {
-        for jobs in [None, Some("2")] {
-            let source = format!(
-                "{BASE}let runs = train::pretrain_all([base, base + #{{ {opt} }}]);\nprint(runs.len());\n"
-            );
-            let script = ws.script("bad.rhai", &source);
-            let extra: Vec<&str> = match jobs {
-                Some(j) => vec!["--jobs", j],
-                None => vec![],
-            };
-            let out = ws.run(&script, &extra);
-            let (_, stderr) = text(&out);
-            assert_eq!(out.status.code(), Some(1), "{opt} {jobs:?}: {stderr}");
-            assert!(
-                stderr.contains(&format!("`{key}`")) && !stderr.contains("internal error"),
-                "{opt} {jobs:?}: {stderr}"
-            );
-            assert!(!stderr.contains("--retry-failed"), "{opt}: {stderr}");
-            assert_eq!(
-                snapshot(&ws.0.join("runs")),
-                before,
-                "{opt} {jobs:?} changed the runs folder"
-            );
-        }
-    }
+    let tried = rejected(&ws, Pretrain, &[None, Some("2")]);
+    assert_eq!(tried, 2 * CASES.iter().filter(|c| c.0 == Pretrain).count());
     // A one-image set names the data, not a batch default the user never set.
+    let before = snapshot(&ws.0.join("runs"));
     let script = ws.script(
         "one.rhai",
         "let one = data::subset(data::synthetic(#{ n: 10, size: 8 }), #{ n: 1 });\ntrain::pretrain(#{ data: one, width: 4, steps: 2 });\n",
@@ -110,6 +755,55 @@ fn a_rejected_run_leaves_the_runs_folder_unchanged() {
         "{stderr}"
     );
     assert_eq!(snapshot(&ws.0.join("runs")), before);
+}
+
+/// A precision the run's device cannot compute in (WGSL has no bf16) is refused before the
+/// run folder is made, in process and under `--jobs 2`: it used to leave a folder with
+/// `failed.json` that the next run reported as a failed run.
+#[cfg(feature = "wgpu")]
+#[test]
+fn a_precision_the_device_lacks_leaves_the_runs_folder_unchanged() {
+    let ws = Workspace::new("rejected-precision");
+    finished_run(&ws);
+    let before = snapshot(&ws.0.join("runs"));
+    let script = ws.script(
+        "bf16.rhai",
+        &format!(
+            "{BASE}let runs = train::pretrain_all([base + #{{ seed: 9 }}, base + #{{ device: \"vulkan\", precision: \"bf16\" }}]);\n"
+        ),
+    );
+    for extra in [&[][..], &["--jobs", "2"]] {
+        let out = ws.run(&script, extra);
+        let (_, stderr) = text(&out);
+        if stderr.contains("no Vulkan") || stderr.contains("cannot open") {
+            eprintln!("skipped: no Vulkan device: {stderr}");
+            return;
+        }
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert!(
+            stderr.contains("`precision`") && stderr.contains("not supported"),
+            "{extra:?}: {stderr}"
+        );
+        assert!(!stderr.contains("--retry-failed"), "{extra:?}: {stderr}");
+        assert_unchanged(
+            &before,
+            &snapshot(&ws.0.join("runs")),
+            &format!("{extra:?}"),
+        );
+    }
+}
+
+/// Each rejected option of a DDPM generator, and of sampling one, ends in a clear error naming
+/// the key, and the runs folder, which holds the finished generator, is byte-for-byte what it
+/// was (a batch with a bad generator trains none; a bad sampling draws nothing).
+#[test]
+fn a_rejected_generator_or_sampling_leaves_the_runs_folder_unchanged() {
+    let ws = Workspace::new("rejected-generator");
+    let script = ws.script("g.rhai", GENERATOR);
+    let out = ws.run(&script, &[]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(rejected(&ws, Diffusion, &[None]) > 0);
+    assert!(rejected(&ws, Sample, &[None]) > 0);
 }
 
 /// `adainf worker` on the request `edited` (written to `<ws>/NAME.json`): it must fail with

@@ -339,7 +339,13 @@ fn pretrain_batch(st: &HostState, runs: Vec<Prepared>) -> Res<Vec<RunHandle>> {
     // runs folder as it was.
     let checked = runs
         .iter()
-        .map(|p| core(p.request().check()))
+        .map(|p| {
+            let checked = core(p.request().check())?;
+            // The device's precision too: a run its device cannot compute in is refused
+            // here, not after its folder (and `failed.json`) is written.
+            core(p.config.precision.check_supported(&p.device))?;
+            Ok(checked)
+        })
         .collect::<Res<Vec<_>>>()?;
     if !through_executor(st, runs.len()) {
         let mut out = Vec::with_capacity(runs.len());
