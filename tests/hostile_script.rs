@@ -466,6 +466,28 @@ fn check_reports_what_run_would_refuse() {
             "let d = data::synthetic(#{ n: 16, size: 4 });\n".into(),
             &["size.rhai:1:", "`size`", "between 8 and 256"],
         ),
+        // Values the options struct does not read (every function's, from its definition):
+        // a name outside a closed set, an array of the wrong length; and a generator's ranges.
+        (
+            "closed_set",
+            "data::npz(\"x.npz\", #{ labels: \"drop\" });\n".into(),
+            &["closed_set.rhai:1:", "`labels`", "`drop`", "ignore"],
+        ),
+        (
+            "array_length",
+            "let a = aug::simclr(#{ jitter: [0.5] });\n".into(),
+            &["array_length.rhai:1:", "`jitter`"],
+        ),
+        (
+            "generator_range",
+            format!("{data}gen::diffusion(d, #{{ ema: 1.5 }});\n"),
+            &["generator_range.rhai:2:", "`ema`", "[0, 1)"],
+        ),
+        (
+            "generator_precision",
+            format!("{data}gen::diffusion(d, #{{ precision: \"bf16\" }});\n"),
+            &["generator_precision.rhai:2:", "`precision`", "only \"f32\""],
+        ),
     ];
     for (name, source, wanted) in cases {
         let script = ws.script(&format!("{name}.rhai"), source);

@@ -2,7 +2,9 @@
 //! functions that do not exist or get the wrong number of arguments (host modules and imported
 //! script modules), imports that find no file, and option maps (literal, or held in a variable
 //! defined once by a literal) with unknown keys, literal values of the wrong kind, or literal
-//! values the call would refuse (the same checks: `options::check`, `modules::static_option_check`).
+//! values the call would refuse (the same checks: `options::check`, and each function's
+//! data-free check of its options, `options::Typed::check`: they parse into its struct, and its
+//! ranges).
 //! Every problem found is reported (Rhai's parser itself stops at the first syntax error).
 
 use std::collections::HashMap;
@@ -11,7 +13,6 @@ use rhai::{AST, ASTNode, Dynamic, Expr, Map, Stmt};
 
 use super::api::{ApiEntry, MODULES};
 use super::entry::schedule_opts;
-use super::modules::static_option_check;
 use super::options::{Kind, check, fits, type_name, unknown_key_message, wrong_kind_message};
 
 /// Whether the literal `e` fits `kind` (`options::fits` on the value it stands for), and its
@@ -119,6 +120,11 @@ fn literal(e: &Expr) -> Option<Dynamic> {
         Expr::FloatConstant(f, _) => Dynamic::from(**f),
         Expr::StringConstant(s, _) => Dynamic::from(s.clone()),
         Expr::BoolConstant(b, _) => Dynamic::from(*b),
+        // An array of literals (`[0.5, 1]`), as written or as the optimiser folded it.
+        Expr::Array(items, _) => {
+            Dynamic::from_array(items.iter().map(literal).collect::<Option<_>>()?)
+        }
+        Expr::DynamicConstant(d, _) if d.is_array() => (**d).clone(),
         _ => return None,
     })
 }
@@ -341,7 +347,7 @@ pub fn check_script(ast: &AST, file: &str, api: &[ApiEntry], known: &Known) -> V
                 }
                 // The call's own checks of the literal values (ranges, names), placed at the
                 // value they name.
-                if let Some(Err(e)) = static_option_check(&full, &literals) {
+                if let Some(Err(e)) = entry.typed.map(|t| (t.check)(&full, &literals)) {
                     // The last setting of the key named is the one the call gets.
                     let place = keys
                         .iter()

@@ -216,7 +216,8 @@ pub fn parse<T: Options + DeserializeOwned>(
     deserialize_over(function, &serde_json::Map::new(), to_json(map, &known))
 }
 
-/// The options of a function, for the catalogue: its rows and its defaults, serialized.
+/// The options of a function, for the catalogue and `adainf check`: its rows, its defaults,
+/// serialized, and the checks its literal values get without data.
 #[derive(Clone, Copy)]
 pub struct Typed {
     /// The rows of the handles the host reads itself, then of the struct's fields.
@@ -224,13 +225,29 @@ pub struct Typed {
     /// The serialized defaults: one map, or one per labelled variant where the defaults depend
     /// on another option (pretraining's per-method defaults).
     pub defaults: fn() -> Defaults,
+    /// The checks that need no data, on the option values a script writes literally (`adainf
+    /// check`; `function`, the literal values): that they parse into the struct (names of
+    /// closed sets, lengths of arrays), and what else the function checks without data
+    /// (`Typed::with_check`). Only errors about the given keys.
+    pub check: fn(&str, &Map) -> Result<(), String>,
+}
+
+impl Typed {
+    /// The same options with another data-free check of literal values.
+    pub fn with_check(self, check: fn(&str, &Map) -> Result<(), String>) -> Self {
+        Typed { check, ..self }
+    }
 }
 
 /// The options of a function that are the struct `T` alone.
-pub fn typed<T: Options + Default + Serialize>() -> Typed {
+pub fn typed<T: Options + Default + Serialize + DeserializeOwned>() -> Typed {
     Typed {
         options: T::option_fields,
         defaults: || vec![("", serialized(&T::default()))],
+        check: |function, literals| {
+            let json = to_json(literals, &T::option_fields());
+            deserialize_over::<T>(function, &JsonMap::new(), json).map(|_| ())
+        },
     }
 }
 
@@ -238,21 +255,41 @@ pub fn typed<T: Options + Default + Serialize>() -> Typed {
 /// the call that are not part of that config, e.g. its device).
 pub fn typed_pair<A, B>() -> Typed
 where
-    A: Options + Default + Serialize,
-    B: Options + Default + Serialize,
+    A: Options + Default + Serialize + DeserializeOwned,
+    B: Options + Default + Serialize + DeserializeOwned,
 {
     Typed {
-        options: || {
-            let mut rows = A::option_fields();
-            rows.extend(B::option_fields());
-            rows
-        },
+        options: both::<A, B>,
         defaults: || {
             let mut d = serialized(&A::default());
             d.extend(serialized(&B::default()));
             vec![("", d)]
         },
+        check: |function, literals| parse_pair::<A, B>(function, literals).map(|_| ()),
     }
+}
+
+/// The options of `A` then of `B`.
+fn both<A: Options, B: Options>() -> Vec<Opt> {
+    let mut rows = A::option_fields();
+    rows.extend(B::option_fields());
+    rows
+}
+
+/// Checks `map` against the options of `A` and `B` (`typed_pair`) and fills both.
+pub fn parse_pair<A, B>(function: &str, map: &Map) -> Result<(A, B), String>
+where
+    A: Options + DeserializeOwned,
+    B: Options + DeserializeOwned,
+{
+    let known = both::<A, B>();
+    check(function, map, &known)?;
+    let (b, a) = split_json::<B>(map, &known);
+    let empty = JsonMap::new();
+    Ok((
+        deserialize_over(function, &empty, a)?,
+        deserialize_over(function, &empty, b)?,
+    ))
 }
 
 /// The primitive options of `map` split into the options of `B` and the rest (`typed_pair`).

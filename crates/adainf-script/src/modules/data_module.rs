@@ -217,18 +217,17 @@ fn cifar_recipe(st: &HostState, dir: &str, variant: Variant, split: &str) -> Rec
     }
 }
 
-/// The data-free checks of `data::synthetic*` options (`modules::static_option_check`): the
-/// image size (options that do not parse are reported by the option check).
-pub(super) fn check_literal(function: &str, opts: &Map) -> crate::error::Result<()> {
-    let size = if function == "data::synthetic" {
-        options::parse::<SyntheticSpec>(function, opts, &[]).map(|s| s.size)
-    } else {
-        options::parse::<GeneratorSpec>(function, opts, &[]).map(|s| s.size)
-    };
-    match size {
-        Ok(size) => crate::data::synthetic::check_size(size),
-        Err(_) => Ok(()),
-    }
+/// The data-free checks of `data::synthetic`'s literal options (`Typed::check`): they parse,
+/// and the image size is in range.
+fn check_synthetic(function: &str, opts: &Map) -> Result<(), String> {
+    let spec: SyntheticSpec = options::parse(function, opts, &[])?;
+    literal_outcome(opts, crate::data::synthetic::check_size(spec.size))
+}
+
+/// `check_synthetic` for `data::synthetic_generator`.
+fn check_synthetic_generator(function: &str, opts: &Map) -> Result<(), String> {
+    let spec: GeneratorSpec = options::parse(function, opts, &[])?;
+    literal_outcome(opts, crate::data::synthetic::check_size(spec.size))
 }
 
 /// The options of `data::cifar100`.
@@ -367,14 +366,14 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "the embedded 10-class shape family (labels 0..9)",
             &[],
         )
-        .typed(typed::<SyntheticSpec>()),
+        .typed(typed::<SyntheticSpec>().with_check(check_synthetic)),
         entry(
             "data::synthetic_generator",
             "data::synthetic_generator(opts) -> Dataset",
             "simulated generator samples of that family (labels -1)",
             &[],
         )
-        .typed(typed::<GeneratorSpec>()),
+        .typed(typed::<GeneratorSpec>().with_check(check_synthetic_generator)),
         entry(
             "data::inflate",
             "data::inflate(real, generated, opts) -> Dataset",

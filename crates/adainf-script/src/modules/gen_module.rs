@@ -60,20 +60,7 @@ struct PreparedGenerator {
 /// The options of `function` (`gen::diffusion`, `gen::diffusion_all`): the core's config and
 /// the run options, checked, with the device opened.
 fn prepare_diffusion(function: &str, st: &HostState, opts: &Map) -> Res<PreparedGenerator> {
-    let known = (diffusion_typed().options)();
-    options::check(function, opts, &known)?;
-    let (run, config) = options::split_json::<DiffusionRunOptions>(opts, &known);
-    let empty = serde_json::Map::new();
-    let mut config: DiffusionConfig =
-        options::deserialize_over(function, &empty, config).map_err(runtime_error)?;
-    let run: DiffusionRunOptions =
-        options::deserialize_over(function, &empty, run).map_err(runtime_error)?;
-    if run.precision != crate::train::config::Precision::F32 {
-        return fail(format!(
-            "{function}: invalid option `precision`: \"{}\" is not supported yet; only \"f32\"",
-            run.precision.name()
-        ));
-    }
+    let (mut config, run) = diffusion_options(function, opts).map_err(runtime_error)?;
     config.checkpoint_every = run.control.checkpoint_every;
     let device = match &run.control.device {
         Some(name) => core(DeviceSpec::parse(name).and_then(|d| d.open()))?,
@@ -86,10 +73,30 @@ fn prepare_diffusion(function: &str, st: &HostState, opts: &Map) -> Res<Prepared
     })
 }
 
+/// The options of `gen::diffusion` and `gen::diffusion_all`, parsed: the core's config and the
+/// run options (its precision f32 for now).
+fn diffusion_options(
+    function: &str,
+    opts: &Map,
+) -> Result<(DiffusionConfig, DiffusionRunOptions), String> {
+    let (config, run) =
+        options::parse_pair::<DiffusionConfig, DiffusionRunOptions>(function, opts)?;
+    if run.precision != crate::train::config::Precision::F32 {
+        return Err(format!(
+            "{function}: invalid option `precision`: \"{}\" is not supported yet; only \"f32\"",
+            run.precision.name()
+        ));
+    }
+    Ok((config, run))
+}
+
 /// The options of `gen::diffusion` and `gen::diffusion_all`: the core's config, then the run
-/// options.
+/// options; `adainf check` parses literal values and checks the config's ranges.
 fn diffusion_typed() -> options::Typed {
-    options::typed_pair::<DiffusionConfig, DiffusionRunOptions>()
+    options::typed_pair::<DiffusionConfig, DiffusionRunOptions>().with_check(|function, opts| {
+        let (config, _) = diffusion_options(function, opts)?;
+        literal_outcome(opts, config.check_options())
+    })
 }
 
 /// Trains (or loads) the generators on `real` in order, through the host's executor (as

@@ -228,22 +228,15 @@ pub(super) fn register_all(engine: &mut Engine, state: &Rc<HostState>) {
     }
 }
 
-/// The checks of `function`'s options that need no data, run on the options a script writes
-/// literally (`adainf check`): the same checks the call runs (the core's ranges and names).
-/// Only errors about the keys in `opts` are returned; `None` where the function has none.
-pub(super) fn static_option_check(function: &str, opts: &Map) -> Option<Result<(), String>> {
-    let result = match function {
-        "train::pretrain" | "train::pretrain_all" => train_module::check_literal(function, opts),
-        "data::synthetic" | "data::synthetic_generator" => {
-            data_module::check_literal(function, opts)
-        }
-        _ => return None,
-    };
-    Some(match result {
+/// The outcome of a core check run on the option values a script writes literally (`adainf
+/// check`, `options::Typed::check`): an error about a key the script did not write there is
+/// none of its business (the call decides it with the rest of the options).
+fn literal_outcome(opts: &Map, result: crate::error::Result<()>) -> Result<(), String> {
+    match result {
         Err(crate::error::Error::Config { key, .. }) if !opts.contains_key(key.as_str()) => Ok(()),
         Err(e) => Err(e.to_string()),
         Ok(()) => Ok(()),
-    })
+    }
 }
 
 fn gap_map(gap: &Gap) -> Map {

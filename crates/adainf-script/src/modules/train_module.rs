@@ -105,6 +105,7 @@ fn pretrain_options() -> Vec<Opt> {
 fn pretrain_typed() -> options::Typed {
     options::Typed {
         options: pretrain_options,
+        check: check_literal,
         defaults: || {
             crate::method::METHODS
                 .iter()
@@ -151,19 +152,15 @@ fn resolved_config(function: &str, opts: &Map, data_len: usize) -> Res<PretrainC
     Ok(config)
 }
 
-/// The data-free checks of pretrain options (`modules::static_option_check`): the method's
-/// name and the config's ranges, as `prepare` and the core check them.
-pub(super) fn check_literal(function: &str, opts: &Map) -> crate::error::Result<()> {
-    let config = resolved_config(function, opts, 1 << 20).map_err(|e| {
-        crate::error::Error::Data(match *e {
-            EvalAltResult::ErrorRuntime(m, _) => m.to_string(),
-            other => other.to_string(),
-        })
-    });
-    match config {
-        Ok(c) => c.validate(),
-        Err(e) => Err(e),
-    }
+/// The data-free checks of pretrain literal options (`Typed::check`): they parse into the
+/// config (the method's name, its own settings), and the config's ranges, as `prepare` and the
+/// core check them.
+fn check_literal(function: &str, opts: &Map) -> Result<(), String> {
+    let config = resolved_config(function, opts, 1 << 20).map_err(|e| match *e {
+        EvalAltResult::ErrorRuntime(m, _) => m.to_string(),
+        other => other.to_string(),
+    })?;
+    literal_outcome(opts, config.validate())
 }
 
 /// One run a script asked for, with everything resolved.
