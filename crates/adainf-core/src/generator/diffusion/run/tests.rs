@@ -669,7 +669,9 @@ fn stored_samples_have_a_recipe_that_opens_them_again_or_says_why_not() {
         s.seed = 5;
         sample_in(&g, 3, &s, &dir, false).unwrap()
     };
-    let cases: Vec<(&str, Box<dyn Fn() -> Recipe>, &str)> = vec![
+    /// A damage done to the folder, giving the recipe to open.
+    type Damage<'a> = Box<dyn Fn() -> Recipe + 'a>;
+    let cases: Vec<(&str, Damage, &str)> = vec![
         (
             "unfinished",
             Box::new(|| {
