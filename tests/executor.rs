@@ -1,6 +1,7 @@
 //! The executors end to end: local worker processes against the in-process run (pretraining
 //! runs and generators), two drivers racing on one sweep, a killed worker whose claim expires
-//! and whose run resumes, a failed run reported with its error, and `adainf runs`.
+//! and whose run resumes, a failed run reported with its error, runs on DDPM samples (opened
+//! by the workers from their sampling run's folder), and `adainf runs`.
 
 mod common;
 
@@ -326,4 +327,42 @@ fn workers_train_generators_to_the_in_process_weights() {
     let cached = generator_results(&out);
     assert_eq!(cached.len(), 2);
     assert!(cached.iter().all(|(_, c)| c == "true"), "{out}");
+}
+
+/// Pretraining runs on real images inflated with DDPM samples (`gen::sample`) train in
+/// `--jobs 2` workers to the in-process runs (same ids, losses and accuracies): the samples
+/// are drawn once, by the driver, and each request's recipe names their sampling run's folder
+/// (with the sealed SHA-256 of `samples.npz`), from which the workers open them.
+#[test]
+fn workers_train_on_diffusion_samples_to_the_in_process_runs() {
+    let ws = Workspace::new("sample-workers");
+    let script = ws.script("s.rhai", SAMPLED_SWEEP);
+    let inline = run_in(&ws, &script, "a", &[]);
+    let (out_a, err_a) = text(&inline);
+    assert!(inline.status.success(), "{err_a}");
+    let workers = run_in(&ws, &script, "b", &["--jobs", "2"]);
+    let (out_b, err_b) = text(&workers);
+    assert!(workers.status.success(), "{err_b}");
+    assert!(
+        err_b.contains("2 run(s) to train in 2 worker process(es)"),
+        "{err_b}"
+    );
+    let (a, b) = (run_results(&out_a), run_results(&out_b));
+    assert_eq!(a.len(), 2, "{out_a}");
+    assert_ne!(a[0].0, a[1].0);
+    assert_eq!(a, b, "in-process vs workers");
+    let samples = samples_dir(&ws.0.join("b"));
+    for (id, _, _) in &b {
+        let dir = ws.0.join("b").join(id);
+        assert!(dir.join("worker.log").is_file(), "trained by a worker");
+        let request: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("request.json")).unwrap())
+                .unwrap();
+        let generated = &request["data"]["recipe"]["generated"];
+        assert_eq!(generated["kind"], "diffusion_sample", "{request}");
+        assert_eq!(
+            generated["dir"].as_str().map(std::path::PathBuf::from),
+            Some(samples.clone())
+        );
+    }
 }

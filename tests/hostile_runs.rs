@@ -1,8 +1,9 @@
 //! Hostile inputs against the run cache (issue 26): a rejected run leaves the runs folder as it
 //! was, a request edited into a configuration its method cannot run is a clear error, a
 //! finished run whose files changed is reported (never served) and trained again on
-//! `--retry-failed`, a damaged checkpoint says what to do, and `--jobs` workers stop with
-//! their driver.
+//! `--retry-failed`, a damaged checkpoint says what to do, `--jobs` workers stop with
+//! their driver, and a worker whose DDPM samples were deleted or changed after the driver drew
+//! them stops with a clear error.
 
 mod common;
 
@@ -1069,4 +1070,150 @@ fn workers_stop_when_their_driver_is_killed() {
         let _ = std::process::Command::new("kill").args(["-9", p]).status();
     }
     assert!(left.is_empty(), "workers {left:?} outlived their driver");
+}
+
+/// The DDPM samples a batch trains on (`gen::sample`, stored in their sampling run's folder)
+/// deleted, unfinished, changed or drawn again between the driver and a worker: the worker
+/// stops with one error naming the samples' folder and saying what to do, trains nothing, and
+/// the runs folder is unchanged but for the failure it records for the driver (`failed.json`
+/// of its run). The driver then names the failed run, and `--retry-failed` draws the samples
+/// again and trains the runs to the first results.
+#[test]
+fn samples_gone_or_changed_before_the_worker_are_a_clear_error() {
+    let ws = Workspace::new("samples-between");
+    let script = ws.script("s.rhai", SAMPLED_SWEEP);
+    let first = ws.run(&script, &["--jobs", "2", "--quiet"]);
+    let (out, err) = text(&first);
+    assert!(first.status.success(), "{err}");
+    let results = run_results(&out);
+    let runs = ws.0.join("runs");
+    let samples = samples_dir(&runs);
+    let kept = ws.0.join("samples-kept");
+    copy_dir(&samples, &kept);
+    // The request of run 0 as the driver leaves it for a worker: its folder holds only it.
+    let run = runs.join(&results[0].0);
+    let request = std::fs::read(run.join("request.json")).unwrap();
+    std::fs::remove_dir_all(&run).unwrap();
+    std::fs::create_dir(&run).unwrap();
+    std::fs::write(run.join("request.json"), &request).unwrap();
+    let npz = samples.join("samples.npz");
+    let flip_a_pixel = |npz: &Path| {
+        let mut bytes = std::fs::read(npz).unwrap();
+        let last = bytes.len() - 200;
+        bytes[last] ^= 0x55;
+        std::fs::write(npz, bytes).unwrap();
+    };
+    let cases: [(&str, &dyn Fn(), &str); 4] = [
+        (
+            "deleted",
+            &|| std::fs::remove_dir_all(&samples).unwrap(),
+            "their folder is missing",
+        ),
+        (
+            "unfinished",
+            &|| std::fs::remove_file(samples.join("seal.json")).unwrap(),
+            "no seal.json",
+        ),
+        (
+            "changed",
+            &|| flip_a_pixel(&npz),
+            "changed after they were drawn (samples.npz: its SHA-256 differs",
+        ),
+        (
+            "drawn again",
+            &|| {
+                // Other samples sealed in the folder: the seal is right, the set is not.
+                flip_a_pixel(&npz);
+                let seal = samples.join("seal.json");
+                let mut v: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(&seal).unwrap()).unwrap();
+                v["files"]["samples.npz"] = sha256(&npz).into();
+                std::fs::write(&seal, v.to_string()).unwrap();
+            },
+            "were drawn again after this set was made",
+        ),
+    ];
+    for (case, damage, want) in cases {
+        damage();
+        let before = snapshot(&runs);
+        let out = bin()
+            .args(["worker", "--runs-dir"])
+            .arg(&runs)
+            .arg(run.join("request.json"))
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{case}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{case}: {stderr}");
+        let error = stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("{case}: no error line in {stderr}"));
+        for part in [
+            &format!("{}: the 8 samples of generator", samples.display())[..],
+            want,
+            "Run the script again with --retry-failed",
+        ] {
+            assert!(error.contains(part), "{case}: `{part}` missing in {error}");
+        }
+        // Only the failure the driver reports was written.
+        let mut after = snapshot(&runs);
+        let failed = after
+            .remove(&run.join("failed.json").display().to_string())
+            .unwrap_or_else(|| panic!("{case}: no failure recorded"));
+        assert!(
+            String::from_utf8_lossy(&failed).contains(want),
+            "{case}: {}",
+            String::from_utf8_lossy(&failed)
+        );
+        assert_unchanged(&before, &after, case);
+        std::fs::remove_file(run.join("failed.json")).unwrap();
+        let _ = std::fs::remove_dir_all(&samples);
+        copy_dir(&kept, &samples);
+    }
+    // The samples deleted before a worker ran: the driver names the failed run and what to do;
+    // --retry-failed draws the samples again and trains it to the first result.
+    std::fs::remove_dir_all(&samples).unwrap();
+    let worker = bin()
+        .args(["worker", "--runs-dir"])
+        .arg(&runs)
+        .arg(run.join("request.json"))
+        .output()
+        .unwrap();
+    assert_eq!(worker.status.code(), Some(1));
+    let again = ws.run(&script, &["--jobs", "2", "--quiet"]);
+    let (_, err) = text(&again);
+    assert_eq!(again.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("run {} failed", results[0].0))
+            && err.contains("their folder is missing")
+            && err.contains("--retry-failed"),
+        "{err}"
+    );
+    let retried = ws.run(&script, &["--jobs", "2", "--quiet", "--retry-failed"]);
+    let (out, err) = text(&retried);
+    assert!(retried.status.success(), "{err}");
+    assert_eq!(run_results(&out), results, "retried vs first");
+}
+
+/// Copies the files of the folder `from` (no subfolders) into a new folder `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// The SHA-256 of a file, in hex (`sha256sum`).
+fn sha256(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }

@@ -1,7 +1,7 @@
 //! `--executor slurm` on a real Slurm: a sweep of four tiny runs as one job array, one array
 //! task requeued mid-run (it resumes from its checkpoint), and results equal to a local
 //! sequential run of the same script; two generators (`gen::diffusion_all`) as an array, equal
-//! to local ones. Needs a running Slurm whose nodes share this machine's
+//! to local ones; two runs on DDPM samples as an array, equal to local ones. Needs a running Slurm whose nodes share this machine's
 //! filesystem: CI starts one (scripts/slurm-local.sh) and sets ADAINF_SLURM_TEST=1; elsewhere
 //! the test says it did not run.
 
@@ -186,4 +186,39 @@ fn generators_train_as_a_job_array() {
         generator_results(&stdout).iter().all(|(_, c)| c == "true"),
         "{stdout}"
     );
+}
+
+/// Two pretraining runs on real images inflated with DDPM samples (`gen::sample`, drawn by the
+/// driver) train as a job array to the runs of a local in-process driver: the array tasks open
+/// the samples from their sampling run's folder in the shared runs folder.
+#[test]
+fn runs_on_diffusion_samples_train_as_a_job_array() {
+    if !slurm_here() {
+        return;
+    }
+    let ws = Workspace::new("slurm-samples");
+    let script = ws.script("s.rhai", SAMPLED_SWEEP);
+    let run = |runs: &str, extra: &[&str]| {
+        bin()
+            .arg("run")
+            .arg(&script)
+            .arg("--runs-dir")
+            .arg(ws.0.join(runs))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let local = run("local", &["--quiet"]);
+    let (local_out, local_err) = text(&local);
+    assert!(local.status.success(), "{local_err}");
+    let out = run("runs", &["--executor", "slurm"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("submitted 2 run(s) as Slurm array job"),
+        "{stderr}"
+    );
+    let (a, b) = (run_results(&stdout), run_results(&local_out));
+    assert_eq!(a.len(), 2, "{stdout}");
+    assert_same_runs(&a, &b, "Slurm vs local");
 }

@@ -130,6 +130,42 @@ for g in gen::diffusion_all(real, configs) {
 }
 "#;
 
+/// Two tiny pretraining runs (seeds 0 and 1, ResNet-10 of width 4) as one batch on 16 real
+/// images inflated with 8 samples of a tiny DDPM (`gen::sample`, stored in their sampling
+/// run's folder); each prints its id, final loss and accuracy.
+pub const SAMPLED_SWEEP: &str = r#"
+let real = data::synthetic(#{ n: 16, seed: 2, size: 16 });
+let g = gen::diffusion(real, #{ steps: 2, batch: 2, channels: 4, channel_mult: [1, 2],
+                               attention_at: [], timesteps: 10 });
+let samples = gen::sample(g, 8, #{ steps: 2, batch: 4, seed: 5 });
+let mixed = data::inflate(real, samples, #{ dup: 1 });
+let base = #{ data: mixed, probe: real, backbone: "resnet10", width: 4, batch: 8, steps: 4,
+              optimizer: "sgd", lr: 0.05, warmup: 1, proj_hidden: 16, proj_dim: 8, eval_every: 0,
+              log_every: 2 };
+let configs = [];
+for s in 0..2 { let c = base; c.seed = s; configs.push(c); }
+for r in train::pretrain_all(configs) {
+    print(`id=${r.id} loss=${r.metrics[r.metrics.len() - 1].loss} acc=${r.accuracy}`);
+}
+"#;
+
+/// The folder of the stored samples (the one with `samples.npz`) in the runs folder `runs`.
+pub fn samples_dir(runs: &Path) -> PathBuf {
+    let found: Vec<PathBuf> = std::fs::read_dir(runs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("samples.npz").is_file())
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one sampling run in {}: {found:?}",
+        runs.display()
+    );
+    found.into_iter().next().unwrap()
+}
+
 /// The `id=… cached=…` lines of `GENERATORS`: (id, cached).
 pub fn generator_results(stdout: &str) -> Vec<(String, String)> {
     stdout

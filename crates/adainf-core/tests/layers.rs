@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 /// The core's layers, lowest first: a module may import its own layer and those below.
 /// `eval::runs` (evaluating finished runs) sits above `train`; the rest of `eval` (the probes
 /// the training loop calls) below it. `generator::diffusion::run` (the generator as a cached
-/// run, with the checkpoints and seal of `train`) sits above `train`; the model below it.
+/// run, with the checkpoints and seal of `train`) sits above `train`; the model below it, and
+/// `generator::replay` (making sets again from recipes, DDPM samples from their run folders)
+/// beside the run.
 /// `runs::claim` and `runs::cache` (the run cache's rules, shared by every run kind) sit below
 /// the run kinds that use them; the executors (the rest of `runs`) above.
 const CORE_LAYERS: &[&[&str]] = &[
@@ -29,7 +31,13 @@ const CORE_LAYERS: &[&[&str]] = &[
     &["theory", "eval"],
     &["train"],
     &["runs::claim", "runs::cache"],
-    &["eval::runs", "generator::diffusion::run", "report", "runs"],
+    &[
+        "eval::runs",
+        "generator::diffusion::run",
+        "generator::replay",
+        "report",
+        "runs",
+    ],
 ];
 
 /// One source file of a crate: its module path (`data::recipe`) and its imports.

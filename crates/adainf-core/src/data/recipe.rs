@@ -3,10 +3,11 @@
 //! local worker or a Slurm array task — can make the same set again from a run's request
 //! instead of receiving pixels. Every script-facing constructor goes through `Recipe::build`,
 //! which attaches the recipe to the set it returns; `build` replays generators, so it lives
-//! in the generator's layer (`generator::replay`): `data` imports nothing above it. Files keep
+//! above the data layer (`generator::replay`): `data` imports nothing above it. Files keep
 //! their fingerprint (path, size, modification time): a worker compares the rebuilt set's
 //! fingerprint with the one the driver saw, so a file that changed in between is an error,
-//! never silently used.
+//! never silently used. DDPM samples are not drawn again: their recipe names their sampling
+//! run's folder and the SHA-256 of its sealed `samples.npz`, which a worker memory-maps.
 
 use std::path::PathBuf;
 
@@ -38,6 +39,61 @@ pub struct GmmConfig {
     /// Fit on at most this many images (evenly spaced).
     #[option(default = 60_000)]
     pub max_images: usize,
+}
+
+/// The options of `gen::sample` on a diffusion generator (`generator::diffusion::run`), as
+/// recipes record them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Options)]
+#[serde(default, deny_unknown_fields)]
+pub struct SampleConfig {
+    /// Diffusion: reverse steps, at most the generator's timesteps.
+    #[option(default = 50)]
+    pub steps: usize,
+    /// Diffusion: the reverse process.
+    pub sampler: Sampler,
+    /// Diffusion: DDIM's η in [0, 1]; 0 is deterministic.
+    pub eta: f64,
+    /// Seed of the noise.
+    pub seed: u64,
+    /// Diffusion: images per batch.
+    #[option(default = 64)]
+    pub batch: usize,
+}
+
+/// Which reverse process `sample` runs.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum Sampler {
+    /// Deterministic for eta 0 (Song et al. 2021).
+    #[default]
+    Ddim,
+    /// Ancestral sampling with the posterior variance (x̂_0 clipped to [-1, 1]).
+    Ddpm,
+}
+
+crate::option_kind!(choices: Sampler);
+
+impl Sampler {
+    /// Serialised names, in variant order.
+    pub const NAMES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;
+
+    /// Parses a sampler name.
+    pub fn parse(name: &str) -> Result<Self> {
+        crate::error::parse_one_of("sampler", name, Self::NAMES)
+    }
 }
 
 /// How a dataset is made. Paths are absolute (resolved by the script host).
@@ -119,6 +175,21 @@ pub enum Recipe {
         n: usize,
         /// Sampling seed.
         seed: u64,
+    },
+    /// `n` samples of a DDPM generator (`gen::sample`), stored in their sampling run's folder
+    /// under the runs folder: made again by memory-mapping the folder's `samples.npz` once the
+    /// folder is checked to hold exactly these samples (`generator::diffusion::run::replay`).
+    DiffusionSample {
+        /// The sampling run's folder (`<runs>/<id>/`).
+        dir: PathBuf,
+        /// The generator's run id.
+        generator: String,
+        /// Number of images.
+        n: usize,
+        /// The sampling options.
+        config: SampleConfig,
+        /// SHA-256 of the folder's `samples.npz` when the samples were handed out.
+        samples_sha256: String,
     },
 }
 

@@ -1,10 +1,12 @@
 //! Making a dataset again from its recipe (`data::recipe::Recipe`): readers, synthetic sets,
-//! subsets and inflations, and the generator fits and samples that only this layer can
+//! subsets and inflations, and the generator fits and samples that only the generators can
 //! replay. The recipe type lives in `data`, which imports nothing above it; its `build` lives
-//! here.
+//! here, in the top layer (`tests/layers.rs`): DDPM samples are opened from their sampling
+//! run's folder (`diffusion::run::replay`), which sits above `train`.
 
 use burn::tensor::Device;
 
+use super::diffusion::run as diffusion_run;
 use super::fit_gmm;
 use crate::data::Dataset;
 use crate::data::readers;
@@ -47,6 +49,13 @@ impl Recipe {
                 n,
                 seed,
             } => fit_gmm(&real.build(device)?, config, device)?.sample(*n, *seed, device)?,
+            Recipe::DiffusionSample {
+                dir,
+                generator,
+                n,
+                config,
+                samples_sha256,
+            } => diffusion_run::replay(dir, generator, *n, config, samples_sha256)?,
         };
         Ok(made.with_recipe(self.clone()))
     }

@@ -155,26 +155,29 @@ pub fn is_sealed(dir: &Path) -> bool {
 /// (or is missing) and says what to do.
 pub fn check(dir: &Path, digests: &BTreeMap<String, String>, names: &[&str]) -> Result<()> {
     for name in names {
-        check_one(dir, digests, name)?;
+        check_one(dir, digests, name, &|name, how| changed(dir, name, how))?;
     }
     Ok(())
 }
 
-fn check_one(dir: &Path, digests: &BTreeMap<String, String>, name: &str) -> Result<()> {
+/// What a check reports when file `name` of a folder differs from its seal (`how`: the way it
+/// differs); `changed` says it of a run, other owners of sealed folders say it their way.
+pub type Changed<'a> = &'a dyn Fn(&str, &str) -> Error;
+
+fn check_one(
+    dir: &Path,
+    digests: &BTreeMap<String, String>,
+    name: &str,
+    changed: Changed,
+) -> Result<()> {
     let path = dir.join(name);
     let Some(want) = digests.get(name) else {
-        return Err(changed(dir, name, "it is not in the seal"));
+        return Err(changed(name, "it is not in the seal"));
     };
     match digest_file(&path) {
         Ok(got) if &got == want => Ok(()),
-        Ok(_) => Err(changed(
-            dir,
-            name,
-            "its SHA-256 differs from the sealed one",
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(changed(dir, name, "it is missing"))
-        }
+        Ok(_) => Err(changed(name, "its SHA-256 differs from the sealed one")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(changed(name, "it is missing")),
         Err(e) => Err(Error::file(&path, e)),
     }
 }
@@ -186,6 +189,7 @@ fn check_stamped(
     digests: &BTreeMap<String, String>,
     names: &[&str],
     now: std::time::SystemTime,
+    changed: Changed,
 ) -> Result<()> {
     let stamps_path = dir.join(STAMPS_FILE);
     let mut stamps: BTreeMap<String, Stamp> = std::fs::read_to_string(&stamps_path)
@@ -202,7 +206,7 @@ fn check_stamped(
         {
             continue;
         }
-        check_one(dir, digests, name)?;
+        check_one(dir, digests, name, changed)?;
         // Stamped only if the file did not change while it was read, and changed long enough
         // ago that a later change gets another change time.
         let after = Look::of(&dir.join(name));
@@ -226,11 +230,36 @@ pub fn damaged(dir: &Path, files: &[&str]) -> bool {
 
 /// Checks `names` of the sealed run in `dir` against its seal.
 pub fn verify(dir: &Path, names: &[&str]) -> Result<()> {
+    verify_as(dir, names, &|name, how| changed(dir, name, how))
+}
+
+/// `verify`, with `changed` phrasing the error when a file differs from the seal (or the seal
+/// cannot be read).
+pub fn verify_as(dir: &Path, names: &[&str], changed: Changed) -> Result<()> {
+    let seal = read(dir, changed)?;
+    check_stamped(
+        dir,
+        &seal.files,
+        names,
+        std::time::SystemTime::now(),
+        changed,
+    )
+}
+
+/// The seal of the finished folder `dir`.
+fn read(dir: &Path, changed: Changed) -> Result<Seal> {
     let path = dir.join(SEAL_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::file(&path, e))?;
-    let seal: Seal = serde_json::from_str(&text)
-        .map_err(|e| changed(dir, SEAL_FILE, &format!("it cannot be read ({e})")))?;
-    check_stamped(dir, &seal.files, names, std::time::SystemTime::now())
+    serde_json::from_str(&text).map_err(|e| changed(SEAL_FILE, &format!("it cannot be read ({e})")))
+}
+
+/// The sealed SHA-256 of file `name` of the finished folder `dir` (`changed` phrases the error
+/// when the seal cannot be read or does not hold it); the file itself is not read.
+pub fn sealed_digest(dir: &Path, name: &str, changed: Changed) -> Result<String> {
+    read(dir, changed)?
+        .files
+        .remove(name)
+        .ok_or_else(|| changed(name, "it is not in the seal"))
 }
 
 #[cfg(test)]
@@ -239,7 +268,8 @@ thread_local! {
     static READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-fn changed(dir: &Path, name: &str, how: &str) -> Error {
+/// The error of a finished run whose file `name` differs from its seal (`how`).
+pub fn changed(dir: &Path, name: &str, how: &str) -> Error {
     Error::file(
         dir.join(name),
         format!(
@@ -335,7 +365,9 @@ mod tests {
         let now = std::time::SystemTime::now;
         let later = || now() + std::time::Duration::from_secs(10);
         // Files that changed just now are read every time, and not stamped.
-        let check = |at: std::time::SystemTime| check_stamped(&dir, &seal.files, &WEIGHTS, at);
+        let check = |at: std::time::SystemTime| {
+            check_stamped(&dir, &seal.files, &WEIGHTS, at, &|n, h| changed(&dir, n, h))
+        };
         assert_eq!(reads(|| check(now()).unwrap()), 4);
         assert_eq!(reads(|| check(now()).unwrap()), 4);
         assert!(!dir.join(STAMPS_FILE).exists());
@@ -363,7 +395,10 @@ mod tests {
         // A seal edited to another digest is not vouched for by the stamps.
         let mut other = seal.clone();
         other.files.insert("probe.bpk".into(), "0".repeat(64));
-        let e = check_stamped(&dir, &other.files, &WEIGHTS, later()).unwrap_err();
+        let e = check_stamped(&dir, &other.files, &WEIGHTS, later(), &|n, h| {
+            changed(&dir, n, h)
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("probe.bpk"), "{e}");
         discard(&dir, &pretrain_files()).unwrap();
         assert!(!dir.join(STAMPS_FILE).exists());

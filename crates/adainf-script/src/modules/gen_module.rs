@@ -386,7 +386,7 @@ pub(super) fn entries() -> Vec<ApiEntry> {
         entry(
             "gen::sample",
             "gen::sample(generator, n, opts) -> Dataset",
-            "n generated images (labels -1); steps, sampler, eta and batch apply to diffusion generators, whose samples are stored in a run folder (samples.npz) and loaded from it when the same generator, n and options come again",
+            "n generated images (labels -1); steps, sampler, eta and batch apply to diffusion generators, whose samples are stored in a run folder (samples.npz) and loaded from it when the same generator, n and options come again; runs trained on them go to `--jobs` workers and Slurm tasks, which open them from that folder",
             &[],
         )
         .typed(typed::<diffusion::run::SampleConfig>()),

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::tensor::floats;
 
+pub use crate::data::recipe::Sampler;
 pub use unet::{UNet, UNetConfig, timestep_embedding};
 
 /// The linear β schedule of DDPM and the quantities the samplers use, in f64.
@@ -88,42 +89,6 @@ impl Schedule {
             ));
         }
         Ok((0..steps).rev().map(|i| i * t / steps).collect())
-    }
-}
-
-/// Which reverse process `sample` runs.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::VariantNames,
-)]
-#[serde(rename_all = "lowercase")]
-#[strum(serialize_all = "lowercase")]
-pub enum Sampler {
-    /// Deterministic for eta 0 (Song et al. 2021).
-    #[default]
-    Ddim,
-    /// Ancestral sampling with the posterior variance (x̂_0 clipped to [-1, 1]).
-    Ddpm,
-}
-
-crate::option_kind!(choices: Sampler);
-
-impl Sampler {
-    /// Serialised names, in variant order.
-    pub const NAMES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;
-
-    /// Parses a sampler name.
-    pub fn parse(name: &str) -> Result<Self> {
-        crate::error::parse_one_of("sampler", name, Self::NAMES)
     }
 }
 

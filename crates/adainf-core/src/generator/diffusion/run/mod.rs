@@ -17,7 +17,10 @@
 //!
 //! Samples are runs too (`DiffusionRun::sample_run`): `runs/<id>/` with `samples.npz` (the
 //! official AdaInf layout), `config.json` (the generator's id, `n` and the options: the id),
-//! `result.json` and the seal; the same call again loads them instead of sampling.
+//! `result.json` and the seal; the same call again loads them instead of sampling. The samples
+//! carry a recipe (`Recipe::DiffusionSample`: the folder, the spec and the sealed SHA-256 of
+//! `samples.npz`) that another process opens them with (`replay`, a memory map, never a copy,
+//! of a folder checked to hold exactly those samples): samples are drawn only by the driver.
 //! Training runs under the run's claim (`runs::cache::claimed`, as pretraining does), so two
 //! processes sharing a runs folder never train one generator at once: the second waits, then
 //! loads it; a failure is recorded in `failed.json`. Another process trains a generator from
@@ -35,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use super::{Schedule, TrainSettings, Trainer, UNet, UNetConfig};
 use crate::data::DataRef;
 use crate::data::loader::gather;
+use crate::data::recipe::Recipe;
 use crate::data::{Dataset, ImageStore, UNLABELED, hash_hex};
 use crate::error::{Error, Result};
 use crate::files::{write_atomic, write_json};
@@ -542,23 +546,7 @@ fn train_claimed(
     })
 }
 
-/// The options of `gen::sample` on a diffusion generator.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Options)]
-#[serde(default, deny_unknown_fields)]
-pub struct SampleConfig {
-    /// Diffusion: reverse steps, at most the generator's timesteps.
-    #[option(default = 50)]
-    pub steps: usize,
-    /// Diffusion: the reverse process.
-    pub sampler: super::Sampler,
-    /// Diffusion: DDIM's η in [0, 1]; 0 is deterministic.
-    pub eta: f64,
-    /// Seed of the noise.
-    pub seed: u64,
-    /// Diffusion: images per batch.
-    #[option(default = 64)]
-    pub batch: usize,
-}
+pub use crate::data::recipe::SampleConfig;
 
 impl SampleConfig {
     /// Checks the options for `n` samples of a generator with `schedule`; nothing is written
@@ -597,10 +585,32 @@ pub struct SampleSpec {
 }
 
 impl SampleSpec {
+    /// The spec of `n` samples with `config` of the generator whose run id is `generator`.
+    pub fn new(generator: &str, n: usize, config: &SampleConfig) -> Self {
+        SampleSpec {
+            format: SAMPLE_FORMAT,
+            kind: "diffusion_sample".into(),
+            generator: generator.into(),
+            n,
+            config: config.clone(),
+        }
+    }
+
     /// The sampling run's id (24 hex digits of a SHA-256 of the spec's JSON), which is also the
     /// fingerprint of the samples as a dataset.
     pub fn id(&self) -> String {
         hash_hex(&[&serde_json::to_string(self).unwrap_or_default()])
+    }
+
+    /// The source line of the samples as a dataset.
+    fn source(&self) -> String {
+        format!(
+            "diffusion_sample(generator={}, n={}, steps={}, sampler={})",
+            self.generator,
+            self.n,
+            self.config.steps,
+            <&str>::from(self.config.sampler)
+        )
     }
 }
 
@@ -642,27 +652,103 @@ const SAMPLE_FILES: [&str; 3] = ["config.json", "result.json", SAMPLES_FILE];
 /// Bump when the sampling semantics change, so old stored samples are not reused.
 const SAMPLE_FORMAT: u32 = 1;
 
+/// The sealed samples of `spec` in `dir`, memory-mapped (never copied), with the recipe that
+/// opens them again; the caller has checked the folder against its seal (`changed` phrases the
+/// error when the seal cannot be read).
+fn open_samples(dir: &Path, spec: &SampleSpec, changed: seal::Changed) -> Result<Dataset> {
+    let mut store =
+        crate::data::readers::npz::read_npz_store(&dir.join(SAMPLES_FILE), &Default::default())?;
+    store.source = spec.source();
+    store.fingerprint = spec.id();
+    let recipe = samples_recipe(dir, spec, changed)?;
+    Ok(Dataset::from_store(store).with_recipe(recipe))
+}
+
+/// The recipe of the sealed samples of `spec` in `dir`: the folder (absolute, so a worker in
+/// another folder finds it), the spec and the sealed digest of `samples.npz`.
+fn samples_recipe(dir: &Path, spec: &SampleSpec, changed: seal::Changed) -> Result<Recipe> {
+    Ok(Recipe::DiffusionSample {
+        dir: std::path::absolute(dir).map_err(|e| Error::file(dir, e))?,
+        generator: spec.generator.clone(),
+        n: spec.n,
+        config: spec.config.clone(),
+        samples_sha256: seal::sealed_digest(dir, SAMPLES_FILE, changed)?,
+    })
+}
+
+/// Makes the samples of a `Recipe::DiffusionSample` again in another process (a `--jobs`
+/// worker, a Slurm array task): memory-maps `samples.npz` of the sampling run's folder `dir`
+/// once the folder is the one the recipe names (its `config.json` is the spec), finished (its
+/// seal), holds the samples the recipe was made with (the sealed SHA-256 of `samples.npz`) and
+/// its files match the seal. Anything else (the folder gone, unfinished, drawn again, edited)
+/// is one error naming the folder and saying how to draw the samples again; nothing is
+/// written. Samples are drawn only by the script's driver, which holds the generator.
+pub fn replay(
+    dir: &Path,
+    generator: &str,
+    n: usize,
+    config: &SampleConfig,
+    samples_sha256: &str,
+) -> Result<Dataset> {
+    let spec = SampleSpec::new(generator, n, config);
+    let unusable = |what: &str| {
+        Error::file(
+            dir,
+            format!(
+                "the {n} samples of generator {generator} (gen::sample, sampling run {}) that this set is made of {what}, so the set cannot be made again here. Run the script again with --retry-failed: its driver draws the samples again and trains the runs on them",
+                spec.id()
+            ),
+        )
+    };
+    if !dir.is_dir() {
+        return Err(unusable("are gone: their folder is missing"));
+    }
+    if !seal::is_sealed(dir) {
+        return Err(unusable(
+            "are not finished: their folder has no seal.json (drawing them was interrupted, or the folder was emptied)",
+        ));
+    }
+    let changed =
+        |name: &str, how: &str| unusable(&format!("changed after they were drawn ({name}: {how})"));
+    let stored: Option<SampleSpec> = std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    match stored {
+        Some(stored) if stored == spec => {}
+        Some(stored) => {
+            return Err(unusable(&format!(
+                "are not in this folder: its config.json is sampling run {}",
+                stored.id()
+            )));
+        }
+        None => {
+            return Err(changed(
+                "config.json",
+                "it cannot be read as a sampling run's",
+            ));
+        }
+    }
+    if seal::sealed_digest(dir, SAMPLES_FILE, &changed)? != samples_sha256 {
+        return Err(unusable(
+            "were drawn again after this set was made (the sealed SHA-256 of samples.npz differs from the one the driver saw)",
+        ));
+    }
+    // The files, config.json included, are the sealed ones.
+    seal::verify_as(dir, &SAMPLE_FILES, &changed)?;
+    let data = open_samples(dir, &spec, &changed)?;
+    if data.len() != n {
+        return Err(unusable(&format!(
+            "are {} images in samples.npz",
+            data.len()
+        )));
+    }
+    Ok(data)
+}
+
 impl DiffusionRun {
     /// The spec of `n` samples with `cfg`.
     pub fn sample_spec(&self, n: usize, cfg: &SampleConfig) -> SampleSpec {
-        SampleSpec {
-            format: SAMPLE_FORMAT,
-            kind: "diffusion_sample".into(),
-            generator: self.result.id.clone(),
-            n,
-            config: cfg.clone(),
-        }
-    }
-
-    /// The source line of a set of samples.
-    fn sample_source(&self, spec: &SampleSpec) -> String {
-        format!(
-            "diffusion_sample(generator={}, n={}, steps={}, sampler={})",
-            self.result.id,
-            spec.n,
-            spec.config.steps,
-            <&str>::from(spec.config.sampler)
-        )
+        SampleSpec::new(&self.result.id, n, cfg)
     }
 
     /// `n` samples as a sampling run under `ctx.runs_dir`: drawn and stored the first time,
@@ -682,16 +768,11 @@ impl DiffusionRun {
         }
         if seal::is_sealed(&dir) {
             seal::verify(&dir, &SAMPLE_FILES)?;
+            let dataset = open_samples(&dir, &spec, &|name, how| seal::changed(&dir, name, how))?;
             let result: SampleResult = read_json(&dir.join("result.json"))?;
-            let mut store = crate::data::readers::npz::read_npz_store(
-                &dir.join(SAMPLES_FILE),
-                &Default::default(),
-            )?;
-            store.source = self.sample_source(&spec);
-            store.fingerprint = id.clone();
             ctx.progress.start(&id, n, true);
             return Ok(SampleRun {
-                dataset: Dataset::from_store(store),
+                dataset,
                 spec,
                 result,
                 dir,
@@ -738,9 +819,11 @@ impl DiffusionRun {
         write_json(&dir.join("result.json"), &result)?;
         // Last: the seal makes the samples finished.
         seal::write(&dir, &SAMPLE_FILES)?;
+        // Another process opens them from the folder (the pixels here are the ones stored).
+        let recipe = samples_recipe(&dir, &spec, &|name, how| seal::changed(&dir, name, how))?;
         ctx.progress.finish(&format!("{n} samples ({id})"));
         Ok(SampleRun {
-            dataset,
+            dataset: dataset.with_recipe(recipe),
             spec,
             result,
             dir,
@@ -788,7 +871,7 @@ impl DiffusionRun {
         }
         let spec = self.sample_spec(n, cfg);
         let store = ImageStore::new(
-            self.sample_source(&spec),
+            spec.source(),
             spec.id(),
             [h, w, c],
             0,

@@ -609,3 +609,162 @@ fn a_generator_claimed_by_another_process_is_waited_for() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&elsewhere);
 }
+
+/// Stored samples carry a recipe (their folder, the spec and the sealed SHA-256 of
+/// `samples.npz`), drawn or loaded alike, that survives JSON and opens the same set again (the
+/// same fingerprint, description and pixels; a memory map of the folder's file); a folder that
+/// is gone, unfinished, changed, drawn again or another sampling run's is an error naming the
+/// folder and saying how to draw the samples again, and the folder is left as it was.
+#[test]
+fn stored_samples_have_a_recipe_that_opens_them_again_or_says_why_not() {
+    use crate::data::recipe::Recipe;
+    let real = tiny_real();
+    let dir = temp_dir("sample-recipe");
+    let g = train_in(&real, &tiny_run_config(), &dir).unwrap();
+    let sc = run::SampleConfig {
+        steps: 3,
+        batch: 2,
+        seed: 4,
+        ..Default::default()
+    };
+    let drawn = sample_in(&g, 3, &sc, &dir, false).unwrap();
+    let loaded = sample_in(&g, 3, &sc, &dir, false).unwrap();
+    assert!(loaded.cached);
+    let recipe = Recipe::of(&drawn.dataset).unwrap();
+    assert_eq!(Some(&recipe), loaded.dataset.recipe());
+    let Recipe::DiffusionSample {
+        dir: folder,
+        samples_sha256,
+        ..
+    } = &recipe
+    else {
+        panic!("{recipe:?}")
+    };
+    assert_eq!(folder, &drawn.dir);
+    assert_eq!(
+        samples_sha256,
+        &crate::train::seal::digest_file(&drawn.dir.join("samples.npz")).unwrap()
+    );
+    let json = serde_json::to_string(&recipe).unwrap();
+    let again: Recipe = serde_json::from_str(&json).unwrap();
+    let device = Device::flex();
+    let opened = again.build(&device).unwrap();
+    assert_eq!(opened.fingerprint(), drawn.dataset.fingerprint());
+    assert_eq!(opened.description(), drawn.dataset.description());
+    assert_eq!(pixels(&opened), pixels(&drawn.dataset));
+    assert_eq!(opened.recipe(), Some(&recipe));
+
+    // Each damage, on a copy of the folder, and what the error says.
+    let npz = drawn.dir.join("samples.npz");
+    let kept = std::fs::read(&npz).unwrap();
+    let seal_path = drawn.dir.join(crate::train::seal::SEAL_FILE);
+    let seal = std::fs::read(&seal_path).unwrap();
+    let flip = || {
+        let mut bytes = kept.clone();
+        bytes[300] ^= 0x0f;
+        std::fs::write(&npz, bytes).unwrap();
+    };
+    let other = {
+        let mut s = sc.clone();
+        s.seed = 5;
+        sample_in(&g, 3, &s, &dir, false).unwrap()
+    };
+    /// A damage done to the folder, giving the recipe to open.
+    type Damage<'a> = Box<dyn Fn() -> Recipe + 'a>;
+    let cases: Vec<(&str, Damage, &str)> = vec![
+        (
+            "unfinished",
+            Box::new(|| {
+                std::fs::remove_file(&seal_path).unwrap();
+                recipe.clone()
+            }),
+            "no seal.json",
+        ),
+        (
+            "changed",
+            Box::new(|| {
+                flip();
+                recipe.clone()
+            }),
+            "changed after they were drawn (samples.npz: its SHA-256 differs",
+        ),
+        (
+            "drawn again",
+            Box::new(|| {
+                flip();
+                crate::train::seal::write(
+                    &drawn.dir,
+                    &["config.json", "result.json", "samples.npz"],
+                )
+                .unwrap();
+                recipe.clone()
+            }),
+            "were drawn again",
+        ),
+        (
+            "another run's folder",
+            Box::new(|| match recipe.clone() {
+                Recipe::DiffusionSample {
+                    generator,
+                    n,
+                    config,
+                    samples_sha256,
+                    ..
+                } => Recipe::DiffusionSample {
+                    dir: other.dir.clone(),
+                    generator,
+                    n,
+                    config,
+                    samples_sha256,
+                },
+                r => r,
+            }),
+            "its config.json is sampling run",
+        ),
+        (
+            "gone",
+            Box::new(|| {
+                std::fs::remove_dir_all(&drawn.dir).unwrap();
+                recipe.clone()
+            }),
+            "their folder is missing",
+        ),
+    ];
+    for (case, damage, want) in cases {
+        let r = damage();
+        let listing = |d: &std::path::Path| -> Vec<(String, Vec<u8>)> {
+            let mut v: Vec<_> = std::fs::read_dir(d)
+                .map(|e| {
+                    e.flatten()
+                        .map(|e| {
+                            (
+                                e.path().display().to_string(),
+                                std::fs::read(e.path()).unwrap(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        let Recipe::DiffusionSample { dir: named, .. } = &r else {
+            unreachable!()
+        };
+        let before = listing(named);
+        let err = r.build(&device).err().expect(case).to_string();
+        for part in [
+            format!("{}: the 3 samples of generator", named.display()),
+            want.to_string(),
+            "Run the script again with --retry-failed".into(),
+        ] {
+            assert!(err.contains(&part), "{case}: `{part}` missing in {err}");
+        }
+        assert_eq!(listing(named), before, "{case}: the folder changed");
+        if drawn.dir.is_dir() {
+            std::fs::write(&npz, &kept).unwrap();
+            std::fs::write(&seal_path, &seal).unwrap();
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
