@@ -26,6 +26,14 @@ use crate::train::config::Precision;
 use crate::train::schedule::{self, ScheduleKey, tabulate};
 use crate::train::{PretrainConfig, Trainer};
 
+/// Most steps of each of `--warmup` and `--steps`: a benchmark times a few steps, and a count
+/// past this (a typo, an extra digit) ran silently for days.
+pub const MAX_STEPS: usize = 10_000;
+/// Largest `--batch` (the paper's SimCLR batch is 512, its generator's 128).
+pub const MAX_BATCH: usize = 4096;
+/// Most CPU threads of the diffusion suite (`--threads`).
+pub const MAX_THREADS: usize = 1024;
+
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
     pub width: usize,

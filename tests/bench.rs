@@ -305,3 +305,41 @@ fn bad_diffusion_flags_are_refused_before_anything_is_measured() {
         assert!(stdout.is_empty(), "{stdout}");
     }
 }
+
+/// Absurd counts (a typo, extra digits) are refused naming the flag (exit 2) before anything
+/// runs: `--warmup 99999999999` ran silently for days, a huge `--batch` aborted on its
+/// allocation (or spoke of an option `n` the user never gave), `--threads` hung starting them.
+#[test]
+fn absurd_counts_are_refused_naming_the_flag() {
+    for args in [
+        &["--warmup", "99999999999"][..],
+        &["--steps", "18446744073709551615"],
+        &["--batch", "100000000000"],
+        &["--suite", "losses", "--steps", "100000000000"],
+        &["--suite", "diffusion", "--batch", "100000000000"],
+        &["--suite", "diffusion", "--threads", "100000000000"],
+    ] {
+        let flag = args.iter().rev().nth(1).unwrap();
+        let mut child = bin()
+            .arg("bench")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert!(
+            ended_within(&mut child, std::time::Duration::from_secs(60)),
+            "{args:?} was still running after 60 s"
+        );
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{flag} {}", args.last().unwrap()))
+                && stderr.contains("at most"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one message: {stderr}");
+        assert!(stdout.is_empty(), "{args:?} measured: {stdout}");
+    }
+}

@@ -264,6 +264,9 @@ const CASES: &[Case] = &[
     Case(Diffusion, "lr", "lr: 0.0", None),
     Case(Diffusion, "ema", "ema: 1.0", None),
     Case(Diffusion, "timesteps", "timesteps: 0", None),
+    // Counts past any memory were an allocation abort at the first step (after "training").
+    Case(Diffusion, "timesteps", "timesteps: 100000000000", None),
+    Case(Diffusion, "batch", "batch: 100000000000", None),
     Case(Diffusion, "channels", "channels: 3", None),
     Case(Diffusion, "channels", "channels: 48", None),
     Case(Diffusion, "channel_mult", "channel_mult: []", None),
@@ -1216,4 +1219,99 @@ fn sha256(path: &Path) -> String {
         .next()
         .unwrap()
         .to_string()
+}
+
+/// A runs folder that is a link to nothing, or a file standing at a run's folder name, is one
+/// message naming the path and what to do (it was "File exists (os error 17)").
+#[test]
+fn a_runs_folder_in_the_way_names_the_path_and_the_fix() {
+    let source = format!("{BASE}let run = train::pretrain(base);\nprint(`id=${{run.id}}`);\n");
+    // The run's id, from the same run in another workspace.
+    let first = Workspace::new("runs-in-the-way-first");
+    let out = first.run(&first.script("ok.rhai", &source), &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let id = value(&stdout, "id");
+    let ws = Workspace::new("runs-in-the-way");
+    let script = ws.script("ok.rhai", &source);
+    let runs = ws.0.join("runs");
+    // A dangling link as the runs folder.
+    std::os::unix::fs::symlink(ws.0.join("nowhere"), &runs).unwrap();
+    let out = ws.run(&script, &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: this is a link to", runs.display()))
+            && stderr.contains("nowhere")
+            && stderr.contains("does not exist")
+            && !stderr.contains("os error"),
+        "{stderr}"
+    );
+    assert!(!ws.0.join("nowhere").exists());
+    // A file where the run's folder is to be made.
+    std::fs::remove_file(&runs).unwrap();
+    std::fs::create_dir(&runs).unwrap();
+    std::fs::write(runs.join(&id), "in the way").unwrap();
+    let out = ws.run(&script, &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: a file stands where this folder",
+            runs.join(&id).display()
+        )) && stderr.contains("move or remove it")
+            && !stderr.contains("os error"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(runs.join(&id)).unwrap(), b"in the way");
+}
+
+/// Deleting the runs folder while a run trains stops the run at its next metrics row with a
+/// message naming the run folder, and the folder is not made again (the run used to train to
+/// the end, remake the folder and fail with "cannot read it to seal the run").
+#[test]
+fn a_runs_folder_deleted_while_training_stops_the_run_clearly() {
+    let ws = Workspace::new("runs-deleted");
+    let script = ws.script(
+        "long.rhai",
+        &format!(
+            "{BASE}print(\"start\");\nlet run = train::pretrain(base + #{{ steps: 100000, checkpoint_every: 50 }});\n"
+        ),
+    );
+    let mut child = ws
+        .command(&script, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runs = ws.0.join("runs");
+    // Once the run has logged a row, its folder is there: delete the whole runs folder.
+    let logged = || {
+        std::fs::read_dir(&runs).ok().is_some_and(|d| {
+            d.flatten().any(|e| {
+                std::fs::metadata(e.path().join("metrics.jsonl")).is_ok_and(|m| m.len() > 0)
+            })
+        })
+    };
+    let start = std::time::Instant::now();
+    while !logged() {
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "the run never logged a row"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::fs::remove_dir_all(&runs).unwrap();
+    assert!(
+        ended_within(&mut child, std::time::Duration::from_secs(120)),
+        "the run went on for 120 s after its runs folder was deleted"
+    );
+    let out = child.wait_with_output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the run folder is gone") && !stderr.contains("seal"),
+        "{stderr}"
+    );
+    assert!(!runs.exists(), "the deleted runs folder was made again");
 }

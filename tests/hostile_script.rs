@@ -511,3 +511,98 @@ fn check_reports_what_run_would_refuse() {
     let out = bin().arg("check").arg(&fine).output().unwrap();
     assert!(out.status.success(), "{}", text(&out).1);
 }
+
+/// `aug::simclr`'s arrays of fixed length say how many numbers they take and what they are
+/// (serde's "invalid length 0, expected an array of length 4" did not).
+#[test]
+fn fixed_length_augmentation_arrays_say_what_they_take() {
+    for (opt, want) in [
+        (
+            "jitter: []",
+            "option `jitter` of aug::simclr takes 4 numbers [brightness, contrast, saturation, hue], got 0",
+        ),
+        (
+            "jitter: [0.4, 0.4]",
+            "option `jitter` of aug::simclr takes 4 numbers",
+        ),
+        (
+            "mean: [0.5]",
+            "option `mean` of aug::simclr takes 3 numbers one per channel [red, green, blue], got 1",
+        ),
+        (
+            "std: [0.2, 0.2, 0.2, 0.2]",
+            "option `std` of aug::simclr takes 3 numbers",
+        ),
+    ] {
+        let (code, _, stderr) = run_source("jitter", &format!("aug::simclr(#{{ {opt} }});\n"), &[]);
+        assert_eq!(code, Some(1), "{opt}: {stderr}");
+        assert!(
+            stderr.contains("jitter.rhai:1:")
+                && stderr.contains(want)
+                && !stderr.contains("invalid length"),
+            "{opt}: {stderr}"
+        );
+    }
+}
+
+/// A `tags` value that is not a number, a string, a bool or () is refused naming the tag,
+/// before anything trains (a dataset or a closure was shown in reports by its type name).
+#[test]
+fn tags_that_are_not_plain_values_are_refused() {
+    for (tag, kind) in [
+        ("set: d", "Dataset"),
+        ("f: |x| x", "Fn"),
+        ("list: [1, 2]", "array"),
+    ] {
+        let key = tag.split(':').next().unwrap();
+        let ws = Workspace::new("tags");
+        let script = ws.script(
+            "tags.rhai",
+            &format!(
+                "let d = data::synthetic(#{{ n: 32, size: 8 }});\nlet r = train::pretrain(#{{ data: d, width: 4, batch: 16, steps: 2, warmup: 0, tags: #{{ ok: 1, {tag} }} }});\n"
+            ),
+        );
+        let out = ws.run(&script, &[]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{tag}: {stderr}");
+        assert!(
+            stderr.contains("tags.rhai:2:")
+                && stderr.contains(&format!(
+                    "tag `{key}` of train::pretrain holds a value of type {kind}"
+                ))
+                && stderr.contains("a number, a string, a bool or ()"),
+            "{tag}: {stderr}"
+        );
+        assert!(!ws.0.join("runs").exists(), "{tag}: a run was started");
+    }
+}
+
+/// `gen::diffusion` checks every option before it says anything: a batch or a number of
+/// timesteps past any memory is an option error, with no "training" line before it (the
+/// batch was allocated at the first step, after "training 1 steps", and aborted the process).
+#[test]
+fn diffusion_options_are_checked_before_any_progress() {
+    for (opt, key) in [
+        ("batch: 100000000000", "`batch`"),
+        ("timesteps: 100000000000", "`timesteps`"),
+    ] {
+        let (code, stdout, stderr) = run_source(
+            "gen",
+            &format!(
+                "let d = data::synthetic(#{{ n: 8, size: 8 }});\nlet g = gen::diffusion(d, #{{ steps: 1, channels: 4, channel_mult: [1], attention_at: [], {opt} }});\n"
+            ),
+            &[],
+        );
+        assert_eq!(code, Some(1), "{opt}: {stderr}");
+        assert!(
+            stderr.contains("gen.rhai:2:")
+                && stderr.contains(key)
+                && stderr.contains("must be between 1 and"),
+            "{opt}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("training") && stdout.is_empty(),
+            "{opt}: progress before the option error: {stderr}"
+        );
+    }
+}

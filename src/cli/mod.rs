@@ -259,6 +259,23 @@ impl BenchArgs {
         fn given<'a>(flags: &[(&'a str, bool)]) -> Option<&'a str> {
             flags.iter().find(|(_, g)| *g).map(|(f, _)| *f)
         }
+        for (flag, value, max, what) in [
+            ("--steps", Some(self.steps), bench::MAX_STEPS, "timed steps"),
+            (
+                "--warmup",
+                Some(self.warmup),
+                bench::MAX_STEPS,
+                "warm-up steps",
+            ),
+            ("--batch", self.batch, bench::MAX_BATCH, "images per step"),
+            ("--threads", self.threads, bench::MAX_THREADS, "threads"),
+        ] {
+            if let Some(v) = value.filter(|v| *v > max) {
+                return Err(format!(
+                    "{flag} {v}: a benchmark takes at most {max} {what}; give a smaller count"
+                ));
+            }
+        }
         if self.suite == Suite::Diffusion {
             if let Some(flag) = given(&[
                 ("--width", self.width.is_some()),
@@ -467,14 +484,13 @@ fn executor_of(args: &RunArgs) -> Result<(Executor, PathBuf), String> {
     }
     match args.executor {
         ExecutorKind::Slurm => {
-            let runs_dir = std::fs::create_dir_all(&args.runs_dir)
-                .and_then(|_| std::fs::canonicalize(&args.runs_dir))
-                .map_err(|e| {
-                    format!(
-                        "{}: cannot create the runs folder: {e}",
-                        args.runs_dir.display()
-                    )
-                })?;
+            crate::files::create_folder(&args.runs_dir).map_err(|e| e.to_string())?;
+            let runs_dir = std::fs::canonicalize(&args.runs_dir).map_err(|e| {
+                format!(
+                    "{}: cannot resolve the runs folder: {e}",
+                    args.runs_dir.display()
+                )
+            })?;
             let options = SlurmOptions {
                 partition: args.slurm_partition.clone(),
                 gpus: args.slurm_gpus,

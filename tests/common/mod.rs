@@ -89,7 +89,7 @@ impl Workspace {
 }
 
 /// Whether `child` ended within `limit`; it is killed (and reaped) when it did not.
-fn ended_within(child: &mut std::process::Child, limit: std::time::Duration) -> bool {
+pub fn ended_within(child: &mut std::process::Child, limit: std::time::Duration) -> bool {
     let start = std::time::Instant::now();
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > limit {

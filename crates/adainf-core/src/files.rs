@@ -27,6 +27,48 @@ pub fn check_replaceable(path: &Path) -> Result<()> {
     }
 }
 
+/// Creates the folder `dir` and the folders above it where they are missing (a run folder, a
+/// runs folder). Where that fails, the error names the path in the way and what to do (a
+/// file standing at a folder's name, a link to nothing) instead of the system's "File exists".
+pub fn create_folder(dir: &Path) -> Result<()> {
+    let Err(e) = fs::create_dir_all(dir) else {
+        return Ok(());
+    };
+    let mut ancestors: Vec<&Path> = dir
+        .ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    ancestors.reverse();
+    for p in ancestors {
+        let Ok(meta) = fs::symlink_metadata(p) else {
+            break;
+        };
+        if meta.file_type().is_symlink() && fs::metadata(p).is_err() {
+            let target = fs::read_link(p).unwrap_or_default();
+            return Err(Error::file(
+                p,
+                format!(
+                    "this is a link to {}, which does not exist, so the folder {} cannot be made; create the folder it points to, or remove the link",
+                    target.display(),
+                    dir.display()
+                ),
+            ));
+        }
+        if !p.is_dir() {
+            let reason = if p == dir {
+                "a file stands where this folder is to be made; move or remove it".to_string()
+            } else {
+                format!(
+                    "this is a file, not a folder, so the folder {} cannot be made in it; move or remove it, or choose another folder",
+                    dir.display()
+                )
+            };
+            return Err(Error::file(p, reason));
+        }
+    }
+    Err(Error::file(dir, format!("cannot create the folder: {e}")))
+}
+
 /// Creates the folders `path` is to be written in (a file the user names: a plot, a table, a
 /// report), where they are missing.
 pub fn create_parent(path: &Path) -> Result<()> {

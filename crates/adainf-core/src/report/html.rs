@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use super::{Cell, Row, columns_of, compare, table_cells};
 use crate::error::Result;
-use crate::runs::listing::{self, RunState};
-use crate::train::run::{RunResult, RunSpec, read_metrics, write_atomic};
+use crate::runs::listing;
+use crate::train::run::{RunSpec, read_metrics, write_atomic};
 
 /// Points kept of each curve (evenly spaced by index, the first and last always).
 pub const CURVE_POINTS: usize = 80;
@@ -81,17 +81,13 @@ fn thin(points: Vec<[f64; 2]>) -> Vec<[f64; 2]> {
         .collect()
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-}
-
 /// The latest kNN result of the trained encoder in the run's eval cache (`evals/*.json`).
 fn latest_knn(dir: &Path) -> Option<f64> {
     let mut found: Vec<(std::time::SystemTime, f64)> = std::fs::read_dir(dir.join("evals"))
         .ok()?
         .flatten()
         .filter_map(|e| {
-            let v: Value = read_json(&e.path())?;
+            let v: Value = listing::read_json(&e.path())?;
             (v.get("kind")?.as_str()? == "knn").then_some(())?;
             let modified = e.metadata().ok()?.modified().ok()?;
             Some((modified, v.get("value")?.as_f64()?))
@@ -117,11 +113,7 @@ fn view_of(
     tags: Option<&serde_json::Map<String, Value>>,
 ) -> RunView {
     let tags = tags.cloned().unwrap_or(entry.tags.clone());
-    let spec: Option<RunSpec> = read_json(&dir.join("config.json"));
-    // The result of a finished run only (the listing checked its seal).
-    let result: Option<RunResult> = (entry.state == RunState::Done)
-        .then(|| read_json(&dir.join("result.json")))
-        .flatten();
+    let spec: Option<RunSpec> = listing::read_json(&dir.join("config.json"));
     let metrics = read_metrics(&dir.join("metrics.jsonl")).unwrap_or_default();
     let aug = spec.as_ref().map_or(String::new(), |s| s.aug.name.clone());
     let setting = match tags.get("setting") {
@@ -166,7 +158,8 @@ fn view_of(
         steps: entry.steps,
         probe: entry.accuracy,
         knn: latest_knn(dir),
-        seconds: result.as_ref().map(|r| r.train_seconds),
+        // The result of a finished run only, as the listing read it (it checked its seal).
+        seconds: entry.result.as_ref().map(|r| r.train_seconds),
         loss: entry.loss,
         error: entry.error.clone(),
         loss_curve: thin(
@@ -459,6 +452,59 @@ mod tests {
         assert_eq!(t.len(), CURVE_POINTS);
         assert_eq!((t[0][0], t[CURVE_POINTS - 1][0]), (0.0, 999.0));
         assert!(t.windows(2).all(|w| w[0][0] < w[1][0]));
+    }
+
+    /// A finished run's view reads its `result.json` once (the listing's read; the view read
+    /// it a second time) and shows its time from it.
+    #[test]
+    fn a_view_reads_the_result_once() {
+        use crate::augment::preset;
+        use crate::data::{Dataset, tiny_store};
+        use crate::train::run::{MetricRow, RunResult, write_json};
+        let dir = std::env::temp_dir().join(format!("adainf-html-once-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = Dataset::from_store(tiny_store(4, 2, 0));
+        let spec = RunSpec::new(Default::default(), &d, preset("symmetric").unwrap(), None);
+        write_json(&dir.join("config.json"), &spec).unwrap();
+        let row = MetricRow {
+            step: 1,
+            loss: 2.0,
+            lr: 0.1,
+            probe_acc: None,
+            images_per_s: 3.0,
+            data_wait: 0.0,
+            generated_fraction: None,
+            strength: None,
+        };
+        std::fs::write(
+            dir.join("metrics.jsonl"),
+            serde_json::to_string(&row).unwrap() + "\n",
+        )
+        .unwrap();
+        let result = RunResult {
+            id: spec.id(),
+            accuracy: Some(0.5),
+            final_loss: 2.0,
+            steps: 1,
+            train_seconds: 7.5,
+            images_per_s: 3.0,
+            data_wait: 0.0,
+            placement: None,
+        };
+        write_json(&dir.join("result.json"), &result).unwrap();
+        crate::train::seal::write(&dir, &crate::train::seal::RECORDS).unwrap();
+        listing::READS.with(|r| r.borrow_mut().clear());
+        let view = run_view(&dir, None).unwrap();
+        let reads = listing::READS.with(|r| {
+            r.borrow()
+                .iter()
+                .filter(|p| p.ends_with("result.json"))
+                .count()
+        });
+        assert_eq!((view.state.as_str(), view.seconds), ("done", Some(7.5)));
+        assert_eq!(reads, 1, "result.json read {reads} times");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -100,8 +100,7 @@ pub fn claimed<T>(
         if let Some(outcome) = settled(progress) {
             return outcome;
         }
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::file(dir, format!("cannot create the run folder: {e}")))?;
+        crate::files::create_folder(dir)?;
         match claim::try_claim(dir, timeout)? {
             Claimed::Mine(held) => {
                 // Another process may have finished or failed the run between the look above
@@ -115,8 +114,11 @@ pub fn claimed<T>(
                     crate::train::checkpoint::discard_damaged(dir, files, progress)?;
                 }
                 let result = train(progress);
+                // A run folder deleted while the run trained is not made again to hold the
+                // record (the error says it is gone).
                 if let Err(e) = &result
                     && !matches!(e, Error::Cancelled)
+                    && dir.is_dir()
                 {
                     record_failure(dir, e)?;
                 }

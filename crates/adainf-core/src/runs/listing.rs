@@ -89,9 +89,23 @@ pub struct RunEntry {
     /// The error of the recorded failure, if the folder has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A finished run's `result.json`, as read for this entry (the HTML report's views use it
+    /// rather than reading the file again).
+    #[serde(skip)]
+    pub result: Option<RunResult>,
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+#[cfg(test)]
+thread_local! {
+    /// The files `read_json` read on this thread, for the tests that count reads.
+    pub(crate) static READS: std::cell::RefCell<Vec<std::path::PathBuf>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A run file's JSON, or None where it is missing or not valid (a listing shows what it can).
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    #[cfg(test)]
+    READS.with(|r| r.borrow_mut().push(path.to_path_buf()));
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
@@ -152,6 +166,7 @@ pub fn entry(dir: &Path) -> Option<RunEntry> {
         tags: request.map(|r| r.tags).unwrap_or_default(),
         owner: held.and_then(|h| h.owner).map(|o| o.to_string()),
         error: damage.map(|e| e.to_string()).or(failed.map(|f| f.error)),
+        result,
     })
 }
 

@@ -51,8 +51,7 @@ pub fn needs_training(runs_dir: &Path, id: &str, kind: RunKind, retry_failed: bo
 /// Writes each request into its run folder and returns the path.
 pub fn write_request(runs_dir: &Path, request: &Request) -> Result<PathBuf> {
     let dir = run_dir(runs_dir, request.id());
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::file(&dir, format!("cannot create the run folder: {e}")))?;
+    crate::files::create_folder(&dir)?;
     let path = dir.join(REQUEST_FILE);
     write_json(&path, request)?;
     Ok(path)

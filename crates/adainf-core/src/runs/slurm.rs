@@ -222,8 +222,7 @@ pub fn run_array(
     } else {
         let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         let batch_dir = runs_dir.join(".slurm").join(&hash_hex(&id_refs)[..16]);
-        std::fs::create_dir_all(&batch_dir)
-            .map_err(|e| Error::file(&batch_dir, format!("cannot create the batch folder: {e}")))?;
+        crate::files::create_folder(&batch_dir)?;
         for f in std::fs::read_dir(&batch_dir)
             .into_iter()
             .flatten()

@@ -89,11 +89,20 @@ pub struct Estimate {
 impl EstimateConfig {
     fn validate(&self, data: &Dataset) -> Result<()> {
         let labelled = data.labeled_count();
-        if self.n < 2 || self.n > labelled {
+        if self.n < 2 {
             return Err(Error::config(
                 "n",
                 format!(
-                    "is {} but the data has {labelled} labelled images (at least 2 needed)",
+                    "is {} but must be at least 2: each image's class is judged by the labels of the other images drawn",
+                    self.n
+                ),
+            ));
+        }
+        if self.n > labelled {
+            return Err(Error::config(
+                "n",
+                format!(
+                    "is {} but the data has only {labelled} labelled images; use an `n` of at most {labelled}",
                     self.n
                 ),
             ));
@@ -549,5 +558,25 @@ mod tests {
             let msg = estimate(&data, &identity(), &bad).unwrap_err().to_string();
             assert!(msg.contains(key), "{msg}");
         }
+        // Too few and too many images are two messages, each with its bound (n = 1 read "is 1
+        // but the data has 30 labelled images (at least 2 needed)").
+        let few = estimate(&data, &identity(), &EstimateConfig { n: 1, ..cfg() })
+            .unwrap_err()
+            .to_string();
+        assert!(
+            few.contains("`n`")
+                && few.contains("is 1 but must be at least 2")
+                && !few.contains("30"),
+            "{few}"
+        );
+        let many = estimate(&data, &identity(), &EstimateConfig { n: 31, ..cfg() })
+            .unwrap_err()
+            .to_string();
+        assert!(
+            many.contains("is 31")
+                && many.contains("only 30 labelled")
+                && many.contains("at most 30"),
+            "{many}"
+        );
     }
 }

@@ -91,6 +91,27 @@ pub fn segment_area(h: f64, r: f64) -> f64 {
     r * r * (h / r).acos() - h * (r * r - h * h).sqrt()
 }
 
+/// `lens_area(d, r) / (π r²)`, the share of a disc that another disc d away covers, computed
+/// from d/r alone: finite for every radius (r² overflows past r ≈ 1e154 and underflows below
+/// 1e-154, which made the toy's results NaN).
+pub fn lens_fraction(d: f64, r: f64) -> f64 {
+    let u = d / (2.0 * r);
+    if u.is_nan() || u >= 1.0 {
+        return 0.0;
+    }
+    2.0 / PI * (u.acos() - u * (1.0 - u * u).sqrt())
+}
+
+/// `segment_area(h, r) / (π r²)`, the share of a disc beyond a line h from its centre, from
+/// h/r alone (finite for every radius, as `lens_fraction`).
+pub fn segment_fraction(h: f64, r: f64) -> f64 {
+    let t = h / r;
+    if t.is_nan() || t >= 1.0 {
+        return 0.0;
+    }
+    (t.acos() - t * (1.0 - t * t).sqrt()) / PI
+}
+
 impl ToyConfig {
     fn validate(&self) -> Result<()> {
         let bad = |key: &str, msg: String| Err(Error::config(key, msg));
@@ -148,13 +169,12 @@ pub fn toy(cfg: &ToyConfig) -> Result<ToyResult> {
 /// α, the spectrum and the bound for given natural samples (`alpha_population` left at 0).
 pub fn measure(points: &[[f64; 2]], r: f64) -> ToyResult {
     let n = points.len();
-    let disc = PI * r * r;
     let mut w = vec![0.0; n * n];
     for i in 0..n {
         w[i * n + i] = 1.0;
         for j in 0..i {
             let d = (points[i][0] - points[j][0]).hypot(points[i][1] - points[j][1]);
-            let overlap = lens_area(d, r) / disc;
+            let overlap = lens_fraction(d, r);
             w[i * n + j] = overlap;
             w[j * n + i] = overlap;
         }
@@ -169,7 +189,7 @@ pub fn measure(points: &[[f64; 2]], r: f64) -> ToyResult {
     let lambda_k1 = lambda[CLASSES];
     let alpha = points
         .iter()
-        .map(|p| segment_area(p[0].abs(), r) / disc)
+        .map(|p| segment_fraction(p[0].abs(), r))
         .sum::<f64>()
         / n as f64;
     let bound = if lambda_k1 > 0.0 {
@@ -196,19 +216,20 @@ fn alpha_population(cfg: &ToyConfig) -> f64 {
     let sigma = cfg.variance.sqrt();
     let mean = cfg.separation / 2.0;
     let density = |t: f64| {
-        let g = |m: f64| (-(t - m).powi(2) / (2.0 * cfg.variance)).exp();
+        // In standard deviations, so that a variance near f64::MAX does not overflow 2σ².
+        let g = |m: f64| (-((t - m) / sigma).powi(2) / 2.0).exp();
         (g(mean) + g(-mean)) / (2.0 * sigma * (2.0 * PI).sqrt())
     };
     let upper = cfg.r.min(mean + 12.0 * sigma);
     let intervals = 4000;
     let step = upper / intervals as f64;
-    let integrand = |t: f64| density(t) * segment_area(t, cfg.r);
+    let integrand = |t: f64| density(t) * segment_fraction(t, cfg.r);
     let mut sum = integrand(0.0) + integrand(upper);
     for i in 1..intervals {
         sum += integrand(i as f64 * step) * if i % 2 == 1 { 4.0 } else { 2.0 };
     }
     // Both sides of the boundary: the density of |x₁| is twice that of x₁.
-    2.0 * sum * step / 3.0 / (PI * cfg.r * cfg.r)
+    2.0 * sum * step / 3.0
 }
 
 #[cfg(test)]
@@ -302,6 +323,51 @@ mod tests {
         assert!(close(large.lambda_k1, 1.0, 1e-3), "{:?}", large.lambda);
         assert!(close(large.alpha, 0.5, 1e-3) && close(large.alpha_population, 0.5, 1e-3));
         assert!(close(large.bound, 1.0, 3e-3));
+    }
+
+    /// Radii, variances and separations near the ends of f64 (r² overflowed to ∞ or
+    /// underflowed to 0, and 1e308 gave NaN for α and λ) give the limits of `limits_of_the_radius`.
+    #[test]
+    fn extreme_options_give_finite_results() {
+        let at = |r: f64, variance: f64, separation: f64| {
+            let res = toy(&ToyConfig {
+                n: 40,
+                r,
+                variance,
+                separation,
+                ..Default::default()
+            })
+            .unwrap();
+            let values = [res.alpha, res.alpha_population, res.lambda_k1];
+            assert!(
+                values.iter().chain(&res.lambda).all(|v| v.is_finite()),
+                "r {r}, variance {variance}, separation {separation}: {res:?}"
+            );
+            res
+        };
+        let huge = at(1e308, 0.7, 2.0);
+        assert!(close(huge.lambda_k1, 1.0, 1e-9), "{:?}", huge.lambda);
+        assert!(close(huge.alpha, 0.5, 1e-9) && close(huge.alpha_population, 0.5, 1e-9));
+        let tiny = at(1e-300, 0.7, 2.0);
+        assert_eq!(tiny.lambda_k1, 0.0);
+        assert!(
+            tiny.alpha < 1e-9 && tiny.alpha_population < 1e-9,
+            "{tiny:?}"
+        );
+        at(0.5, 1e308, 2.0);
+        at(0.5, 1e-300, 2.0);
+        at(0.5, 0.7, 1.7e308);
+        at(1e308, 1e308, 1e308);
+        assert!(close(
+            lens_fraction(0.8, 1.0),
+            lens_area(0.8, 1.0) / PI,
+            1e-15
+        ));
+        assert!(close(
+            segment_fraction(0.3, 2.0),
+            segment_area(0.3, 2.0) / (4.0 * PI),
+            1e-15
+        ));
     }
 
     /// The population α against a Monte Carlo simulation of the augmentation itself (draw a

@@ -74,9 +74,11 @@ pub fn write(
     queue_ptr: Option<usize>,
     save: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
+    // A run folder deleted while the run trains is reported, not made again.
+    super::run::check_run_dir(run_dir)?;
     let tmp = run_dir.join("checkpoint.tmp");
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
+    std::fs::create_dir(&tmp).map_err(|e| Error::file(&tmp, e))?;
     save(&tmp)?;
     let names: Vec<String> = std::fs::read_dir(&tmp)
         .map_err(|e| Error::file(&tmp, e))?

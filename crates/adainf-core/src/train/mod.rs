@@ -165,8 +165,7 @@ pub fn pretrain(run: CheckedRequest, mut ctx: TrainContext) -> Result<FinishedRu
         ctx.progress.start(&id, run.result.steps, true);
         return Ok(run);
     }
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::file(&dir, format!("cannot create the run folder: {e}")))?;
+    crate::files::create_folder(&dir)?;
     write_json(&dir.join("config.json"), &spec)?;
     let cfg = &req.config;
     let classes = req.data.classes().max(req.probe.map_or(0, |p| p.classes()));

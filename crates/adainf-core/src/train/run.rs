@@ -145,6 +145,20 @@ pub struct FinishedRun {
     pub cached: bool,
 }
 
+/// Checks that the folder of a run in training is still there, before each write into it (a
+/// metrics row, a checkpoint, the finished run's files): a run folder, or the runs folder above
+/// it, deleted or moved while the run trains stops the run there with this message, rather
+/// than at its seal, and is not made again around the missing files.
+pub fn check_run_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(Error::file(
+        dir,
+        "the run folder is gone (it, or the runs folder above it, was deleted or moved while the run trained), so the run stopped; put it back and run the script again to resume from its last checkpoint, or run the script again to train the run from the start",
+    ))
+}
+
 /// The folder of run `id` under `runs_dir`.
 pub fn run_dir(runs_dir: &Path, id: &str) -> PathBuf {
     runs_dir.join(id)
@@ -219,8 +233,12 @@ impl MetricsLog {
             path: path.to_path_buf(),
         })
     }
-    /// Writes `row` as one JSON line.
+    /// Writes `row` as one JSON line, once the run folder is still there (a line written to a
+    /// deleted file is lost without an error).
     pub fn append(&mut self, row: &MetricRow) -> Result<()> {
+        if let Some(dir) = self.path.parent() {
+            check_run_dir(dir)?;
+        }
         let line = serde_json::to_string(row).map_err(|e| Error::file(&self.path, e))?;
         writeln!(self.file, "{line}").map_err(|e| Error::file(&self.path, e))
     }

@@ -158,6 +158,7 @@ pub fn train(
 /// Writes the finished run: its weights, a last checkpoint, `result.json` and, last, the seal
 /// that makes it finished.
 pub fn finish(dir: &Path, trainer: &Trainer, result: &RunResult) -> Result<()> {
+    super::run::check_run_dir(dir)?;
     trainer.save_weights(dir)?;
     trainer.save_checkpoint(dir, result.steps)?;
     write_json(&dir.join("result.json"), result)?;

@@ -36,8 +36,28 @@ fn strength(a: &ViewPair, s: f64) -> Res<ViewPair> {
 /// `aug::simclr`'s options: the `symmetric` preset (`AugSpec::default`) with the given keys
 /// over it.
 fn aug_spec_from(opts: &Map) -> Res<AugSpec> {
-    let spec: AugSpec = options::parse("aug::simclr", opts, &[])
-        .or_else(|e| fail(format!("{e} (jitter has 4 values, mean and std 3)")))?;
+    // The arrays of fixed length, said in their own terms (serde said "invalid length 0,
+    // expected an array of length 4").
+    let d = AugSpec::default();
+    for (key, len, what) in [
+        (
+            "jitter",
+            d.jitter.len(),
+            "[brightness, contrast, saturation, hue]",
+        ),
+        ("mean", d.mean.len(), "one per channel [red, green, blue]"),
+        ("std", d.std.len(), "one per channel [red, green, blue]"),
+    ] {
+        if let Some(given) = opts.get(key).and_then(|v| v.clone().into_array().ok())
+            && given.len() != len
+        {
+            return fail(format!(
+                "option `{key}` of aug::simclr takes {len} numbers {what}, got {}",
+                given.len()
+            ));
+        }
+    }
+    let spec: AugSpec = options::parse("aug::simclr", opts, &[]).or_else(fail)?;
     core(spec.validate())?;
     Ok(spec)
 }

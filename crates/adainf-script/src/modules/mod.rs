@@ -73,6 +73,21 @@ pub struct RunHandle {
     pub tags: Map,
 }
 
+/// Refuses a `tags` value that is not a number, a string, a bool or `()`: a dataset or a
+/// closure would be shown in reports by its type name, and an array or a map is no column.
+fn check_tags(function: &str, tags: &Map) -> Res<()> {
+    for (key, v) in tags {
+        let plain = v.is_int() || v.is_float() || v.is_string() || v.is_bool() || v.is_unit();
+        if !plain {
+            return fail(format!(
+                "tag `{key}` of {function} holds a value of type {}; a tag is a report column and must be a number, a string, a bool or () (give the value to show, e.g. its name as a string)",
+                options::type_name(v)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A script tag value as JSON (requests and reports keep tags so).
 fn tag_json(v: &Dynamic) -> serde_json::Value {
     if let Ok(i) = v.as_int() {

@@ -256,6 +256,9 @@ fn prepare(ctx: &NativeCallContext, function: &str, st: &HostState, opts: &Map) 
         ));
     };
     core(data.require_images(&format!("`data` of {function}")))?;
+    if let Some(tags) = opts.get("tags").and_then(|t| t.clone().try_cast::<Map>()) {
+        check_tags(function, &tags)?;
+    }
     if let Some(probe) = opts
         .get("probe")
         .and_then(|d| d.clone().try_cast::<Dataset>())

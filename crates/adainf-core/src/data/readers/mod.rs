@@ -97,6 +97,29 @@ pub fn planar_to_hwc(planar: &[u8], channels: usize, hw: usize, out: &mut Vec<u8
     }
 }
 
+/// Labels stored as integers of any width, as the class labels of a store (`i32`): a value
+/// below -1 or past `i32::MAX` is an error naming the file, the key, the image and the value
+/// as stored (it was clamped to 2147483647 and reported as that).
+pub fn stored_labels(path: &Path, key: &str, raw: Vec<i64>) -> Result<Vec<i32>> {
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            i32::try_from(l)
+                .ok()
+                .filter(|l| *l >= crate::data::UNLABELED)
+                .ok_or_else(|| {
+                    Error::file(
+                        path,
+                        format!(
+                            "key `{key}`: label {l} of image {i} is not a class: labels are -1 (unlabelled) or class indices 0 to {}",
+                            i32::MAX
+                        ),
+                    )
+                })
+        })
+        .collect()
+}
+
 /// Checks that labels lie in 0..classes (or are -1), naming the file.
 pub fn check_labels(path: &Path, labels: &[i32], classes: usize) -> Result<()> {
     if let Some((i, l)) = labels

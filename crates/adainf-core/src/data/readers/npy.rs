@@ -123,9 +123,10 @@ pub fn read_ints(data: &[u8], dtype: Dtype, count: usize) -> Result<Vec<i64>> {
             data.len()
         )));
     }
-    Ok(data[..count * dtype.size]
+    data[..count * dtype.size]
         .chunks_exact(dtype.size)
-        .map(|c| {
+        .enumerate()
+        .map(|(i, c)| {
             let mut b = [0u8; 8];
             if dtype.big_endian {
                 b[8 - dtype.size..].copy_from_slice(c);
@@ -136,12 +137,19 @@ pub fn read_ints(data: &[u8], dtype: Dtype, count: usize) -> Result<Vec<i64>> {
             let raw = u64::from_le_bytes(b);
             if dtype.kind == 'i' {
                 let shift = 64 - 8 * dtype.size;
-                ((raw << shift) as i64) >> shift
+                Ok(((raw << shift) as i64) >> shift)
             } else {
-                raw as i64
+                // A uint64 past i64::MAX is not wrapped into a negative number (-1 would read
+                // as "unlabelled").
+                i64::try_from(raw).map_err(|_| {
+                    Error::Data(format!(
+                        "element {i} is {raw}, past the largest integer read ({})",
+                        i64::MAX
+                    ))
+                })
             }
         })
-        .collect())
+        .collect()
 }
 
 /// A version-1 header for a C-order array, padded so the data starts on a 64-byte boundary.
@@ -200,6 +208,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(big, vec![-2]);
+        // A uint64 past i64::MAX is reported as stored, not wrapped to -1 ("unlabelled").
+        let u8le = Dtype {
+            kind: 'u',
+            size: 8,
+            big_endian: false,
+        };
+        let msg = read_ints(&u64::MAX.to_le_bytes(), u8le, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("18446744073709551615"), "{msg}");
         let h4 = parse_header(&write_header("|u1", &[2, 4, 4, 3])).unwrap();
         assert_eq!(h4.shape, vec![2, 4, 4, 3]);
         assert!(parse_header(b"\x93NUMPZ\x01\x00\x00\x00").is_err());

@@ -11,7 +11,7 @@ use std::path::Path;
 use memmap2::Mmap;
 
 use super::npy::{self, Header};
-use super::{check_labels, file_fingerprint, gray_to_rgb};
+use super::{check_labels, file_fingerprint, gray_to_rgb, stored_labels};
 use crate::data::{Dataset, ImageStore, Pixels, UNLABELED};
 use crate::error::{Error, Result};
 
@@ -339,9 +339,7 @@ pub fn read_npz_store(path: &Path, opts: &NpzOptions) -> Result<ImageStore> {
         if opts.ignore_labels {
             vec![UNLABELED; n]
         } else {
-            raw.into_iter()
-                .map(|l| l.clamp(i32::MIN as i64, i32::MAX as i64) as i32)
-                .collect()
+            stored_labels(path, &opts.label_key, raw)?
         }
     };
     let classes = opts.classes.unwrap_or_else(|| {

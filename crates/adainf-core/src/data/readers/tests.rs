@@ -289,6 +289,37 @@ fn npz_bad_inputs_name_the_problem() {
         ],
     );
     assert!(e.contains("label -5"), "{e}");
+    // Labels past i32 are reported as stored (2^62 was clamped and shown as 2147483647), and a
+    // uint64 past i64::MAX is not wrapped to -1 ("unlabelled").
+    let e = case(
+        "huge.npz",
+        &[
+            ("image.npy", npy("|u1", &[2, 4, 4, 3], &px), false),
+            (
+                "label.npy",
+                npy("<i8", &[2], &labels_i8(&[0, 1 << 62])),
+                false,
+            ),
+        ],
+    );
+    assert!(
+        e.contains("huge.npz")
+            && e.contains("label 4611686018427387904 of image 1")
+            && e.contains("key `label`")
+            && !e.contains("2147483647 of"),
+        "{e}"
+    );
+    let e = case(
+        "u64.npz",
+        &[
+            ("image.npy", npy("|u1", &[2, 4, 4, 3], &px), false),
+            ("label.npy", npy("<u8", &[2], &labels_i8(&[0, -1])), false),
+        ],
+    );
+    assert!(
+        e.contains("u64.npz") && e.contains("18446744073709551615"),
+        "{e}"
+    );
     // A truncated archive (cut in the middle).
     let p = d.path("cut.npz");
     write_zip(

@@ -30,13 +30,18 @@ pub struct Schedule {
     pub posterior_variance: Vec<f64>,
 }
 
+/// Most diffusion steps T of a schedule (its tables are O(T); the paper uses 1000).
+pub const MAX_TIMESTEPS: usize = 100_000;
+
 impl Schedule {
     /// β from 1e-4 to 0.02 over `timesteps` steps (the paper's schedule at 1000).
     pub fn linear(timesteps: usize) -> Result<Self> {
-        if timesteps == 0 {
+        if !(1..=MAX_TIMESTEPS).contains(&timesteps) {
             return Err(Error::config(
                 "timesteps",
-                "must be at least 1 (the paper uses 1000)",
+                format!(
+                    "is {timesteps} but must be between 1 and {MAX_TIMESTEPS} (the paper uses 1000)"
+                ),
             ));
         }
         let (lo, hi) = (1e-4, 0.02);

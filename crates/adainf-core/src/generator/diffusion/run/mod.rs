@@ -47,12 +47,17 @@ use crate::rng::Rng;
 use crate::tensor::{floats, read_floats};
 use crate::train::checkpoint::{self, load_module, load_optimizer, save_module, save_optimizer};
 use crate::train::progress::{CancelFlag, Progress};
-use crate::train::run::{read_json, read_rows};
+use crate::train::run::{check_run_dir, read_json, read_rows};
 use crate::train::{seal, steps};
 
 /// Bump when the training semantics change, so old cached generators are not reused. (2: each
 /// step's randomness comes from a stream derived from the seed and the step, dropout included.)
 const FORMAT: u32 = 2;
+
+/// Largest batch of a generator's training step: a larger one is refused with the other
+/// options, before training starts (its images were allocated at the first step, which
+/// aborted the process past the memory).
+pub const MAX_BATCH: usize = 4096;
 
 /// The options of `gen::diffusion` that make the run (the defaults are the paper's, except
 /// `channels` and `steps`, which are CPU-sized).
@@ -138,8 +143,14 @@ impl DiffusionConfig {
         if self.steps == 0 {
             return Err(Error::config("steps", "must be at least 1"));
         }
-        if self.batch == 0 {
-            return Err(Error::config("batch", "must be at least 1"));
+        if !(1..=MAX_BATCH).contains(&self.batch) {
+            return Err(Error::config(
+                "batch",
+                format!(
+                    "is {} but must be between 1 and {MAX_BATCH} (the paper trains with 128)",
+                    self.batch
+                ),
+            ));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(Error::config(
@@ -439,7 +450,7 @@ fn train_claimed(
 ) -> Result<DiffusionRun> {
     let id = spec.id();
     let files = sealed_files();
-    std::fs::create_dir_all(&dir).map_err(|e| Error::file(&dir, e))?;
+    crate::files::create_folder(&dir)?;
     write_json(&dir.join("config.json"), &spec)?;
     let train_device = device.clone().autodiff();
     let model = crate::model::init_seeded(config.seed, true, &train_device, |d| {
@@ -509,6 +520,7 @@ fn train_claimed(
             };
             log.push_str(&serde_json::to_string(&row).unwrap_or_default());
             log.push('\n');
+            check_run_dir(&dir)?;
             write_atomic(&metrics_path, log.as_bytes())?;
             progress.update(done, loss, row.images_per_s);
             metrics.push(row);
@@ -521,6 +533,7 @@ fn train_claimed(
         }
     }
     let seconds = start.elapsed().as_secs_f64();
+    check_run_dir(&dir)?;
     save_module(trainer.ema.clone(), &dir, "ema")?;
     let result = DiffusionResult {
         id: id.clone(),
@@ -806,7 +819,7 @@ impl DiffusionRun {
             other => other?,
         };
         let seconds = start.elapsed().as_secs_f64();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::file(&dir, e))?;
+        crate::files::create_folder(&dir)?;
         write_json(&dir.join("config.json"), &spec)?;
         crate::data::readers::npz::save_npz(&dataset, &dir.join(SAMPLES_FILE))?;
         let result = SampleResult {
