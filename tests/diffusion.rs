@@ -295,3 +295,97 @@ fn the_diffusion_example_runs_small() {
     assert_eq!(h, 6 * 50 + 2);
     assert!(w > 12 * 50 + 2, "{w}");
 }
+
+/// `adainf runs` lists a generator and its samples beside the pretraining runs, each with its
+/// kind, state and settings (in the table and as JSON), and a damaged sample record as damaged;
+/// the HTML report's runs stay the pretraining runs.
+#[test]
+fn the_run_listing_shows_generators_and_samples() {
+    let ws = Workspace::new("diffusion-listing");
+    let script = ws.script(
+        "all.rhai",
+        r#"
+let real = data::synthetic(#{ n: 16, size: 16, seed: 0 });
+let g = gen::diffusion(real, #{ steps: 3, batch: 4, channels: 8, channel_mult: [1, 2],
+                               attention_at: [8], timesteps: 20 });
+let s = gen::sample(g, 6, #{ steps: 4, seed: 2 });
+let run = train::pretrain(#{ data: data::inflate(real, s), backbone: "resnet10", width: 4,
+                             batch: 8, steps: 2, tags: #{ setting: "vanilla" } });
+print(`generator=${g.id} run=${run.id}`);
+"#,
+    );
+    let out = ws.run(&script, &["--quiet"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let runs = ws.0.join("runs");
+    let json = bin().args(["runs", "--json"]).arg(&runs).output().unwrap();
+    assert!(json.status.success(), "{}", text(&json).1);
+    let rows: Vec<serde_json::Value> = text(&json)
+        .0
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |kind: &str| -> Vec<&serde_json::Value> {
+        rows.iter().filter(|r| r["kind"] == kind).collect()
+    };
+    let (generators, samples, pretrain) = (of("generator"), of("samples"), of("pretrain"));
+    assert_eq!(
+        (generators.len(), samples.len(), pretrain.len(), rows.len()),
+        (1, 1, 1, 3),
+        "{rows:?}"
+    );
+    let generator = generators[0];
+    assert_eq!(generator["id"], value(&stdout, "generator"));
+    assert_eq!(generator["state"], "done");
+    assert_eq!((generator["step"].as_u64(), generator["steps"].as_u64()), (Some(3), Some(3)));
+    assert!(generator["loss"].as_f64().is_some_and(f64::is_finite), "{generator}");
+    assert!(
+        generator["settings"].as_str().unwrap().contains("ddpm ch8"),
+        "{generator}"
+    );
+    assert!(generator.get("method").is_none(), "{generator}");
+    let sample = samples[0];
+    assert_eq!(sample["state"], "done");
+    assert!(
+        sample["settings"].as_str().unwrap().starts_with("6 images, ddim 4 steps"),
+        "{sample}"
+    );
+    let run = pretrain[0];
+    assert_eq!(run["id"], value(&stdout, "run"));
+    assert_eq!((run["state"].as_str(), run["method"].as_str()), (Some("done"), Some("simclr")));
+    assert_eq!(run["tags"]["setting"], "vanilla");
+    // The table: one row each, with its kind.
+    let table = bin().arg("runs").arg(&runs).output().unwrap();
+    let (table, _) = text(&table);
+    for kind in ["| generator | done |", "| samples | done |", "| pretrain | done |"] {
+        assert!(table.contains(kind), "{kind}:\n{table}");
+    }
+    assert!(table.contains("3 run(s): 3 done"), "{table}");
+    // A sample record edited after it finished is damaged, naming the file.
+    let sample_dir = runs.join(sample["id"].as_str().unwrap());
+    let result = sample_dir.join("result.json");
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
+    record["n"] = serde_json::json!(7);
+    std::fs::write(&result, record.to_string()).unwrap();
+    let json = bin().args(["runs", "--json"]).arg(&runs).output().unwrap();
+    let damaged = text(&json)
+        .0
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["kind"] == "samples")
+        .unwrap();
+    assert_eq!(damaged["state"], "damaged", "{damaged}");
+    assert!(damaged["error"].as_str().unwrap().contains("result.json"), "{damaged}");
+    // The detail of the generator shows its kind and its last metrics rows.
+    let detail = bin()
+        .args(["runs", "--id", &generator["id"].as_str().unwrap()[..8]])
+        .arg(&runs)
+        .output()
+        .unwrap();
+    let (detail, stderr) = text(&detail);
+    assert!(
+        detail.contains("kind: generator") && detail.contains("\"step\":3"),
+        "{detail}{stderr}"
+    );
+}

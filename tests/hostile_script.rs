@@ -476,7 +476,17 @@ fn check_reports_what_run_would_refuse() {
         (
             "array_length",
             "let a = aug::simclr(#{ jitter: [0.5] });\n".into(),
-            &["array_length.rhai:1:", "`jitter`"],
+            &["array_length.rhai:1:", "`jitter`", "takes 4 numbers"],
+        ),
+        (
+            "aug_range",
+            "let a = aug::simclr(#{ flip_prob: 1.5 });\n".into(),
+            &["aug_range.rhai:1:", "`flip_prob`", "[0, 1]"],
+        ),
+        (
+            "toy_range",
+            "print(theory::toy(#{ n: 2 }));\n".into(),
+            &["toy_range.rhai:1:", "`n`"],
         ),
         (
             "generator_range",

@@ -104,14 +104,17 @@ fn tag_text(v: &Value) -> String {
 /// The view of one run folder (None when it is not one), with `tags` standing in for the
 /// folder's own when given (a script's runs).
 pub fn run_view(dir: &Path, tags: Option<&serde_json::Map<String, Value>>) -> Option<RunView> {
-    Some(view_of(listing::entry(dir)?, dir, tags))
+    view_of(listing::entry(dir)?, dir, tags)
 }
 
+/// The view of a pretraining run's entry (None for the other kinds of run folder: the page
+/// shows pretraining runs).
 fn view_of(
     entry: listing::RunEntry,
     dir: &Path,
     tags: Option<&serde_json::Map<String, Value>>,
-) -> RunView {
+) -> Option<RunView> {
+    let pretrain = entry.pretrain.clone()?;
     let tags = tags.cloned().unwrap_or(entry.tags.clone());
     let spec: Option<RunSpec> = listing::read_json(&dir.join("config.json"));
     let metrics = read_metrics(&dir.join("metrics.jsonl")).unwrap_or_default();
@@ -125,7 +128,7 @@ fn view_of(
                 .map(|(k, v)| format!("{k}={}", tag_text(v)))
                 .collect();
             if others.is_empty() {
-                format!("{} · {aug}", entry.method)
+                format!("{} · {aug}", pretrain.method)
             } else {
                 others.join(" ")
             }
@@ -142,11 +145,11 @@ fn view_of(
         None => entry.data.clone(),
     };
     let state = entry.state.name();
-    RunView {
+    Some(RunView {
         id: entry.id.clone(),
         state: state.into(),
         setting,
-        method: entry.method.clone(),
+        method: pretrain.method,
         aug,
         tags: tags
             .iter()
@@ -176,16 +179,16 @@ fn view_of(
                 .collect(),
         ),
         preview: None,
-        seed: entry.seed,
+        seed: pretrain.seed,
         preview_png: std::fs::read(dir.join(crate::train::events::PREVIEW_FILE)).ok(),
-    }
+    })
 }
 
-/// The views of every run folder of `runs_dir`, sorted by id.
+/// The views of every pretraining run folder of `runs_dir`, sorted by id.
 pub fn runs_in(runs_dir: &Path) -> Result<Vec<RunView>> {
     Ok(listing::list(runs_dir)?
         .into_iter()
-        .map(|e| {
+        .filter_map(|e| {
             let dir = runs_dir.join(&e.id);
             view_of(e, &dir, None)
         })

@@ -1,8 +1,9 @@
-//! `adainf runs [DIR]`: the run cache at a glance. Each run folder's state — done (finished),
-//! running (claimed, heartbeat fresh), claimed (claim left by a process that stopped; the next
-//! driver takes it over), failed (with its error), partial (a checkpoint, nobody training it),
-//! requested (a request, nothing trained yet) — with its method, key options, tags and metrics;
-//! one run in detail; JSON lines for tools.
+//! `adainf runs [DIR]`: the run cache at a glance. Each run folder — a pretraining run, a DDPM
+//! generator or a set of samples drawn from one — with its state: done (finished), running
+//! (claimed, heartbeat fresh), claimed (claim left by a process that stopped; the next driver
+//! takes it over), failed (with its error), partial (a checkpoint, nobody training it),
+//! requested (a request, nothing trained yet); its key settings, tags and metrics; one run in
+//! detail; JSON lines for tools.
 
 use std::path::Path;
 
@@ -13,7 +14,8 @@ use super::claim;
 use super::request::RunRequest;
 use super::{REQUEST_FILE, WORKER_LOG, short_id, tail};
 use crate::error::{Error, Result};
-use crate::train::run::{RunResult, RunSpec, read_metrics};
+use crate::generator::diffusion::run::{DiffusionConfig, SampleSpec};
+use crate::train::run::{RunResult, RunSpec};
 use crate::train::seal;
 
 /// Where a run folder stands, judged from its files.
@@ -52,13 +54,41 @@ impl RunState {
     }
 }
 
-/// One row of the listing.
+/// What a run folder holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// A contrastive pretraining run (`train::pretrain`).
+    Pretrain,
+    /// A DDPM generator (`gen::diffusion`).
+    Generator,
+    /// Samples drawn from a generator (`gen::sample`).
+    Samples,
+}
+
+impl EntryKind {
+    /// The kind's name, as the listing shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryKind::Pretrain => "pretrain",
+            EntryKind::Generator => "generator",
+            EntryKind::Samples => "samples",
+        }
+    }
+
+    /// The records whose seal makes a run of this kind finished (its weights or images are
+    /// checked when they are used).
+    fn records(self) -> &'static [&'static str] {
+        match self {
+            EntryKind::Pretrain | EntryKind::Generator => &seal::RECORDS,
+            EntryKind::Samples => &["config.json", "result.json"],
+        }
+    }
+}
+
+/// A pretraining run's key options.
 #[derive(Clone, Debug, Serialize)]
-pub struct RunEntry {
-    /// The run id (the folder's name).
-    pub id: String,
-    /// The run's state.
-    pub state: RunState,
+pub struct PretrainSettings {
     /// Training method (`simclr`, `mocov2`, `byol` or `barlow`).
     pub method: String,
     /// Backbone, lower-cased (`resnet18` or `resnet10`).
@@ -71,9 +101,26 @@ pub struct RunEntry {
     pub lr: f64,
     /// Random seed of the config.
     pub seed: u64,
-    /// Steps done (last logged) and asked for.
+}
+
+/// One row of the listing.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunEntry {
+    /// The run id (the folder's name).
+    pub id: String,
+    /// What the folder holds.
+    pub kind: EntryKind,
+    /// The run's state.
+    pub state: RunState,
+    /// The key settings in a few words (method and options, the generator's shape, the
+    /// sampler and count).
+    pub settings: String,
+    /// A pretraining run's key options (in JSON, fields of the entry).
+    #[serde(flatten)]
+    pub pretrain: Option<PretrainSettings>,
+    /// Steps done (last logged).
     pub step: usize,
-    /// Steps asked for (the config's `steps`).
+    /// Steps asked for (the config's `steps`; 0 for samples).
     pub steps: usize,
     /// Loss at the last logged step (None before the first log).
     pub loss: Option<f64>,
@@ -109,29 +156,126 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
+/// What a run folder's config (or, before it trained, its request) says about it.
+struct About {
+    kind: EntryKind,
+    settings: String,
+    pretrain: Option<PretrainSettings>,
+    steps: usize,
+    data: String,
+}
+
+/// A pretraining run's settings.
+fn pretrain_about(config: &crate::train::PretrainConfig, data: &str) -> About {
+    let p = PretrainSettings {
+        method: config.method().name().to_string(),
+        backbone: format!("{:?}", config.backbone).to_lowercase(),
+        width: config.width,
+        batch: config.batch,
+        lr: config.lr,
+        seed: config.seed,
+    };
+    About {
+        kind: EntryKind::Pretrain,
+        settings: format!(
+            "{} {} w{} b{} lr {} seed {}",
+            p.method, p.backbone, p.width, p.batch, p.lr, p.seed
+        ),
+        pretrain: Some(p),
+        steps: config.steps,
+        data: data.to_string(),
+    }
+}
+
+/// A generator's settings.
+fn generator_about(config: &DiffusionConfig, data: &str) -> About {
+    About {
+        kind: EntryKind::Generator,
+        settings: format!(
+            "ddpm ch{} b{} lr {} T {} seed {}",
+            config.channels, config.batch, config.lr, config.timesteps, config.seed
+        ),
+        pretrain: None,
+        steps: config.steps,
+        data: data.to_string(),
+    }
+}
+
+/// What a run's stored config (`config.json`, or its request before it trained) says, by its
+/// kind (its `kind` field; pretraining configs and requests have none); None for another kind.
+fn about(stored: serde_json::Value) -> Option<About> {
+    let description = |v: &serde_json::Value| {
+        v["data"]["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    match stored.get("kind").and_then(|k| k.as_str()) {
+        None | Some("pretrain") => {
+            let config = match serde_json::from_value::<RunSpec>(stored.clone()) {
+                Ok(spec) => spec.config,
+                Err(_) => serde_json::from_value::<RunRequest>(stored.clone())
+                    .ok()?
+                    .config,
+            };
+            Some(pretrain_about(&config, &description(&stored)))
+        }
+        Some("diffusion") => {
+            let config: DiffusionConfig = serde_json::from_value(stored["config"].clone()).ok()?;
+            Some(generator_about(&config, &description(&stored)))
+        }
+        Some("diffusion_sample") => {
+            let spec: SampleSpec = serde_json::from_value(stored).ok()?;
+            Some(About {
+                kind: EntryKind::Samples,
+                settings: format!(
+                    "{} images, {} {} steps eta {} seed {}",
+                    spec.n,
+                    <&str>::from(spec.config.sampler),
+                    spec.config.steps,
+                    spec.config.eta,
+                    spec.config.seed
+                ),
+                pretrain: None,
+                steps: 0,
+                data: format!("generator {}", short_id(&spec.generator)),
+            })
+        }
+        Some(_) => None,
+    }
+}
+
+/// Step and loss of the last row of `metrics.jsonl` (only that line is parsed).
+fn last_row(dir: &Path) -> Option<(usize, Option<f64>)> {
+    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).ok()?;
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    let row: serde_json::Value = serde_json::from_str(line).ok()?;
+    Some((row["step"].as_u64()? as usize, row["loss"].as_f64()))
+}
+
 /// The entry of one run folder (None when it is not a run folder).
 pub fn entry(dir: &Path) -> Option<RunEntry> {
-    let spec: Option<RunSpec> = read_json(&dir.join("config.json"));
-    let request: Option<RunRequest> = read_json(&dir.join(REQUEST_FILE));
-    let (config, data) = match (&spec, &request) {
-        (Some(s), _) => (s.config.clone(), s.data.description.clone()),
-        (None, Some(r)) => (r.config.clone(), r.data.description.clone()),
-        (None, None) => return None,
-    };
-    // Only a sealed run whose records match its seal is finished (its weights are checked
-    // when they are used); an unsealed result.json is an unfinished run's.
+    let request: Option<serde_json::Value> = read_json(&dir.join(REQUEST_FILE));
+    let about = about(read_json(&dir.join("config.json")).or_else(|| request.clone())?)?;
+    let tags = request
+        .and_then(|r| r.get("tags").and_then(|t| t.as_object()).cloned())
+        .unwrap_or_default();
+    // Only a sealed run whose records match its seal is finished (its weights or images are
+    // checked when they are used); an unsealed result.json is an unfinished run's.
     let sealed = seal::is_sealed(dir);
     let damage = sealed
-        .then(|| seal::verify(dir, &seal::RECORDS).err())
+        .then(|| seal::verify(dir, about.kind.records()).err())
         .flatten();
-    let result: Option<RunResult> = (sealed && damage.is_none())
+    let finished = sealed && damage.is_none() && dir.join("result.json").is_file();
+    // A pretraining run's result, read once (the HTML report's view uses it).
+    let result: Option<RunResult> = (finished && about.kind == EntryKind::Pretrain)
         .then(|| read_json(&dir.join("result.json")))
         .flatten();
     let held = claim::state(dir);
     let failed = failure(dir);
     let state = if damage.is_some() {
         RunState::Damaged
-    } else if result.is_some() {
+    } else if finished && (about.kind != EntryKind::Pretrain || result.is_some()) {
         RunState::Done
     } else if let Some(h) = &held {
         if h.is_live(claim::timeout()) {
@@ -146,24 +290,19 @@ pub fn entry(dir: &Path) -> Option<RunEntry> {
     } else {
         RunState::Requested
     };
-    let last = read_metrics(&dir.join("metrics.jsonl"))
-        .ok()
-        .and_then(|m| m.last().cloned());
+    let last = last_row(dir);
     Some(RunEntry {
         id: dir.file_name()?.to_string_lossy().into_owned(),
+        kind: about.kind,
         state,
-        method: config.method().name().to_string(),
-        backbone: format!("{:?}", config.backbone).to_lowercase(),
-        width: config.width,
-        batch: config.batch,
-        lr: config.lr,
-        seed: config.seed,
-        step: last.as_ref().map_or(0, |m| m.step),
-        steps: config.steps,
-        loss: last.as_ref().map(|m| m.loss),
+        settings: about.settings,
+        pretrain: about.pretrain,
+        step: last.map_or(0, |(step, _)| step),
+        steps: about.steps,
+        loss: last.and_then(|(_, loss)| loss),
         accuracy: result.as_ref().and_then(|r| r.accuracy),
-        data,
-        tags: request.map(|r| r.tags).unwrap_or_default(),
+        data: about.data,
+        tags,
         owner: held.and_then(|h| h.owner).map(|o| o.to_string()),
         error: damage.map(|e| e.to_string()).or(failed.map(|f| f.error)),
         result,
@@ -205,7 +344,7 @@ fn table_cell(text: &str) -> String {
 /// The listing as a table.
 pub fn render(entries: &[RunEntry]) -> String {
     let mut out = String::from(
-        "| id | state | method | backbone | width | batch | lr | seed | steps | loss | accuracy | tags |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| id | kind | state | settings | steps | loss | accuracy | tags |\n|---|---|---|---|---|---|---|---|\n",
     );
     for e in entries {
         let tags = e
@@ -215,18 +354,18 @@ pub fn render(entries: &[RunEntry]) -> String {
             .collect::<Vec<_>>()
             .join(" ");
         let tags = table_cell(&tags);
+        let steps = if e.steps == 0 {
+            "–".to_string()
+        } else {
+            format!("{}/{}", e.step, e.steps)
+        };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
             short_id(&e.id),
+            e.kind.name(),
             e.state.name(),
-            e.method,
-            e.backbone,
-            e.width,
-            e.batch,
-            e.lr,
-            e.seed,
-            e.step,
-            e.steps,
+            table_cell(&e.settings),
+            steps,
             e.loss.map_or("–".into(), |l| format!("{l:.4}")),
             e.accuracy.map_or("–".into(), |a| format!("{a:.4}")),
             tags
@@ -272,8 +411,10 @@ pub fn detail(runs_dir: &Path, id_prefix: &str) -> Result<String> {
     };
     let dir = runs_dir.join(&e.id);
     let mut out = format!(
-        "run {}\nstate: {}{}\nfolder: {}\ndata: {}\n",
+        "run {}\nkind: {}\nsettings: {}\nstate: {}{}\nfolder: {}\ndata: {}\n",
         e.id,
+        e.kind.name(),
+        e.settings,
         e.state.name(),
         e.owner
             .as_ref()
@@ -287,17 +428,12 @@ pub fn detail(runs_dir: &Path, id_prefix: &str) -> Result<String> {
     if let Ok(config) = std::fs::read_to_string(dir.join("config.json")) {
         out.push_str(&format!("config.json:\n{config}\n"));
     }
-    if let Ok(metrics) = read_metrics(&dir.join("metrics.jsonl")) {
+    if let Ok(metrics) = std::fs::read_to_string(dir.join("metrics.jsonl")) {
+        // The rows as written (each run kind logs its own columns).
+        let rows: Vec<&str> = metrics.lines().filter(|l| !l.trim().is_empty()).collect();
         out.push_str("last metrics:\n");
-        for m in metrics.iter().rev().take(5).rev() {
-            out.push_str(&format!(
-                "  step {} loss {:.4} lr {:.4}{}\n",
-                m.step,
-                m.loss,
-                m.lr,
-                m.probe_acc
-                    .map_or(String::new(), |a| format!(" probe {a:.4}"))
-            ));
+        for row in &rows[rows.len().saturating_sub(5)..] {
+            out.push_str(&format!("  {}\n", table_cell(row)));
         }
     }
     let log = dir.join(WORKER_LOG);

@@ -113,7 +113,9 @@ pub fn segment_fraction(h: f64, r: f64) -> f64 {
 }
 
 impl ToyConfig {
-    fn validate(&self) -> Result<()> {
+    /// Checks every option's range, naming the offending key (`adainf check` runs it on the
+    /// options a script writes literally).
+    pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, msg: String| Err(Error::config(key, msg));
         if self.n < CLASSES + 1 || self.n > MAX_SAMPLES {
             return bad(

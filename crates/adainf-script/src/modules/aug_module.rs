@@ -36,8 +36,15 @@ fn strength(a: &ViewPair, s: f64) -> Res<ViewPair> {
 /// `aug::simclr`'s options: the `symmetric` preset (`AugSpec::default`) with the given keys
 /// over it.
 fn aug_spec_from(opts: &Map) -> Res<AugSpec> {
-    // The arrays of fixed length, said in their own terms (serde said "invalid length 0,
-    // expected an array of length 4").
+    check_array_lengths(opts).or_else(fail)?;
+    let spec: AugSpec = options::parse("aug::simclr", opts, &[]).or_else(fail)?;
+    core(spec.validate())?;
+    Ok(spec)
+}
+
+/// The arrays of fixed length of `aug::simclr`, said in their own terms (serde says "invalid
+/// length 0, expected an array of length 4"): the call and `adainf check` both ask it.
+fn check_array_lengths(opts: &Map) -> Result<(), String> {
     let d = AugSpec::default();
     for (key, len, what) in [
         (
@@ -51,15 +58,13 @@ fn aug_spec_from(opts: &Map) -> Res<AugSpec> {
         if let Some(given) = opts.get(key).and_then(|v| v.clone().into_array().ok())
             && given.len() != len
         {
-            return fail(format!(
+            return Err(format!(
                 "option `{key}` of aug::simclr takes {len} numbers {what}, got {}",
                 given.len()
             ));
         }
     }
-    let spec: AugSpec = options::parse("aug::simclr", opts, &[]).or_else(fail)?;
-    core(spec.validate())?;
-    Ok(spec)
+    Ok(())
 }
 
 /// The options of `aug::auto`.
@@ -215,7 +220,11 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "a symmetric augmentation; unset keys keep the `symmetric` values",
             &[],
         )
-        .typed(typed::<AugSpec>()),
+        .typed(typed::<AugSpec>().with_check(|function, opts| {
+            check_array_lengths(opts)?;
+            let spec: AugSpec = options::parse(function, opts, &[])?;
+            literal_outcome(opts, spec.validate())
+        })),
         entry(
             "aug::auto",
             "aug::auto(data, opts) -> Aug",
