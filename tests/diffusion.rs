@@ -337,8 +337,14 @@ print(`generator=${g.id} run=${run.id}`);
     let generator = generators[0];
     assert_eq!(generator["id"], value(&stdout, "generator"));
     assert_eq!(generator["state"], "done");
-    assert_eq!((generator["step"].as_u64(), generator["steps"].as_u64()), (Some(3), Some(3)));
-    assert!(generator["loss"].as_f64().is_some_and(f64::is_finite), "{generator}");
+    assert_eq!(
+        (generator["step"].as_u64(), generator["steps"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert!(
+        generator["loss"].as_f64().is_some_and(f64::is_finite),
+        "{generator}"
+    );
     assert!(
         generator["settings"].as_str().unwrap().contains("ddpm ch8"),
         "{generator}"
@@ -347,17 +353,27 @@ print(`generator=${g.id} run=${run.id}`);
     let sample = samples[0];
     assert_eq!(sample["state"], "done");
     assert!(
-        sample["settings"].as_str().unwrap().starts_with("6 images, ddim 4 steps"),
+        sample["settings"]
+            .as_str()
+            .unwrap()
+            .starts_with("6 images, ddim 4 steps"),
         "{sample}"
     );
     let run = pretrain[0];
     assert_eq!(run["id"], value(&stdout, "run"));
-    assert_eq!((run["state"].as_str(), run["method"].as_str()), (Some("done"), Some("simclr")));
+    assert_eq!(
+        (run["state"].as_str(), run["method"].as_str()),
+        (Some("done"), Some("simclr"))
+    );
     assert_eq!(run["tags"]["setting"], "vanilla");
     // The table: one row each, with its kind.
     let table = bin().arg("runs").arg(&runs).output().unwrap();
     let (table, _) = text(&table);
-    for kind in ["| generator | done |", "| samples | done |", "| pretrain | done |"] {
+    for kind in [
+        "| generator | done |",
+        "| samples | done |",
+        "| pretrain | done |",
+    ] {
         assert!(table.contains(kind), "{kind}:\n{table}");
     }
     assert!(table.contains("3 run(s): 3 done"), "{table}");
@@ -376,7 +392,10 @@ print(`generator=${g.id} run=${run.id}`);
         .find(|r| r["kind"] == "samples")
         .unwrap();
     assert_eq!(damaged["state"], "damaged", "{damaged}");
-    assert!(damaged["error"].as_str().unwrap().contains("result.json"), "{damaged}");
+    assert!(
+        damaged["error"].as_str().unwrap().contains("result.json"),
+        "{damaged}"
+    );
     // The detail of the generator shows its kind and its last metrics rows.
     let detail = bin()
         .args(["runs", "--id", &generator["id"].as_str().unwrap()[..8]])

@@ -214,9 +214,11 @@ fn about(stored: serde_json::Value) -> Option<About> {
         None | Some("pretrain") => {
             let config = match serde_json::from_value::<RunSpec>(stored.clone()) {
                 Ok(spec) => spec.config,
-                Err(_) => serde_json::from_value::<RunRequest>(stored.clone())
-                    .ok()?
-                    .config,
+                Err(_) => {
+                    serde_json::from_value::<RunRequest>(stored.clone())
+                        .ok()?
+                        .config
+                }
             };
             Some(pretrain_about(&config, &description(&stored)))
         }
