@@ -511,11 +511,18 @@ fn check_reports_what_run_would_refuse() {
         let run = ws.run(&script, &[]);
         assert_eq!(run.status.code(), Some(1), "{name} runs: {}", text(&run).1);
     }
-    // A correct script using the same features passes.
+    // A correct script using the same features passes, and so do literal values that are
+    // valid with the values of the options the checker cannot see (a variable's): a warm-up
+    // longer than the default steps, a method's own setting with the method in a variable, a
+    // bad literal replaced by a variable before the call.
     let fine = ws.script(
         "fine.rhai",
         &format!(
-            "import \"mymod\" as m;\nimport \"sweep\" as s;\nlet alpha = m::twice(m::value());\n{data}let o = #{{ data: d, lr: 0.1, steps: 1 }};\no.seed = 2;\ntrain::pretrain(o);\no.note = \"a key set after the call is not an option\";\nprint(alpha);\n"
+            "import \"mymod\" as m;\nimport \"sweep\" as s;\nlet alpha = m::twice(m::value());\n{data}let o = #{{ data: d, lr: 0.1, steps: 1 }};\no.seed = 2;\ntrain::pretrain(o);\no.note = \"a key set after the call is not an option\";\nprint(alpha);\n\
+             let n = 3000;\nlet long = #{{ data: d, steps: n, warmup: 2000 }};\n\
+             let method = \"mocov2\";\nlet moco = #{{ data: d, method: method, queue_size: 4096 }};\n\
+             let lr = 0.1;\nlet replaced = #{{ data: d, lr: -1.0 }};\nreplaced.lr = lr;\n\
+             train::pretrain(long);\ntrain::pretrain(moco);\ntrain::pretrain(replaced);\n"
         ),
     );
     let out = bin().arg("check").arg(&fine).output().unwrap();

@@ -6,14 +6,18 @@
 //! one), from which the derive writes the struct's `Default`. Parsing (serde), `adainf api`,
 //! `adainf check` and the `.d.rhai` files all read what this derive generates.
 //!
-//! Field attributes: `default = expr`, `kind = K`, `skip` (not an option), `flatten` (the
-//! field's own type lists options: its rows are spliced in; serde's `flatten` implies it).
-//! Struct attribute: `manual_default` (the struct writes its own `Default`, e.g. defaults that
-//! depend on another option).
+//! Field attributes: `default = expr`, `kind = K`, `skip` (not an option). A field with
+//! serde's `flatten` splices in its own type's options (`PretrainConfig`'s `method`, which
+//! serde also skips, is such a field: its type lists the method's options). Struct attribute:
+//! `manual_default` (the struct writes its own `Default`, e.g. defaults that depend on another
+//! option; then no field may carry a default). What would make serde read another key or
+//! another default than the one listed is a compile error: serde's `rename_all`, a struct-level
+//! `default = "path"`, a field-level `default`.
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as Tokens;
 use quote::{quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Attribute, Data, DeriveInput, Expr, Fields, Lit, LitStr, Token, parse_macro_input};
 
@@ -51,6 +55,17 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         ));
     };
     let manual_default = struct_attrs(&input.attrs)?;
+    if manual_default
+        && let Some(f) = fields
+            .named
+            .iter()
+            .find(|f| field_attrs(&f.attrs).is_ok_and(|a| a.default.is_some()))
+    {
+        return Err(syn::Error::new(
+            f.span(),
+            "#[option(default)] does nothing under #[option(manual_default)]: give the default in the struct's Default",
+        ));
+    }
     let mut rows = Vec::new();
     let mut inits = Vec::new();
     for field in &fields.named {
@@ -74,7 +89,10 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         if attrs.skip {
             continue;
         }
-        let key = attrs.rename.clone().unwrap_or_else(|| ident.to_string());
+        let key = attrs
+            .rename
+            .clone()
+            .unwrap_or_else(|| ident.unraw().to_string());
         let doc = first_paragraph(&field.attrs);
         if doc.is_empty() {
             return Err(syn::Error::new(
@@ -145,6 +163,11 @@ fn struct_attrs(attrs: &[Attribute]) -> syn::Result<bool> {
                         .error("#[derive(Options)] reads field names as written: no rename_all"));
                 }
                 if meta.path.is_ident("default") {
+                    if !meta.input.peek(syn::Token![,]) && !meta.input.is_empty() {
+                        return Err(meta.error(
+                            "#[derive(Options)] takes the defaults from #[option(default)]: #[serde(default)] without a path",
+                        ));
+                    }
                     serde_default = true;
                 }
                 skip_value(&meta)
@@ -171,12 +194,10 @@ fn field_attrs(attrs: &[Attribute]) -> syn::Result<FieldAttrs> {
                     out.kind = Some(meta.value()?.parse()?);
                 } else if meta.path.is_ident("skip") {
                     out.skip = true;
-                } else if meta.path.is_ident("flatten") {
-                    out.flatten = true;
                 } else {
-                    return Err(meta.error(
-                        "unknown #[option] attribute of a field (default, kind, skip, flatten)",
-                    ));
+                    return Err(
+                        meta.error("unknown #[option] attribute of a field (default, kind, skip)")
+                    );
                 }
                 Ok(())
             })?;
@@ -189,6 +210,11 @@ fn field_attrs(attrs: &[Attribute]) -> syn::Result<FieldAttrs> {
                 }
                 if meta.path.is_ident("skip") || meta.path.is_ident("skip_deserializing") {
                     out.skip = true;
+                }
+                if meta.path.is_ident("default") {
+                    return Err(meta.error(
+                        "#[derive(Options)] takes a field's default from #[option(default = ..)], not from serde",
+                    ));
                 }
                 if meta.path.is_ident("flatten") {
                     out.flatten = true;

@@ -306,6 +306,9 @@ pub fn check_script(ast: &AST, file: &str, api: &[ApiEntry], known: &Known) -> V
             if let Expr::Map(map, _) = arg {
                 let options = entry.options();
                 let mut literals = Map::new();
+                // Options of the struct set to a value that is not a literal (a variable, a
+                // call): the call's own checks cannot know them.
+                let mut unknown: Vec<&str> = Vec::new();
                 let keys: Vec<(&str, rhai::Position, &Expr)> = map
                     .0
                     .iter()
@@ -320,6 +323,12 @@ pub fn check_script(ast: &AST, file: &str, api: &[ApiEntry], known: &Known) -> V
                             unknown_key_message(&full, key, &options)
                         )),
                         Some(o) => {
+                            // The last setting of a key is the one the call gets.
+                            literals.remove(key);
+                            unknown.retain(|k| *k != key);
+                            if literal(value).is_none() && !o.kind.is_handle() {
+                                unknown.push(key);
+                            }
                             if let Some((false, got)) = literal_kind_ok(o.kind, value) {
                                 problems.push(format!(
                                     "{}: {}",
@@ -347,7 +356,7 @@ pub fn check_script(ast: &AST, file: &str, api: &[ApiEntry], known: &Known) -> V
                 }
                 // The call's own checks of the literal values (ranges, names), placed at the
                 // value they name.
-                if let Some(Err(e)) = entry.typed.map(|t| (t.check)(&full, &literals)) {
+                if let Some(Err(e)) = entry.typed.map(|t| (t.check)(&full, &literals, &unknown)) {
                     // The last setting of the key named is the one the call gets.
                     let place = keys
                         .iter()

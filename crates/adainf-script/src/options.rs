@@ -226,15 +226,21 @@ pub struct Typed {
     /// on another option (pretraining's per-method defaults).
     pub defaults: fn() -> Defaults,
     /// The checks that need no data, on the option values a script writes literally (`adainf
-    /// check`; `function`, the literal values): that they parse into the struct (names of
-    /// closed sets, lengths of arrays), and what else the function checks without data
-    /// (`Typed::with_check`). Only errors about the given keys.
-    pub check: fn(&str, &Map) -> Result<(), String>,
+    /// check`): that they parse into the struct (names of closed sets, lengths of arrays), and
+    /// what else the function checks without data (`Typed::with_check`), never an error that
+    /// a value the check cannot see could make wrong (see `LiteralCheck`).
+    pub check: LiteralCheck,
 }
+
+/// A data-free check of literal option values: the function, the literal values, and the keys
+/// of the struct's options the script sets to something that is not a literal (a variable, a
+/// call), whose values the check cannot know: an error a rule between two options gives
+/// (warm-up against steps) may be wrong when one of them is unknown.
+pub type LiteralCheck = fn(&str, &Map, &[&str]) -> Result<(), String>;
 
 impl Typed {
     /// The same options with another data-free check of literal values.
-    pub fn with_check(self, check: fn(&str, &Map) -> Result<(), String>) -> Self {
+    pub fn with_check(self, check: LiteralCheck) -> Self {
         Typed { check, ..self }
     }
 }
@@ -244,7 +250,7 @@ pub fn typed<T: Options + Default + Serialize + DeserializeOwned>() -> Typed {
     Typed {
         options: T::option_fields,
         defaults: || vec![("", serialized(&T::default()))],
-        check: |function, literals| {
+        check: |function, literals, _| {
             let json = to_json(literals, &T::option_fields());
             deserialize_over::<T>(function, &JsonMap::new(), json).map(|_| ())
         },
@@ -265,7 +271,7 @@ where
             d.extend(serialized(&B::default()));
             vec![("", d)]
         },
-        check: |function, literals| parse_pair::<A, B>(function, literals).map(|_| ()),
+        check: |function, literals, _| parse_pair::<A, B>(function, literals).map(|_| ()),
     }
 }
 

@@ -502,6 +502,15 @@ fn a_field_added_to_an_options_struct_is_an_option_everywhere() {
         &format!("{data}let s = data::subset(d, #{{ n: 3, fake_option: 2 }});\nif s.len() != 3 {{ throw \"len\"; }}\n"),
     )
     .unwrap();
+    // The value given is the value parsed, and the field's default where none is given.
+    let given: Map = [
+        ("n".into(), Dynamic::from(3_i64)),
+        ("fake_option".into(), Dynamic::from(2_i64)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(modules::data_module::parsed_fake_option(&given), Ok(2));
+    assert_eq!(modules::data_module::parsed_fake_option(&Map::new()), Ok(7));
     let e = run_script(
         "fake_kind",
         &format!("{data}data::subset(d, #{{ n: 3, fake_option: \"x\" }});\n"),

@@ -14,7 +14,9 @@ use super::claim;
 use super::request::RunRequest;
 use super::{REQUEST_FILE, WORKER_LOG, short_id, tail};
 use crate::error::{Error, Result};
-use crate::generator::diffusion::run::{DiffusionConfig, SampleSpec};
+use crate::generator::diffusion::run::{
+    DiffusionConfig, GENERATOR_KIND, SAMPLE_RECORDS, SAMPLES_KIND, SampleSpec,
+};
 use crate::train::run::{RunResult, RunSpec};
 use crate::train::seal;
 
@@ -81,7 +83,7 @@ impl EntryKind {
     fn records(self) -> &'static [&'static str] {
         match self {
             EntryKind::Pretrain | EntryKind::Generator => &seal::RECORDS,
-            EntryKind::Samples => &["config.json", "result.json"],
+            EntryKind::Samples => &SAMPLE_RECORDS,
         }
     }
 }
@@ -222,11 +224,11 @@ fn about(stored: serde_json::Value) -> Option<About> {
             };
             Some(pretrain_about(&config, &description(&stored)))
         }
-        Some("diffusion") => {
+        Some(GENERATOR_KIND) => {
             let config: DiffusionConfig = serde_json::from_value(stored["config"].clone()).ok()?;
             Some(generator_about(&config, &description(&stored)))
         }
-        Some("diffusion_sample") => {
+        Some(SAMPLES_KIND) => {
             let spec: SampleSpec = serde_json::from_value(stored).ok()?;
             Some(About {
                 kind: EntryKind::Samples,
@@ -258,7 +260,10 @@ fn last_row(dir: &Path) -> Option<(usize, Option<f64>)> {
 /// The entry of one run folder (None when it is not a run folder).
 pub fn entry(dir: &Path) -> Option<RunEntry> {
     let request: Option<serde_json::Value> = read_json(&dir.join(REQUEST_FILE));
-    let about = about(read_json(&dir.join("config.json")).or_else(|| request.clone())?)?;
+    // The config, or the request where the run has not written a config it reads.
+    let about = read_json(&dir.join("config.json"))
+        .and_then(about)
+        .or_else(|| request.clone().and_then(about))?;
     let tags = request
         .and_then(|r| r.get("tags").and_then(|t| t.as_object()).cloned())
         .unwrap_or_default();

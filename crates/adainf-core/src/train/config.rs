@@ -371,7 +371,7 @@ fn positive(key: &str, v: f64) -> Result<()> {
 #[serde(remote = "Self", deny_unknown_fields, default)]
 #[option(manual_default)]
 pub struct PretrainConfig {
-    /// "resnet18", or "resnet10" (CPU-sized).
+    /// The backbone: the CIFAR ResNet-18, or a CPU-sized ResNet-10.
     pub backbone: Backbone,
     /// First-stage channels, 64 = standard ResNet-18.
     pub width: usize,

@@ -220,10 +220,10 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "a symmetric augmentation; unset keys keep the `symmetric` values",
             &[],
         )
-        .typed(typed::<AugSpec>().with_check(|function, opts| {
+        .typed(typed::<AugSpec>().with_check(|function, opts, unknown| {
             check_array_lengths(opts)?;
             let spec: AugSpec = options::parse(function, opts, &[])?;
-            literal_outcome(opts, spec.validate())
+            literal_outcome(opts, unknown, spec.validate())
         })),
         entry(
             "aug::auto",

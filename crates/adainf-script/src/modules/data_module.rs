@@ -219,15 +219,15 @@ fn cifar_recipe(st: &HostState, dir: &str, variant: Variant, split: &str) -> Rec
 
 /// The data-free checks of `data::synthetic`'s literal options (`Typed::check`): they parse,
 /// and the image size is in range.
-fn check_synthetic(function: &str, opts: &Map) -> Result<(), String> {
+fn check_synthetic(function: &str, opts: &Map, unknown: &[&str]) -> Result<(), String> {
     let spec: SyntheticSpec = options::parse(function, opts, &[])?;
-    literal_outcome(opts, crate::data::synthetic::check_size(spec.size))
+    literal_outcome(opts, unknown, crate::data::synthetic::check_size(spec.size))
 }
 
 /// `check_synthetic` for `data::synthetic_generator`.
-fn check_synthetic_generator(function: &str, opts: &Map) -> Result<(), String> {
+fn check_synthetic_generator(function: &str, opts: &Map, unknown: &[&str]) -> Result<(), String> {
     let spec: GeneratorSpec = options::parse(function, opts, &[])?;
-    literal_outcome(opts, crate::data::synthetic::check_size(spec.size))
+    literal_outcome(opts, unknown, crate::data::synthetic::check_size(spec.size))
 }
 
 /// The options of `data::cifar100`.
@@ -262,6 +262,12 @@ struct SubsetOptions {
     #[cfg(test)]
     #[option(default = 7)]
     pub(crate) fake_option: usize,
+}
+
+/// The test-only option's value as `data::subset` parses it (for the one-definition test).
+#[cfg(test)]
+pub(crate) fn parsed_fake_option(opts: &Map) -> Result<usize, String> {
+    options::parse::<SubsetOptions>("data::subset", opts, &[]).map(|o| o.fake_option)
 }
 
 /// `dup: "auto"`.

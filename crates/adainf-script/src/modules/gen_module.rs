@@ -93,10 +93,12 @@ fn diffusion_options(
 /// The options of `gen::diffusion` and `gen::diffusion_all`: the core's config, then the run
 /// options; `adainf check` parses literal values and checks the config's ranges.
 fn diffusion_typed() -> options::Typed {
-    options::typed_pair::<DiffusionConfig, DiffusionRunOptions>().with_check(|function, opts| {
-        let (config, _) = diffusion_options(function, opts)?;
-        literal_outcome(opts, config.check_options())
-    })
+    options::typed_pair::<DiffusionConfig, DiffusionRunOptions>().with_check(
+        |function, opts, unknown| {
+            let (config, _) = diffusion_options(function, opts)?;
+            literal_outcome(opts, unknown, config.check_options())
+        },
+    )
 }
 
 /// Trains (or loads) the generators on `real` in order, through the host's executor (as

@@ -179,7 +179,7 @@ macro_rules! register_with_context {
 }
 
 mod aug_module;
-mod data_module;
+pub(crate) mod data_module;
 mod eval_module;
 mod gen_module;
 mod report_module;
@@ -244,11 +244,20 @@ pub(super) fn register_all(engine: &mut Engine, state: &Rc<HostState>) {
 }
 
 /// The outcome of a core check run on the option values a script writes literally (`adainf
-/// check`, `options::Typed::check`): an error about a key the script did not write there is
-/// none of its business (the call decides it with the rest of the options).
-fn literal_outcome(opts: &Map, result: crate::error::Result<()>) -> Result<(), String> {
+/// check`, `options::Typed::check`; `unknown`: the options set to values the check cannot
+/// see): an error about a key the script did not write literally is none of its business, nor
+/// is a range error while another option is unknown (the rule may read it; the call decides).
+fn literal_outcome(
+    opts: &Map,
+    unknown: &[&str],
+    result: crate::error::Result<()>,
+) -> Result<(), String> {
     match result {
-        Err(crate::error::Error::Config { key, .. }) if !opts.contains_key(key.as_str()) => Ok(()),
+        Err(crate::error::Error::Config { key, .. })
+            if !opts.contains_key(key.as_str()) || !unknown.is_empty() =>
+        {
+            Ok(())
+        }
         Err(e) => Err(e.to_string()),
         Ok(()) => Ok(()),
     }

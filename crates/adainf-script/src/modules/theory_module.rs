@@ -88,9 +88,9 @@ pub(super) fn entries() -> Vec<ApiEntry> {
             "the paper's 2-D toy, exact: two Gaussians, disc augmentation of radius r; returns #{ alpha, alpha_population, lambda_k1, lambda, bound, n, r, k } (λ_{k+1} of the normalised Laplacian of the augmentation graph, bound = α/λ_{k+1} + α)",
             &[],
         )
-        .typed(typed::<ToyConfig>().with_check(|function, opts| {
+        .typed(typed::<ToyConfig>().with_check(|function, opts, unknown| {
             let cfg: ToyConfig = options::parse(function, opts, &[])?;
-            literal_outcome(opts, cfg.validate())
+            literal_outcome(opts, unknown, cfg.validate())
         })),
         entry(
             "theory::estimate",

@@ -67,8 +67,9 @@ fn defaults_map(method: &str) -> Res<Map> {
 struct RunOptions {
     #[serde(flatten)]
     control: RunControl,
-    /// "auto" (on the GPU when the data fits), "device" (upload the data once, gather batches
-    /// there) or "stream" (gather on the host, upload each batch); not part of the run id.
+    /// Where batches are gathered: auto (on the GPU when the data fits), device (upload the
+    /// data once, gather batches there) or stream (gather on the host, upload each batch); not
+    /// part of the run id.
     placement: Placement,
 }
 
@@ -154,13 +155,16 @@ fn resolved_config(function: &str, opts: &Map, data_len: usize) -> Res<PretrainC
 
 /// The data-free checks of pretrain literal options (`Typed::check`): they parse into the
 /// config (the method's name, its own settings), and the config's ranges, as `prepare` and the
-/// core check them.
-fn check_literal(function: &str, opts: &Map) -> Result<(), String> {
+/// core check them. Nothing while the method is unknown: it decides which keys apply.
+fn check_literal(function: &str, opts: &Map, unknown: &[&str]) -> Result<(), String> {
+    if unknown.contains(&"method") {
+        return Ok(());
+    }
     let config = resolved_config(function, opts, 1 << 20).map_err(|e| match *e {
         EvalAltResult::ErrorRuntime(m, _) => m.to_string(),
         other => other.to_string(),
     })?;
-    literal_outcome(opts, config.validate())
+    literal_outcome(opts, unknown, config.validate())
 }
 
 /// One run a script asked for, with everything resolved.

@@ -196,7 +196,7 @@ impl DiffusionSpec {
     pub fn new(config: &DiffusionConfig, real: &Dataset) -> Self {
         DiffusionSpec {
             format: FORMAT,
-            kind: "diffusion".into(),
+            kind: GENERATOR_KIND.into(),
             config: config.clone(),
             data: DataRef::of(real),
         }
@@ -602,7 +602,7 @@ impl SampleSpec {
     pub fn new(generator: &str, n: usize, config: &SampleConfig) -> Self {
         SampleSpec {
             format: SAMPLE_FORMAT,
-            kind: "diffusion_sample".into(),
+            kind: SAMPLES_KIND.into(),
             generator: generator.into(),
             n,
             config: config.clone(),
@@ -660,7 +660,17 @@ pub struct SampleRun {
 const SAMPLES_FILE: &str = "samples.npz";
 
 /// The files a finished sampling run seals.
-const SAMPLE_FILES: [&str; 3] = ["config.json", "result.json", SAMPLES_FILE];
+const SAMPLE_FILES: [&str; 3] = [SAMPLE_RECORDS[0], SAMPLE_RECORDS[1], SAMPLES_FILE];
+
+/// The records of a sampling run (what a listing checks against the seal; the images are
+/// checked when they are used).
+pub const SAMPLE_RECORDS: [&str; 2] = ["config.json", "result.json"];
+
+/// The `kind` of a generator's `config.json` (`DiffusionSpec`).
+pub const GENERATOR_KIND: &str = "diffusion";
+
+/// The `kind` of a sampling run's `config.json` (`SampleSpec`).
+pub const SAMPLES_KIND: &str = "diffusion_sample";
 
 /// Bump when the sampling semantics change, so old stored samples are not reused.
 const SAMPLE_FORMAT: u32 = 1;
