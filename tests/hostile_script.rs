@@ -521,7 +521,7 @@ fn check_reports_what_run_would_refuse() {
             "import \"mymod\" as m;\nimport \"sweep\" as s;\nlet alpha = m::twice(m::value());\n{data}let o = #{{ data: d, lr: 0.1, steps: 1 }};\no.seed = 2;\ntrain::pretrain(o);\no.note = \"a key set after the call is not an option\";\nprint(alpha);\n\
              let n = 3000;\nlet long = #{{ data: d, steps: n, warmup: 2000 }};\n\
              let method = \"mocov2\";\nlet moco = #{{ data: d, method: method, queue_size: 4096 }};\n\
-             let lr = 0.1;\nlet replaced = #{{ data: d, lr: -1.0 }};\nreplaced.lr = lr;\n\
+             let optimizer = \"sgd\";\nlet replaced = #{{ data: d, optimizer: \"adam\" }};\nreplaced.optimizer = optimizer;\n\
              train::pretrain(long);\ntrain::pretrain(moco);\ntrain::pretrain(replaced);\n"
         ),
     );
