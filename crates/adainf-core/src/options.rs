@@ -127,7 +127,9 @@ macro_rules! option_kind {
     };
 }
 
-crate::option_kind!(Int: usize, u64, u32, u16, u8, i64, i32);
+// Unsigned only: the option check refuses negative integers (a signed option would need a kind
+// of its own).
+crate::option_kind!(Int: usize, u64, u32, u16, u8);
 crate::option_kind!(Float: f64, f32);
 crate::option_kind!(Str: String);
 crate::option_kind!(Bool: bool);
