@@ -380,7 +380,10 @@ fn bad_parameters_and_flags_are_refused_clearly() {
 #[test]
 fn check_reports_what_run_would_refuse() {
     let ws = Workspace::new("check");
-    ws.script("mymod.rhai", "fn value() { 1 }\nfn twice(x) { x * 2 }\n");
+    ws.script(
+        "mymod.rhai",
+        "fn value() { 1 }\nfn twice(x) { x * 2 }\nfn settings() { #{ steps: 3000 } }\n",
+    );
     let data = "let d = data::synthetic(#{ n: 16 });\n";
     let cases: &[(&str, String, &[&str])] = &[
         (
@@ -478,6 +481,20 @@ fn check_reports_what_run_would_refuse() {
             "let a = aug::simclr(#{ jitter: [0.5] });\n".into(),
             &["array_length.rhai:1:", "`jitter`", "takes 4 numbers"],
         ),
+        // The maps of a batch, each with its place, and a map merged with `+`.
+        (
+            "batch",
+            format!(
+                "{data}let base = #{{ data: d, steps: 2 }};\ntrain::pretrain_all([#{{ data: d, lrr: 0.1 }}, base + #{{ optimizer: \"adam\" }}]);\n"
+            ),
+            &[
+                "batch.rhai:3:34:",
+                "unknown option `lrr`",
+                "batch.rhai:3:",
+                "`optimizer`",
+                "`adam`",
+            ],
+        ),
         (
             "aug_range",
             "let a = aug::simclr(#{ flip_prob: 1.5 });\n".into(),
@@ -522,7 +539,8 @@ fn check_reports_what_run_would_refuse() {
              let n = 3000;\nlet long = #{{ data: d, steps: n, warmup: 2000 }};\n\
              let method = \"mocov2\";\nlet moco = #{{ data: d, method: method, queue_size: 4096 }};\n\
              let optimizer = \"sgd\";\nlet replaced = #{{ data: d, optimizer: \"adam\" }};\nreplaced.optimizer = optimizer;\n\
-             train::pretrain(long);\ntrain::pretrain(moco);\ntrain::pretrain(replaced);\n"
+             train::pretrain(long);\ntrain::pretrain(moco);\ntrain::pretrain(replaced);\n\
+             train::pretrain_all([long + #{{ seed: 1 }}, moco, m::settings() + #{{ warmup: 2000 }}]);\n"
         ),
     );
     let out = bin().arg("check").arg(&fine).output().unwrap();

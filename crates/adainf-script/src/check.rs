@@ -241,6 +241,142 @@ fn check_imports(ast: &AST, file: &str, known: &Known, problems: &mut Vec<String
     });
 }
 
+/// The keys a script gives an option map, as the checker sees them: each key with its place
+/// and value, in the order they are set (a later setting wins), and whether part of the map is
+/// out of sight (a variable or call whose keys the checker cannot know).
+#[derive(Default)]
+struct OptionMap<'a> {
+    keys: Vec<(&'a str, rhai::Position, &'a Expr)>,
+    opaque: bool,
+}
+
+/// Collects the option map `e` stands for into `out`: a map literal; a variable defined once by
+/// a map literal, with the keys set on it before the call at `call`; `a + b` (Rhai's merge:
+/// `b`'s keys over `a`'s), where a side out of sight makes the map opaque. False where `e` is
+/// no option map the checker can read at all.
+fn resolve<'a>(
+    e: &'a Expr,
+    variables: &'a HashMap<String, Expr>,
+    assigned: &'a HashMap<String, Vec<(String, rhai::Position, Expr)>>,
+    call: rhai::Position,
+    out: &mut OptionMap<'a>,
+) -> bool {
+    match e {
+        Expr::Map(map, _) => {
+            out.keys.extend(
+                map.0
+                    .iter()
+                    .map(|(ident, value)| (ident.name.as_str(), ident.pos, value)),
+            );
+            true
+        }
+        Expr::Variable(x, ..) => {
+            let Some(literal) = variables.get(x.1.as_str()) else {
+                return false;
+            };
+            resolve(literal, variables, assigned, call, out);
+            out.keys.extend(
+                assigned
+                    .get(x.1.as_str())
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, p, _)| before(*p, call))
+                    .map(|(k, p, v)| (k.as_str(), *p, v)),
+            );
+            true
+        }
+        Expr::FnCall(f, _) if f.name == "+" && f.args.len() == 2 && f.namespace.is_empty() => {
+            let mut readable = false;
+            for side in f.args.iter() {
+                if resolve(side, variables, assigned, call, out) {
+                    readable = true;
+                } else {
+                    out.opaque = true;
+                }
+            }
+            readable
+        }
+        _ => false,
+    }
+}
+
+/// The checks of one option map of a call to `full`: unknown keys, literal values of the wrong
+/// kind or refused by the option check, schedules, then the function's own data-free check of
+/// the literal values (`Typed::check`), each placed at the value it names.
+fn check_option_map(
+    file: &str,
+    full: &str,
+    entry: &ApiEntry,
+    map: &OptionMap,
+    at_map: rhai::Position,
+    problems: &mut Vec<String>,
+) {
+    let options = entry.options();
+    let mut literals = Map::new();
+    // Options of the struct set to a value that is not a literal (a variable, a call), or all
+    // of them where part of the map is out of sight: the call's own checks cannot know them.
+    let mut unknown: Vec<&str> = Vec::new();
+    if map.opaque {
+        unknown.extend(
+            options
+                .iter()
+                .filter(|o| !o.kind.is_handle())
+                .map(|o| o.key),
+        );
+    }
+    for &(key, key_pos, value) in &map.keys {
+        match options.iter().find(|o| o.key == key) {
+            None => problems.push(format!(
+                "{}: {}",
+                at(file, key_pos),
+                unknown_key_message(full, key, &options)
+            )),
+            Some(o) => {
+                // The last setting of a key is the one the call gets.
+                literals.remove(key);
+                if !map.opaque {
+                    unknown.retain(|k| *k != key);
+                    if literal(value).is_none() && !o.kind.is_handle() {
+                        unknown.push(o.key);
+                    }
+                }
+                if let Some((false, got)) = literal_kind_ok(o.kind, value) {
+                    problems.push(format!(
+                        "{}: {}",
+                        at(file, value.position()),
+                        wrong_kind_message(full, key, o.kind, &got)
+                    ));
+                } else if let Some(v) = literal(value) {
+                    // The value checks the call runs (negative counts, NaN).
+                    let one: Map = [(key.into(), v.clone())].into_iter().collect();
+                    match check(full, &one, &options) {
+                        Err(e) => problems.push(format!("{}: {e}", at(file, value.position()))),
+                        Ok(()) => {
+                            literals.insert(key.into(), v);
+                        }
+                    }
+                }
+                if o.kind == Kind::Schedule
+                    && let Expr::Map(inner, _) = value
+                {
+                    check_schedule(file, full, key, &inner.0, problems);
+                }
+            }
+        }
+    }
+    // The call's own checks of the literal values (ranges, names), placed at the value they
+    // name (the last setting of that key, the one the call gets).
+    if let Some(Err(e)) = entry.typed.map(|t| (t.check)(full, &literals, &unknown)) {
+        let place = map
+            .keys
+            .iter()
+            .rev()
+            .find(|(key, ..)| e.contains(&format!("`{key}`")))
+            .map_or(at_map, |(_, _, v)| v.position());
+        problems.push(format!("{}: {e} (in {full})", at(file, place)));
+    }
+}
+
 /// Every static check of a compiled script (see the top of this file).
 pub fn check_script(ast: &AST, file: &str, api: &[ApiEntry], known: &Known) -> Vec<String> {
     let mut problems = Vec::new();
@@ -283,87 +419,24 @@ pub fn check_script(ast: &AST, file: &str, api: &[ApiEntry], known: &Known) -> V
             ));
             return true;
         };
+        // A function of `[opts, ...]` (a batch) takes an array of option maps.
+        let batch = entry.signature.contains("[opts");
         for arg in call.args.iter() {
-            // A map variable's keys: those of its literal, then those set before this call.
-            let mut later: Vec<(&str, rhai::Position, &Expr)> = Vec::new();
-            let arg = match arg {
-                Expr::Variable(x, ..) => match variables.get(x.1.as_str()) {
-                    Some(e) => {
-                        later.extend(
-                            assigned
-                                .get(x.1.as_str())
-                                .into_iter()
-                                .flatten()
-                                .filter(|(_, p, _)| before(*p, *pos))
-                                .map(|(k, p, v)| (k.as_str(), *p, v)),
-                        );
-                        e
-                    }
-                    None => arg,
-                },
-                _ => arg,
+            let items: Vec<&Expr> = match arg {
+                Expr::Array(items, _) if batch => items.iter().collect(),
+                other => vec![other],
             };
-            if let Expr::Map(map, _) = arg {
-                let options = entry.options();
-                let mut literals = Map::new();
-                // Options of the struct set to a value that is not a literal (a variable, a
-                // call): the call's own checks cannot know them.
-                let mut unknown: Vec<&str> = Vec::new();
-                let keys: Vec<(&str, rhai::Position, &Expr)> = map
-                    .0
-                    .iter()
-                    .map(|(ident, value)| (ident.name.as_str(), ident.pos, value))
-                    .chain(later)
-                    .collect();
-                for &(key, key_pos, value) in &keys {
-                    match options.iter().find(|o| o.key == key) {
-                        None => problems.push(format!(
-                            "{}: {}",
-                            at(file, key_pos),
-                            unknown_key_message(&full, key, &options)
-                        )),
-                        Some(o) => {
-                            // The last setting of a key is the one the call gets.
-                            literals.remove(key);
-                            unknown.retain(|k| *k != key);
-                            if literal(value).is_none() && !o.kind.is_handle() {
-                                unknown.push(key);
-                            }
-                            if let Some((false, got)) = literal_kind_ok(o.kind, value) {
-                                problems.push(format!(
-                                    "{}: {}",
-                                    at(file, value.position()),
-                                    wrong_kind_message(&full, key, o.kind, &got)
-                                ));
-                            } else if let Some(v) = literal(value) {
-                                // The value checks the call runs (negative counts, NaN).
-                                let one: Map = [(key.into(), v.clone())].into_iter().collect();
-                                match check(&full, &one, &options) {
-                                    Err(e) => problems
-                                        .push(format!("{}: {e}", at(file, value.position()))),
-                                    Ok(()) => {
-                                        literals.insert(key.into(), v);
-                                    }
-                                }
-                            }
-                            if o.kind == Kind::Schedule
-                                && let Expr::Map(inner, _) = value
-                            {
-                                check_schedule(file, &full, key, &inner.0, &mut problems);
-                            }
-                        }
-                    }
-                }
-                // The call's own checks of the literal values (ranges, names), placed at the
-                // value they name.
-                if let Some(Err(e)) = entry.typed.map(|t| (t.check)(&full, &literals, &unknown)) {
-                    // The last setting of the key named is the one the call gets.
-                    let place = keys
-                        .iter()
-                        .rev()
-                        .find(|(key, ..)| e.contains(&format!("`{key}`")))
-                        .map_or(arg.position(), |(_, _, v)| v.position());
-                    problems.push(format!("{}: {e} (in {full})", at(file, place)));
+            for item in items {
+                let mut resolved = OptionMap::default();
+                if resolve(item, &variables, &assigned, *pos, &mut resolved) {
+                    check_option_map(
+                        file,
+                        &full,
+                        entry,
+                        &resolved,
+                        item.position(),
+                        &mut problems,
+                    );
                 }
             }
         }
