@@ -1,10 +1,11 @@
 //! `adainf check`: static checks of a compiled script without running it: calls to module
 //! functions that do not exist or get the wrong number of arguments (host modules and imported
-//! script modules), imports that find no file, and option maps (literal, or held in a variable
-//! defined once by a literal) with unknown keys, literal values of the wrong kind, or literal
-//! values the call would refuse (the same checks: `options::check`, and each function's
-//! data-free check of its options, `options::Typed::check`: they parse into its struct, and its
-//! ranges).
+//! script modules), imports that find no file, and option maps (literal, held in a variable
+//! defined once by a literal, merged with `+`, or the items of a batch's `[opts, ...]`) with
+//! unknown keys, literal values of the wrong kind, or literal values the call would refuse (the
+//! same checks: `options::check`, and each function's data-free check of its options,
+//! `options::Typed::check`: they parse into its struct, and its ranges, never a rule that reads
+//! an option the checker cannot see).
 //! Every problem found is reported (Rhai's parser itself stops at the first syntax error).
 
 use std::collections::HashMap;
