@@ -127,6 +127,32 @@ macro_rules! option_kind {
     };
 }
 
+/// A closed set of names (an enum whose strum names are the names serde reads): the option
+/// kind that shows them, and `NAMES`, `parse` (an error naming the option `key` and listing the
+/// names) and `name`, written once for every such enum.
+#[macro_export]
+macro_rules! closed_set {
+    ($ty:ty, $key:literal) => {
+        $crate::option_kind!(choices: $ty);
+
+        impl $ty {
+            /// The names, in variant order (those serde reads and writes).
+            pub const NAMES: &'static [&'static str] =
+                <Self as $crate::options::strum::VariantNames>::VARIANTS;
+
+            /// Parses a name; an unknown one is an error naming the option and the names.
+            pub fn parse(name: &str) -> $crate::error::Result<Self> {
+                $crate::error::parse_one_of($key, name, Self::NAMES)
+            }
+
+            /// The name, as in `NAMES`.
+            pub fn name(self) -> &'static str {
+                self.into()
+            }
+        }
+    };
+}
+
 // Unsigned only: the option check refuses negative integers (a signed option would need a kind
 // of its own).
 crate::option_kind!(Int: usize, u64, u32, u16, u8);

@@ -47,22 +47,7 @@ pub enum Placement {
     Stream,
 }
 
-crate::option_kind!(choices: Placement);
-
-impl Placement {
-    /// Names accepted by `parse`, in variant order.
-    pub const NAMES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;
-
-    /// The placement named `name` (one of `NAMES`); an error listing the names otherwise.
-    pub fn parse(name: &str) -> Result<Self> {
-        crate::error::parse_one_of("placement", name, Self::NAMES)
-    }
-
-    /// The lowercase name, as in `NAMES` and the serialized form.
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-}
+crate::closed_set!(Placement, "placement");
 
 /// The batch stream of one run (one per run: its variants' sizes do not matter).
 #[allow(clippy::large_enum_variant)]

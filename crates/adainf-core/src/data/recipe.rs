@@ -84,17 +84,7 @@ pub enum Sampler {
     Ddpm,
 }
 
-crate::option_kind!(choices: Sampler);
-
-impl Sampler {
-    /// Serialised names, in variant order.
-    pub const NAMES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;
-
-    /// Parses a sampler name.
-    pub fn parse(name: &str) -> Result<Self> {
-        crate::error::parse_one_of("sampler", name, Self::NAMES)
-    }
-}
+crate::closed_set!(Sampler, "sampler");
 
 /// How a dataset is made. Paths are absolute (resolved by the script host).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -38,22 +38,9 @@ pub enum Backbone {
     Resnet10,
 }
 
-crate::option_kind!(choices: Backbone);
+crate::closed_set!(Backbone, "backbone");
 
 impl Backbone {
-    /// Serialised names, in variant order.
-    pub const NAMES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;
-
-    /// Parses a backbone name (`resnet18` or `resnet10`).
-    pub fn parse(name: &str) -> Result<Self> {
-        crate::error::parse_one_of("backbone", name, Self::NAMES)
-    }
-
-    /// The serialised name, as in `NAMES`.
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-
     /// BasicBlocks per stage.
     pub fn blocks(self) -> [usize; 4] {
         match self {

@@ -7,8 +7,6 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{ModuleOptimizer, SgdConfig, decay::WeightDecayConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
-
 /// The pretraining optimiser, serialised as `lars` or `sgd`; both use momentum 0.9.
 #[derive(
     Clone,
@@ -50,19 +48,10 @@ pub enum LrScaling {
     Linear,
 }
 
-crate::option_kind!(choices: OptimizerKind, LrScaling);
+crate::closed_set!(OptimizerKind, "optimizer");
+crate::option_kind!(choices: LrScaling);
 
 impl OptimizerKind {
-    /// The serialised name: `lars` or `sgd`.
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-
-    /// Parses `lars` or `sgd`.
-    pub fn parse(name: &str) -> Result<Self> {
-        crate::error::parse_one_of("optimizer", name, <Self as strum::VariantNames>::VARIANTS)
-    }
-
     /// A module optimiser with momentum 0.9 (the official value for both).
     pub fn build(self, weight_decay: f64) -> ModuleOptimizer {
         match self {

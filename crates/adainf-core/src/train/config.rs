@@ -40,22 +40,9 @@ pub enum Precision {
     F16,
 }
 
-crate::option_kind!(choices: Precision);
+crate::closed_set!(Precision, "precision");
 
 impl Precision {
-    /// Config names of the variants, in declaration order.
-    pub const NAMES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;
-
-    /// Parses a config name ("f32", "bf16" or "f16"); an unknown name is a config error.
-    pub fn parse(name: &str) -> Result<Self> {
-        crate::error::parse_one_of("precision", name, Self::NAMES)
-    }
-
-    /// The config name: "f32", "bf16" or "f16".
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-
     /// The burn float type the backbone's convolutions compute in.
     pub fn dtype(self) -> FloatDType {
         match self {
