@@ -338,7 +338,6 @@ const CHECKS: &[(RunKind, (&str, &str), &[&str])] = &[
             "pub fn validate(&self)",
             "fn validate(&self, batch: usize)",
             "fn positive(",
-            "pub fn parse(name: &str)",
             "pub fn check_supported(",
         ],
     ),
