@@ -194,6 +194,39 @@ fn check_reports_all_problems_and_api_lists_functions() {
     ] {
         assert!(stdout.contains(f), "{f} missing from `adainf api`");
     }
+    // `--json`: every function with its options, kinds, closed sets' names and defaults (per
+    // method where the methods differ); with `--markdown` it is a usage error.
+    let json = bin().args(["api", "--json"]).output().unwrap();
+    assert!(json.status.success(), "{}", text(&json).1);
+    let api: serde_json::Value = serde_json::from_str(&text(&json).0).unwrap();
+    let functions = api["functions"].as_array().unwrap();
+    let pretrain = functions
+        .iter()
+        .find(|f| f["path"] == "train::pretrain")
+        .unwrap();
+    let option = |key: &str| {
+        pretrain["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["key"] == key)
+            .unwrap_or_else(|| panic!("no `{key}` in {pretrain}"))
+            .clone()
+    };
+    assert_eq!(
+        option("method")["choices"],
+        serde_json::json!(["simclr", "mocov2", "byol", "barlow"])
+    );
+    assert_eq!(option("steps")["kind"], "int");
+    assert_eq!(option("data")["kind"], "Dataset");
+    assert_eq!(option("optimizer")["default"]["mocov2"], "sgd");
+    assert!(option("queue_size")["default"]["mocov2"].is_u64());
+    assert!(functions.len() > 40, "{}", functions.len());
+    let both = bin()
+        .args(["api", "--json", "--markdown"])
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2), "{}", text(&both).1);
 }
 
 #[test]
