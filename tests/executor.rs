@@ -38,15 +38,17 @@ fn listing(runs: &Path) -> String {
     text(&out).0
 }
 
-fn run_in(ws: &Workspace, script: &Path, runs: &str, extra: &[&str]) -> std::process::Output {
-    bin()
-        .arg("run")
-        .arg(script)
-        .arg("--runs-dir")
-        .arg(ws.0.join(runs))
-        .args(extra)
-        .output()
-        .unwrap()
+/// `script` in process (runs folder `a`) and under `--jobs 2` (`b`), both succeeding, the
+/// second in two worker processes: the first's stdout, the second's stdout and stderr.
+fn in_process_and_in_workers(ws: &Workspace, script: &Path) -> (String, String, String) {
+    let inline = ws.run_in(script, "a", &[]);
+    let (out_a, err_a) = text(&inline);
+    assert!(inline.status.success(), "{err_a}");
+    let workers = ws.run_in(script, "b", &["--jobs", "2"]);
+    let (out_b, err_b) = text(&workers);
+    assert!(workers.status.success(), "{err_b}");
+    assert!(err_b.contains("in 2 worker process(es)"), "{err_b}");
+    (out_a, out_b, err_b)
 }
 
 /// Worker processes give the same runs (ids, losses, accuracies) as the in-process executor,
@@ -55,13 +57,7 @@ fn run_in(ws: &Workspace, script: &Path, runs: &str, extra: &[&str]) -> std::pro
 fn workers_reproduce_the_in_process_runs() {
     let ws = Workspace::new("workers");
     let script = ws.script("s.rhai", &sweep(3, 20, "0.05"));
-    let inline = run_in(&ws, &script, "a", &[]);
-    let (out_a, err_a) = text(&inline);
-    assert!(inline.status.success(), "{err_a}");
-    let workers = run_in(&ws, &script, "b", &["--jobs", "2"]);
-    let (out_b, err_b) = text(&workers);
-    assert!(workers.status.success(), "{err_b}");
-    assert!(err_b.contains("in 2 worker process(es)"), "{err_b}");
+    let (out_a, out_b, _) = in_process_and_in_workers(&ws, &script);
     let (a, b) = (run_results(&out_a), run_results(&out_b));
     assert_eq!(a.len(), 3);
     // The same computation in another process: equal to the last digit.
@@ -139,7 +135,7 @@ fn racing_drivers_train_each_run_once() {
 fn a_killed_workers_claim_expires_and_the_run_resumes() {
     let ws = Workspace::new("takeover");
     let script = ws.script("s.rhai", &sweep(2, 200, "0.05"));
-    let reference = run_in(&ws, &script, "reference", &[]);
+    let reference = ws.run_in(&script, "reference", &[]);
     let (ref_out, ref_err) = text(&reference);
     assert!(reference.status.success(), "{ref_err}");
 
@@ -261,7 +257,7 @@ fn a_failed_run_is_reported_with_its_error() {
     let ws = Workspace::new("failed");
     let script = ws.script("s.rhai", &sweep(2, 20, "1e30"));
     for extra in [&["--jobs", "2"][..], &[][..]] {
-        let out = run_in(&ws, &script, "runs", extra);
+        let out = ws.run_in(&script, "runs", extra);
         let (_, err) = text(&out);
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(
@@ -272,7 +268,7 @@ fn a_failed_run_is_reported_with_its_error() {
     }
     let list = listing(&ws.0.join("runs"));
     assert!(list.contains("2 failed"), "{list}");
-    let retry = run_in(&ws, &script, "runs", &["--retry-failed"]);
+    let retry = ws.run_in(&script, "runs", &["--retry-failed"]);
     let (_, err) = text(&retry);
     assert!(
         err.contains(": training 20 steps"),
@@ -288,12 +284,7 @@ fn a_failed_run_is_reported_with_its_error() {
 fn workers_train_generators_to_the_in_process_weights() {
     let ws = Workspace::new("generator-workers");
     let script = ws.script("g.rhai", GENERATORS);
-    let inline = run_in(&ws, &script, "a", &[]);
-    let (out_a, err_a) = text(&inline);
-    assert!(inline.status.success(), "{err_a}");
-    let workers = run_in(&ws, &script, "b", &["--jobs", "2"]);
-    let (out_b, err_b) = text(&workers);
-    assert!(workers.status.success(), "{err_b}");
+    let (out_a, out_b, err_b) = in_process_and_in_workers(&ws, &script);
     assert!(
         err_b.contains("2 run(s) to train in 2 worker process(es)"),
         "{err_b}"
@@ -320,7 +311,7 @@ fn workers_train_generators_to_the_in_process_weights() {
             "a finished generator keeps no checkpoint"
         );
     }
-    let again = run_in(&ws, &script, "b", &["--jobs", "2"]);
+    let again = ws.run_in(&script, "b", &["--jobs", "2"]);
     let (out, err) = text(&again);
     assert!(again.status.success(), "{err}");
     assert!(!err.contains("worker process"), "{err}");
@@ -337,12 +328,7 @@ fn workers_train_generators_to_the_in_process_weights() {
 fn workers_train_on_diffusion_samples_to_the_in_process_runs() {
     let ws = Workspace::new("sample-workers");
     let script = ws.script("s.rhai", SAMPLED_SWEEP);
-    let inline = run_in(&ws, &script, "a", &[]);
-    let (out_a, err_a) = text(&inline);
-    assert!(inline.status.success(), "{err_a}");
-    let workers = run_in(&ws, &script, "b", &["--jobs", "2"]);
-    let (out_b, err_b) = text(&workers);
-    assert!(workers.status.success(), "{err_b}");
+    let (out_a, out_b, err_b) = in_process_and_in_workers(&ws, &script);
     assert!(
         err_b.contains("2 run(s) to train in 2 worker process(es)"),
         "{err_b}"

@@ -41,24 +41,17 @@ fn a_sweep_runs_as_a_job_array_and_a_requeued_task_resumes() {
     }
     let ws = Workspace::new("slurm");
     let script = ws.script("s.rhai", sweep());
-    let local = bin()
-        .arg("run")
-        .arg(&script)
-        .arg("--runs-dir")
-        .arg(ws.0.join("local"))
-        .arg("--quiet")
-        .output()
-        .unwrap();
+    let local = ws.run_in(&script, "local", &["--quiet"]);
     let (local_out, local_err) = text(&local);
     assert!(local.status.success(), "{local_err}");
 
     let runs = ws.0.join("runs");
-    let driver = bin()
-        .arg("run")
-        .arg(&script)
-        .arg("--runs-dir")
-        .arg(&runs)
-        .args(["--executor", "slurm", "--slurm-throttle", "2"])
+    let driver = ws
+        .command_in(
+            &script,
+            "runs",
+            &["--executor", "slurm", "--slurm-throttle", "2"],
+        )
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -145,27 +138,11 @@ fn generators_train_as_a_job_array() {
     }
     let ws = Workspace::new("slurm-generators");
     let script = ws.script("g.rhai", GENERATORS);
-    let local = bin()
-        .arg("run")
-        .arg(&script)
-        .arg("--runs-dir")
-        .arg(ws.0.join("local"))
-        .arg("--quiet")
-        .output()
-        .unwrap();
+    let local = ws.run_in(&script, "local", &["--quiet"]);
     let (local_out, local_err) = text(&local);
     assert!(local.status.success(), "{local_err}");
     let runs = ws.0.join("runs");
-    let slurm = || {
-        bin()
-            .arg("run")
-            .arg(&script)
-            .arg("--runs-dir")
-            .arg(&runs)
-            .args(["--executor", "slurm"])
-            .output()
-            .unwrap()
-    };
+    let slurm = || ws.run_in(&script, "runs", &["--executor", "slurm"]);
     let out = slurm();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
@@ -198,20 +175,10 @@ fn runs_on_diffusion_samples_train_as_a_job_array() {
     }
     let ws = Workspace::new("slurm-samples");
     let script = ws.script("s.rhai", SAMPLED_SWEEP);
-    let run = |runs: &str, extra: &[&str]| {
-        bin()
-            .arg("run")
-            .arg(&script)
-            .arg("--runs-dir")
-            .arg(ws.0.join(runs))
-            .args(extra)
-            .output()
-            .unwrap()
-    };
-    let local = run("local", &["--quiet"]);
+    let local = ws.run_in(&script, "local", &["--quiet"]);
     let (local_out, local_err) = text(&local);
     assert!(local.status.success(), "{local_err}");
-    let out = run("runs", &["--executor", "slurm"]);
+    let out = ws.run_in(&script, "runs", &["--executor", "slurm"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(

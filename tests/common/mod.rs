@@ -26,17 +26,25 @@ impl Workspace {
     }
     /// `adainf run SCRIPT --runs-dir <ws>/runs EXTRA...`, not started yet.
     pub fn command(&self, script: &Path, extra: &[&str]) -> Command {
+        self.command_in(script, "runs", extra)
+    }
+    /// `command` with the runs folder `<ws>/RUNS`.
+    pub fn command_in(&self, script: &Path, runs: &str, extra: &[&str]) -> Command {
         let mut command = bin();
         command
             .arg("run")
             .arg(script)
             .arg("--runs-dir")
-            .arg(self.0.join("runs"))
+            .arg(self.0.join(runs))
             .args(extra);
         command
     }
     pub fn run(&self, script: &Path, extra: &[&str]) -> Output {
         self.command(script, extra).output().unwrap()
+    }
+    /// `run` with the runs folder `<ws>/RUNS`.
+    pub fn run_in(&self, script: &Path, runs: &str, extra: &[&str]) -> Output {
+        self.command_in(script, runs, extra).output().unwrap()
     }
     /// `run`, killed after `limit`: None where it had not ended by then (a hang detector for
     /// scripts that used to run for hours, not a speed test).

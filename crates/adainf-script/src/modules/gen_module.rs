@@ -436,6 +436,21 @@ mod tests {
         dir
     }
 
+    /// Runs `source` in a fresh folder `name`: it must fail with an error that names `want`
+    /// and the script's line `line`; with `nothing_written`, no runs folder may exist after.
+    fn refused(name: &str, source: &str, line: usize, want: &str, nothing_written: bool) {
+        let dir = temp(name);
+        let e = run(&dir, source).unwrap_err();
+        assert!(
+            e.contains(want) && e.contains(&format!("diffusion.rhai:{line}:")),
+            "{source}: {e}"
+        );
+        if nothing_written {
+            assert!(!dir.join("runs").exists(), "{source}: nothing written");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     const TINY: &str =
         "steps: 2, batch: 2, channels: 4, channel_mult: [1, 2], attention_at: [], timesteps: 20";
 
@@ -484,17 +499,10 @@ if !one.cached || one.id != gs[1].id || gs[0].id == gs[1].id {{ throw "order"; }
             (format!("#{{ {TINY} }}, #{{ {TINY}, ema: 1.5 }}"), "`ema`"),
             (format!("#{{ {TINY} }}, 3"), "item 1 is"),
         ] {
-            let dir = temp("all-bad");
             let script = format!(
                 "let real = data::synthetic(#{{ n: 4, size: 16 }});\nlet g = gen::diffusion_all(real, [{items}]);\n"
             );
-            let e = run(&dir, &script).unwrap_err();
-            assert!(
-                e.contains(want) && e.contains("diffusion.rhai:2:"),
-                "{items}: {e}"
-            );
-            assert!(!dir.join("runs").exists(), "{items}: nothing written");
-            let _ = std::fs::remove_dir_all(&dir);
+            refused("all-bad", &script, 2, want, true);
         }
     }
 
@@ -509,33 +517,20 @@ if !one.cached || one.id != gs[1].id || gs[0].id == gs[1].id {{ throw "order"; }
             ("precision: \"bf16\"", "precision"),
         ];
         for (i, (opts, want)) in cases.iter().enumerate() {
-            let dir = temp(&format!("bad{i}"));
             let script = format!(
                 "let real = data::synthetic(#{{ n: 4, size: 16 }});\nlet g = gen::diffusion(real, #{{ {opts} }});\n"
             );
-            let e = run(&dir, &script).unwrap_err();
-            assert!(
-                e.contains(want) && e.contains("diffusion.rhai:2:"),
-                "{opts}: {e}"
-            );
-            assert!(!dir.join("runs").exists(), "{opts}: nothing written");
-            let _ = std::fs::remove_dir_all(&dir);
+            refused(&format!("bad{i}"), &script, 2, want, true);
         }
         // Sampling with more steps than the generator's timesteps, or an unknown sampler.
         for (opts, want) in [
             ("steps: 21", "timesteps (20)"),
             ("sampler: \"euler\"", "euler"),
         ] {
-            let dir = temp("badsample");
             let script = format!(
                 "let real = data::synthetic(#{{ n: 4, size: 16 }});\nlet g = gen::diffusion(real, #{{ {TINY} }});\nlet s = gen::sample(g, 2, #{{ {opts} }});\n"
             );
-            let e = run(&dir, &script).unwrap_err();
-            assert!(
-                e.contains(want) && e.contains("diffusion.rhai:3:"),
-                "{opts}: {e}"
-            );
-            let _ = std::fs::remove_dir_all(&dir);
+            refused("badsample", &script, 3, want, false);
         }
     }
 }
