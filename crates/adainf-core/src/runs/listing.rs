@@ -21,8 +21,9 @@ use crate::train::run::{RunResult, RunSpec};
 use crate::train::seal;
 
 /// Where a run folder stands, judged from its files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum RunState {
     /// Finished: sealed, and its records match the seal.
     Done,
@@ -42,23 +43,16 @@ pub enum RunState {
 }
 
 impl RunState {
-    /// The state's name, as listings and reports show it.
+    /// The state's name, as listings and reports show it (serde's, as `--json` writes it).
     pub fn name(self) -> &'static str {
-        match self {
-            RunState::Done => "done",
-            RunState::Damaged => "damaged",
-            RunState::Running => "running",
-            RunState::Claimed => "claimed",
-            RunState::Failed => "failed",
-            RunState::Partial => "partial",
-            RunState::Requested => "requested",
-        }
+        self.into()
     }
 }
 
 /// What a run folder holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum EntryKind {
     /// A contrastive pretraining run (`train::pretrain`).
     Pretrain,
@@ -69,13 +63,9 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    /// The kind's name, as the listing shows it.
+    /// The kind's name, as the listing shows it (serde's, as `--json` writes it).
     pub fn name(self) -> &'static str {
-        match self {
-            EntryKind::Pretrain => "pretrain",
-            EntryKind::Generator => "generator",
-            EntryKind::Samples => "samples",
-        }
+        self.into()
     }
 
     /// The records whose seal makes a run of this kind finished (its weights or images are
